@@ -1,0 +1,445 @@
+"""The local management endpoint, exercised through a real aiobotocore client.
+
+The endpoint is only useful if botocore cannot tell it from API Gateway, so every behaviour is
+asserted the way the engine will observe it: parsed responses, ``ClientError`` codes and HTTP
+statuses, and botocore's connection-error classes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+
+import aioboto3
+import aiohttp
+import anyio
+import botocore.config
+import botocore.exceptions
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from wsfanout.exceptions import ConfigurationError, InvalidInputError
+from wsfanout.local.management import (
+    STAT_KEYS,
+    ConnectionInfo,
+    Faults,
+    ManagementEndpoint,
+    main,
+    serve,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+# Real API Gateway connection ids are base64-like; '=', '/' and '+' must survive URL encoding.
+IDS = ["L0SM9cOFvHcCIhw=", "a/b+c==", "plain"]
+
+
+def _client(endpoint_url: str) -> Any:
+    session = aioboto3.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    return session.client(
+        "apigatewaymanagementapi",
+        endpoint_url=endpoint_url,
+        config=botocore.config.Config(retries={"total_max_attempts": 1}),
+    )
+
+
+@asynccontextmanager
+async def running(
+    endpoint: ManagementEndpoint, path: str = "/prod"
+) -> AsyncIterator[tuple[str, Any]]:
+    """Serve the endpoint on a free port; yield its base URL and a client for ``url + path``."""
+    async with serve(endpoint) as url, _client(url + path) as client:
+        yield url, client
+
+
+async def _error_of(call: Any) -> tuple[str, int]:
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        await call
+    response = info.value.response
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+# -- POST ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/prod", ""], ids=["stage-prefix", "no-prefix"])
+async def test_post_records_payload(path: str) -> None:
+    endpoint = ManagementEndpoint()
+    async with running(endpoint, path) as (_, client):
+        for n, cid in enumerate(IDS):
+            response = await client.post_to_connection(ConnectionId=cid, Data=f"m{n}".encode())
+            assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+        await client.post_to_connection(ConnectionId=IDS[0], Data=b"again")
+    assert endpoint.received(IDS[0]) == [b"m0", b"again"]
+    assert endpoint.received(IDS[1]) == [b"m1"]
+    assert endpoint.received("never") == []
+    assert endpoint.counts() == {IDS[0]: 2, IDS[1]: 1, IDS[2]: 1}
+    assert endpoint.duplicates() == {IDS[0]: 2}
+    assert endpoint.stats() == {**dict.fromkeys(STAT_KEYS, 0), "posts": 4, "delivered": 4}
+
+
+async def test_configured_stage_refuses_other_stages() -> None:
+    endpoint = ManagementEndpoint(stage="prod")
+    async with running(endpoint, "/dev") as (_, client):
+        code, status = await _error_of(client.post_to_connection(ConnectionId="a", Data=b"x"))
+    assert (code, status) == ("ForbiddenException", 403)
+    assert endpoint.counts() == {}
+
+
+async def test_payload_limit_is_128_kib() -> None:
+    endpoint = ManagementEndpoint()
+    async with running(endpoint) as (_, client):
+        await client.post_to_connection(ConnectionId="a", Data=b"x" * 131072)
+        for size in (131073, 1024 * 1024):
+            call = client.post_to_connection(ConnectionId="a", Data=b"x" * size)
+            assert await _error_of(call) == ("PayloadTooLargeException", 413)
+    assert endpoint.counts() == {"a": 1}
+    assert endpoint.stats()["too_large"] == 2
+
+
+# -- GET / DELETE / membership -------------------------------------------------------------------
+
+
+async def test_get_connection_parses_with_datetimes() -> None:
+    connected = datetime(2024, 5, 7, 14, 53, 35, 208000, tzinfo=UTC)
+    endpoint = ManagementEndpoint()
+    endpoint.add(
+        IDS[0], ConnectionInfo(connected_at=connected, source_ip="10.0.0.1", user_agent="ua")
+    )
+    async with running(endpoint) as (_, client):
+        described = await client.get_connection(ConnectionId=IDS[0])
+        unknown = await client.get_connection(ConnectionId="seeded-elsewhere")
+    assert isinstance(described["ConnectedAt"], datetime)
+    assert described["ConnectedAt"].tzinfo is not None
+    assert described["ConnectedAt"] == connected
+    assert described["LastActiveAt"] == connected
+    assert described["Identity"] == {"SourceIp": "10.0.0.1", "UserAgent": "ua"}
+    # Open mode: an id nobody described is live and still parses.
+    assert isinstance(unknown["ConnectedAt"], datetime)
+    assert unknown["Identity"]["SourceIp"] == "127.0.0.1"
+
+
+async def test_delete_makes_the_connection_gone() -> None:
+    endpoint = ManagementEndpoint()
+    async with running(endpoint) as (_, client):
+        deleted = await client.delete_connection(ConnectionId=IDS[0])
+        assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
+        assert not endpoint.is_live(IDS[0])
+        post = client.post_to_connection(ConnectionId=IDS[0], Data=b"x")
+        assert await _error_of(post) == ("GoneException", 410)
+        assert await _error_of(client.get_connection(ConnectionId=IDS[0])) == ("GoneException", 410)
+        call = client.delete_connection(ConnectionId=IDS[0])
+        assert await _error_of(call) == ("GoneException", 410)
+        endpoint.add(IDS[0])  # a reconnect under the same id
+        await client.post_to_connection(ConnectionId=IDS[0], Data=b"back")
+    assert endpoint.received(IDS[0]) == [b"back"]
+    assert endpoint.stats()["gone"] == 1
+
+
+async def test_gone_exception_is_botocores_modelled_class() -> None:
+    endpoint = ManagementEndpoint(live=[])
+    async with running(endpoint) as (_, client):
+        with pytest.raises(client.exceptions.GoneException):
+            await client.post_to_connection(ConnectionId="a", Data=b"x")
+
+
+async def test_live_set_mode() -> None:
+    endpoint = ManagementEndpoint(live=["a"])
+    assert endpoint.is_live("a")
+    assert not endpoint.is_live("b")
+    async with running(endpoint) as (_, client):
+        await client.post_to_connection(ConnectionId="a", Data=b"1")
+        assert await _error_of(client.post_to_connection(ConnectionId="b", Data=b"1")) == (
+            "GoneException",
+            410,
+        )
+        endpoint.add("b")
+        await client.post_to_connection(ConnectionId="b", Data=b"2")
+        assert endpoint.remove("a")
+        assert not endpoint.remove("a")
+        assert await _error_of(client.post_to_connection(ConnectionId="a", Data=b"3")) == (
+            "GoneException",
+            410,
+        )
+    assert endpoint.counts() == {"a": 1, "b": 1}
+
+
+def test_live_and_store_are_exclusive() -> None:
+    with pytest.raises(ConfigurationError):
+        ManagementEndpoint(live=[], store=ManagementEndpoint().store)
+    with pytest.raises(InvalidInputError):
+        ManagementEndpoint(stage="a/b")
+
+
+# -- faults --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("faults", "code", "status", "counter"),
+    [
+        (Faults(throttle_rate=1.0), "LimitExceededException", 429, "throttled"),
+        (Faults(error_rate=1.0), "InternalServerErrorException", 500, "errors"),
+    ],
+    ids=["throttle", "error"],
+)
+async def test_post_faults_surface_with_their_codes(
+    faults: Faults, code: str, status: int, counter: str
+) -> None:
+    endpoint = ManagementEndpoint(faults=faults)
+    async with running(endpoint) as (_, client):
+        assert await _error_of(client.post_to_connection(ConnectionId="a", Data=b"x")) == (
+            code,
+            status,
+        )
+        # Only POST is affected.
+        await client.get_connection(ConnectionId="a")
+    assert endpoint.counts() == {}
+    assert endpoint.stats()[counter] == 1
+
+
+async def test_gone_wins_over_other_faults() -> None:
+    endpoint = ManagementEndpoint(faults=Faults(gone_ids=frozenset({"g="}), throttle_rate=1.0))
+    async with running(endpoint) as (_, client):
+        assert await _error_of(client.post_to_connection(ConnectionId="g=", Data=b"x")) == (
+            "GoneException",
+            410,
+        )
+    assert endpoint.stats()["throttled"] == 0
+
+
+async def test_drop_closes_the_connection_without_an_answer() -> None:
+    endpoint = ManagementEndpoint(faults=Faults(drop_rate=1.0))
+    async with running(endpoint) as (_, client):
+        with pytest.raises(botocore.exceptions.ConnectionClosedError):
+            await client.post_to_connection(ConnectionId="a", Data=b"x")
+        endpoint.faults = Faults()
+        await client.post_to_connection(ConnectionId="a", Data=b"y")  # the server is still fine
+    assert endpoint.received("a") == [b"y"]
+    assert endpoint.stats()["dropped"] == 1
+
+
+async def test_per_request_faults_are_reproducible_from_the_seed() -> None:
+    async def outcomes(endpoint: ManagementEndpoint, client: Any) -> list[int]:
+        result = []
+        for n in range(40):
+            try:
+                await client.post_to_connection(ConnectionId=f"c{n}", Data=b"x")
+                result.append(200)
+            except botocore.exceptions.ClientError as exc:
+                result.append(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+        return result
+
+    faults = Faults(throttle_rate=0.3, error_rate=0.2, seed=7)
+    first_endpoint, second_endpoint = (
+        ManagementEndpoint(faults=faults),
+        ManagementEndpoint(faults=faults),
+    )
+    async with running(first_endpoint) as (_, first), running(second_endpoint) as (_, second):
+        run = await outcomes(first_endpoint, first)
+        assert await outcomes(second_endpoint, second) == run
+        first_endpoint.reset()
+        assert await outcomes(first_endpoint, first) == run
+    assert {200, 429, 500} == set(run)
+
+
+async def test_latency_delays_every_answer() -> None:
+    endpoint = ManagementEndpoint(faults=Faults(latency_s=0.05))
+    async with running(endpoint) as (_, client):
+        await client.post_to_connection(ConnectionId="warm", Data=b"x")
+        started = time.monotonic()
+        await client.post_to_connection(ConnectionId="a", Data=b"x")
+        assert time.monotonic() - started >= 0.05
+
+
+def test_is_gone_is_deterministic_and_roughly_at_rate() -> None:
+    ids = [f"conn-{n}=" for n in range(10_000)]
+    faults = Faults(gone_rate=0.05, seed=1)
+    gone = {cid for cid in ids if faults.is_gone(cid)}
+    assert gone == {cid for cid in ids if Faults(gone_rate=0.05, seed=1).is_gone(cid)}
+    assert 400 <= len(gone) <= 600
+    assert gone != {cid for cid in ids if Faults(gone_rate=0.05, seed=2).is_gone(cid)}
+    assert not any(Faults(gone_rate=0.0).is_gone(cid) for cid in ids[:100])
+    assert all(Faults(gone_rate=1.0).is_gone(cid) for cid in ids[:100])
+    assert Faults(gone_ids=frozenset({"x"})).is_gone("x")
+
+
+async def test_server_agrees_with_is_gone() -> None:
+    faults = Faults(gone_rate=0.3, seed=3)
+    ids = [f"id{n}=" for n in range(100)]
+    endpoint = ManagementEndpoint(faults=faults)
+    refused = set()
+    async with running(endpoint) as (_, client):
+        for cid in ids:
+            try:
+                await client.post_to_connection(ConnectionId=cid, Data=b"x")
+            except client.exceptions.GoneException:
+                refused.add(cid)
+    assert refused == {cid for cid in ids if faults.is_gone(cid)}
+    assert refused
+    assert set(endpoint.counts()) == set(ids) - refused
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"gone_rate": 1.5},
+        {"throttle_rate": -0.1},
+        {"throttle_rate": 0.6, "error_rate": 0.5},
+        {"latency_s": -1.0},
+    ],
+)
+def test_faults_reject_impossible_values(kwargs: dict[str, float]) -> None:
+    with pytest.raises(InvalidInputError):
+        Faults(**kwargs)  # type: ignore[arg-type]
+
+
+# -- authorisation -------------------------------------------------------------------------------
+
+
+async def test_unsigned_requests_are_forbidden() -> None:
+    endpoint = ManagementEndpoint()
+    async with serve(endpoint) as url, aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/prod/@connections/a%3D", data=b"x") as response:
+            assert response.status == 403
+            assert response.headers["x-amzn-ErrorType"] == "ForbiddenException"
+            assert "message" in await response.json()
+        async with http.get(f"{url}/@connections/a%3D") as response:
+            assert response.status == 403
+    assert endpoint.counts() == {}
+    assert endpoint.stats()["forbidden"] == 1
+
+
+async def test_signature_can_be_optional() -> None:
+    endpoint = ManagementEndpoint(require_signature=False)
+    async with (
+        serve(endpoint) as url,
+        aiohttp.ClientSession() as http,
+        http.post(f"{url}/prod/@connections/a%3D", data=b"x") as response,
+    ):
+        assert response.status == 200
+    assert endpoint.received("a=") == [b"x"]
+
+
+async def test_forbid_all_simulates_wrong_credentials() -> None:
+    endpoint = ManagementEndpoint(forbid_all=True)
+    async with running(endpoint) as (_, client):
+        with pytest.raises(client.exceptions.ForbiddenException):
+            await client.post_to_connection(ConnectionId="a", Data=b"x")
+        endpoint.forbid_all = False
+        await client.post_to_connection(ConnectionId="a", Data=b"x")
+
+
+async def test_unknown_paths_answer_like_api_gateway() -> None:
+    async with serve(ManagementEndpoint()) as url, aiohttp.ClientSession() as http:
+        async with http.put(f"{url}/prod/@connections/a") as response:
+            assert response.status == 403
+            assert response.headers["x-amzn-ErrorType"] == "ForbiddenException"
+        async with http.get(f"{url}/nothing/here/at/all") as response:
+            assert response.status == 403
+
+
+# -- records and control routes ------------------------------------------------------------------
+
+
+async def test_counts_only_mode() -> None:
+    endpoint = ManagementEndpoint(keep_payloads=False)
+    async with running(endpoint) as (_, client):
+        await client.post_to_connection(ConnectionId="a", Data=b"x")
+    assert endpoint.counts() == {"a": 1}
+    with pytest.raises(ConfigurationError):
+        endpoint.received("a")
+
+
+async def test_control_routes() -> None:
+    endpoint = ManagementEndpoint(faults=Faults(gone_ids=frozenset({"g"})))
+    async with running(endpoint) as (url, client), aiohttp.ClientSession() as http:
+        for cid in ("a", "a", "b", "g"):
+            with suppress(client.exceptions.GoneException):
+                await client.post_to_connection(ConnectionId=cid, Data=b"x")
+        async with http.get(f"{url}/_wsfanout/stats") as response:
+            stats = await response.json()
+        assert stats == {
+            **dict.fromkeys(STAT_KEYS, 0),
+            "posts": 4,
+            "delivered": 3,
+            "gone": 1,
+            "unique": 2,
+            "duplicates": 1,
+        }
+        async with http.get(f"{url}/_wsfanout/counts") as response:
+            assert await response.json() == {"a": 2, "b": 1}
+        async with http.post(f"{url}/_wsfanout/reset") as response:
+            assert response.status == 204
+        async with http.get(f"{url}/_wsfanout/stats") as response:
+            assert set((await response.json()).values()) == {0}
+    assert endpoint.counts() == {}
+    assert endpoint.received("a") == []
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+async def test_module_entry_point_prints_ready_and_serves() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "wsfanout.local.management",
+        "--port", "0",
+        "--stage", "prod",
+        "--latency", "0.001",
+        "--gone-rate", "0",
+        "--seed", "1",
+        "--no-payloads",
+    ]  # fmt: skip
+    process = await anyio.open_process(command, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        with anyio.fail_after(30):
+            line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 200)
+        word, url = line.decode().split(" ")
+        assert word == "READY"
+        assert url.startswith("http://127.0.0.1:")
+        async with _client(f"{url}/prod") as client, aiohttp.ClientSession() as http:
+            with anyio.fail_after(30):
+                await client.post_to_connection(ConnectionId="a=", Data=b"x")
+                async with http.get(f"{url}/_wsfanout/counts") as response:
+                    assert await response.json() == {"a=": 1}
+        process.terminate()
+        with anyio.fail_after(30):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with anyio.move_on_after(10, shield=True):
+            await process.aclose()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--gone-rate", "2"],
+        ["--latency", "-1"],
+        ["--port", "http"],
+        ["--throttle-rate", "0.7", "--error-rate", "0.7"],
+        ["--stage", "a/b"],
+        ["--bogus"],
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "error:" in err

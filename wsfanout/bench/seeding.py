@@ -1,0 +1,64 @@
+"""Fill a registry table fast, in the classic seed layout or ours (benchmarks, tests, demos)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .. import table as t
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+__all__ = ["classic_item", "connection_ids", "seed_items"]
+
+
+def connection_ids(count: int, prefix: str = "c") -> list[str]:
+    """API Gateway-looking ids (base64-ish, ending in ``=``), unique and stable per index."""
+    return [f"{prefix}{i:07d}AbCd=" for i in range(count)]
+
+
+def classic_item(connection_id: str, ttl_seconds: int = 7200) -> dict[str, Any]:
+    """The item a plain ``$connect`` handler writes: only PK, SK, connectionId, connectedAt, ttl."""
+    return {
+        t.PK: {"S": t.connection_pk(connection_id)},
+        t.SK: {"S": t.CONNECTION_SK},
+        "connectionId": {"S": connection_id},
+        "connectedAt": {"S": "2026-01-01T00:00:00.000Z"},
+        t.TTL_ATTRIBUTE: {"N": str(int(time.time()) + ttl_seconds)},
+    }
+
+
+async def seed_items(
+    client: DynamoDBClient,
+    table_name: str,
+    items: Iterable[dict[str, Any]],
+    *,
+    concurrency: int = 8,
+) -> int:
+    """Write items with BatchWriteItem (25 a call, ``concurrency`` calls at once)."""
+    batches: list[Sequence[dict[str, Any]]] = []
+    batch: list[dict[str, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == 25:
+            batches.append(batch)
+            batch = []
+    if batch:
+        batches.append(batch)
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def write(chunk: Sequence[dict[str, Any]]) -> None:
+        async with limiter:
+            requests: list[Any] = [{"PutRequest": {"Item": item}} for item in chunk]
+            while requests:
+                answer = await client.batch_write_item(RequestItems={table_name: requests})
+                requests = list(answer.get("UnprocessedItems", {}).get(table_name, []))
+
+    async with anyio.create_task_group() as tasks:
+        for chunk in batches:
+            tasks.start_soon(write, chunk)
+    return sum(len(chunk) for chunk in batches)

@@ -1,0 +1,85 @@
+"""The one exception tree of wsfanout.
+
+Every error the package raises on purpose derives from :class:`WsFanoutError`, grouped by the
+layer that detects it::
+
+    WsFanoutError
+    ├── ConfigurationError            settings missing or contradictory (no table, no endpoint)
+    ├── InvalidInputError             a job, frame, target or argument that cannot be accepted
+    │   └── PayloadTooLargeError      payload above API Gateway's 128 KiB, caught before any send
+    ├── RegistryError                 a DynamoDB call on the connection registry failed
+    │   ├── ConnectionExistsError     a conditional put met an existing connection id
+    │   └── ConnectionNotFoundError   an operation needs a connection the registry lacks
+    └── DeliveryError                 the management API refused a job as a whole
+        └── ForbiddenError            403: wrong endpoint or credentials; the job is aborted
+
+Per-connection outcomes (gone, throttled, transient) are *not* exceptions: the engine counts them
+in its report, because one bad connection must never stop a broadcast.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ConnectionExistsError",
+    "ConnectionNotFoundError",
+    "DeliveryError",
+    "ForbiddenError",
+    "InvalidInputError",
+    "PayloadTooLargeError",
+    "RegistryError",
+    "WsFanoutError",
+]
+
+
+class WsFanoutError(Exception):
+    """Base of every error wsfanout raises on purpose."""
+
+
+class ConfigurationError(WsFanoutError):
+    """Raised when settings are missing or contradictory, before any AWS call is made."""
+
+
+class InvalidInputError(WsFanoutError, ValueError):
+    """Raised when a job, client frame, target or argument cannot be accepted as given."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """Raised before the first send when a payload exceeds API Gateway's message limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"payload is {size} bytes; API Gateway accepts at most {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class RegistryError(WsFanoutError):
+    """Raised when a DynamoDB call on the connection registry fails."""
+
+
+class ConnectionExistsError(RegistryError):
+    """Raised when storing a connection whose id is already in the registry."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"connection {connection_id!r} is already registered")
+        self.connection_id = connection_id
+
+
+class ConnectionNotFoundError(RegistryError):
+    """Raised when an operation (such as joining a room) needs a connection that is not stored."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"connection {connection_id!r} is not in the registry")
+        self.connection_id = connection_id
+
+
+class DeliveryError(WsFanoutError):
+    """Raised when the management API refuses a whole job rather than one connection."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class ForbiddenError(DeliveryError):
+    """Raised on a 403 from the management API: the endpoint or credentials are wrong."""

@@ -1,0 +1,96 @@
+"""Local services in their own processes: moto server and the management endpoint.
+
+Benchmarks and tests run these apart from the code under test, so the server's CPU is not billed
+to the engine and neither shares the other's event loop or GIL. Both bind to 127.0.0.1 on a free
+port, and both are stopped when their ``with`` block ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from ..exceptions import ConfigurationError
+
+__all__ = ["endpoint_process", "free_port", "moto_server"]
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def moto_server(startup_timeout: float = 30.0) -> Iterator[str]:
+    """Run ``moto.server`` on 127.0.0.1 and yield its URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603  (our own interpreter, fixed arguments)
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_clean_env(),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        give_up = time.monotonic() + startup_timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310
+                    break
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None or time.monotonic() > give_up:
+                    raise ConfigurationError(
+                        f"moto server did not start on {url} (is moto[server] installed?)"
+                    ) from None
+                time.sleep(0.05)  # polling a starting process, bounded by give_up
+        yield url
+    finally:
+        _stop(proc)
+
+
+@contextmanager
+def endpoint_process(args: Sequence[str] = (), startup_timeout: float = 30.0) -> Iterator[str]:
+    """Run the local management endpoint (``python -m wsfanout.local.management ARGS``).
+
+    Yields its base URL (no stage) once it printed ``READY``.
+    """
+    proc = subprocess.Popen(  # noqa: S603  (our own interpreter, our own module)
+        [sys.executable, "-m", "wsfanout.local.management", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_clean_env(),
+    )
+    try:
+        assert proc.stdout is not None  # noqa: S101  (PIPE was requested)
+        ready, _, _ = select.select([proc.stdout], [], [], startup_timeout)
+        line = proc.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("READY "):
+            proc.wait(timeout=startup_timeout)
+            error = proc.stderr.read().decode().strip() if proc.stderr else ""
+            raise ConfigurationError(f"management endpoint did not start: {error or line}")
+        yield line.split(" ", 1)[1]
+    finally:
+        _stop(proc)

@@ -1,0 +1,62 @@
+"""Typed settings, read once from the environment.
+
+This is the only module that reads configuration from the environment. Arguments passed in code
+override it: ``Settings(connections_table="t")`` wins over ``CONNECTIONS_TABLE``. Local endpoints
+(moto, the emulator) are *not* settings here: botocore reads its own ``AWS_ENDPOINT_URL`` /
+``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL_SQS`` variables, so every AWS tool agrees.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .exceptions import ConfigurationError
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Configuration of wsfanout; each field maps to the upper-case environment variable."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    connections_table: str | None = Field(
+        default=None, description="DynamoDB table holding the connection registry."
+    )
+    broadcast_queue_url: str | None = Field(
+        default=None, description="SQS queue that carries broadcast jobs."
+    )
+    apigw_management_endpoint: str | None = Field(
+        default=None,
+        description="https://{domain}/{stage}; when unset it is derived from each route event.",
+    )
+    aws_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("aws_region", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    connection_ttl_seconds: int = Field(
+        default=2 * 3600 + 600,
+        gt=0,
+        description="TTL of registry items; API Gateway closes connections after 2 hours anyway.",
+    )
+    fanout_concurrency: int = Field(default=128, ge=1, le=4096)
+    fanout_max_attempts: int = Field(default=5, ge=1, le=20)
+    fanout_backoff_base_s: float = Field(default=0.05, gt=0)
+    fanout_backoff_max_s: float = Field(default=2.0, gt=0)
+    fanout_request_timeout_s: float = Field(default=10.0, gt=0)
+    registry_page_size: int = Field(default=1000, ge=1, le=10000)
+
+    def require_table(self) -> str:
+        """Return the registry table name, or explain how to configure it."""
+        if not self.connections_table:
+            raise ConfigurationError("no registry table: set CONNECTIONS_TABLE (or --table)")
+        return self.connections_table
+
+    def require_endpoint(self) -> str:
+        """Return the management endpoint, or explain how to configure it."""
+        if not self.apigw_management_endpoint:
+            raise ConfigurationError(
+                "no management endpoint: set APIGW_MANAGEMENT_ENDPOINT (or --endpoint)"
+            )
+        return self.apigw_management_endpoint

@@ -59,6 +59,7 @@ __all__ = [
     "Recipient",
     "RecipientSource",
     "Registry",
+    "RegistryError",
     "RetryPolicy",
     "RoomTarget",
     "Settings",

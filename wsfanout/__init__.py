@@ -20,6 +20,7 @@ from .exceptions import (
 from .fanout import Fanout
 from .gateway import ManagementGateway
 from .interfaces import Gateway, Outcome, Recipient, RecipientSource
+from .lean import LeanGateway
 from .models import (
     AllTarget,
     BroadcastJob,
@@ -53,6 +54,7 @@ __all__ = [
     "ForbiddenError",
     "Gateway",
     "InvalidInputError",
+    "LeanGateway",
     "ManagementGateway",
     "Outcome",
     "PayloadTooLargeError",

@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING, Self
 import aioboto3
 from botocore.config import Config
 
+from .fanout import Fanout
 from .gateway import ManagementGateway
+from .interfaces import Gateway
+from .lean import LeanGateway
 from .registry import Registry
 from .settings import Settings
+from .throttle import RetryPolicy
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -34,6 +38,7 @@ class Clients:
         self._stack = AsyncExitStack()
         self._registry: Registry | None = None
         self._gateway: ManagementGateway | None = None
+        self._sender: Gateway | None = None
         self._sqs: SQSClient | None = None
 
     async def __aenter__(self) -> Self:
@@ -46,7 +51,7 @@ class Clients:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._registry = self._gateway = self._sqs = None
+        self._registry = self._gateway = self._sender = self._sqs = None
         await self._stack.__aexit__(exc_type, exc, tb)
 
     async def registry(self) -> Registry:
@@ -69,7 +74,7 @@ class Clients:
         return self._registry
 
     async def gateway(self) -> ManagementGateway:
-        """The management API gateway; the configured endpoint is the default one."""
+        """The full management API (GetConnection, DeleteConnection too) over aiobotocore."""
         if self._gateway is None:
             self._gateway = await self._stack.enter_async_context(
                 ManagementGateway(
@@ -81,6 +86,38 @@ class Clients:
                 )
             )
         return self._gateway
+
+    async def sender(self) -> Gateway:
+        """What the engine posts through: the lean transport, or the aiobotocore client."""
+        if self._sender is None:
+            settings = self.settings
+            if settings.fanout_transport == "botocore":
+                self._sender = await self.gateway()
+            else:
+                self._sender = await self._stack.enter_async_context(
+                    LeanGateway(
+                        self.session,
+                        default_endpoint=settings.apigw_management_endpoint,
+                        region=settings.aws_region,
+                        pool_size=settings.fanout_concurrency,
+                        timeout_s=settings.fanout_request_timeout_s,
+                    )
+                )
+        return self._sender
+
+    async def fanout(self) -> Fanout:
+        """A fan-out engine over this registry and gateway, tuned by the settings."""
+        settings = self.settings
+        return Fanout(
+            await self.registry(),
+            await self.sender(),
+            concurrency=settings.fanout_concurrency,
+            retry=RetryPolicy(
+                max_attempts=settings.fanout_max_attempts,
+                base_s=settings.fanout_backoff_base_s,
+                max_s=settings.fanout_backoff_max_s,
+            ),
+        )
 
     async def sqs(self) -> SQSClient:
         """An SQS client (for enqueuing broadcast jobs)."""

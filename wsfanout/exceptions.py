@@ -52,6 +52,9 @@ class PayloadTooLargeError(InvalidInputError):
         self.size = size
         self.limit = limit
 
+    def __reduce__(self) -> tuple[type[PayloadTooLargeError], tuple[int, int]]:
+        return type(self), (self.size, self.limit)
+
 
 class RegistryError(WsFanoutError):
     """Raised when a DynamoDB call on the connection registry fails."""
@@ -64,6 +67,9 @@ class ConnectionExistsError(RegistryError):
         super().__init__(f"connection {connection_id!r} is already registered")
         self.connection_id = connection_id
 
+    def __reduce__(self) -> tuple[type[ConnectionExistsError], tuple[str]]:
+        return type(self), (self.connection_id,)
+
 
 class ConnectionNotFoundError(RegistryError):
     """Raised when an operation (such as joining a room) needs a connection that is not stored."""
@@ -71,6 +77,9 @@ class ConnectionNotFoundError(RegistryError):
     def __init__(self, connection_id: str) -> None:
         super().__init__(f"connection {connection_id!r} is not in the registry")
         self.connection_id = connection_id
+
+    def __reduce__(self) -> tuple[type[ConnectionNotFoundError], tuple[str]]:
+        return type(self), (self.connection_id,)
 
 
 class DeliveryError(WsFanoutError):

@@ -142,7 +142,7 @@ class Fanout:
         recipients_in, recipients_out = anyio.create_memory_object_stream[tuple[int, Recipient]](
             self._buffer_size
         )
-        gone_in, gone_out = anyio.create_memory_object_stream[str](self._buffer_size)
+        gone_in, gone_out = anyio.create_memory_object_stream[Recipient](self._buffer_size)
         pages = self._source.pages(
             target, segment=segment, total_segments=total_segments, cursor=cursor
         )
@@ -200,7 +200,7 @@ class Fanout:
                     return  # every sender stopped at the deadline first
                 run.exhausted = True
 
-    async def _cleanup(self, inbox: MemoryObjectReceiveStream[str], run: _Run) -> None:
+    async def _cleanup(self, inbox: MemoryObjectReceiveStream[Recipient], run: _Run) -> None:
         """Batch-delete gone connections; batches grow by themselves while a delete is slow."""
         async with inbox:
             async for first in inbox:
@@ -211,7 +211,7 @@ class Fanout:
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 try:
-                    await self._source.remove_connections(batch)
+                    await self._source.remove_gone(batch)
                 except WsFanoutError:
                     run.cleanup_failed += len(batch)
                 else:
@@ -233,7 +233,7 @@ class _Sender:
     async def loop(
         self,
         inbox: MemoryObjectReceiveStream[tuple[int, Recipient]],
-        gone: MemoryObjectSendStream[str],
+        gone: MemoryObjectSendStream[Recipient],
     ) -> None:
         """Take recipients until the buffer ends or the deadline passes (checked before taking)."""
         deadline = self.deadline
@@ -249,7 +249,7 @@ class _Sender:
                     continue
                 outcome = await self.deliver(recipient)
                 if outcome is Outcome.GONE:
-                    await gone.send(recipient.connection_id)
+                    await gone.send(recipient)
                 if self.on_progress is not None:
                     self.on_progress(1)
 
@@ -271,11 +271,12 @@ class _Sender:
                 run.gone += 1
                 return outcome
             if outcome is Outcome.FORBIDDEN:
+                url = recipient.endpoint or engine.gateway.default_endpoint
                 raise ForbiddenError(
-                    f"the management endpoint answered 403 for {recipient.connection_id!r}: "
-                    "check APIGW_MANAGEMENT_ENDPOINT and the credentials' "
-                    "execute-api:ManageConnections permission",
-                    endpoint=recipient.endpoint,
+                    f"the management endpoint {url} answered 403 (posting to "
+                    f"{recipient.connection_id!r}): check the endpoint URL and that the "
+                    "credentials may execute-api:ManageConnections on it",
+                    endpoint=url,
                 )
             if outcome is Outcome.TOO_LARGE:
                 raise PayloadTooLargeError(len(payload), MAX_PAYLOAD_BYTES)

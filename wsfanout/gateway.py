@@ -114,6 +114,11 @@ class ManagementGateway:
         self._stack = AsyncExitStack()
         self._lock = anyio.Lock()
 
+    @property
+    def default_endpoint(self) -> str | None:
+        """The endpoint for connections whose registry item names none."""
+        return self._default_endpoint
+
     async def __aenter__(self) -> Self:
         await self._stack.__aenter__()
         return self

@@ -59,7 +59,7 @@ class Recipient:
 
 
 class RecipientSource(Protocol):
-    """Streams the connections of a target page by page, and forgets connections that are gone."""
+    """Streams the connections of a target page by page, and forgets the ones that are gone."""
 
     def pages(
         self,
@@ -72,13 +72,19 @@ class RecipientSource(Protocol):
         """Yield pages of recipients in a stable order, starting after ``cursor``."""
         ...
 
-    async def remove_connections(self, connection_ids: Sequence[str]) -> int:
-        """Delete these connections and their memberships; return how many were removed."""
+    async def remove_gone(self, recipients: Sequence[Recipient]) -> int:
+        """Forget connections that answered 410: their connection items and the items they were
+        found through. Return how many items were deleted."""
         ...
 
 
 class Gateway(Protocol):
     """Posts one frame to one connection and classifies the answer; never raises for HTTP errors."""
+
+    @property
+    def default_endpoint(self) -> str | None:
+        """The endpoint used for connections that carry none (for messages and diagnostics)."""
+        ...
 
     async def post(self, connection_id: str, data: bytes, endpoint: str | None = None) -> Outcome:
         """Send ``data`` to ``connection_id`` via ``endpoint`` (or the default endpoint)."""

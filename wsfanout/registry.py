@@ -18,10 +18,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import table as t
 from .exceptions import (
+    ConfigurationError,
     ConnectionExistsError,
     ConnectionNotFoundError,
     InvalidInputError,
     RegistryError,
+    WsFanoutError,
 )
 from .interfaces import Recipient
 from .models import (
@@ -42,6 +44,7 @@ __all__ = ["Registry"]
 _BATCH_WRITE_MAX = 25
 _BATCH_GET_MAX = 100
 _UNPROCESSED_ATTEMPTS = 8
+_FIRST_PAGE = 100  # a small first page gets the senders going while the big pages load
 
 
 def _s(value: str) -> dict[str, str]:
@@ -150,14 +153,35 @@ class Registry:
 
     async def delete(self, connection_id: str) -> int:
         """Remove a connection and all its room memberships; return the items deleted."""
-        return await self.remove_connections([connection_id])
+        keys = [key async for key in self._keys_of(connection_id)]
+        await self._batch_delete(keys)
+        return len(keys)
 
     async def remove_connections(self, connection_ids: Sequence[str]) -> int:
-        """Remove these connections with all their memberships, in batches of 25 deletes."""
+        """Remove several connections with all their memberships (one Query each)."""
         keys: list[dict[str, Any]] = []
         for connection_id in connection_ids:
             keys.extend([key async for key in self._keys_of(connection_id)])
         await self._batch_delete(keys)
+        return len(keys)
+
+    async def remove_gone(self, recipients: Sequence[Recipient]) -> int:
+        """Forget connections that answered 410, without reading anything first.
+
+        Deletes each connection item and the item the broadcast found it through (a room
+        membership, say), in batches of 25. Looking up every other membership would cost a Query
+        per gone connection in the middle of a broadcast; instead a membership left behind is
+        met by the next broadcast to its room, answers 410 in turn and is deleted then, and its
+        ttl reaps it regardless.
+        """
+        keys: dict[tuple[str, str], dict[str, Any]] = {}
+        for recipient in recipients:
+            pk = t.connection_pk(recipient.connection_id)
+            keys[pk, t.CONNECTION_SK] = _key(pk, t.CONNECTION_SK)
+            found = recipient.key
+            if found and t.PK in found and t.SK in found:
+                keys[found[t.PK], found[t.SK]] = _key(found[t.PK], found[t.SK])
+        await self._batch_delete(list(keys.values()))
         return len(keys)
 
     async def _keys_of(self, connection_id: str) -> AsyncIterator[dict[str, Any]]:
@@ -293,7 +317,7 @@ class Registry:
             "ProjectionExpression": "PK, SK, #ep",
             "ExpressionAttributeNames": {"#ep": "endpoint"},
             "ExpressionAttributeValues": {":conn": _s(t.CONNECTION_SK)},
-            "Limit": self.page_size,
+            "Limit": min(self.page_size, _FIRST_PAGE),
         }
         if segment is not None:
             kwargs["Segment"] = segment
@@ -304,6 +328,7 @@ class Registry:
             if start:
                 kwargs["ExclusiveStartKey"] = start
             answer = await self._call("Scan", self._client.scan(**kwargs))
+            kwargs["Limit"] = self.page_size
             page = [
                 Recipient(
                     t.connection_id_from_pk(item[t.PK]["S"]),
@@ -328,7 +353,7 @@ class Registry:
             "ProjectionExpression": "PK, SK, GSI1PK, GSI1SK, #ep",
             "ExpressionAttributeNames": {"#ep": "endpoint"},
             "ExpressionAttributeValues": {":pk": _s(gsi1pk)},
-            "Limit": self.page_size,
+            "Limit": min(self.page_size, _FIRST_PAGE),
         }
         start = _low_level_key(cursor.after) if cursor and cursor.after else None
         names = (t.PK, t.SK, t.GSI1PK, t.GSI1SK)
@@ -336,6 +361,7 @@ class Registry:
             if start:
                 kwargs["ExclusiveStartKey"] = start
             answer = await self._call("Query", self._client.query(**kwargs))
+            kwargs["Limit"] = self.page_size
             page = [
                 Recipient(
                     t.connection_id_from_pk(item[t.PK]["S"]),
@@ -415,7 +441,10 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _registry_error(operation: str, exc: BaseException) -> RegistryError:
+def _registry_error(operation: str, exc: BaseException) -> WsFanoutError:
+    """Wrap a DynamoDB failure; a missing table is a configuration problem, not an outage."""
+    if isinstance(exc, ClientError) and _code(exc) == "ResourceNotFoundException":
+        return ConfigurationError(f"DynamoDB {operation}: {exc.response['Error'].get('Message')}")
     return RegistryError(f"DynamoDB {operation} failed: {exc}")
 
 

@@ -8,6 +8,8 @@ override it: ``Settings(connections_table="t")`` wins over ``CONNECTIONS_TABLE``
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -45,6 +47,10 @@ class Settings(BaseSettings):
     fanout_backoff_base_s: float = Field(default=0.05, gt=0)
     fanout_backoff_max_s: float = Field(default=2.0, gt=0)
     fanout_request_timeout_s: float = Field(default=10.0, gt=0)
+    fanout_transport: Literal["lean", "botocore"] = Field(
+        default="lean",
+        description="'lean': signed aiohttp posts (fast); 'botocore': the aiobotocore client.",
+    )
     registry_page_size: int = Field(default=1000, ge=1, le=10000)
 
     def require_table(self) -> str:

@@ -1,0 +1,285 @@
+"""The ``wsfanout`` command line: a thin edge over the core.
+
+It reads arguments, builds :class:`~wsfanout.settings.Settings` (arguments override the
+environment), runs one core coroutine and prints the result. Exit status: 0 when nothing failed,
+1 when some sends failed, 2 for bad input or configuration, always with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import anyio
+from botocore.exceptions import NoCredentialsError, NoRegionError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .clients import Clients
+from .exceptions import (
+    ConfigurationError,
+    DeliveryError,
+    InvalidInputError,
+    RegistryError,
+)
+from .models import (
+    MAX_PAYLOAD_BYTES,
+    AllTarget,
+    ConnectionsTarget,
+    FanoutReport,
+    RoomTarget,
+    Target,
+    UsersTarget,
+)
+from .settings import Settings
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage dump) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree (also used by the docs and tests)."""
+    parser = _Parser(prog="wsfanout", description=__doc__.splitlines()[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    send = commands.add_parser(
+        "broadcast",
+        help="send one message to all connections, a room, users or listed connections",
+        description="Run the fan-out engine directly (no queue) and print its report.",
+    )
+    payload = send.add_mutually_exclusive_group(required=True)
+    payload.add_argument("--data", help="the text frame to send")
+    payload.add_argument("--data-base64", help="a binary frame, base64-encoded")
+    target = send.add_mutually_exclusive_group()
+    target.add_argument("--room", help="every member of this room")
+    target.add_argument(
+        "--user", action="append", dest="users", metavar="USER", help="a user (repeatable)"
+    )
+    target.add_argument(
+        "--connection",
+        action="append",
+        dest="connections",
+        metavar="ID",
+        help="a connection id (repeatable); default target: every connection",
+    )
+    send.add_argument(
+        "--exclude", action="append", default=[], metavar="ID", help="never send to this id"
+    )
+    send.add_argument("--table", help="registry table (default: $CONNECTIONS_TABLE)")
+    send.add_argument(
+        "--endpoint",
+        help="management endpoint https://{domain}/{stage} (default: $APIGW_MANAGEMENT_ENDPOINT)",
+    )
+    send.add_argument("--concurrency", type=_positive_int, help="senders in the pool")
+    send.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    send.set_defaults(run=_cmd_broadcast)
+
+    bench = commands.add_parser("bench", help="benchmarks against moto server")
+    modes = bench.add_subparsers(dest="mode", required=True, parser_class=_Parser)
+    core = modes.add_parser(
+        "core",
+        help="the classic sequential loop vs the engine, same endpoint, same run",
+        description="Seed N classic registry items in moto server, then broadcast to them "
+        "with the classic loop (scan all, post one by one, delete on 410) and with the engine, "
+        "against one local management endpoint with injected latency and gone connections.",
+    )
+    core.add_argument("--connections", type=_positive_int, default=5000)
+    core.add_argument("--gone-rate", type=_rate, default=0.05)
+    core.add_argument("--latency", type=_seconds, default=0.020, help="seconds per request")
+    core.add_argument("--concurrency", type=_positive_int, default=256)
+    core.add_argument("--seed", type=int, default=1, help="seed of the injected faults")
+    core.add_argument(
+        "--transport",
+        choices=("lean", "botocore", "both"),
+        default="both",
+        help="engine transport(s) to measure (default both)",
+    )
+    core.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    core.set_defaults(run=_cmd_bench_core)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wsfanout`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "input"
+        return _fail(f"invalid {where}: {first['msg']}")
+    except (ConfigurationError, InvalidInputError, DeliveryError) as exc:
+        return _fail(str(exc))
+    except (NoRegionError, NoCredentialsError) as exc:
+        return _fail(f"{exc} (set AWS_REGION and credentials, or use the local stack)")
+    except RegistryError as exc:
+        sys.stderr.write(f"wsfanout: {exc}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("wsfanout: interrupted\n")
+        return 130
+
+
+def _fail(reason: str) -> int:
+    sys.stderr.write(f"wsfanout: error: {reason}\n")
+    return EXIT_USAGE
+
+
+# -- broadcast ------------------------------------------------------------------------------------
+
+
+def _target(args: argparse.Namespace) -> Target:
+    if args.room:
+        return RoomTarget(room=args.room)
+    if args.users:
+        return UsersTarget(user_ids=args.users)
+    if args.connections:
+        return ConnectionsTarget(connection_ids=args.connections)
+    return AllTarget(all=True)
+
+
+def _payload(args: argparse.Namespace) -> bytes:
+    if args.data_base64 is not None:
+        try:
+            data = base64.b64decode(args.data_base64, validate=True)
+        except binascii.Error as exc:
+            raise InvalidInputError(f"--data-base64 is not valid base64: {exc}") from None
+    else:
+        data = str(args.data).encode()
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise InvalidInputError(
+            f"the message is {len(data)} bytes; API Gateway accepts at most {MAX_PAYLOAD_BYTES}"
+        )
+    return data
+
+
+def _cmd_broadcast(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.table:
+        overrides["connections_table"] = args.table
+    if args.endpoint:
+        overrides["apigw_management_endpoint"] = args.endpoint
+    if args.concurrency:
+        overrides["fanout_concurrency"] = args.concurrency
+    settings = Settings(**overrides)
+    settings.require_table()
+    if not args.connections:
+        settings.require_endpoint()
+    target, payload = _target(args), _payload(args)
+    err = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("broadcast: {task.completed} connections attempted"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=args.json and not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("broadcast", total=None)
+
+        async def go() -> FanoutReport:
+            async with Clients(settings) as clients:
+                fanout = await clients.fanout()
+                return await fanout.run(
+                    target,
+                    payload,
+                    exclude=args.exclude,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+
+        report = anyio.run(go)
+    if args.json:
+        sys.stdout.write(report.model_dump_json() + "\n")
+    else:
+        Console().print(report_table(report))
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def report_table(report: FanoutReport, title: str = "broadcast") -> Table:
+    """One row per figure, as people read reports."""
+    table = Table(title=title, show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows: list[tuple[str, str]] = [
+        ("delivered", str(report.delivered)),
+        ("gone (removed from registry)", f"{report.gone} ({report.cleaned_up})"),
+        ("failed", str(report.failed)),
+        *((f"  failed: {reason}", str(n)) for reason, n in sorted(report.failed_by_reason.items())),
+        ("excluded", str(report.excluded)),
+        ("retries", str(report.retries)),
+        ("throttled (429)", str(report.throttled)),
+        ("elapsed", f"{report.elapsed_s:.3f} s"),
+        ("rate", f"{report.rate:,.0f} connections/s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+# -- bench ----------------------------------------------------------------------------------------
+
+
+def _cmd_bench_core(args: argparse.Namespace) -> int:
+    # The bench needs boto3 and moto (the bench extra): load them only when asked to.
+    from .bench.core import CoreOptions, run_core  # noqa: PLC0415
+
+    options = CoreOptions(
+        connections=args.connections,
+        gone_rate=args.gone_rate,
+        latency_s=args.latency,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        transports=("lean", "botocore") if args.transport == "both" else (args.transport,),
+        json_path=args.json,
+    )
+    return run_core(options)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

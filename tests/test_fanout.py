@@ -13,6 +13,8 @@ from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
 from wsfanout.exceptions import ForbiddenError, PayloadTooLargeError
 from wsfanout.fanout import Fanout
 from wsfanout.gateway import ManagementGateway
+from wsfanout.interfaces import Gateway
+from wsfanout.lean import LeanGateway
 from wsfanout.local.management import Faults
 from wsfanout.models import (
     AllTarget,
@@ -29,10 +31,12 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 FAST_RETRY = RetryPolicy(max_attempts=10, base_s=0.001, max_s=0.01)
 
 
-@pytest.fixture
-async def gateway(session, endpoint) -> AsyncIterator[ManagementGateway]:
+@pytest.fixture(params=["lean", "botocore"])
+async def gateway(request, session, endpoint) -> AsyncIterator[Gateway]:
+    """Every engine test runs over both transports: the lean one and aiobotocore."""
     _, url = endpoint
-    async with ManagementGateway(session, default_endpoint=url, pool_size=64) as gw:
+    transport = LeanGateway if request.param == "lean" else ManagementGateway
+    async with transport(session, default_endpoint=url, pool_size=64) as gw:
         yield gw
 
 
@@ -42,7 +46,7 @@ async def seed(registry: Registry, dynamodb, count: int, prefix: str = "c") -> l
     return ids
 
 
-def engine(registry: Registry, gateway: ManagementGateway, **kwargs) -> Fanout:
+def engine(registry: Registry, gateway: Gateway, **kwargs) -> Fanout:
     kwargs.setdefault("retry", FAST_RETRY)
     kwargs.setdefault("concurrency", 32)
     return Fanout(registry, gateway, **kwargs)

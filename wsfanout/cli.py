@@ -219,7 +219,7 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=args.json and not err.is_terminal,
+        disable=args.json or not err.is_terminal,
     ) as progress:
         task = progress.add_task("broadcast", total=None)
 

@@ -9,8 +9,9 @@ override it: ``Settings(connections_table="t")`` wins over ``CONNECTIONS_TABLE``
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import ConfigurationError
@@ -52,6 +53,18 @@ class Settings(BaseSettings):
         description="'lean': signed aiohttp posts (fast); 'botocore': the aiobotocore client.",
     )
     registry_page_size: int = Field(default=1000, ge=1, le=10000)
+
+    @field_validator("apigw_management_endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(
+                f"must be an http(s) URL such as https://{{domain}}/{{stage}}: {value!r}"
+            )
+        return value.rstrip("/")
 
     def require_table(self) -> str:
         """Return the registry table name, or explain how to configure it."""

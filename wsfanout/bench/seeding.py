@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .. import table as t
 
@@ -39,26 +40,35 @@ async def seed_items(
     *,
     concurrency: int = 8,
 ) -> int:
-    """Write items with BatchWriteItem (25 a call, ``concurrency`` calls at once)."""
-    batches: list[Sequence[dict[str, Any]]] = []
-    batch: list[dict[str, Any]] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == 25:
-            batches.append(batch)
-            batch = []
-    if batch:
-        batches.append(batch)
-    limiter = anyio.CapacityLimiter(concurrency)
+    """Write items with BatchWriteItem (25 a call, ``concurrency`` calls at once).
 
-    async def write(chunk: Sequence[dict[str, Any]]) -> None:
-        async with limiter:
-            requests: list[Any] = [{"PutRequest": {"Item": item}} for item in chunk]
-            while requests:
-                answer = await client.batch_write_item(RequestItems={table_name: requests})
-                requests = list(answer.get("UnprocessedItems", {}).get(table_name, []))
+    Items are consumed as they are written, so seeding a large table holds only the batches in
+    flight.
+    """
+    send, receive = anyio.create_memory_object_stream[Sequence[dict[str, Any]]](concurrency)
+    written = 0
+
+    async def writer(inbox: MemoryObjectReceiveStream[Sequence[dict[str, Any]]]) -> None:
+        nonlocal written
+        async with inbox:
+            async for chunk in inbox:
+                requests: list[Any] = [{"PutRequest": {"Item": item}} for item in chunk]
+                while requests:
+                    answer = await client.batch_write_item(RequestItems={table_name: requests})
+                    requests = list(answer.get("UnprocessedItems", {}).get(table_name, []))
+                written += len(chunk)
 
     async with anyio.create_task_group() as tasks:
-        for chunk in batches:
-            tasks.start_soon(write, chunk)
-    return sum(len(chunk) for chunk in batches)
+        for _ in range(concurrency):
+            tasks.start_soon(writer, receive.clone())
+        receive.close()
+        async with send:
+            batch: list[dict[str, Any]] = []
+            for item in items:
+                batch.append(item)
+                if len(batch) == 25:
+                    await send.send(batch)
+                    batch = []
+            if batch:
+                await send.send(batch)
+    return written

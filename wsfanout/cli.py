@@ -12,6 +12,7 @@ import base64
 import binascii
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     payload = send.add_mutually_exclusive_group(required=True)
     payload.add_argument("--data", help="the text frame to send")
     payload.add_argument("--data-base64", help="a binary frame, base64-encoded")
+    payload.add_argument(
+        "--data-file", metavar="PATH", help="send this file's bytes ('-' reads standard input)"
+    )
     target = send.add_mutually_exclusive_group()
     target.add_argument("--room", help="every member of this room")
     target.add_argument(
@@ -185,7 +189,16 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 def _payload(args: argparse.Namespace) -> bytes:
-    if args.data_base64 is not None:
+    if args.data_file is not None:
+        try:
+            data = (
+                sys.stdin.buffer.read()
+                if args.data_file == "-"
+                else Path(args.data_file).read_bytes()
+            )
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read --data-file {args.data_file}: {exc}") from None
+    elif args.data_base64 is not None:
         try:
             data = base64.b64decode(args.data_base64, validate=True)
         except binascii.Error as exc:

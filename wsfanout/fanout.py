@@ -7,10 +7,13 @@
                                                            v
                                                   [gone ids] ──> cleanup ──> registry batch delete
 
-Memory is flat: one registry page and ``buffer_size`` recipients at most, however large the
-registry. Senders take recipients in stream order, so the recipients taken always form a prefix
-of the stream; at a deadline senders stop taking, finish what they hold, and the key of the last
-recipient taken is a cursor from which a later run reaches exactly the rest.
+Memory is flat: two registry pages (the one being fed and the one prefetched) and
+``buffer_size`` recipients at most, however large the registry. Senders take recipients in stream
+order, so the recipients taken always form a prefix of the stream; at a deadline senders stop
+taking, finish what they hold, and the key of the last recipient taken is a cursor from which a
+later run reaches exactly the rest. While running, the engine can also report a *checkpoint*: the
+cursor after the longest prefix whose sends have all finished, which a crashed worker's successor
+resumes from, re-sending at most what was in flight.
 
 Receivers are never cancelled while waiting for an item (a cancelled ``receive`` can drop the item
 handed to it); the producer is the one stopped at the deadline, which closes the buffer.
@@ -18,10 +21,13 @@ handed to it); the producer is the one stopped at the deadline, which closes the
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -34,12 +40,16 @@ from .throttle import RetryPolicy, Throttle
 __all__ = ["Fanout"]
 
 ProgressCallback = Callable[[int], None]
+CheckpointCallback = Callable[[Cursor, FanoutReport], Awaitable[None]]
+_Item = tuple[int, Recipient, Recipient | None]  # (sequence, recipient, the one before it)
 
 
 @dataclass(slots=True)
 class _Run:
-    """Mutable counters of one run; turned into a :class:`FanoutReport` at the end."""
+    """Mutable state of one run; turned into a :class:`FanoutReport` at the end."""
 
+    start: Cursor | None
+    started: float = field(default_factory=time.monotonic)
     delivered: int = 0
     gone: int = 0
     failed: int = 0
@@ -51,19 +61,55 @@ class _Run:
     failed_by_reason: dict[str, int] = field(default_factory=dict)
     produced: int = 0
     taken: int = 0
+    finished: int = 0
     exhausted: bool = False
     last_seq: int = -1
     last_taken: Recipient | None = None
+    # sequence -> the recipient before it, for every recipient taken and not yet finished
+    in_flight: dict[int, Recipient | None] = field(default_factory=dict)
 
-    def take(self, seq: int, recipient: Recipient) -> None:
+    def take(self, item: _Item) -> None:
+        seq, recipient, previous = item
         self.taken += 1
+        self.in_flight[seq] = previous
         if seq > self.last_seq:
             self.last_seq = seq
             self.last_taken = recipient
 
+    def finish(self, seq: int) -> None:
+        del self.in_flight[seq]
+        self.finished += 1
+
     def fail(self, reason: str) -> None:
         self.failed += 1
         self.failed_by_reason[reason] = self.failed_by_reason.get(reason, 0) + 1
+
+    def resume_point(self) -> Cursor:
+        """After the last recipient taken (every one before it was taken too)."""
+        return self.last_taken.resume_cursor() if self.last_taken else (self.start or Cursor())
+
+    def watermark(self) -> Cursor:
+        """After the longest prefix of the stream whose sends have all finished."""
+        if not self.in_flight:
+            return self.resume_point()
+        previous = self.in_flight[min(self.in_flight)]
+        return previous.resume_cursor() if previous else (self.start or Cursor())
+
+    def report(self, *, complete: bool = False, resume: Cursor | None = None) -> FanoutReport:
+        return FanoutReport(
+            delivered=self.delivered,
+            gone=self.gone,
+            failed=self.failed,
+            failed_by_reason=dict(self.failed_by_reason),
+            excluded=self.excluded,
+            retries=self.retries,
+            throttled=self.throttled,
+            cleaned_up=self.cleaned_up,
+            cleanup_failed=self.cleanup_failed,
+            elapsed_s=round(time.monotonic() - self.started, 6),
+            complete=complete,
+            resume=resume,
+        )
 
 
 class Fanout:
@@ -127,6 +173,8 @@ class Fanout:
         cursor: Cursor | None = None,
         deadline: float | None = None,
         on_progress: ProgressCallback | None = None,
+        checkpoint: CheckpointCallback | None = None,
+        checkpoint_every: int = 1000,
     ) -> FanoutReport:
         """Fan ``payload`` out to ``target`` and report what happened.
 
@@ -134,71 +182,91 @@ class Fanout:
         sends in flight finish, and the report's ``resume`` cursor continues exactly after the
         last recipient taken. A 403 aborts the run with :class:`ForbiddenError`; a payload over
         128 KiB raises :class:`PayloadTooLargeError` before anything is sent.
+
+        ``checkpoint`` is awaited after about every ``checkpoint_every`` finished recipients with
+        the watermark cursor (everything before it is finished) and the counts so far; it runs
+        beside the senders, never holding them up, one call at a time.
         """
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLargeError(len(payload), MAX_PAYLOAD_BYTES)
-        started = time.monotonic()
-        run = _Run()
-        recipients_in, recipients_out = anyio.create_memory_object_stream[tuple[int, Recipient]](
-            self._buffer_size
-        )
+        run = _Run(start=cursor)
+        recipients_in, recipients_out = anyio.create_memory_object_stream[_Item](self._buffer_size)
         gone_in, gone_out = anyio.create_memory_object_stream[Recipient](self._buffer_size)
+        ticks_in, ticks_out = anyio.create_memory_object_stream[None](1)
         pages = self._source.pages(
             target, segment=segment, total_segments=total_segments, cursor=cursor
         )
         pace = Throttle(self.concurrency, floor=max(1, self.concurrency // 16))
-        sender = _Sender(self, payload, frozenset(exclude), deadline, pace, run, on_progress)
+        sender = _Sender(
+            self,
+            payload,
+            frozenset(exclude),
+            deadline,
+            pace,
+            run,
+            on_progress,
+            max(1, checkpoint_every) if checkpoint else 0,
+        )
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._produce, pages, recipients_in, deadline, run)
-                async with recipients_out, gone_in:
+                async with recipients_out, gone_in, ticks_in:
                     for _ in range(self.concurrency):
-                        tasks.start_soon(sender.loop, recipients_out.clone(), gone_in.clone())
+                        tasks.start_soon(
+                            sender.loop, recipients_out.clone(), gone_in.clone(), ticks_in.clone()
+                        )
                 async with gone_out:
                     for _ in range(self._cleanup_concurrency):
                         tasks.start_soon(self._cleanup, gone_out.clone(), run)
+                if checkpoint:
+                    tasks.start_soon(self._checkpoints, ticks_out, checkpoint, run)
+                else:
+                    ticks_out.close()
         except BaseExceptionGroup as group:
             raise _single_error(group) from None
 
         complete = run.exhausted and run.taken == run.produced
-        resume: Cursor | None = None
-        if not complete:
-            resume = run.last_taken.resume_cursor() if run.last_taken else (cursor or Cursor())
-        return FanoutReport(
-            delivered=run.delivered,
-            gone=run.gone,
-            failed=run.failed,
-            failed_by_reason=run.failed_by_reason,
-            excluded=run.excluded,
-            retries=run.retries,
-            throttled=run.throttled,
-            cleaned_up=run.cleaned_up,
-            cleanup_failed=run.cleanup_failed,
-            elapsed_s=round(time.monotonic() - started, 6),
-            complete=complete,
-            resume=resume,
-        )
+        return run.report(complete=complete, resume=None if complete else run.resume_point())
 
     async def _produce(
         self,
         pages: AsyncIterator[Sequence[Recipient]],
-        outbox: MemoryObjectSendStream[tuple[int, Recipient]],
+        outbox: MemoryObjectSendStream[_Item],
         deadline: float | None,
         run: _Run,
     ) -> None:
-        """Feed the buffer in stream order until the stream ends or the deadline passes."""
+        """Feed the buffer in stream order until the stream ends or the deadline passes.
+
+        The next page is fetched while the current one is fed, so the senders do not idle
+        through a Scan or Query round trip at every page boundary.
+        """
+        pages_in, pages_out = anyio.create_memory_object_stream[Sequence[Recipient]](1)
         async with outbox:
             with anyio.CancelScope(deadline=_loop_deadline(deadline)):
-                seq = 0
-                try:
-                    async for page in pages:
-                        for recipient in page:
-                            await outbox.send((seq, recipient))
-                            seq += 1
-                            run.produced = seq
-                except anyio.BrokenResourceError:
-                    return  # every sender stopped at the deadline first
+                async with anyio.create_task_group() as fetching:
+                    fetching.start_soon(_prefetch, pages, pages_in)
+                    seq, previous = 0, None
+                    async with pages_out:
+                        try:
+                            async for page in pages_out:
+                                for recipient in page:
+                                    await outbox.send((seq, recipient, previous))
+                                    previous = recipient
+                                    seq += 1
+                                    run.produced = seq
+                        except anyio.BrokenResourceError:
+                            # Every sender stopped at the deadline first.
+                            fetching.cancel_scope.cancel()
+                            return
                 run.exhausted = True
+
+    async def _checkpoints(
+        self, ticks: MemoryObjectReceiveStream[None], checkpoint: CheckpointCallback, run: _Run
+    ) -> None:
+        """Report the watermark whenever the senders say enough has finished since the last."""
+        async with ticks:
+            async for _ in ticks:
+                await checkpoint(run.watermark(), run.report())
 
     async def _cleanup(self, inbox: MemoryObjectReceiveStream[Recipient], run: _Run) -> None:
         """Batch-delete gone connections; batches grow by themselves while a delete is slow."""
@@ -229,29 +297,38 @@ class _Sender:
     pace: Throttle
     run: _Run
     on_progress: ProgressCallback | None
+    checkpoint_every: int  # 0: no checkpoints
+    next_checkpoint: int = 0
 
     async def loop(
         self,
-        inbox: MemoryObjectReceiveStream[tuple[int, Recipient]],
+        inbox: MemoryObjectReceiveStream[_Item],
         gone: MemoryObjectSendStream[Recipient],
+        ticks: MemoryObjectSendStream[None],
     ) -> None:
         """Take recipients until the buffer ends or the deadline passes (checked before taking)."""
-        deadline = self.deadline
-        async with inbox, gone:
+        deadline, run = self.deadline, self.run
+        async with inbox, gone, ticks:
             while deadline is None or time.monotonic() < deadline:
                 try:
-                    seq, recipient = await inbox.receive()
+                    item = await inbox.receive()
                 except anyio.EndOfStream:
                     return
-                self.run.take(seq, recipient)
+                run.take(item)
+                recipient = item[1]
                 if recipient.connection_id in self.excluded:
-                    self.run.excluded += 1
-                    continue
-                outcome = await self.deliver(recipient)
-                if outcome is Outcome.GONE:
-                    await gone.send(recipient)
-                if self.on_progress is not None:
-                    self.on_progress(1)
+                    run.excluded += 1
+                else:
+                    outcome = await self.deliver(recipient)
+                    if outcome is Outcome.GONE:
+                        await gone.send(recipient)
+                    if self.on_progress is not None:
+                        self.on_progress(1)
+                run.finish(item[0])
+                if self.checkpoint_every and run.finished >= self.next_checkpoint:
+                    self.next_checkpoint = run.finished + self.checkpoint_every
+                    with contextlib.suppress(anyio.WouldBlock):
+                        ticks.send_nowait(None)  # one pending checkpoint is enough
 
     async def deliver(self, recipient: Recipient) -> Outcome:
         """Send to one recipient with bounded retries; return its final outcome."""
@@ -293,6 +370,23 @@ class _Sender:
                 return outcome
             run.retries += 1
             await anyio.sleep(retry.delay(attempts + throttled_attempts, engine.rng))
+
+
+async def _prefetch(
+    pages: AsyncIterator[Sequence[Recipient]], outbox: MemoryObjectSendStream[Sequence[Recipient]]
+) -> None:
+    async with outbox, _closing(pages) as stream:
+        try:
+            async for page in stream:
+                await outbox.send(page)
+        except anyio.BrokenResourceError:
+            return
+
+
+def _closing(pages: AsyncIterator[Sequence[Recipient]]) -> Any:
+    """Close an async generator even when abandoned mid-way (a deadline), so no finalizer warns."""
+    aclose = getattr(pages, "aclose", None)
+    return aclosing(pages) if aclose else contextlib.nullcontext(pages)
 
 
 def _loop_deadline(deadline: float | None) -> float:

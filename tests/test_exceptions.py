@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 
 import pytest
 
@@ -20,17 +21,26 @@ from wsfanout.exceptions import (
     WsFanoutError,
 )
 
+
+def _drawn_tree() -> dict[type[Exception], type[Exception]]:
+    """child -> parent, read from the drawing in the module docstring itself."""
+    tree: dict[type[Exception], type[Exception]] = {}
+    stack: list[type[Exception]] = []
+    for line in (exceptions.__doc__ or "").splitlines():
+        match = re.match(r"^(\s*)((?:[│ ]   )*)(?:[├└]── )?([A-Z]\w+Error)\b", line)
+        if not match:
+            continue
+        depth = len(match.group(2)) // 4 + (1 if "──" in line else 0)
+        cls = getattr(exceptions, match.group(3))
+        del stack[depth:]
+        if stack:
+            tree[cls] = stack[-1]
+        stack.append(cls)
+    return tree
+
+
 # child -> parent, exactly as the module docstring draws it.
-TREE: dict[type[Exception], type[Exception]] = {
-    ConfigurationError: WsFanoutError,
-    InvalidInputError: WsFanoutError,
-    PayloadTooLargeError: InvalidInputError,
-    RegistryError: WsFanoutError,
-    ConnectionExistsError: RegistryError,
-    ConnectionNotFoundError: RegistryError,
-    DeliveryError: WsFanoutError,
-    ForbiddenError: DeliveryError,
-}
+TREE = _drawn_tree()
 
 BRANCHES = (ConfigurationError, InvalidInputError, RegistryError, DeliveryError)
 

@@ -36,6 +36,7 @@ class Clients:
         self.settings = settings
         self.session = session or aioboto3.Session(region_name=settings.aws_region)
         self._stack = AsyncExitStack()
+        self._dynamodb: DynamoDBClient | None = None
         self._registry: Registry | None = None
         self._gateway: ManagementGateway | None = None
         self._sender: Gateway | None = None
@@ -51,13 +52,12 @@ class Clients:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._registry = self._gateway = self._sender = self._sqs = None
+        self._dynamodb = self._registry = self._gateway = self._sender = self._sqs = None
         await self._stack.__aexit__(exc_type, exc, tb)
 
-    async def registry(self) -> Registry:
-        """The connection registry on ``CONNECTIONS_TABLE`` (client created on first use)."""
-        if self._registry is None:
-            table = self.settings.require_table()
+    async def dynamodb(self) -> DynamoDBClient:
+        """The DynamoDB client (created on first use)."""
+        if self._dynamodb is None:
             client: DynamoDBClient = await self._stack.enter_async_context(
                 self.session.client(
                     "dynamodb",
@@ -65,8 +65,15 @@ class Clients:
                     config=Config(max_pool_connections=32, retries={"mode": "standard"}),
                 )
             )
+            self._dynamodb = client
+        return self._dynamodb
+
+    async def registry(self) -> Registry:
+        """The connection registry on ``CONNECTIONS_TABLE``."""
+        if self._registry is None:
+            table = self.settings.require_table()
             self._registry = Registry(
-                client,
+                await self.dynamodb(),
                 table,
                 page_size=self.settings.registry_page_size,
                 ttl_seconds=self.settings.connection_ttl_seconds,

@@ -6,12 +6,14 @@ layer that detects it::
     WsFanoutError
     ├── ConfigurationError            settings missing or contradictory (no table, no endpoint)
     ├── InvalidInputError             a job, frame, target or argument that cannot be accepted
-    │   └── PayloadTooLargeError      payload above API Gateway's 128 KiB, caught before any send
+    │   ├── PayloadTooLargeError      payload above API Gateway's 128 KiB, caught before any send
+    │   └── FrameError                a client frame breaks the protocol; carries the error code
     ├── RegistryError                 a DynamoDB call on the connection registry failed
     │   ├── ConnectionExistsError     a conditional put met an existing connection id
     │   └── ConnectionNotFoundError   an operation needs a connection the registry lacks
-    └── DeliveryError                 the management API refused a job as a whole
-        └── ForbiddenError            403: wrong endpoint or credentials; the job is aborted
+    ├── DeliveryError                 the management API refused a job as a whole
+    │   └── ForbiddenError            403: wrong endpoint or credentials; the job is aborted
+    └── QueueError                    SQS would not take a broadcast job
 
 Per-connection outcomes (gone, throttled, transient) are *not* exceptions: the engine counts them
 in its report, because one bad connection must never stop a broadcast.
@@ -25,8 +27,10 @@ __all__ = [
     "ConnectionNotFoundError",
     "DeliveryError",
     "ForbiddenError",
+    "FrameError",
     "InvalidInputError",
     "PayloadTooLargeError",
+    "QueueError",
     "RegistryError",
     "WsFanoutError",
 ]
@@ -54,6 +58,17 @@ class PayloadTooLargeError(InvalidInputError):
 
     def __reduce__(self) -> tuple[type[PayloadTooLargeError], tuple[int, int]]:
         return type(self), (self.size, self.limit)
+
+
+class FrameError(InvalidInputError):
+    """Raised when a client frame breaks the protocol; ``code`` goes back in the error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[FrameError], tuple[str, str]]:
+        return type(self), (self.code, str(self))
 
 
 class RegistryError(WsFanoutError):
@@ -92,3 +107,7 @@ class DeliveryError(WsFanoutError):
 
 class ForbiddenError(DeliveryError):
     """Raised on a 403 from the management API: the endpoint or credentials are wrong."""
+
+
+class QueueError(WsFanoutError):
+    """Raised when SQS refuses a broadcast job (after retrying the entries it reported failed)."""

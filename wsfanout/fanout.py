@@ -205,7 +205,8 @@ class Fanout:
             pace,
             run,
             on_progress,
-            max(1, checkpoint_every) if checkpoint else 0,
+            checkpoint_every=max(1, checkpoint_every) if checkpoint else 0,
+            next_checkpoint=max(1, checkpoint_every),
         )
         try:
             async with anyio.create_task_group() as tasks:

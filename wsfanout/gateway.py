@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import aioboto3
     from types_aiobotocore_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
-__all__ = ["ManagementGateway", "classify", "region_of_endpoint"]
+__all__ = ["ManagementGateway", "classify", "endpoint_for", "region_of_endpoint"]
 
 _GONE_TYPES = frozenset({"GoneException"})
 _THROTTLE_TYPES = frozenset({"LimitExceededException", "TooManyRequestsException"})
@@ -74,6 +74,25 @@ def classify_exception(exc: BaseException) -> Outcome:
     if isinstance(exc, BotoCoreError):
         return Outcome.NETWORK_ERROR
     raise exc
+
+
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def endpoint_for(domain_name: str, stage: str) -> str:
+    """The management endpoint of a connection, from its route event's domain name and stage.
+
+    ``{api}.execute-api.{region}.amazonaws.com`` serves ``https://{domain}/{stage}``. A custom
+    domain is taken to map the API at its root (``https://{domain}``); other mappings set
+    ``APIGW_MANAGEMENT_ENDPOINT``. A loopback host (the local emulator) is plain http.
+    """
+    domain = domain_name.strip().rstrip("/")
+    host = domain.rsplit(":", 1)[0] if not domain.endswith("]") else domain
+    if host in _LOCAL_HOSTS:
+        return f"http://{domain}/{stage}"
+    if domain.endswith(".amazonaws.com"):
+        return f"https://{domain}/{stage}"
+    return f"https://{domain}"
 
 
 def region_of_endpoint(endpoint: str, default: str | None) -> str:

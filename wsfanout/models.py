@@ -54,6 +54,7 @@ class Connection(_Contract):
         default=None, description="https://{domain}/{stage} it was opened on, when known."
     )
     ttl: int | None = None
+    can_broadcast: bool = Field(default=False, alias="canBroadcast")
 
 
 class AllTarget(_Contract):
@@ -88,12 +89,14 @@ class Cursor(_Contract):
 
     ``after`` is the key of the last attempted registry item (a DynamoDB ``ExclusiveStartKey``);
     ``offset`` counts attempted ids of an explicit list; ``user`` indexes the user being read for
-    a multi-user target.
+    a multi-user target. ``step`` numbers the continuations of a broadcast job, so that workers
+    hand a job over exactly once (see :mod:`wsfanout.jobs`).
     """
 
     after: dict[str, str] | None = None
     offset: NonNegativeInt | None = None
     user: NonNegativeInt = 0
+    step: NonNegativeInt = 0
 
 
 class BroadcastJob(_Contract):

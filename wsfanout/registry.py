@@ -110,6 +110,8 @@ class Registry:
         }
         if connection.endpoint:
             item["endpoint"] = _s(connection.endpoint)
+        if connection.can_broadcast:
+            item["canBroadcast"] = {"BOOL": True}
         if connection.user_id:
             item["userId"] = _s(connection.user_id)
             item[t.GSI1PK] = _s(t.user_gsi1pk(connection.user_id))
@@ -149,6 +151,7 @@ class Registry:
             user_id=item.get("userId", {}).get("S"),
             endpoint=_endpoint(item),
             ttl=int(ttl["N"]) if ttl else None,
+            can_broadcast=bool(item.get("canBroadcast", {}).get("BOOL", False)),
         )
 
     async def delete(self, connection_id: str) -> int:

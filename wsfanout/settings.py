@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import ConfigurationError
@@ -53,6 +53,35 @@ class Settings(BaseSettings):
         description="'lean': signed aiohttp posts (fast); 'botocore': the aiobotocore client.",
     )
     registry_page_size: int = Field(default=1000, ge=1, le=10000)
+
+    # Broadcast jobs (the SQS worker)
+    broadcast_segments: int = Field(
+        default=4, ge=1, le=1000, description="Parallel-scan shards an 'all' job is split into."
+    )
+    worker_deadline_margin_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Stop taking connections this long before the Lambda would time out, to "
+        "finish sends in flight, write the checkpoint and enqueue the continuation.",
+    )
+    job_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+    # Who may connect and broadcast (the $connect authorizer and the route handler)
+    auth_jwt_secret: SecretStr | None = Field(default=None, description="HS256 shared secret.")
+    auth_jwt_public_key: str | None = Field(default=None, description="RS256 public key (PEM).")
+    auth_jwt_issuer: str | None = None
+    auth_jwt_audience: str | None = None
+    auth_broadcast_claim: str = Field(
+        default="broadcast",
+        description="A true boolean claim of this name, or this scope in 'scope'/'scp', lets a "
+        "user broadcast to everyone.",
+    )
+    auth_required: bool = Field(
+        default=False, description="Refuse $connect (401) when no authorizer identified a user."
+    )
+    broadcast_allowed_by_default: bool = Field(
+        default=False, description="Let connections without the broadcast claim broadcast."
+    )
 
     @field_validator("apigw_management_endpoint")
     @classmethod

@@ -66,9 +66,9 @@ def job_pk(job_id: str) -> str:
     return JOB_PREFIX + job_id
 
 
-def segment_sk(segment: int) -> str:
-    """Sort key of one segment's progress item."""
-    return f"{SEG_PREFIX}{segment}"
+def segment_sk(segment: int | None) -> str:
+    """Sort key of one segment's progress item (``SEG#-`` for a job that is not sharded)."""
+    return f"{SEG_PREFIX}{'-' if segment is None else segment}"
 
 
 def table_definition(table_name: str) -> dict[str, Any]:

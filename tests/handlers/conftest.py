@@ -1,0 +1,260 @@
+"""The Lambda side of the tests: real handlers, called as Lambda calls them (sync, event +
+context), against moto server (DynamoDB and SQS over HTTP) and the local management endpoint.
+
+The endpoint runs on its own event loop in a thread, because the handlers, like Lambda, own the
+loop they run on (one per container, see ``wsfanout.handlers.runtime``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.events import load_event
+from wsfanout.handlers import broadcast, route
+from wsfanout.handlers.runtime import reset_runtime
+from wsfanout.local.management import Faults, ManagementEndpoint, serve
+from wsfanout.table import table_definition
+
+STAGE = "prod"
+
+
+@dataclass
+class FakeContext:
+    """A Lambda context whose remaining time runs down from ``seconds`` on the real clock."""
+
+    seconds: float = 60.0
+    function_name: str = "wsfanout-test"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:wsfanout-test"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/wsfanout-test"
+    log_stream_name: str = "2026/11/26/[$LATEST]0123456789abcdef"
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class ThreadedEndpoint:
+    """The local management endpoint served from a thread with its own event loop."""
+
+    def __init__(self, fake: ManagementEndpoint) -> None:
+        self.fake = fake
+        self.url = ""
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with serve(self.fake) as url:
+            self.url = url
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> ThreadedEndpoint:
+        self._thread.start()
+        if not self._ready.wait(timeout=10):
+            raise RuntimeError("the management endpoint did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class Stack:
+    """Table, queue (with its dead-letter queue) and endpoint of one test."""
+
+    table: str
+    queue_url: str
+    dlq_url: str
+    endpoint: ThreadedEndpoint
+    dynamodb: Any
+    sqs: Any
+
+    @property
+    def fake(self) -> ManagementEndpoint:
+        return self.endpoint.fake
+
+    @property
+    def management_url(self) -> str:
+        return f"{self.endpoint.url}/{STAGE}"
+
+    # -- route events ------------------------------------------------------------------------
+
+    def connect(
+        self,
+        connection_id: str,
+        *,
+        user: str | None = None,
+        can_broadcast: bool = False,
+        context: FakeContext | None = None,
+    ) -> dict[str, Any]:
+        if user is None:
+            event = load_event("ws_connect_anonymous")
+            event["requestContext"].pop("authorizer", None)
+        else:
+            event = load_event(
+                "ws_connect",
+                requestContext={
+                    "authorizer": {
+                        "principalId": user,
+                        "userId": user,
+                        "canBroadcast": str(can_broadcast).lower(),
+                    }
+                },
+            )
+        event["requestContext"]["connectionId"] = connection_id
+        self.fake.add(connection_id)
+        return route.handler(event, context or FakeContext())
+
+    def message(
+        self,
+        connection_id: str,
+        body: str | None,
+        *,
+        user: str | None = None,
+        can_broadcast: bool = False,
+        base64: bool = False,
+        context: FakeContext | None = None,
+    ) -> dict[str, Any]:
+        event = load_event("ws_message", body=body, isBase64Encoded=base64)
+        event["requestContext"]["connectionId"] = connection_id
+        if user is None:
+            event["requestContext"].pop("authorizer", None)
+        else:
+            event["requestContext"]["authorizer"] = {
+                "principalId": user,
+                "userId": user,
+                "canBroadcast": str(can_broadcast).lower(),
+            }
+        return route.handler(event, context or FakeContext())
+
+    def disconnect(self, connection_id: str) -> dict[str, Any]:
+        event = load_event("ws_disconnect")
+        event["requestContext"]["connectionId"] = connection_id
+        self.fake.remove(connection_id)
+        return route.handler(event, FakeContext())
+
+    # -- the queue -------------------------------------------------------------------------------
+
+    def receive(self, limit: int = 10) -> list[dict[str, Any]]:
+        answer = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=limit,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=30,
+        )
+        return list(answer.get("Messages", []))
+
+    def drain(
+        self,
+        context_factory: Callable[[], FakeContext] = FakeContext,
+        *,
+        max_batches: int = 500,
+        between_batches: Callable[[], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Play the event source mapping until the queue is empty; returns every response."""
+        responses: list[dict[str, Any]] = []
+        for _ in range(max_batches):
+            messages = self.receive()
+            if not messages:
+                return responses
+            response = broadcast.handler(sqs_event(messages), context_factory())
+            responses.append(response)
+            failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    self.sqs.delete_message(
+                        QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+            if failed:
+                raise AssertionError(f"records failed while draining: {failed}")
+            if between_batches:
+                between_batches()
+        raise AssertionError(f"the queue was not empty after {max_batches} batches")
+
+
+def sqs_record(message: dict[str, Any]) -> dict[str, Any]:
+    """An SQS event record, shaped as Lambda's event source mapping delivers it."""
+    template = load_event("sqs_batch")["Records"][0]
+    template.update(
+        messageId=message["MessageId"],
+        receiptHandle=message["ReceiptHandle"],
+        body=message["Body"],
+        md5OfBody=message["MD5OfBody"],
+        attributes={**template["attributes"], **message.get("Attributes", {})},
+        messageAttributes={},
+    )
+    return template
+
+
+def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Records": [sqs_record(message) for message in messages]}
+
+
+def body_record(body: str, message_id: str | None = None) -> dict[str, Any]:
+    """A record for a body that never went through a queue (for direct handler calls)."""
+    record = load_event("sqs_batch")["Records"][0]
+    record.update(body=body, messageId=message_id or str(uuid.uuid4()))
+    return record
+
+
+@pytest.fixture
+def stack(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """A fresh table, queue and endpoint, the environment a deployed function would see, and a
+    cold container (no runtime) before and after."""
+    session = boto3.Session(region_name="us-east-1")
+    dynamodb = session.client("dynamodb", endpoint_url=moto_url)
+    sqs = session.client("sqs", endpoint_url=moto_url)
+    suffix = uuid.uuid4().hex[:10]
+    table = f"wsfanout-{suffix}"
+    dynamodb.create_table(**table_definition(table))
+    dlq_url = sqs.create_queue(QueueName=f"wsfanout-dlq-{suffix}")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=f"wsfanout-broadcast-{suffix}",
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}',
+        },
+    )["QueueUrl"]
+    with ThreadedEndpoint(ManagementEndpoint(faults=Faults())) as endpoint:
+        monkeypatch.setenv("CONNECTIONS_TABLE", table)
+        monkeypatch.setenv("BROADCAST_QUEUE_URL", queue_url)
+        monkeypatch.setenv("APIGW_MANAGEMENT_ENDPOINT", f"{endpoint.url}/{STAGE}")
+        monkeypatch.setenv("FANOUT_CONCURRENCY", "16")
+        monkeypatch.setenv("FANOUT_BACKOFF_BASE_S", "0.001")
+        monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "wsfanout")
+        reset_runtime()
+        try:
+            yield Stack(table, queue_url, dlq_url, endpoint, dynamodb, sqs)
+        finally:
+            reset_runtime()
+            dynamodb.delete_table(TableName=table)
+            for url in (queue_url, dlq_url):
+                sqs.delete_queue(QueueUrl=url)

@@ -1,0 +1,112 @@
+"""``wsfanout.handlers.broadcast.handler``: SQS-triggered broadcast jobs.
+
+Each record is one :class:`~wsfanout.models.BroadcastJob`. A record that is not a valid job fails
+alone (SQS partial batch response, via Powertools' batch processor) with a log line that names
+what was wrong; the others still run. "All" jobs are split into parallel-scan segments, each its
+own message, so many workers share one broadcast; every job watches the invocation's remaining
+time and, before Lambda would stop it, checkpoints and enqueues its own continuation
+(:mod:`wsfanout.jobs`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from pydantic import ValidationError
+
+from ..jobs import Checkpoints, JobResult, JobRunner
+from ..models import BroadcastJob
+from ..queue import JobQueue
+from .runtime import Runtime, logger, metrics, runtime
+
+__all__ = ["handler"]
+
+processor = BatchProcessor(
+    event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
+)
+
+
+class OutOfTimeError(RuntimeError):
+    """Raised for a record reached too late in the invocation to start; SQS redelivers it."""
+
+
+async def _run(rt: Runtime, job: BroadcastJob, message_id: str, deadline: float) -> JobResult:
+    clients = await rt.clients()
+    settings = rt.settings
+    registry = await clients.registry()
+    runner = JobRunner(
+        await clients.fanout(),
+        JobQueue(await clients.sqs(), settings.broadcast_queue_url),
+        Checkpoints(
+            await clients.dynamodb(), registry.table_name, ttl_seconds=settings.job_ttl_seconds
+        ),
+        segments=settings.broadcast_segments,
+        checkpoint_every=settings.registry_page_size,
+    )
+    return await runner.run(job, message_id=message_id, deadline=deadline)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entrypoint for the broadcast queue's event source mapping."""
+    rt = runtime()
+    margin = rt.settings.worker_deadline_margin_s
+
+    def record_handler(record: SqsRecordModel) -> str:
+        logger.append_keys(message_id=record.messageId, job_id=None)
+        metrics.add_metric(name="JobMessages", unit=MetricUnit.Count, value=1)
+        try:
+            job = BroadcastJob.model_validate_json(str(record.body))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
+                for error in exc.errors()[:5]
+            )
+            logger.error("not a broadcast job", extra={"problems": problems})
+            metrics.add_metric(name="InvalidJobs", unit=MetricUnit.Count, value=1)
+            raise
+        logger.append_keys(job_id=job.job_id, segment=job.segment)
+        seconds_left = context.get_remaining_time_in_millis() / 1000 - margin
+        if seconds_left <= 0:
+            logger.warning("no time left in this invocation; SQS will redeliver the job")
+            raise OutOfTimeError("no time left to start this job")
+        started = time.monotonic()
+        try:
+            result = rt.run(_run(rt, job, record.messageId, started + seconds_left))
+        except Exception:
+            logger.exception("the job failed; SQS will redeliver it")
+            raise
+        report = result.report
+        logger.info(
+            "job step done",
+            extra={
+                "action": result.action,
+                "segments": result.segments,
+                "report": report.model_dump(exclude_none=True) if report else None,
+            },
+        )
+        if report is not None:
+            metrics.add_metric(name="Delivered", unit=MetricUnit.Count, value=report.delivered)
+            metrics.add_metric(name="Gone", unit=MetricUnit.Count, value=report.gone)
+            metrics.add_metric(name="Failed", unit=MetricUnit.Count, value=report.failed)
+            metrics.add_metric(name="Throttled", unit=MetricUnit.Count, value=report.throttled)
+            metrics.add_metric(
+                name="Duration", unit=MetricUnit.Milliseconds, value=report.elapsed_s * 1000
+            )
+        return result.action
+
+    response: dict[str, Any] = dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    )
+    return response

@@ -86,8 +86,8 @@ class Settings(BaseSettings):
     @field_validator("apigw_management_endpoint")
     @classmethod
     def _endpoint_is_a_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+        if not value:
+            return None  # unset or empty: derived from each route event instead
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(

@@ -314,9 +314,9 @@ def test_connection_from_camel_case() -> None:
 def test_connection_by_python_names_and_dump_by_alias() -> None:
     moment = datetime(2026, 11, 26, tzinfo=UTC)
     conn = Connection(connection_id="a=", connected_at=moment)
-    assert (conn.user_id, conn.endpoint, conn.ttl) == (None, None, None)
+    assert (conn.user_id, conn.endpoint, conn.ttl, conn.can_broadcast) == (None, None, None, False)
     dumped = conn.model_dump(by_alias=True, exclude_none=True)
-    assert dumped == {"connectionId": "a=", "connectedAt": moment}
+    assert dumped == {"connectionId": "a=", "connectedAt": moment, "canBroadcast": False}
     assert Connection.model_validate(dumped) == conn
 
 

@@ -8,6 +8,9 @@ loop they run on (one per container, see ``wsfanout.handlers.runtime``).
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 import threading
 import time
 import uuid
@@ -19,8 +22,9 @@ import boto3
 import pytest
 
 from tests.events import load_event
+from wsfanout.bench.seeding import classic_item
 from wsfanout.handlers import broadcast, route
-from wsfanout.handlers.runtime import reset_runtime
+from wsfanout.handlers.runtime import logger, reset_runtime
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.table import table_definition
 
@@ -92,6 +96,7 @@ class Stack:
     endpoint: ThreadedEndpoint
     dynamodb: Any
     sqs: Any
+    records_handled: int = 0
 
     @property
     def fake(self) -> ManagementEndpoint:
@@ -157,6 +162,24 @@ class Stack:
         self.fake.remove(connection_id)
         return route.handler(event, FakeContext())
 
+    def seed(self, ids: list[str]) -> None:
+        """Classic registry items (what a plain $connect handler writes), 25 per batch."""
+        for first in range(0, len(ids), 25):
+            requests = [
+                {"PutRequest": {"Item": classic_item(cid)}} for cid in ids[first : first + 25]
+            ]
+            while requests:
+                answer = self.dynamodb.batch_write_item(RequestItems={self.table: requests})
+                requests = answer.get("UnprocessedItems", {}).get(self.table, [])
+
+    def enqueue(self, body: str) -> None:
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
+
+    def progress(self) -> dict[str, dict[str, Any]]:
+        """Job progress items by sort key."""
+        items = self.dynamodb.scan(TableName=self.table)["Items"]
+        return {i["SK"]["S"]: i for i in items if i["PK"]["S"].startswith("JOB#")}
+
     # -- the queue -------------------------------------------------------------------------------
 
     def receive(self, limit: int = 10) -> list[dict[str, Any]]:
@@ -174,14 +197,15 @@ class Stack:
         context_factory: Callable[[], FakeContext] = FakeContext,
         *,
         max_batches: int = 500,
-        between_batches: Callable[[], None] | None = None,
+        batch_size: int = 10,
     ) -> list[dict[str, Any]]:
         """Play the event source mapping until the queue is empty; returns every response."""
         responses: list[dict[str, Any]] = []
         for _ in range(max_batches):
-            messages = self.receive()
+            messages = self.receive(batch_size)
             if not messages:
                 return responses
+            self.records_handled += len(messages)
             response = broadcast.handler(sqs_event(messages), context_factory())
             responses.append(response)
             failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
@@ -192,8 +216,6 @@ class Stack:
                     )
             if failed:
                 raise AssertionError(f"records failed while draining: {failed}")
-            if between_batches:
-                between_batches()
         raise AssertionError(f"the queue was not empty after {max_batches} batches")
 
 
@@ -220,6 +242,24 @@ def body_record(body: str, message_id: str | None = None) -> dict[str, Any]:
     record = load_event("sqs_batch")["Records"][0]
     record.update(body=body, messageId=message_id or str(uuid.uuid4()))
     return record
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The handlers' structured log lines, as the Lambda runtime would ship them.
+
+    Powertools' handler writes to the stdout it found at import, which pytest's capture fixtures
+    do not see; this attaches a second handler with the same JSON formatter.
+    """
+    buffer = io.StringIO()
+    extra = logging.StreamHandler(buffer)
+    extra.setFormatter(logger.registered_formatter)
+    underlying = logging.getLogger(logger.name)
+    underlying.addHandler(extra)
+    try:
+        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line]
+    finally:
+        underlying.removeHandler(extra)
 
 
 @pytest.fixture

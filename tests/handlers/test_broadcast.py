@@ -1,0 +1,222 @@
+"""The SQS broadcast worker: partial batch failures, sharding, continuations, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aioboto3
+import pytest
+
+from tests.handlers.conftest import FakeContext, Stack, body_record, sqs_event
+from wsfanout.bench.seeding import connection_ids
+from wsfanout.handlers import broadcast
+from wsfanout.handlers.runtime import reset_runtime
+from wsfanout.lean import LeanGateway
+from wsfanout.local.management import Faults
+
+
+def job(**fields: Any) -> str:
+    return json.dumps({"data": "hello", **fields})
+
+
+def test_a_bad_record_fails_alone(stack: Stack, json_logs) -> None:
+    stack.seed(["a=", "b="])
+    good = body_record(job(target={"connectionIds": ["a=", "b="]}), "good")
+    bad = {
+        "not-json": "{nope",
+        "no-target": job(),
+        "two-payloads": job(target={"all": True}, dataBase64="aGk="),
+        "bad-base64": json.dumps({"target": {"all": True}, "dataBase64": "@@@"}),
+        "too-large": job(target={"all": True}, data="x" * 131_073),
+        "bad-segment": job(target={"room": "r"}, segment=0, totalSegments=2),
+    }
+    records = [body_record(body, message_id) for message_id, body in bad.items()]
+    records.insert(3, good)
+    response = broadcast.handler({"Records": records}, FakeContext())
+    failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+    assert failed == set(bad)
+    assert stack.fake.counts() == {"a=": 1, "b=": 1}
+    refusals = {
+        entry["message_id"]: entry
+        for entry in json_logs()
+        if entry["message"] == "not a broadcast job"
+    }
+    assert set(refusals) == set(bad)
+    assert "target" in refusals["no-target"]["problems"]
+    assert "131072" in refusals["too-large"]["problems"]
+
+
+def test_all_job_is_sharded_and_reaches_everyone_once(stack: Stack, monkeypatch) -> None:
+    monkeypatch.setenv("BROADCAST_SEGMENTS", "4")
+    reset_runtime()
+    ids = connection_ids(400, "s")
+    stack.seed(ids)
+    stack.enqueue(job(jobId="j-shard", target={"all": True}))
+    stack.drain()
+    assert stack.records_handled == 5, "the job, then its four segments"
+    assert stack.fake.counts() == dict.fromkeys(ids, 1)
+    progress = stack.progress()
+    assert set(progress) == {"SEG#0", "SEG#1", "SEG#2", "SEG#3"}
+    assert all(item["status"]["S"] == "complete" for item in progress.values())
+    assert sum(int(item["delivered"]["N"]) for item in progress.values()) == 400
+
+
+def test_forced_continuations_reach_everyone_exactly_once(stack: Stack, monkeypatch) -> None:
+    """Each invocation has a fraction of a second: the job hops across many of them."""
+    monkeypatch.setenv("BROADCAST_SEGMENTS", "2")
+    monkeypatch.setenv("WORKER_DEADLINE_MARGIN_S", "0.2")
+    monkeypatch.setenv("REGISTRY_PAGE_SIZE", "200")
+    reset_runtime()
+    stack.fake.faults = Faults(latency_s=0.004, gone_rate=0.05, seed=21)
+    ids = connection_ids(3000, "f")
+    stack.seed(ids)
+    stack.enqueue(job(jobId="j-cont", target={"all": True}))
+    stack.drain(lambda: FakeContext(seconds=0.45), batch_size=1)
+    gone = {cid for cid in ids if stack.fake.faults.is_gone(cid)}
+    continuations = stack.records_handled - 1 - 2
+    assert continuations >= 4, f"only {continuations} continuations"
+    assert stack.fake.counts() == dict.fromkeys(set(ids) - gone, 1)
+    remaining = {
+        i["PK"]["S"][5:]
+        for i in stack.dynamodb.scan(TableName=stack.table)["Items"]
+        if i["SK"]["S"] == "CONN"
+    }
+    assert remaining == set(ids) - gone
+    progress = stack.progress()
+    assert sum(int(item["gone"]["N"]) for item in progress.values()) == len(gone)
+    assert all(item["status"]["S"] == "complete" for item in progress.values())
+
+
+class Crash(BaseException):
+    """The worker dies (out of memory, killed): nothing in the process handles this."""
+
+
+def crash_after(monkeypatch: pytest.MonkeyPatch, posts: int) -> None:
+    original = LeanGateway.post
+    calls = 0
+
+    async def post(self, connection_id, data, endpoint=None):
+        nonlocal calls
+        calls += 1
+        if calls > posts:
+            raise Crash
+        return await original(self, connection_id, data, endpoint)
+
+    monkeypatch.setattr(LeanGateway, "post", post)
+
+
+def test_crash_and_redelivery_resends_at_most_a_page(stack: Stack, monkeypatch) -> None:
+    monkeypatch.setenv("BROADCAST_SEGMENTS", "1")
+    monkeypatch.setenv("REGISTRY_PAGE_SIZE", "100")
+    monkeypatch.setenv("FANOUT_CONCURRENCY", "8")
+    reset_runtime()
+    stack.fake.faults = Faults(latency_s=0.002)
+    ids = connection_ids(1500, "k")
+    stack.seed(ids)
+    stack.enqueue(job(jobId="j-crash", target={"all": True}))
+    [message] = stack.receive()
+    with monkeypatch.context() as patch:
+        crash_after(patch, 730)
+        with pytest.raises(BaseExceptionGroup) as crashed:
+            broadcast.handler(sqs_event([message]), FakeContext())
+        assert crashed.group_contains(Crash)
+        reset_runtime()  # the container is gone
+    assert 700 <= sum(stack.fake.counts().values()) <= 730
+    # SQS redelivers the same message (same id) after its visibility timeout.
+    response = broadcast.handler(sqs_event([message]), FakeContext())
+    assert response == {"batchItemFailures": []}
+    counts = stack.fake.counts()
+    assert set(counts) == set(ids), "nobody missed"
+    duplicates = sum(n - 1 for n in counts.values())
+    assert 0 < duplicates <= 100 + 8, f"{duplicates} sent twice: more than the page in flight"
+    assert stack.progress()["SEG#0"]["status"]["S"] == "complete"
+
+
+def test_a_copy_of_a_running_step_is_skipped(stack: Stack, monkeypatch) -> None:
+    monkeypatch.setenv("BROADCAST_SEGMENTS", "1")
+    monkeypatch.setenv("REGISTRY_PAGE_SIZE", "50")
+    reset_runtime()
+    ids = connection_ids(300, "d")
+    stack.seed(ids)
+    body = job(jobId="j-dup", target={"all": True})
+    with monkeypatch.context() as patch:
+        crash_after(patch, 120)
+        with pytest.raises(BaseExceptionGroup):
+            broadcast.handler({"Records": [body_record(body, "first")]}, FakeContext())
+        reset_runtime()
+    sent = sum(stack.fake.counts().values())
+    # A second copy of the same message (SQS may deliver one twice) finds the step owned.
+    assert broadcast.handler({"Records": [body_record(body, "copy")]}, FakeContext()) == {
+        "batchItemFailures": []
+    }
+    assert sum(stack.fake.counts().values()) == sent, "the copy sent nothing"
+    # The owner's redelivery finishes the job; a later copy finds it complete.
+    broadcast.handler({"Records": [body_record(body, "first")]}, FakeContext())
+    assert set(stack.fake.counts()) == set(ids)
+    before = stack.fake.counts()
+    broadcast.handler({"Records": [body_record(body, "late-copy")]}, FakeContext())
+    assert stack.fake.counts() == before, "a complete job is acknowledged and skipped"
+
+
+def test_a_record_without_time_left_is_failed_for_redelivery(stack: Stack, monkeypatch) -> None:
+    monkeypatch.setenv("WORKER_DEADLINE_MARGIN_S", "5")
+    reset_runtime()
+    stack.seed(["a="])
+    record = body_record(job(target={"connectionIds": ["a="]}), "late")
+    response = broadcast.handler({"Records": [record]}, FakeContext(seconds=3))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "late"}]}
+    assert stack.fake.counts() == {}
+
+
+def test_metrics_are_embedded_metric_format(stack: Stack, capsys, json_logs) -> None:
+    stack.seed(["a=", "b="])
+    stack.fake.faults = Faults(gone_ids=frozenset({"b="}))
+    broadcast.handler(
+        {"Records": [body_record(job(target={"connectionIds": ["a=", "b="]}))]}, FakeContext()
+    )
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    [emf] = [line for line in lines if "_aws" in line]
+    names = {m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"Delivered", "Gone", "Failed", "Throttled", "Duration", "JobMessages"} <= names
+    assert (emf["Delivered"], emf["Gone"]) == ([1.0], [1.0])
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "wsfanout"
+    logs = [line for line in json_logs() if line.get("message") == "job step done"]
+    assert logs
+    assert logs[0]["job_id"]
+
+
+def test_clients_are_created_once_per_container(stack: Stack, monkeypatch) -> None:
+    created: list[str] = []
+    original = aioboto3.Session.client
+
+    def counting(self, service_name, *args, **kwargs):
+        created.append(service_name)
+        return original(self, service_name, *args, **kwargs)
+
+    monkeypatch.setattr(aioboto3.Session, "client", counting)
+    reset_runtime()
+    stack.connect("a=")
+    stack.message("a=", '{"action":"joinRoom","room":"r"}')
+    first = list(created)
+    assert "dynamodb" in first
+    stack.connect("b=")
+    stack.message("b=", '{"action":"joinRoom","room":"r"}')
+    stack.message("a=", '{"action":"sendMessage","to":{"room":"r"},"data":"x"}')
+    stack.message("a=", '{"action":"sendMessage","to":{"room":"r"},"data":"y"}')
+    assert created.count("sqs") == 1, "one SQS client for both room messages"
+    assert created.count("dynamodb") == 1
+    route_clients = list(created)
+    stack.drain()
+    stack.drain()
+    assert created == route_clients, "the worker reused the container's clients too"
+    assert stack.fake.counts()["b="] == 1 + 2
+
+
+def test_route_logs_carry_the_connection_id(stack: Stack, json_logs) -> None:
+    stack.connect("log=")
+    connected = [entry for entry in json_logs() if entry["message"] == "connected"]
+    assert connected[0]["connection_id"] == "log="
+    assert connected[0]["route"] == "$connect"

@@ -1,4 +1,4 @@
-"""Broadcast jobs: the step decision table, the progress items on DynamoDB, the runner's hand-offs."""
+"""Broadcast jobs: the step decision table, progress items on DynamoDB, the runner's hand-offs."""
 
 from __future__ import annotations
 

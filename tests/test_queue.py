@@ -6,10 +6,12 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from wsfanout import queue as queue_module
 from wsfanout.exceptions import ConfigurationError, QueueError
 from wsfanout.models import AllTarget, BroadcastJob, Cursor, UsersTarget
 from wsfanout.queue import JobQueue, job_body
@@ -153,3 +155,55 @@ async def test_missing_queue_is_a_queue_error(sqs, moto_url: str) -> None:
         await queue.enqueue(JOBS[1])
     with pytest.raises(QueueError):
         await queue.enqueue_many(JOBS)
+
+
+class FlakyBatches:
+    """A fake SQS client that reports the first ``fail`` entries of each call as failed."""
+
+    def __init__(self, fail: list[int]) -> None:
+        self.fail = fail
+        self.calls: list[list[dict[str, str]]] = []
+
+    async def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> Any:  # noqa: N803
+        self.calls.append(Entries)
+        count = self.fail.pop(0) if self.fail else 0
+        return {
+            "Successful": [{"Id": e["Id"]} for e in Entries[count:]],
+            "Failed": [
+                {"Id": e["Id"], "SenderFault": False, "Code": "InternalError"}
+                for e in Entries[:count]
+            ],
+        }
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The queue's backoff pauses, recorded instead of slept."""
+    recorded: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(queue_module, "anyio", SimpleNamespace(sleep=sleep))
+    return recorded
+
+
+async def test_enqueue_many_retries_only_failed_entries(pauses: list[float]) -> None:
+    client = FlakyBatches(fail=[3, 1])
+    jobs = [BroadcastJob(job_id=f"j{n}", target=AllTarget(all=True), data="x") for n in range(7)]
+    assert await JobQueue(client, "https://sqs/q").enqueue_many(jobs) == 7  # type: ignore[arg-type]
+    first, second, third = client.calls
+    assert len(first) == 7
+    assert second == first[:3]
+    assert third == first[:1]
+    assert len(pauses) == 2
+
+
+async def test_enqueue_many_gives_up_after_bounded_attempts(pauses: list[float]) -> None:
+    client = FlakyBatches(fail=[2] * 100)
+    jobs = [BroadcastJob(job_id=f"j{n}", target=AllTarget(all=True), data="x") for n in range(4)]
+    with pytest.raises(QueueError, match="refused 2 jobs"):
+        await JobQueue(client, "https://sqs/q").enqueue_many(jobs)  # type: ignore[arg-type]
+    assert len(client.calls) == 5
+    assert pauses == sorted(pauses)
+    assert all(0 < p <= 1.0 for p in pauses)

@@ -144,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     core.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     core.set_defaults(run=_cmd_bench_core)
+
+    jobs = modes.add_parser(
+        "jobs",
+        help='one large "all" job carried across short worker invocations',
+        description="Seed N connections, enqueue one broadcast job, and let W concurrent "
+        "workers with a few seconds per invocation carry it through segments and "
+        "continuations; reports continuations, duplicates and misses.",
+    )
+    jobs.add_argument("--connections", type=_positive_int, default=50_000)
+    jobs.add_argument("--segments", type=_positive_int, default=4)
+    jobs.add_argument("--workers", type=_positive_int, default=4)
+    jobs.add_argument("--worker-seconds", type=_seconds, default=3.0)
+    jobs.add_argument("--concurrency", type=_positive_int, default=64)
+    jobs.add_argument("--gone-rate", type=_rate, default=0.05)
+    jobs.add_argument("--latency", type=_seconds, default=0.0)
+    jobs.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    jobs.set_defaults(run=_cmd_bench_jobs)
     return parser
 
 
@@ -292,6 +309,25 @@ def _cmd_bench_core(args: argparse.Namespace) -> int:
         json_path=args.json,
     )
     return run_core(options)
+
+
+def _cmd_bench_jobs(args: argparse.Namespace) -> int:
+    from .bench.jobs import JobsOptions, run_jobs  # noqa: PLC0415  (bench-only dependencies)
+
+    if args.worker_seconds <= 0.5:
+        raise InvalidInputError("--worker-seconds must be above the 0.5 s hand-over margin")
+    return run_jobs(
+        JobsOptions(
+            connections=args.connections,
+            segments=args.segments,
+            workers=args.workers,
+            worker_seconds=args.worker_seconds,
+            concurrency=args.concurrency,
+            gone_rate=args.gone_rate,
+            latency_s=args.latency,
+            json_path=args.json,
+        )
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,9 @@ __all__ = [
     "parse_frame",
 ]
 
-RoomName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
+RoomName = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^#\s\x00-\x1f\x7f]+$")
+]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
@@ -97,7 +99,7 @@ def parse_frame(body: str | None, *, is_base64_encoded: bool = False) -> ClientF
     if not body:
         raise FrameError("bad_frame", "empty frame; send a JSON object with an 'action'")
     try:
-        raw = json.loads(body)
+        raw = json.loads(body, parse_constant=_no_constants)
     except (ValueError, RecursionError):
         raise FrameError("bad_frame", "the frame is not valid JSON") from None
     if not isinstance(raw, dict):
@@ -119,8 +121,19 @@ def parse_frame(body: str | None, *, is_base64_encoded: bool = False) -> ClientF
         raise FrameError("invalid_field", f"{action}: {where}: {first['msg']}") from None
 
 
+def _no_constants(name: str) -> Any:
+    """NaN and Infinity are not JSON; browsers' ``JSON.parse`` would choke on them."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def _dump(frame: dict[str, Any]) -> bytes:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape: not sendable text
+        raise FrameError(
+            "invalid_field", "the data contains text that is not valid Unicode"
+        ) from None
 
 
 def error_frame(code: str, message: str) -> bytes:

@@ -64,7 +64,8 @@ class JobQueue:
                 entries = [entry for entry in entries if entry["Id"] in failed]
                 if not entries:
                     break
-                await anyio.sleep(min(0.05 * 2**attempt, 1.0))
+                if attempt + 1 < _ATTEMPTS:
+                    await anyio.sleep(min(0.05 * 2**attempt, 1.0))
             else:
                 raise QueueError(f"SQS refused {len(entries)} jobs after {_ATTEMPTS} attempts")
         return len(jobs)

@@ -223,6 +223,9 @@ async def _message(rt: Runtime, event: MessageEvent, deadline: float | None) -> 
     except WsFanoutError as exc:
         logger.exception("could not serve a frame")
         await sender.reply(error_frame("unavailable", f"could not serve the frame: {exc}"))
+    except Exception:  # a bug must cost the sender one error frame, never the connection
+        logger.exception("unexpected failure serving a frame")
+        await sender.reply(error_frame("internal", "the frame could not be served"))
     return OK
 
 

@@ -9,11 +9,11 @@
 
 Memory is flat: two registry pages (the one being fed and the one prefetched) and
 ``buffer_size`` recipients at most, however large the registry. Senders take recipients in stream
-order, so the recipients taken always form a prefix of the stream; at a deadline senders stop
-taking, finish what they hold, and the key of the last recipient taken is a cursor from which a
-later run reaches exactly the rest. While running, the engine can also report a *checkpoint*: the
-cursor after the longest prefix whose sends have all finished, which a crashed worker's successor
-resumes from, re-sending at most what was in flight.
+order, so the recipients taken always form a prefix of the stream. At a deadline senders stop
+taking, the attempts in flight finish (no new retries start), and the run returns a *watermark* cursor: after the longest prefix of the stream whose
+sends all finished, plus the ids past it that finished too (``skip``). A later run from there
+reaches exactly the connections not yet attempted. The same watermark, reported while running,
+is the checkpoint from which a crashed worker's successor resumes.
 
 Receivers are never cancelled while waiting for an item (a cancelled ``receive`` can drop the item
 handed to it); the producer is the one stopped at the deadline, which closes the buffer.
@@ -34,7 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .exceptions import ForbiddenError, PayloadTooLargeError, WsFanoutError
 from .interfaces import Gateway, Outcome, Recipient, RecipientSource
-from .models import MAX_PAYLOAD_BYTES, BroadcastJob, Cursor, FanoutReport, Target
+from .models import MAX_PAYLOAD_BYTES, MAX_SKIP, BroadcastJob, Cursor, FanoutReport, Target
 from .throttle import RetryPolicy, Throttle
 
 __all__ = ["Fanout"]
@@ -42,6 +42,7 @@ __all__ = ["Fanout"]
 ProgressCallback = Callable[[int], None]
 CheckpointCallback = Callable[[Cursor, FanoutReport], Awaitable[None]]
 _Item = tuple[int, Recipient, Recipient | None]  # (sequence, recipient, the one before it)
+_DONE_PRUNE_AT = 4096
 
 
 @dataclass(slots=True)
@@ -67,6 +68,11 @@ class _Run:
     last_taken: Recipient | None = None
     # sequence -> the recipient before it, for every recipient taken and not yet finished
     in_flight: dict[int, Recipient | None] = field(default_factory=dict)
+    # sequence -> id of recipients finished recently; those past the oldest one still in flight
+    # become the cursor's ``skip``
+    done: dict[int, str] = field(default_factory=dict)
+    # ids the start cursor said to skip that this run has not met yet
+    skip_pending: set[str] = field(default_factory=set)
 
     def take(self, item: _Item) -> None:
         seq, recipient, previous = item
@@ -76,24 +82,32 @@ class _Run:
             self.last_seq = seq
             self.last_taken = recipient
 
-    def finish(self, seq: int) -> None:
+    def finish(self, seq: int, connection_id: str) -> None:
         del self.in_flight[seq]
         self.finished += 1
+        if self.in_flight:
+            self.done[seq] = connection_id
+            if len(self.done) > _DONE_PRUNE_AT:
+                oldest = min(self.in_flight)
+                self.done = {s: cid for s, cid in self.done.items() if s > oldest}
 
     def fail(self, reason: str) -> None:
         self.failed += 1
         self.failed_by_reason[reason] = self.failed_by_reason.get(reason, 0) + 1
 
-    def resume_point(self) -> Cursor:
-        """After the last recipient taken (every one before it was taken too)."""
-        return self.last_taken.resume_cursor() if self.last_taken else (self.start or Cursor())
-
     def watermark(self) -> Cursor:
-        """After the longest prefix of the stream whose sends have all finished."""
-        if not self.in_flight:
-            return self.resume_point()
-        previous = self.in_flight[min(self.in_flight)]
-        return previous.resume_cursor() if previous else (self.start or Cursor())
+        """After the longest prefix of the stream whose sends have all finished, skipping the
+        recipients past it that finished too (and those the start cursor skipped, not yet met).
+        """
+        if self.in_flight:
+            oldest = min(self.in_flight)
+            previous = self.in_flight[oldest]
+            skip = [cid for seq, cid in sorted(self.done.items()) if seq > oldest]
+        else:
+            previous, skip = self.last_taken, []
+        base = previous.resume_cursor() if previous else (self.start or Cursor())
+        skip = (sorted(self.skip_pending) + skip)[:MAX_SKIP]
+        return base.model_copy(update={"skip": skip or None})
 
     def report(self, *, complete: bool = False, resume: Cursor | None = None) -> FanoutReport:
         return FanoutReport(
@@ -189,7 +203,7 @@ class Fanout:
         """
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLargeError(len(payload), MAX_PAYLOAD_BYTES)
-        run = _Run(start=cursor)
+        run = _Run(start=cursor, skip_pending=set(cursor.skip or ()) if cursor else set())
         recipients_in, recipients_out = anyio.create_memory_object_stream[_Item](self._buffer_size)
         gone_in, gone_out = anyio.create_memory_object_stream[Recipient](self._buffer_size)
         ticks_in, ticks_out = anyio.create_memory_object_stream[None](1)
@@ -226,8 +240,8 @@ class Fanout:
         except BaseExceptionGroup as group:
             raise _single_error(group) from None
 
-        complete = run.exhausted and run.taken == run.produced
-        return run.report(complete=complete, resume=None if complete else run.resume_point())
+        complete = run.exhausted and run.taken == run.produced and not run.in_flight
+        return run.report(complete=complete, resume=None if complete else run.watermark())
 
     async def _produce(
         self,
@@ -317,22 +331,31 @@ class _Sender:
                     return
                 run.take(item)
                 recipient = item[1]
-                if recipient.connection_id in self.excluded:
+                connection_id = recipient.connection_id
+                if connection_id in run.skip_pending:
+                    run.skip_pending.discard(connection_id)  # attempted by an earlier run
+                elif connection_id in self.excluded:
                     run.excluded += 1
                 else:
                     outcome = await self.deliver(recipient)
+                    if outcome is None:
+                        continue  # abandoned at the deadline: unfinished, so resumed later
                     if outcome is Outcome.GONE:
                         await gone.send(recipient)
                     if self.on_progress is not None:
                         self.on_progress(1)
-                run.finish(item[0])
+                run.finish(item[0], connection_id)
                 if self.checkpoint_every and run.finished >= self.next_checkpoint:
                     self.next_checkpoint = run.finished + self.checkpoint_every
                     with contextlib.suppress(anyio.WouldBlock):
                         ticks.send_nowait(None)  # one pending checkpoint is enough
 
-    async def deliver(self, recipient: Recipient) -> Outcome:
-        """Send to one recipient with bounded retries; return its final outcome."""
+    async def deliver(self, recipient: Recipient) -> Outcome | None:
+        """Send to one recipient with bounded retries; return its final outcome.
+
+        ``None`` means abandoned: the deadline passed while it waited for a retry. It counts as
+        not attempted, so the run's resume cursor stays before it.
+        """
         engine, run, pace, payload = self.engine, self.run, self.pace, self.payload
         retry = engine.retry
         attempts = throttled_attempts = 0
@@ -369,6 +392,8 @@ class _Sender:
             if exhausted:
                 run.fail(outcome.value)
                 return outcome
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                return None
             run.retries += 1
             await anyio.sleep(retry.delay(attempts + throttled_attempts, engine.rng))
 

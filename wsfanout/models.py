@@ -23,6 +23,7 @@ from pydantic import (
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "MAX_SKIP",
     "AllTarget",
     "BroadcastJob",
     "Connection",
@@ -36,6 +37,9 @@ __all__ = [
 
 MAX_PAYLOAD_BYTES = 128 * 1024
 """API Gateway's WebSocket message payload limit."""
+
+MAX_SKIP = 2000
+"""Most ids a cursor carries in ``skip`` (keeps a continuation message far below SQS's 256 KB)."""
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
@@ -89,13 +93,16 @@ class Cursor(_Contract):
 
     ``after`` is the key of the last attempted registry item (a DynamoDB ``ExclusiveStartKey``);
     ``offset`` counts attempted ids of an explicit list; ``user`` indexes the user being read for
-    a multi-user target. ``step`` numbers the continuations of a broadcast job, so that workers
-    hand a job over exactly once (see :mod:`wsfanout.jobs`).
+    a multi-user target. ``skip`` lists connections just past that point that were already
+    attempted (sends that finished while an earlier one was still retrying), so a resumed run
+    sends to them neither twice nor never. ``step`` numbers the continuations of a broadcast job,
+    so that workers hand a job over exactly once (see :mod:`wsfanout.jobs`).
     """
 
     after: dict[str, str] | None = None
     offset: NonNegativeInt | None = None
     user: NonNegativeInt = 0
+    skip: list[str] | None = Field(default=None, max_length=MAX_SKIP)
     step: NonNegativeInt = 0
 
 

@@ -187,7 +187,11 @@ BAD_FRAMES = [
     ('{"action": "sendMessage", "to": "lobby", "data": 1}', "invalid_field", False),
     ("eyJhY3Rpb24iOiJqb2luUm9vbSJ9", "binary_not_supported", True),
     ('{"action": "broadcast", "data": NaN}', "bad_frame", False),
-    ('{"action": "sendMessage", "to": {"connection": "t="}, "data": "\\ud800"}', "invalid_field", False),
+    (
+        '{"action": "sendMessage", "to": {"connection": "t="}, "data": "\\ud800"}',
+        "invalid_field",
+        False,
+    ),
     (
         '{"action":"sendMessage","to":{"connection":"t="},"data":"' + "x" * 140_000 + '"}',
         "too_large",

@@ -10,10 +10,11 @@
 Memory is flat: two registry pages (the one being fed and the one prefetched) and
 ``buffer_size`` recipients at most, however large the registry. Senders take recipients in stream
 order, so the recipients taken always form a prefix of the stream. At a deadline senders stop
-taking, the attempts in flight finish (no new retries start), and the run returns a *watermark* cursor: after the longest prefix of the stream whose
-sends all finished, plus the ids past it that finished too (``skip``). A later run from there
-reaches exactly the connections not yet attempted. The same watermark, reported while running,
-is the checkpoint from which a crashed worker's successor resumes.
+taking, the attempts in flight finish (no new retries start), and the run returns a *watermark*
+cursor: after the longest prefix of the stream whose sends all finished, plus the ids past it
+that finished too (``skip``). A later run from there reaches exactly the connections not yet
+attempted. The same watermark, reported while running, is the checkpoint from which a crashed
+worker's successor resumes.
 
 Receivers are never cancelled while waiting for an item (a cancelled ``receive`` can drop the item
 handed to it); the producer is the one stopped at the deadline, which closes the buffer.

@@ -313,63 +313,58 @@ class Registry:
     async def _scan_connections(
         self, segment: int | None, total_segments: int | None, cursor: Cursor | None
     ) -> AsyncIterator[Sequence[Recipient]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
+        request: dict[str, Any] = {
             # Connection items only: memberships and job items share the table.
             "FilterExpression": "SK = :conn",
             "ProjectionExpression": "PK, SK, #ep",
-            "ExpressionAttributeNames": {"#ep": "endpoint"},
             "ExpressionAttributeValues": {":conn": _s(t.CONNECTION_SK)},
-            "Limit": min(self.page_size, _FIRST_PAGE),
         }
         if segment is not None:
-            kwargs["Segment"] = segment
-            kwargs["TotalSegments"] = total_segments
-        start = _low_level_key(cursor.after) if cursor and cursor.after else None
-        names = (t.PK, t.SK)
-        while True:
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            answer = await self._call("Scan", self._client.scan(**kwargs))
-            kwargs["Limit"] = self.page_size
-            page = [
-                Recipient(
-                    t.connection_id_from_pk(item[t.PK]["S"]),
-                    _endpoint(item),
-                    _plain_key(item, names),
-                )
-                for item in answer.get("Items", [])
-            ]
-            if page:
-                yield page
-            start = answer.get("LastEvaluatedKey")
-            if not start:
-                return
+            request["Segment"] = segment
+            request["TotalSegments"] = total_segments
+        async for page in self._paginate("Scan", request, (t.PK, t.SK), cursor, 0):
+            yield page
 
     async def _query_gsi1(
         self, gsi1pk: str, cursor: Cursor | None, index: int
     ) -> AsyncIterator[Sequence[Recipient]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
+        request: dict[str, Any] = {
             "IndexName": t.GSI1,
             "KeyConditionExpression": "GSI1PK = :pk",
             "ProjectionExpression": "PK, SK, GSI1PK, GSI1SK, #ep",
-            "ExpressionAttributeNames": {"#ep": "endpoint"},
             "ExpressionAttributeValues": {":pk": _s(gsi1pk)},
+        }
+        names = (t.PK, t.SK, t.GSI1PK, t.GSI1SK)
+        async for page in self._paginate("Query", request, names, cursor, index):
+            yield page
+
+    async def _paginate(
+        self,
+        operation: str,
+        request: dict[str, Any],
+        key_names: Sequence[str],
+        cursor: Cursor | None,
+        index: int,
+    ) -> AsyncIterator[Sequence[Recipient]]:
+        """Page through a Scan or Query from ``cursor``, yielding non-empty pages of recipients."""
+        call = self._client.scan if operation == "Scan" else self._client.query
+        request = {
+            **request,
+            "TableName": self.table_name,
+            "ExpressionAttributeNames": {"#ep": "endpoint"},
             "Limit": min(self.page_size, _FIRST_PAGE),
         }
         start = _low_level_key(cursor.after) if cursor and cursor.after else None
-        names = (t.PK, t.SK, t.GSI1PK, t.GSI1SK)
         while True:
             if start:
-                kwargs["ExclusiveStartKey"] = start
-            answer = await self._call("Query", self._client.query(**kwargs))
-            kwargs["Limit"] = self.page_size
+                request["ExclusiveStartKey"] = start
+            answer = await self._call(operation, call(**request))
+            request["Limit"] = self.page_size
             page = [
                 Recipient(
                     t.connection_id_from_pk(item[t.PK]["S"]),
                     _endpoint(item),
-                    _plain_key(item, names),
+                    _plain_key(item, key_names),
                     index,
                 )
                 for item in answer.get("Items", [])

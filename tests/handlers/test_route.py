@@ -250,3 +250,10 @@ def test_all_target_never_reaches_membership_items(stack: Stack) -> None:
     stack.message("boss=", '{"action":"broadcast","data":"x"}', user="boss", can_broadcast=True)
     stack.drain()
     assert stack.fake.counts() == {"a=": 1, "boss=": 1}
+
+
+def test_an_event_that_is_not_from_api_gateway_is_refused(stack: Stack) -> None:
+    event = load_event("ws_message")
+    del event["requestContext"]["connectionId"]
+    assert route.handler(event, FakeContext()) == {"statusCode": 400}
+    assert stack.fake.counts() == {}

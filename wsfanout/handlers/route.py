@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketMessageEventModel,
     APIGatewayWebSocketMessageEventRequestContext,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..clients import Clients
 from ..exceptions import (
@@ -118,13 +118,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.append_keys(connection_id=request.get("connectionId"), route=request.get("routeKey"))
     rt = runtime()
     kind = request.get("eventType")
-    if kind == "CONNECT":
-        return rt.run(_connect(rt, parse(event=event, model=ConnectEvent)))
-    if kind == "DISCONNECT":
-        return rt.run(
-            _disconnect(rt, parse(event=event, model=APIGatewayWebSocketDisconnectEventModel))
-        )
-    return rt.run(_message(rt, parse(event=event, model=MessageEvent), _deadline(context)))
+    try:
+        if kind == "CONNECT":
+            return rt.run(_connect(rt, parse(event=event, model=ConnectEvent)))
+        if kind == "DISCONNECT":
+            disconnect = parse(event=event, model=APIGatewayWebSocketDisconnectEventModel)
+            return rt.run(_disconnect(rt, disconnect))
+        return rt.run(_message(rt, parse(event=event, model=MessageEvent), _deadline(context)))
+    except ValidationError as exc:  # API Gateway's envelope, not the client's frame, is wrong
+        logger.error("not an API Gateway WebSocket event", extra={"problems": str(exc)[:2000]})
+        return {"statusCode": 400}
 
 
 async def _connect(rt: Runtime, event: ConnectEvent) -> dict[str, Any]:
@@ -178,7 +181,7 @@ async def _disconnect(
     return OK
 
 
-class _Sender:
+class _Origin:
     """The connection a frame came from, and how to answer it."""
 
     def __init__(self, rt: Runtime, clients: Clients, event: MessageEvent) -> None:
@@ -212,7 +215,7 @@ class _Sender:
 
 
 async def _message(rt: Runtime, event: MessageEvent, deadline: float | None) -> dict[str, Any]:
-    sender = _Sender(rt, await rt.clients(), event)
+    sender = _Origin(rt, await rt.clients(), event)
     try:
         body = event.body if isinstance(event.body, str) else None
         frame = parse_frame(body, is_base64_encoded=event.is_base64_encoded)
@@ -229,7 +232,7 @@ async def _message(rt: Runtime, event: MessageEvent, deadline: float | None) -> 
     return OK
 
 
-async def _serve(sender: _Sender, frame: ClientFrame, deadline: float | None) -> None:
+async def _serve(sender: _Origin, frame: ClientFrame, deadline: float | None) -> None:
     clients = sender.clients
     if isinstance(frame, JoinRoom):
         try:
@@ -254,12 +257,12 @@ async def _serve(sender: _Sender, frame: ClientFrame, deadline: float | None) ->
         await sender.reply(ack_frame("broadcast", jobId=job.job_id))
 
 
-async def _enqueue(sender: _Sender, job: BroadcastJob) -> None:
+async def _enqueue(sender: _Origin, job: BroadcastJob) -> None:
     clients = sender.clients
     await JobQueue(await clients.sqs(), clients.settings.broadcast_queue_url).enqueue(job)
 
 
-async def _send_message(sender: _Sender, frame: SendMessage, deadline: float | None) -> None:
+async def _send_message(sender: _Origin, frame: SendMessage, deadline: float | None) -> None:
     payload = message_frame(await sender.who(), frame.data)
     to = frame.to
     if isinstance(to, ToRoom):

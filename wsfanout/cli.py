@@ -13,7 +13,7 @@ import binascii
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import anyio
 from botocore.exceptions import NoCredentialsError, NoRegionError
@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .arguments import OneLineParser, non_negative, positive_int, rate
 from .clients import Clients
 from .exceptions import (
     ConfigurationError,
@@ -45,47 +46,12 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line (no usage dump) and exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree (also used by the docs and tests)."""
-    parser = _Parser(prog="wsfanout", description=__doc__.splitlines()[0] if __doc__ else None)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(
+        prog="wsfanout", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     send = commands.add_parser(
         "broadcast",
@@ -118,12 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint",
         help="management endpoint https://{domain}/{stage} (default: $APIGW_MANAGEMENT_ENDPOINT)",
     )
-    send.add_argument("--concurrency", type=_positive_int, help="senders in the pool")
+    send.add_argument("--concurrency", type=positive_int, help="senders in the pool")
     send.add_argument("--json", action="store_true", help="print the report as one JSON object")
     send.set_defaults(run=_cmd_broadcast)
 
     bench = commands.add_parser("bench", help="benchmarks against moto server")
-    modes = bench.add_subparsers(dest="mode", required=True, parser_class=_Parser)
+    modes = bench.add_subparsers(dest="mode", required=True, parser_class=OneLineParser)
     core = modes.add_parser(
         "core",
         help="the classic sequential loop vs the engine, same endpoint, same run",
@@ -131,10 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         "with the classic loop (scan all, post one by one, delete on 410) and with the engine, "
         "against one local management endpoint with injected latency and gone connections.",
     )
-    core.add_argument("--connections", type=_positive_int, default=5000)
-    core.add_argument("--gone-rate", type=_rate, default=0.05)
-    core.add_argument("--latency", type=_seconds, default=0.020, help="seconds per request")
-    core.add_argument("--concurrency", type=_positive_int, default=256)
+    core.add_argument("--connections", type=positive_int, default=5000)
+    core.add_argument("--gone-rate", type=rate, default=0.05)
+    core.add_argument("--latency", type=non_negative, default=0.020, help="seconds per request")
+    core.add_argument("--concurrency", type=positive_int, default=256)
     core.add_argument("--seed", type=int, default=1, help="seed of the injected faults")
     core.add_argument(
         "--transport",
@@ -152,13 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         "workers with a few seconds per invocation carry it through segments and "
         "continuations; reports continuations, duplicates and misses.",
     )
-    jobs.add_argument("--connections", type=_positive_int, default=50_000)
-    jobs.add_argument("--segments", type=_positive_int, default=4)
-    jobs.add_argument("--workers", type=_positive_int, default=4)
-    jobs.add_argument("--worker-seconds", type=_seconds, default=3.0)
-    jobs.add_argument("--concurrency", type=_positive_int, default=64)
-    jobs.add_argument("--gone-rate", type=_rate, default=0.05)
-    jobs.add_argument("--latency", type=_seconds, default=0.0)
+    jobs.add_argument("--connections", type=positive_int, default=50_000)
+    jobs.add_argument("--segments", type=positive_int, default=4)
+    jobs.add_argument("--workers", type=positive_int, default=4)
+    jobs.add_argument("--worker-seconds", type=non_negative, default=3.0)
+    jobs.add_argument("--concurrency", type=positive_int, default=64)
+    jobs.add_argument("--gone-rate", type=rate, default=0.05)
+    jobs.add_argument("--latency", type=non_negative, default=0.0)
     jobs.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     jobs.set_defaults(run=_cmd_bench_jobs)
     return parser

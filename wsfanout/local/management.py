@@ -31,12 +31,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, NoReturn, Protocol
+from typing import Final, Protocol
 
 from aiohttp import web
 
-from wsfanout.exceptions import ConfigurationError, InvalidInputError
-from wsfanout.models import MAX_PAYLOAD_BYTES
+from ..arguments import OneLineParser, non_negative, port, rate
+from ..exceptions import ConfigurationError, InvalidInputError
+from ..models import MAX_PAYLOAD_BYTES
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -483,53 +484,20 @@ async def serve(
 # -- command line ----------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, so a benchmark starting this as a subprocess can surface it verbatim.
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0.0:  # also rejects NaN
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = _non_negative(text)
-    if value > 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {text}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m wsfanout.local.management",
         description="Serve a local API Gateway management endpoint (the @connections API).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=0, help="port; 0 picks a free one")
+    parser.add_argument("--port", type=port, default=0, help="port; 0 picks a free one")
     parser.add_argument("--stage", default=None, help="accept only this stage (default: any)")
-    parser.add_argument("--latency", type=_non_negative, default=0.0, help="seconds per request")
-    parser.add_argument("--jitter", type=_non_negative, default=0.0, help="extra 0..J seconds")
-    parser.add_argument("--gone-rate", type=_rate, default=0.0, help="fraction of ids gone")
-    parser.add_argument("--throttle-rate", type=_rate, default=0.0, help="fraction of POSTs 429")
-    parser.add_argument("--error-rate", type=_rate, default=0.0, help="fraction of POSTs 500")
-    parser.add_argument("--drop-rate", type=_rate, default=0.0, help="fraction of POSTs dropped")
+    parser.add_argument("--latency", type=non_negative, default=0.0, help="seconds per request")
+    parser.add_argument("--jitter", type=non_negative, default=0.0, help="extra 0..J seconds")
+    parser.add_argument("--gone-rate", type=rate, default=0.0, help="fraction of ids gone")
+    parser.add_argument("--throttle-rate", type=rate, default=0.0, help="fraction of POSTs 429")
+    parser.add_argument("--error-rate", type=rate, default=0.0, help="fraction of POSTs 500")
+    parser.add_argument("--drop-rate", type=rate, default=0.0, help="fraction of POSTs dropped")
     parser.add_argument("--seed", type=int, default=0, help="seed of every fault decision")
     parser.add_argument(
         "--no-payloads", action="store_true", help="keep delivery counts only, not the frames"

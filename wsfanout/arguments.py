@@ -1,0 +1,60 @@
+"""Command-line argument types shared by every wsfanout command.
+
+Bad arguments exit 2 with one line (no usage dump), so scripts and benchmarks that start these
+commands can show the reason verbatim.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+__all__ = ["OneLineParser", "non_negative", "port", "positive_int", "rate"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """A number of seconds (or anything else) that is not negative; NaN is refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0.0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def rate(text: str) -> float:
+    """A fraction between 0 and 1."""
+    value = non_negative(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port; 0 asks the system for a free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text}")
+    return value

@@ -14,6 +14,7 @@ format), shared by every handler here.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from aws_lambda_powertools import Logger, Metrics
 from ..clients import Clients
 from ..settings import Settings
 
-__all__ = ["Runtime", "logger", "metrics", "reset_runtime", "runtime"]
+__all__ = ["Runtime", "close_all_runtimes", "logger", "metrics", "reset_runtime", "runtime"]
 
 T = TypeVar("T")
 
@@ -58,20 +59,40 @@ class Runtime:
         self._runner.close()
 
 
-_current: Runtime | None = None
+# One runtime per thread: on Lambda that is one per container (a container runs one invocation
+# at a time on one thread); the local emulator runs each concurrent invocation on a worker thread,
+# so every thread plays one warm container.
+_local = threading.local()
+_all: list[Runtime] = []
+_all_lock = threading.Lock()
 
 
 def runtime() -> Runtime:
-    """The container's runtime, created on first use."""
-    global _current  # noqa: PLW0603  (one per container, by design)
-    if _current is None:
-        _current = Runtime()
-    return _current
+    """This container's runtime, created on first use."""
+    current: Runtime | None = getattr(_local, "runtime", None)
+    if current is None:
+        current = Runtime()
+        _local.runtime = current
+        with _all_lock:
+            _all.append(current)
+    return current
 
 
 def reset_runtime() -> None:
-    """Forget the container's runtime (tests start each case from a cold container)."""
-    global _current  # noqa: PLW0603
-    if _current is not None:
-        _current.close()
-    _current = None
+    """Forget this thread's runtime (tests start each case from a cold container)."""
+    current: Runtime | None = getattr(_local, "runtime", None)
+    _local.runtime = None
+    if current is not None:
+        with _all_lock:
+            _all.remove(current)
+        current.close()
+
+
+def close_all_runtimes() -> None:
+    """Close every thread's runtime (the local stack, shutting down; call it from any thread
+    once no invocation is running)."""
+    with _all_lock:
+        everything = list(_all)
+        _all.clear()
+    for each in everything:
+        each.close()

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test lint format bench-core clean
+.PHONY: install test lint format demo dev bench-core bench-jobs clean
 
 install: $(STAMP)
 
@@ -27,9 +27,21 @@ format: install
 	$(BIN)/ruff format wsfanout tests
 	$(BIN)/ruff check --fix wsfanout tests
 
+# The main job: the whole system on this machine, 1,000 real WebSocket clients, with a report.
+demo: install
+	$(BIN)/wsfanout demo
+
+# The local stack for manual work: prints the URLs and the exports for a second shell.
+dev: install
+	$(BIN)/wsfanout dev
+
 # The core comparison: the classic sequential loop vs the engine, same endpoint, same run.
 bench-core: install
 	$(BIN)/wsfanout bench core
+
+# One 50,000-connection "all" job carried by 3-second worker invocations (about 12 minutes).
+bench-jobs: install
+	$(BIN)/wsfanout bench jobs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

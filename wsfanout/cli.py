@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .arguments import OneLineParser, non_negative, positive_int, rate
+from .arguments import OneLineParser, non_negative, port, positive_int, rate
 from .clients import Clients
 from .exceptions import (
     ConfigurationError,
@@ -127,6 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--latency", type=non_negative, default=0.0)
     jobs.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     jobs.set_defaults(run=_cmd_bench_jobs)
+
+    dev = commands.add_parser(
+        "dev",
+        help="run the whole stack on this machine until Ctrl-C",
+        description="Start moto server (DynamoDB, SQS), the API Gateway WebSocket emulator and "
+        "the broadcast queue's event source mapping, all running the real handlers; print the "
+        "WebSocket, management and page URLs and the variables a second shell needs.",
+    )
+    dev.add_argument(
+        "--port",
+        type=port,
+        default=0,
+        help="port of the WebSocket, management and page server (default: a free one)",
+    )
+    dev.add_argument("--stage", type=_stage, default="local", help="stage name (default: local)")
+    dev.set_defaults(run=_cmd_dev)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole system end to end on this machine, with a report",
+        description="Start the local stack, connect N WebSocket clients (some join rooms, some "
+        "close abruptly, some vanish without $disconnect), broadcast through SQS and send a "
+        "room message; exit 0 only if every live client got each message exactly once and "
+        "every closed connection left the registry.",
+    )
+    demo.add_argument("--clients", type=positive_int, default=1000)
+    demo.add_argument("--rooms", type=positive_int, default=5)
+    demo.set_defaults(run=_cmd_demo)
     return parser
 
 
@@ -294,6 +322,34 @@ def _cmd_bench_jobs(args: argparse.Namespace) -> int:
             json_path=args.json,
         )
     )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .local.demo import DemoOptions, run_demo  # noqa: PLC0415  (the local extra)
+
+    return run_demo(DemoOptions(clients=args.clients, rooms=args.rooms))
+
+
+# -- dev ------------------------------------------------------------------------------------------
+
+
+def _stage(text: str) -> str:
+    """An API Gateway stage name; the rule lives with the local stack, loaded only for ``dev``."""
+    from .local.stack import check_stage  # noqa: PLC0415  (the local stack loads for dev only)
+
+    try:
+        return check_stage(text)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from .local.stack import run_dev  # noqa: PLC0415  (the local stack loads for dev only)
+
+    try:
+        return run_dev(args.port, args.stage)
+    except OSError as exc:  # the port is taken, or not ours to bind
+        return _fail(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,10 +29,6 @@ from .runtime import Runtime, logger, metrics, runtime
 
 __all__ = ["handler"]
 
-processor = BatchProcessor(
-    event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
-)
-
 
 class OutOfTimeError(RuntimeError):
     """Raised for a record reached too late in the invocation to start; SQS redelivers it."""
@@ -62,7 +58,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     margin = rt.settings.worker_deadline_margin_s
 
     def record_handler(record: SqsRecordModel) -> str:
-        logger.append_keys(message_id=record.messageId, job_id=None)
+        # Thread-local keys: the local poller runs concurrent batches on worker threads.
+        logger.thread_safe_clear_keys()
+        logger.thread_safe_append_keys(message_id=record.messageId)
         metrics.add_metric(name="JobMessages", unit=MetricUnit.Count, value=1)
         try:
             job = BroadcastJob.model_validate_json(str(record.body))
@@ -74,7 +72,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             logger.error("not a broadcast job", extra={"problems": problems})
             metrics.add_metric(name="InvalidJobs", unit=MetricUnit.Count, value=1)
             raise
-        logger.append_keys(job_id=job.job_id, segment=job.segment)
+        logger.thread_safe_append_keys(job_id=job.job_id, segment=job.segment)
         seconds_left = context.get_remaining_time_in_millis() / 1000 - margin
         if seconds_left <= 0:
             logger.warning("no time left in this invocation; SQS will redeliver the job")
@@ -104,6 +102,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             )
         return result.action
 
+    # A processor per invocation: it holds the batch's results, and the local poller runs
+    # invocations on several threads at once.
+    processor = BatchProcessor(
+        event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
+    )
     response: dict[str, Any] = dict(
         process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context

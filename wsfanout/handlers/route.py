@@ -115,7 +115,11 @@ def _deadline(lambda_context: Any) -> float | None:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entrypoint for every route of the WebSocket API."""
     request = event.get("requestContext") or {}
-    logger.append_keys(connection_id=request.get("connectionId"), route=request.get("routeKey"))
+    # Thread-local keys: the local emulator runs concurrent invocations on worker threads.
+    logger.thread_safe_clear_keys()
+    logger.thread_safe_append_keys(
+        connection_id=request.get("connectionId"), route=request.get("routeKey")
+    )
     rt = runtime()
     kind = request.get("eventType")
     try:

@@ -7,8 +7,9 @@ by, and JSON bodies botocore parses. On top of that it injects faults reproducib
 connections, throttling, server errors, dropped TCP connections), all derived from one seed, and
 records what every connection received so a test can assert exactly-once delivery.
 
-The connection bookkeeping sits behind :class:`ConnectionStore`, so the WebSocket emulator that
-will grow around this module can plug in its real connections without touching the HTTP side.
+The connection bookkeeping sits behind :class:`ConnectionStore`, and delivery behind an optional
+:data:`Deliver` hook, so the WebSocket emulator (:mod:`wsfanout.local.emulator`) plugs in its real
+sockets without touching the HTTP side.
 
 Run it in-process with :func:`serve`, or as a subprocess for benchmarks::
 
@@ -27,7 +28,7 @@ import random
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ __all__ = [
     "STAT_KEYS",
     "ConnectionInfo",
     "ConnectionStore",
+    "Deliver",
     "Faults",
     "ManagementEndpoint",
     "MemoryConnections",
@@ -176,6 +178,10 @@ class ConnectionStore(Protocol):
         ...
 
 
+Deliver = Callable[[str, bytes], Awaitable[bool]]
+"""Pushes a POSTed payload to a live connection; ``False`` means it turned out gone (410)."""
+
+
 class MemoryConnections:
     """The in-memory :class:`ConnectionStore`.
 
@@ -233,7 +239,9 @@ class ManagementEndpoint:
     Gateway does for unknown paths. ``require_signature`` refuses requests without a SigV4
     ``Authorization`` header (the signature itself is not verified); ``forbid_all`` refuses every
     request, simulating wrong credentials, and may be flipped while serving.
-    ``keep_payloads=False`` keeps counts only, for 100k-connection benchmarks.
+    ``keep_payloads=False`` keeps counts only, for 100k-connection benchmarks. ``deliver``, when
+    given, is awaited for every POST that passed the checks and faults; a frame counts as
+    delivered only when it returns ``True``.
     """
 
     def __init__(
@@ -246,6 +254,7 @@ class ManagementEndpoint:
         require_signature: bool = True,
         forbid_all: bool = False,
         store: ConnectionStore | None = None,
+        deliver: Deliver | None = None,
     ) -> None:
         if store is not None and live is not None:
             raise ConfigurationError("give either 'live' or 'store', not both")
@@ -256,6 +265,7 @@ class ManagementEndpoint:
         self.keep_payloads = keep_payloads
         self.require_signature = require_signature
         self.forbid_all = forbid_all
+        self._deliver = deliver
         self._counts: dict[str, int] = {}
         self._payloads: dict[str, list[bytes]] = {}
         self._stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
@@ -396,6 +406,9 @@ class ManagementEndpoint:
                     transport.close()
                 # aiohttp fails to write this to the closed transport and sends nothing.
                 return web.Response()
+        if self._deliver is not None and not await self._deliver(connection_id, data):
+            stats["gone"] += 1
+            return _respond(_GONE)
         stats["delivered"] += 1
         counts = self._counts
         counts[connection_id] = counts.get(connection_id, 0) + 1

@@ -55,6 +55,7 @@ def moto_server(startup_timeout: float = 30.0) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=_clean_env(),
+        start_new_session=True,  # Ctrl-C in a terminal stops us first; we then stop moto
     )
     url = f"http://127.0.0.1:{port}"
     try:

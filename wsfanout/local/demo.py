@@ -1,0 +1,338 @@
+"""``wsfanout demo``: the main job end to end on one machine, with a report.
+
+N real WebSocket clients connect to the local API Gateway emulator; some join rooms; some close
+abruptly (API Gateway sends ``$disconnect``), some vanish with their ``$disconnect`` lost, leaving
+zombie registry entries that only a broadcast finds, as a 410. Then one broadcast job goes
+through SQS to the broadcast worker and out to every live client, and a room message to one room.
+The demo passes only if every live client got each message exactly once and every closed
+connection, zombie or not, is gone from the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioboto3
+import anyio
+import websockets
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..models import AllTarget, BroadcastJob
+from ..queue import JobQueue
+from ..registry import Registry
+from .stack import Stack, local_stack
+
+__all__ = ["DemoOptions", "DemoReport", "run_demo"]
+
+_USER_AGENT = "wsfanout-demo/"
+_CONNECT_AT_ONCE = 64  # API Gateway takes 500 new connections/s per account; stay polite
+_WAIT_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """The shape of the demo run."""
+
+    clients: int = 1000
+    rooms: int = 5
+    joiners: float = 0.5  # fraction of clients that join a room
+    abrupt: float = 0.05  # fraction that close without a close frame
+    vanish: float = 0.05  # fraction whose $disconnect is lost (zombies)
+    port: int = 0
+
+
+@dataclass(slots=True)
+class _Client:
+    index: int
+    ws: Any
+    connection_id: str = ""
+    room: str | None = None
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    closed: bool = False
+
+    def count(self, marker: str) -> int:
+        return sum(1 for frame in self.frames if frame.get("data") == marker)
+
+
+@dataclass(slots=True)
+class DemoReport:
+    """One line per figure, as the issue asks."""
+
+    connected: int = 0
+    live: int = 0
+    closed_abruptly: int = 0
+    vanished: int = 0
+    broadcast_delivered: int = 0
+    room_members: int = 0
+    room_delivered: int = 0
+    gone_cleaned_up: int = 0
+    closed_left_in_registry: int = 0
+    duplicates: int = 0
+    missing: int = 0
+    elapsed_s: float = 0.0
+    broadcast_s: float = 0.0
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.broadcast_delivered / self.broadcast_s if self.broadcast_s else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.duplicates or self.missing or self.closed_left_in_registry)
+
+
+async def _read(client: _Client) -> None:
+    try:
+        async for raw in client.ws:
+            try:
+                frame = json.loads(raw)
+            except (TypeError, ValueError):
+                frame = None
+            client.frames.append(frame if isinstance(frame, dict) else {"raw": raw})
+    except (websockets.ConnectionClosed, OSError):
+        client.closed = True
+
+
+async def _wait_until(
+    predicate: Callable[[], bool], *, within: float, tick: Callable[[], None]
+) -> bool:
+    """Poll ``predicate`` (bounded); ``tick`` refreshes the progress display."""
+    with anyio.move_on_after(within):
+        while not predicate():
+            tick()
+            await anyio.sleep(0.05)
+        tick()
+        return True
+    return False
+
+
+async def _demo(options: DemoOptions, console: Console) -> DemoReport:
+    report = DemoReport()
+    started = time.monotonic()
+    # The handlers' info logs (one JSON line per invocation) would drown the report.
+    logging.getLogger("wsfanout").setLevel(logging.WARNING)
+    async with local_stack(port=options.port, stage="demo") as stack:
+        console.print(f"local stack up: {stack.ws_url}  (management {stack.management_url})")
+        progress = Progress(
+            TextColumn("{task.description:>28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        clients: list[_Client] = []
+        async with anyio.create_task_group() as readers:
+            with progress:
+                await _connect_all(stack, options, clients, readers, progress)
+                report.connected = len(clients)
+                await _join_rooms(options, clients, progress)
+                closed = await _close_some(stack, options, clients, progress, report)
+                live = [c for c in clients if not c.closed]
+                report.live = len(live)
+
+                marker = f"broadcast-{uuid.uuid4().hex[:8]}"
+                task = progress.add_task("broadcast (via SQS)", total=len(live))
+                sent_at = time.monotonic()
+                frame = {"type": "message", "from": {"service": "demo"}, "data": marker}
+                job = BroadcastJob(target=AllTarget(all=True), data=json.dumps(frame))
+                await _enqueue(stack, job)
+                await _wait_until(
+                    lambda: all(c.count(marker) for c in live),
+                    within=_WAIT_S,
+                    tick=lambda: progress.update(
+                        task, completed=sum(1 for c in live if c.count(marker))
+                    ),
+                )
+                report.broadcast_s = time.monotonic() - sent_at
+                await _settle(stack)
+                report.broadcast_delivered = sum(1 for c in live if c.count(marker))
+
+                room_report = await _room_message(live, progress)
+                report.room_members, report.room_delivered, room_marker = room_report
+                await _settle(stack)
+
+                report.duplicates = sum(
+                    max(0, c.count(m) - 1) for c in live for m in (marker, room_marker)
+                )
+                report.missing = (report.live - report.broadcast_delivered) + (
+                    report.room_members - report.room_delivered
+                )
+                left = await _registry_ids(stack)
+                report.closed_left_in_registry = sum(1 for c in closed if c.connection_id in left)
+                report.gone_cleaned_up = sum(1 for c in closed if c.connection_id not in left)
+            for client in clients:
+                if not client.closed:
+                    await client.ws.close()
+            readers.cancel_scope.cancel()
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+
+async def _connect_all(
+    stack: Stack, options: DemoOptions, clients: list[_Client], readers: Any, progress: Progress
+) -> None:
+    task = progress.add_task("connecting clients", total=options.clients)
+    limiter = anyio.CapacityLimiter(_CONNECT_AT_ONCE)
+    emulator = stack.emulator
+
+    async def connect(index: int) -> None:
+        async with limiter:
+            ws = await websockets.connect(stack.ws_url, user_agent_header=f"{_USER_AGENT}{index}")
+        client = _Client(index, ws)
+        client.connection_id = emulator.connection_id_of(user_agent=f"{_USER_AGENT}{index}") or ""
+        clients.append(client)
+        readers.start_soon(_read, client)
+        progress.advance(task)
+
+    async with anyio.create_task_group() as connecting:
+        for index in range(options.clients):
+            connecting.start_soon(connect, index)
+    clients.sort(key=lambda c: c.index)
+
+
+async def _join_rooms(options: DemoOptions, clients: list[_Client], progress: Progress) -> None:
+    joiners = [c for c in clients if (c.index * 7919) % 1000 < options.joiners * 1000]
+    task = progress.add_task("joining rooms", total=len(joiners))
+    for client in joiners:
+        client.room = f"room-{client.index % options.rooms}"
+        await client.ws.send(json.dumps({"action": "joinRoom", "room": client.room}))
+
+    def acked() -> bool:
+        return all(any(f.get("action") == "joinRoom" for f in c.frames) for c in joiners)
+
+    await _wait_until(
+        acked,
+        within=_WAIT_S,
+        tick=lambda: progress.update(
+            task,
+            completed=sum(
+                1 for c in joiners if any(f.get("action") == "joinRoom" for f in c.frames)
+            ),
+        ),
+    )
+
+
+async def _close_some(
+    stack: Stack,
+    options: DemoOptions,
+    clients: list[_Client],
+    progress: Progress,
+    report: DemoReport,
+) -> list[_Client]:
+    count = len(clients)
+    abrupt = clients[1 :: max(1, round(1 / options.abrupt))] if options.abrupt else []
+    rest = [c for c in clients if c not in abrupt and c.index != 0]
+    vanish = rest[2 :: max(1, round(1 / options.vanish))] if options.vanish else []
+    task = progress.add_task("closing some", total=len(abrupt) + len(vanish))
+    for client in vanish:
+        stack.emulator.lose_disconnect(client.connection_id)
+        await client.ws.close()
+        client.closed = True
+        progress.advance(task)
+    for client in abrupt:
+        client.ws.transport.abort()
+        client.closed = True
+        progress.advance(task)
+    report.closed_abruptly, report.vanished = len(abrupt), len(vanish)
+    # Wait until API Gateway (the emulator) has run $disconnect for every abrupt close.
+    registry_target = count - len(abrupt)
+
+    async def settled() -> bool:
+        return len(await _registry_ids(stack)) == registry_target
+
+    with anyio.move_on_after(_WAIT_S):
+        while not await settled():  # noqa: ASYNC110  (the state lives in moto, another process)
+            await anyio.sleep(0.1)
+    return abrupt + vanish
+
+
+async def _room_message(live: list[_Client], progress: Progress) -> tuple[int, int, str]:
+    sender = next(c for c in live if c.room)
+    room = sender.room
+    members = [c for c in live if c.room == room and c is not sender]
+    marker = f"room-{uuid.uuid4().hex[:8]}"
+    task = progress.add_task(f"room message ({room})", total=len(members))
+    await sender.ws.send(
+        json.dumps({"action": "sendMessage", "to": {"room": room}, "data": marker})
+    )
+    await _wait_until(
+        lambda: all(c.count(marker) for c in members),
+        within=_WAIT_S,
+        tick=lambda: progress.update(task, completed=sum(1 for c in members if c.count(marker))),
+    )
+    return len(members), sum(1 for c in members if c.count(marker)), marker
+
+
+def _session(stack: Stack) -> aioboto3.Session:
+    return aioboto3.Session(
+        region_name=stack.env["AWS_REGION"],
+        aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+async def _enqueue(stack: Stack, job: BroadcastJob) -> None:
+    async with _session(stack).client("sqs", endpoint_url=stack.moto_url) as sqs:
+        await JobQueue(sqs, stack.queue_url).enqueue(job)
+
+
+async def _registry_ids(stack: Stack) -> set[str]:
+    async with _session(stack).client("dynamodb", endpoint_url=stack.moto_url) as dynamodb:
+        registry = Registry(dynamodb, stack.table)
+        return {r.connection_id async for page in registry.pages(AllTarget(all=True)) for r in page}
+
+
+async def _settle(stack: Stack) -> None:
+    """Wait until the queue is empty and nothing is in flight, so late duplicates would show."""
+    async with _session(stack).client("sqs", endpoint_url=stack.moto_url) as sqs:
+        with anyio.move_on_after(_WAIT_S):
+            while True:
+                attributes = (
+                    await sqs.get_queue_attributes(
+                        QueueUrl=stack.queue_url,
+                        AttributeNames=[
+                            "ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible",
+                        ],
+                    )
+                )["Attributes"]
+                if not any(int(value) for value in attributes.values()):
+                    return
+                await anyio.sleep(0.1)
+
+
+def run_demo(options: DemoOptions, *, console: Console | None = None) -> int:
+    """Run the demo, print the report; exit status 0 only when it all held."""
+    console = console or Console()
+    report = anyio.run(_demo, options, console)
+    table = Table(title=f"wsfanout demo: {options.clients:,} clients", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("connected", f"{report.connected:,}"),
+        ("closed abruptly / vanished (zombies)", f"{report.closed_abruptly} / {report.vanished}"),
+        ("live clients", f"{report.live:,}"),
+        ("broadcast delivered", f"{report.broadcast_delivered:,} of {report.live:,}"),
+        ("room message delivered", f"{report.room_delivered} of {report.room_members}"),
+        (
+            "gone cleaned up",
+            f"{report.gone_cleaned_up} of {report.closed_abruptly + report.vanished}",
+        ),
+        ("duplicates", str(report.duplicates)),
+        ("missing", str(report.missing)),
+        ("elapsed", f"{report.elapsed_s:.1f} s"),
+        ("broadcast deliveries/s", f"{report.deliveries_per_s:,.0f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    console.print("[green]OK[/green]" if report.ok else "[red]FAILED[/red]")
+    return 0 if report.ok else 1

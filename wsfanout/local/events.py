@@ -1,0 +1,394 @@
+"""What the local emulator hands to handlers: API Gateway's events and Lambda's context.
+
+The route handler and the authorizer parse these events with the same models they use on AWS,
+so every field API Gateway sends is here, named, ordered and typed as it sends it (compare
+``tests/events/*.json``): headers and multi-value headers, query strings only when there is
+one, epoch milliseconds, ``requestTime`` in API Gateway's access-log format, base64-like ids.
+An authorizer's answer becomes ``requestContext.authorizer`` the way API Gateway forwards it:
+its ``context`` values as strings, plus ``principalId`` and ``integrationLatency``.
+
+Pure functions with no aiohttp and no clock of their own beyond "now", so they can be tested
+and reused (a replay tool, a fixture generator) without a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+__all__ = [
+    "ACCOUNT_ID",
+    "DEFAULT_ROUTE",
+    "REGION",
+    "AuthorizerRejection",
+    "LambdaContext",
+    "Origin",
+    "Upgrade",
+    "authorizer_context",
+    "authorizer_request",
+    "connect_event",
+    "connect_outcome",
+    "disconnect_event",
+    "error_frame",
+    "message_event",
+    "new_id",
+    "now_ms",
+    "request_time",
+    "select_route",
+]
+
+REGION: Final = "us-east-1"
+"""Region in the ARNs the emulator makes up (the authorizer's ``methodArn``, function ARNs)."""
+
+ACCOUNT_ID: Final = "123456789012"
+"""Account in those ARNs: moto's default account, so ARNs agree across the local stack."""
+
+DEFAULT_ROUTE: Final = "$default"
+
+# Hop-by-hop headers of the upgrade request: the authorizer sees them, the $connect route not.
+_HOP_BY_HOP: Final = frozenset({"connection", "upgrade"})
+_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # fmt: skip
+_UNSAFE_ID_CHARS: Final = re.compile(r"[+/]")
+
+
+def new_id() -> str:
+    """An id shaped like API Gateway's connection and request ids: 16 characters, base64 of 11
+    random bytes (so one ``=`` of padding), without ``+`` or ``/`` so it is safe in URL paths."""
+    while True:
+        candidate = base64.b64encode(secrets.token_bytes(11)).decode()
+        if not _UNSAFE_ID_CHARS.search(candidate):
+            return candidate
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds, the unit of ``connectedAt`` and ``requestTimeEpoch``."""
+    return time.time_ns() // 1_000_000
+
+
+def request_time(epoch_ms: int) -> str:
+    """API Gateway's ``requestTime``: ``01/Jan/2025:12:00:00 +0000`` (no locale involved)."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return (
+        f"{moment.day:02d}/{_MONTHS[moment.month - 1]}/{moment.year}:"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} +0000"
+    )
+
+
+def _trace_id() -> str:
+    return f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """The client's upgrade request as API Gateway saw it, headers in the order they came."""
+
+    headers: tuple[tuple[str, str], ...]
+    query: tuple[tuple[str, str], ...] = ()
+    port: int = 80
+    proto: str = "http"
+    trace_id: str = field(default_factory=_trace_id)
+    """One ``X-Amzn-Trace-Id`` per upgrade: the authorizer and ``$connect`` share it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """One connection as API Gateway knows it; every event of the connection repeats this."""
+
+    connection_id: str
+    connected_at_ms: int
+    domain_name: str
+    stage: str
+    api_id: str
+    source_ip: str
+    user_agent: str
+    authorizer: Mapping[str, Any] | None = field(default=None, hash=False)
+    """``requestContext.authorizer`` of every route event, once an authorizer allowed it."""
+
+    @property
+    def method_arn(self) -> str:
+        """The ARN an authorizer's policy must allow for this connection to open."""
+        return f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{self.api_id}/{self.stage}/$connect"
+
+
+def _request_context(
+    origin: Origin,
+    route_key: str,
+    event_type: str,
+    *,
+    epoch_ms: int | None = None,
+    authorizer: bool = True,
+    disconnect: tuple[int, str] | None = None,
+) -> dict[str, Any]:
+    """The shared ``requestContext``, keys in the order API Gateway writes them."""
+    request_id = new_id()
+    epoch = now_ms() if epoch_ms is None else epoch_ms
+    context: dict[str, Any] = {"routeKey": route_key}
+    if authorizer and origin.authorizer is not None:
+        context["authorizer"] = dict(origin.authorizer)
+    if event_type == "MESSAGE":
+        context["messageId"] = new_id()
+    if disconnect is not None:
+        context["disconnectStatusCode"] = disconnect[0]
+    context.update(
+        eventType=event_type,
+        extendedRequestId=request_id,
+        requestTime=request_time(epoch),
+        messageDirection="IN",
+    )
+    if disconnect is not None:
+        context["disconnectReason"] = disconnect[1]
+    context.update(
+        stage=origin.stage,
+        connectedAt=origin.connected_at_ms,
+        requestTimeEpoch=epoch,
+        identity={"userAgent": origin.user_agent, "sourceIp": origin.source_ip},
+        requestId=request_id,
+        domainName=origin.domain_name,
+        connectionId=origin.connection_id,
+        apiId=origin.api_id,
+    )
+    return context
+
+
+def _headers(origin: Origin, upgrade: Upgrade, *, hop_by_hop: bool) -> list[tuple[str, str]]:
+    """The upgrade's headers plus the ones API Gateway's front end adds, sorted like AWS's."""
+    pairs = [(k, v) for k, v in upgrade.headers if hop_by_hop or k.lower() not in _HOP_BY_HOP]
+    present = {k.lower() for k, _ in pairs}
+    forwarded = [v for k, v in pairs if k.lower() == "x-forwarded-for"]
+    pairs = [(k, v) for k, v in pairs if k.lower() != "x-forwarded-for"]
+    pairs.append(("X-Forwarded-For", ", ".join([*forwarded, origin.source_ip])))
+    if "x-amzn-trace-id" not in present:
+        pairs.append(("X-Amzn-Trace-Id", upgrade.trace_id))
+    if "x-forwarded-port" not in present:
+        pairs.append(("X-Forwarded-Port", str(upgrade.port)))
+    if "x-forwarded-proto" not in present:
+        pairs.append(("X-Forwarded-Proto", upgrade.proto))
+    if hop_by_hop and "content-length" not in present:
+        pairs.append(("content-length", "0"))
+    return sorted(pairs, key=lambda pair: pair[0].lower())
+
+
+def _single_and_multi(
+    pairs: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """API Gateway's two views of repeated names: the last value, and every value in order."""
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+    return single, multi
+
+
+def authorizer_request(origin: Origin, upgrade: Upgrade) -> dict[str, Any]:
+    """The REQUEST authorizer's event: the full upgrade request, before the connection exists."""
+    headers, multi_headers = _single_and_multi(_headers(origin, upgrade, hop_by_hop=True))
+    query, multi_query = _single_and_multi(upgrade.query)
+    return {
+        "type": "REQUEST",
+        "methodArn": origin.method_arn,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": multi_query,
+        "stageVariables": {},
+        # The authorizer runs as the request arrives, and knows of no authorizer output yet.
+        "requestContext": _request_context(
+            origin, "$connect", "CONNECT", epoch_ms=origin.connected_at_ms, authorizer=False
+        ),
+    }
+
+
+def connect_event(origin: Origin, upgrade: Upgrade) -> dict[str, Any]:
+    """The ``$connect`` route's event; query string fields only when the URL had a query."""
+    headers, multi_headers = _single_and_multi(_headers(origin, upgrade, hop_by_hop=False))
+    event: dict[str, Any] = {"headers": headers, "multiValueHeaders": multi_headers}
+    if upgrade.query:
+        query, multi_query = _single_and_multi(upgrade.query)
+        event["queryStringParameters"] = query
+        event["multiValueQueryStringParameters"] = multi_query
+    event["requestContext"] = _request_context(origin, "$connect", "CONNECT")
+    event["isBase64Encoded"] = False
+    return event
+
+
+def message_event(origin: Origin, route_key: str, data: str | bytes) -> dict[str, Any]:
+    """One client frame: text as is, binary base64-encoded with ``isBase64Encoded``."""
+    binary = isinstance(data, bytes)
+    body = base64.b64encode(data).decode() if isinstance(data, bytes) else data
+    return {
+        "requestContext": _request_context(origin, route_key, "MESSAGE"),
+        "body": body,
+        "isBase64Encoded": binary,
+    }
+
+
+def disconnect_event(origin: Origin, status_code: int, reason: str) -> dict[str, Any]:
+    """``$disconnect``: API Gateway sends only these (mostly empty) headers, not the client's."""
+    headers = {"Host": origin.domain_name, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""}
+    return {
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "requestContext": _request_context(
+            origin, "$disconnect", "DISCONNECT", disconnect=(status_code, reason)
+        ),
+        "isBase64Encoded": False,
+    }
+
+
+def select_route(data: str | bytes, routes: frozenset[str]) -> str:
+    """Evaluate ``$request.body.action``: a JSON object's string ``action`` naming a known
+    route selects it; anything else (binary, not JSON, no such route) goes to ``$default``."""
+    if isinstance(data, bytes):
+        return DEFAULT_ROUTE
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return DEFAULT_ROUTE
+    action = body.get("action") if isinstance(body, dict) else None
+    return action if isinstance(action, str) and action in routes else DEFAULT_ROUTE
+
+
+def error_frame(message: str, origin: Origin, request_id: str) -> str:
+    """The frame API Gateway itself sends a client whose route integration failed."""
+    return json.dumps(
+        {"message": message, "connectionId": origin.connection_id, "requestId": request_id}
+    )
+
+
+def connect_outcome(response: Any) -> tuple[int, str | None]:
+    """The ``$connect`` answer: its status (no status means 200, as with API Gateway's proxy
+    integration) and the ``Sec-WebSocket-Protocol`` it chose, if any."""
+    if not isinstance(response, dict):
+        return 200, None
+    try:
+        status = int(response.get("statusCode", 200))
+    except (TypeError, ValueError):
+        return 502, None
+    if not 200 <= status <= 599:
+        return 502, None  # nothing API Gateway could answer a handshake with
+    headers = response.get("headers") or {}
+    chosen = {str(k).lower(): v for k, v in headers.items()}.get("sec-websocket-protocol")
+    return status, chosen if isinstance(chosen, str) else None
+
+
+# -- the authorizer's answer ---------------------------------------------------------------------
+
+
+class AuthorizerRejection(Exception):  # noqa: N818  (a rejection, not an error of ours)
+    """The authorizer refused the connection (or answered nonsense): the handshake's answer."""
+
+    def __init__(self, status: int, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+
+
+_DENIED: Final = (403, "Forbidden", "AccessDeniedException")
+_MISCONFIGURED: Final = (500, "Internal server error", "AuthorizerConfigurationException")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _wildcard(pattern: Any, value: str, *, ignore_case: bool = False) -> bool:
+    """IAM's ``*``/``?`` matching."""
+    if not isinstance(pattern, str):
+        return False
+    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, value, re.IGNORECASE if ignore_case else 0) is not None
+
+
+def _allows(policy: Any, method_arn: str) -> bool:
+    """IAM evaluation in small: an explicit Deny wins, else some Allow must match."""
+    if not isinstance(policy, dict):
+        raise AuthorizerRejection(*_MISCONFIGURED)
+    allowed = False
+    for statement in _as_list(policy.get("Statement")):
+        if not isinstance(statement, dict):
+            raise AuthorizerRejection(*_MISCONFIGURED)
+        actions = _as_list(statement.get("Action"))
+        resources = _as_list(statement.get("Resource"))
+        if not any(_wildcard(a, "execute-api:Invoke", ignore_case=True) for a in actions):
+            continue
+        if not any(_wildcard(r, method_arn) for r in resources):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
+
+
+def _stringify(value: Any) -> str:
+    """A context value as API Gateway forwards it: ``true``/``false``, numbers as text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise AuthorizerRejection(*_MISCONFIGURED)  # objects and arrays are not allowed
+
+
+def authorizer_context(response: Any, method_arn: str, latency_ms: int) -> dict[str, Any]:
+    """Turn a REQUEST authorizer's answer into ``requestContext.authorizer``.
+
+    Raises :class:`AuthorizerRejection` with 403 when the policy does not allow ``method_arn``,
+    and with 500 when the answer is malformed (API Gateway's AuthorizerConfigurationException).
+    """
+    if not isinstance(response, dict) or not isinstance(response.get("principalId"), str):
+        raise AuthorizerRejection(*_MISCONFIGURED)
+    if not _allows(response.get("policyDocument"), method_arn):
+        raise AuthorizerRejection(*_DENIED)
+    context = response.get("context") or {}
+    if not isinstance(context, dict):
+        raise AuthorizerRejection(*_MISCONFIGURED)
+    forwarded: dict[str, Any] = {str(key): _stringify(value) for key, value in context.items()}
+    forwarded["principalId"] = response["principalId"]
+    forwarded["integrationLatency"] = latency_ms
+    return forwarded
+
+
+# -- Lambda's side -------------------------------------------------------------------------------
+
+
+@dataclass
+class LambdaContext:
+    """The context object Lambda's Python runtime passes handlers, with a remaining time that
+    runs down from ``seconds`` on the real clock. ``memory_limit_in_mb`` is a string because the
+    real runtime copies it from ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``."""
+
+    seconds: float = 29.0
+    function_name: str = "wsfanout-local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: str = "512"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    identity: Any = None
+    client_context: Any = None
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.seconds
+        name = self.function_name
+        if not self.invoked_function_arn:
+            self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+        if not self.log_group_name:
+            self.log_group_name = f"/aws/lambda/{name}"
+        if not self.log_stream_name:
+            day = datetime.now(UTC).strftime("%Y/%m/%d")
+            self.log_stream_name = f"{day}/[{self.function_version}]{secrets.token_hex(16)}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before this invocation would time out (never negative)."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))

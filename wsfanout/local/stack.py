@@ -1,0 +1,367 @@
+"""The whole system on one machine: moto, the API Gateway emulator, the SQS mapping, and the real
+handlers running in this process as Lambda would run them.
+
+Nothing here is a second implementation of wsfanout: the route handler, the authorizer and the
+broadcast worker are the deployed entrypoints, called with the events and contexts AWS would
+build. What differs is only what stands around them:
+
+* moto server (DynamoDB, SQS) in its own process, for the registry table and the broadcast queue
+  with its dead-letter queue, created here the way the deploy template creates them;
+* the emulator (:mod:`wsfanout.local.emulator`) for API Gateway: sockets, route events, the
+  management endpoint and a small test page;
+* :class:`~wsfanout.local.poller.SqsPoller` for the event source mapping that feeds the broadcast
+  worker.
+
+The handlers read their configuration from the environment, as a deployed function does, so the
+stack *sets the process environment* for as long as it runs (table, queue, moto's endpoints,
+dummy credentials and region) and restores it afterwards. The developer's own ``AWS_*``
+variables and AWS config files are hidden meanwhile, so a profile or a real endpoint can never
+leak into a local run. Because the environment belongs to the process, one stack runs at a time.
+``APIGW_MANAGEMENT_ENDPOINT`` is left unset unless asked for: on AWS the route handler derives
+the endpoint from each event, and the local stack exercises that path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, TextIO, TypeVar
+from urllib.parse import urlsplit
+
+import aioboto3
+import anyio
+import anyio.to_thread
+
+from ..exceptions import ConfigurationError, InvalidInputError
+from ..handlers import authorizer, broadcast, route
+from ..handlers.runtime import close_all_runtimes
+from ..settings import Settings
+from ..table import TTL_ATTRIBUTE, table_definition
+from .emulator import Emulator, serve_emulator
+from .poller import SqsPoller
+from .processes import moto_server
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+__all__ = ["Stack", "check_stage", "local_stack", "run_dev"]
+
+T = TypeVar("T")
+
+REGION: Final = "us-east-1"
+TABLE: Final = "wsfanout-connections"
+QUEUE: Final = "wsfanout-broadcast"
+DEAD_LETTER_QUEUE: Final = "wsfanout-broadcast-dlq"
+# moto accepts any credentials; fixed dummy ones make the exports stable and obviously fake.
+CREDENTIALS: Final = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+# What a deployed function could not see either; hidden while the stack runs.
+_HIDDEN: Final = ("CONNECTIONS_TABLE", "BROADCAST_QUEUE_URL", "APIGW_MANAGEMENT_ENDPOINT")
+# API Gateway: "alphanumeric characters, hyphens, and underscores", at most 128 of them.
+_STAGE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_EXPORTED: Final = (
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_SQS",
+    "CONNECTIONS_TABLE",
+    "BROADCAST_QUEUE_URL",
+    "APIGW_MANAGEMENT_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+)
+
+_running = False  # one stack per process: the environment it sets is the process's
+
+
+def check_stage(stage: str) -> str:
+    """Return ``stage`` if API Gateway would accept it as a stage name, else raise
+    :class:`~wsfanout.exceptions.InvalidInputError`."""
+    if not _STAGE_NAME.fullmatch(stage):
+        raise InvalidInputError(
+            f"not a stage name: {stage!r} (1 to 128 letters, digits, '-' or '_')"
+        )
+    return stage
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where everything of a running local stack is, and what a second shell needs to use it."""
+
+    ws_url: str
+    management_url: str
+    page_url: str
+    moto_url: str
+    table: str
+    queue_url: str
+    dlq_url: str
+    emulator: Emulator
+    poller: SqsPoller
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def exports(self) -> str:
+        """``export NAME=value`` lines for a POSIX shell (``eval`` them in another terminal)."""
+        return "\n".join(
+            f"export {name}={shlex.quote(self.env[name])}" for name in _EXPORTED if name in self.env
+        )
+
+
+@asynccontextmanager
+async def local_stack(
+    port: int = 0,
+    stage: str = "local",
+    *,
+    set_management_endpoint: bool = False,
+    environ: Mapping[str, str] | None = None,
+    # One broadcast "container" by default: Powertools' Metrics keeps one metric set per process,
+    # which concurrent invocations in one process would share (on AWS each has its own process).
+    concurrency: int = 1,
+    function_timeout_s: float = 60.0,
+    visibility_timeout_s: int = 60,
+    max_receive_count: int = 3,
+) -> AsyncIterator[Stack]:
+    """Run the whole stack until the block ends; see the module docstring.
+
+    ``environ`` adds variables for the handlers (``AUTH_JWT_SECRET``, fan-out knobs...); the
+    authorizer runs on ``$connect`` only when a JWT secret or public key is configured, as a
+    deployment without one would have no authorizer. ``set_management_endpoint`` also sets
+    ``APIGW_MANAGEMENT_ENDPOINT`` for the handlers instead of letting them derive it.
+    ``visibility_timeout_s`` and ``max_receive_count`` are the broadcast queue's; like AWS, the
+    visibility timeout may not be shorter than the function timeout.
+    """
+    global _running  # noqa: PLW0603  (one stack per process, by design)
+    check_stage(stage)
+    if visibility_timeout_s < function_timeout_s:
+        raise ConfigurationError(
+            f"the queue's visibility timeout ({visibility_timeout_s}s) is shorter than the "
+            f"function timeout ({function_timeout_s}s); AWS refuses such a mapping"
+        )
+    if _running:
+        raise ConfigurationError("a local stack is already running in this process")
+    _running = True
+    try:
+        async with AsyncExitStack() as exits:
+            moto_url = await _enter_moto(exits)
+            # The handlers' environment first: even our own set-up clients must not see the
+            # developer's profile (a missing one fails every session) or config files.
+            exits.enter_context(
+                _environment(
+                    {
+                        **(environ or {}),
+                        **CREDENTIALS,
+                        "AWS_REGION": REGION,
+                        "AWS_DEFAULT_REGION": REGION,
+                        "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+                        "AWS_ENDPOINT_URL_SQS": moto_url,
+                        # A deployed function has no config files; the developer's must not apply.
+                        "AWS_CONFIG_FILE": os.devnull,
+                        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                    }
+                )
+            )
+            session = aioboto3.Session(region_name=REGION)
+            await _create_table(session, moto_url)
+            sqs: SQSClient = await exits.enter_async_context(
+                session.client("sqs", endpoint_url=moto_url)
+            )
+            queue_url, dlq_url = await _create_queues(
+                sqs, visibility_timeout_s=visibility_timeout_s, max_receive_count=max_receive_count
+            )
+            resources = {"CONNECTIONS_TABLE": TABLE, "BROADCAST_QUEUE_URL": queue_url}
+            exits.enter_context(_environment(resources, hide_others=False))
+            # Every container starts cold, with this environment, and is closed at the end, once
+            # the poller and the emulator (which run the invocations) have stopped.
+            await _in_thread(close_all_runtimes)
+            exits.push_async_callback(_in_thread, close_all_runtimes)
+
+            settings = Settings()
+            has_jwt = bool(settings.auth_jwt_secret or settings.auth_jwt_public_key)
+            emulator = Emulator(
+                route_handler=route.handler,
+                authorizer=authorizer.handler if has_jwt else None,
+                stage=stage,
+            )
+            base = await exits.enter_async_context(serve_emulator(emulator, port=port))
+            base = base.rstrip("/")
+            management_url = f"{base}/{stage}"
+            if set_management_endpoint:
+                exits.enter_context(
+                    _environment({"APIGW_MANAGEMENT_ENDPOINT": management_url}, hide_others=False)
+                )
+
+            poller = SqsPoller(
+                sqs,
+                queue_url,
+                broadcast.handler,
+                batch_size=10,
+                visibility_timeout_s=None,  # the queue's own, as the real mapping uses
+                function_timeout_s=function_timeout_s,
+                concurrency=concurrency,
+                wait_s=20,  # Lambda's long poll; cancelling it at shutdown is harmless
+            )
+            await exits.enter_async_context(_in_background(poller.run))
+
+            netloc = urlsplit(base).netloc
+            yield Stack(
+                ws_url=f"ws://{netloc}/{stage}",
+                management_url=management_url,
+                page_url=f"{base}/",
+                moto_url=moto_url,
+                table=TABLE,
+                queue_url=queue_url,
+                dlq_url=dlq_url,
+                emulator=emulator,
+                poller=poller,
+                env={
+                    **CREDENTIALS,
+                    "AWS_REGION": REGION,
+                    "AWS_DEFAULT_REGION": REGION,
+                    "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+                    "AWS_ENDPOINT_URL_SQS": moto_url,
+                    "CONNECTIONS_TABLE": TABLE,
+                    "BROADCAST_QUEUE_URL": queue_url,
+                    "APIGW_MANAGEMENT_ENDPOINT": management_url,
+                },
+            )
+    finally:
+        _running = False
+
+
+# -- the pieces ----------------------------------------------------------------------------------
+
+
+async def _in_thread(func: Callable[[], T]) -> T:
+    """Run blocking start-up or clean-up work off the loop, to completion even when cancelled
+    (half-started processes and half-closed runtimes are what a shield is for)."""
+    with anyio.CancelScope(shield=True):
+        result = await anyio.to_thread.run_sync(func)
+    return result  # noqa: RET504  (returning inside the scope reads to mypy as a missing return)
+
+
+@asynccontextmanager
+async def _in_background(func: Callable[[], Coroutine[Any, Any, None]]) -> AsyncIterator[None]:
+    """Run ``func`` for as long as the block runs, and cancel it (awaiting the end) after.
+
+    The block's own exception does not pass through the task group, which would wrap it in an
+    exception group: whoever uses the stack sees what their code raised. A crash of ``func``
+    still cancels the block and is raised, as a task group does.
+    """
+    tasks = anyio.create_task_group()
+    await tasks.__aenter__()
+    try:
+        tasks.start_soon(func)
+        yield
+    finally:
+        tasks.cancel_scope.cancel()
+        await tasks.__aexit__(None, None, None)
+
+
+async def _enter_moto(exits: AsyncExitStack) -> str:
+    """Start moto server (a blocking, bounded start-up) and arrange for it to stop."""
+    server = moto_server()
+    url = await _in_thread(server.__enter__)
+
+    async def stop() -> None:
+        await _in_thread(lambda: server.__exit__(None, None, None))
+
+    exits.push_async_callback(stop)
+    return url
+
+
+async def _create_table(session: aioboto3.Session, moto_url: str) -> None:
+    async with session.client("dynamodb", endpoint_url=moto_url) as dynamodb:
+        await dynamodb.create_table(**table_definition(TABLE))
+        await dynamodb.update_time_to_live(
+            TableName=TABLE,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+
+
+async def _create_queues(
+    sqs: SQSClient, *, visibility_timeout_s: int, max_receive_count: int
+) -> tuple[str, str]:
+    """The broadcast queue and its dead-letter queue, as the deploy template declares them."""
+    dlq_url = (
+        await sqs.create_queue(
+            QueueName=DEAD_LETTER_QUEUE,
+            Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
+        )
+    )["QueueUrl"]
+    answer = await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    redrive = {
+        "deadLetterTargetArn": answer["Attributes"]["QueueArn"],
+        "maxReceiveCount": str(max_receive_count),
+    }
+    queue_url = (
+        await sqs.create_queue(
+            QueueName=QUEUE,
+            Attributes={
+                "VisibilityTimeout": str(visibility_timeout_s),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )
+    )["QueueUrl"]
+    return queue_url, dlq_url
+
+
+@contextmanager
+def _environment(values: Mapping[str, str], *, hide_others: bool = True) -> Iterator[None]:
+    """Set ``values`` for the handlers and (``hide_others``) hide every other ``AWS_*`` variable
+    and the resource variables of another deployment; put the environment back afterwards."""
+    hidden = [
+        name
+        for name in os.environ
+        if hide_others and (name.startswith("AWS_") or name in _HIDDEN) and name not in values
+    ]
+    saved = {name: os.environ.get(name) for name in (*hidden, *values)}
+    try:
+        for name in hidden:
+            del os.environ[name]
+        os.environ.update(values)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# -- wsfanout dev --------------------------------------------------------------------------------
+
+
+def run_dev(port: int = 0, stage: str = "local", *, out: TextIO | None = None) -> int:
+    """Run the stack until SIGINT (Ctrl-C) or SIGTERM; print where everything is. Returns 0."""
+    return anyio.run(_dev, port, stage, out or sys.stdout)
+
+
+async def _dev(port: int, stage: str, out: TextIO) -> int:
+    def say(text: str = "") -> None:
+        out.write(text + "\n")
+        out.flush()  # a pipe (a test, a supervisor) must see the URLs now, not at exit
+
+    # Signals are taken before anything starts, so Ctrl-C during start-up still shuts down in
+    # order (it is acted on once the stack is up) instead of leaving moto running.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with local_stack(port, stage) as stack:
+            say("wsfanout dev: the local stack is running")
+            say(f"  WebSocket   {stack.ws_url}")
+            say(f"  management  {stack.management_url}")
+            say(f"  page        {stack.page_url}")
+            say(f"  moto        {stack.moto_url}")
+            say()
+            say("# in another shell, so that wsfanout, the aws CLI and boto3 use this stack:")
+            say(stack.exports())
+            say()
+            say("Press Ctrl-C (or send SIGTERM) to stop.")
+            async for signum in signals:
+                say(f"wsfanout dev: {signal.Signals(signum).name}, stopping")
+                break
+    say("wsfanout dev: stopped")
+    return 0

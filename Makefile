@@ -18,6 +18,15 @@ $(STAMP): pyproject.toml
 test: install lint
 	$(BIN)/python -m pytest --cov --cov-report=term
 
+# The demo page in a real headless Chromium: Debian's `chromium` (installed when missing; that
+# needs root) driven by Playwright, whose own browser download is never used.
+test-browser: install
+	@command -v chromium >/dev/null || [ "$$(id -u)" = 0 ] || \
+		{ echo "test-browser: chromium is missing; run: sudo apt-get install -y chromium" >&2; exit 1; }
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(BIN)/python -m pip install --quiet playwright
+	$(BIN)/python -m pytest -m browser -p no:cacheprovider
+
 lint: install
 	$(BIN)/ruff format --check wsfanout tests
 	$(BIN)/ruff check wsfanout tests

@@ -240,10 +240,9 @@ class Emulator:
     def make_app(self) -> web.Application:
         """The aiohttp application: the WebSocket route plus the management endpoint's routes."""
         self._closing = False
-        app = self.management.make_app()
-        # A plain resource: aiohttp matches it before the management app's catch-all 403.
-        app.router.add_get(f"/{self.stage}", self._handshake)
-        app.router.add_get("/", self._page)
+        app = self.management.make_app(
+            [web.get(f"/{self.stage}", self._handshake), web.get("/", self._page)]
+        )
         app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)
         return app

@@ -334,8 +334,12 @@ class ManagementEndpoint:
 
     # -- HTTP ------------------------------------------------------------------------------------
 
-    def make_app(self) -> web.Application:
-        """A fresh aiohttp application bound to this endpoint (an application runs only once)."""
+    def make_app(self, routes: Sequence[web.RouteDef] = ()) -> web.Application:
+        """A fresh aiohttp application bound to this endpoint (an application runs only once).
+
+        ``routes`` (the emulator's page and handshake) are added before the catch-all 403: aiohttp
+        tries the routes indexed under one path prefix in order, so a later ``/`` would never
+        match."""
         # Read bodies a little above the limit ourselves so that oversize frames get API
         # Gateway's 413, not aiohttp's own; far larger ones are caught in _post.
         app = web.Application(client_max_size=2 * MAX_PAYLOAD_BYTES)
@@ -350,6 +354,7 @@ class ManagementEndpoint:
         app.router.add_get("/_wsfanout/stats", self._control_stats, allow_head=False)
         app.router.add_get("/_wsfanout/counts", self._control_counts, allow_head=False)
         app.router.add_post("/_wsfanout/reset", self._control_reset)
+        app.router.add_routes(routes)
         # Anything else is what API Gateway answers for an unknown path or stage: 403.
         app.router.add_route("*", "/{tail:.*}", self._no_route)
         return app

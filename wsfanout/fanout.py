@@ -35,7 +35,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .exceptions import ForbiddenError, PayloadTooLargeError, WsFanoutError
 from .interfaces import Gateway, Outcome, Recipient, RecipientSource
-from .models import MAX_PAYLOAD_BYTES, MAX_SKIP, BroadcastJob, Cursor, FanoutReport, Target
+from .models import MAX_PAYLOAD_BYTES, MAX_SKIP, Cursor, FanoutReport, Target
 from .throttle import RetryPolicy, Throttle
 
 __all__ = ["Fanout"]
@@ -157,25 +157,6 @@ class Fanout:
         self._cleanup_batch = cleanup_batch
         self._cleanup_concurrency = cleanup_concurrency
         self.rng = rng or random.Random()
-
-    async def run_job(
-        self,
-        job: BroadcastJob,
-        *,
-        deadline: float | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> FanoutReport:
-        """Run a :class:`BroadcastJob` (target, payload, exclusions, segment and cursor)."""
-        return await self.run(
-            job.target,
-            job.payload,
-            exclude=job.exclude,
-            segment=job.segment,
-            total_segments=job.total_segments,
-            cursor=job.cursor,
-            deadline=deadline,
-            on_progress=on_progress,
-        )
 
     async def run(
         self,

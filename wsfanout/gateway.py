@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     import aioboto3
     from types_aiobotocore_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
-__all__ = ["ManagementGateway", "classify", "endpoint_for", "region_of_endpoint"]
+__all__ = [
+    "ManagementGateway",
+    "classify",
+    "endpoint_for",
+    "region_of_endpoint",
+    "resolve_endpoint",
+]
 
 _GONE_TYPES = frozenset({"GoneException"})
 _THROTTLE_TYPES = frozenset({"LimitExceededException", "TooManyRequestsException"})
@@ -95,6 +101,16 @@ def endpoint_for(domain_name: str, stage: str) -> str:
     return f"https://{domain}"
 
 
+def resolve_endpoint(endpoint: str | None, default: str | None) -> str:
+    """The connection's own endpoint, else the default one, without a trailing slash."""
+    url = endpoint.rstrip("/") if endpoint else default
+    if not url:
+        raise ConfigurationError(
+            "no management endpoint for this connection: set APIGW_MANAGEMENT_ENDPOINT"
+        )
+    return url
+
+
 def region_of_endpoint(endpoint: str, default: str | None) -> str:
     """The signing region: the one in an ``execute-api`` host name, else the configured one."""
     found = _REGION_IN_HOST.search(endpoint)
@@ -152,12 +168,7 @@ class ManagementGateway:
         await self._stack.__aexit__(exc_type, exc, tb)
 
     def _resolve(self, endpoint: str | None) -> str:
-        url = endpoint.rstrip("/") if endpoint else self._default_endpoint
-        if not url:
-            raise ConfigurationError(
-                "no management endpoint for this connection: set APIGW_MANAGEMENT_ENDPOINT"
-            )
-        return url
+        return resolve_endpoint(endpoint, self._default_endpoint)
 
     async def client(self, endpoint: str | None = None) -> ApiGatewayManagementApiClient:
         """The pooled client for ``endpoint`` (or the default), created once."""

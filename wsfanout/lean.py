@@ -19,7 +19,7 @@ import aiohttp
 import anyio
 
 from .exceptions import ConfigurationError
-from .gateway import classify, region_of_endpoint
+from .gateway import classify, region_of_endpoint, resolve_endpoint
 from .interfaces import Outcome
 from .sigv4 import Credentials, PostSigner
 
@@ -106,11 +106,7 @@ class LeanGateway:
         return self._credentials
 
     def _signer(self, endpoint: str | None) -> PostSigner:
-        base = endpoint.rstrip("/") if endpoint else self._default_endpoint
-        if not base:
-            raise ConfigurationError(
-                "no management endpoint for this connection: set APIGW_MANAGEMENT_ENDPOINT"
-            )
+        base = resolve_endpoint(endpoint, self._default_endpoint)
         signer = self._signers.get(base)
         if signer is None:
             signer = PostSigner(base, region_of_endpoint(base, self._region))

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test lint format demo dev bench-core bench-jobs clean
+.PHONY: install test test-browser lint format demo dev bench-core bench-jobs clean
 
 install: $(STAMP)
 

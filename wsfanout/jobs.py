@@ -334,26 +334,21 @@ class JobRunner:
             )
         except _LostClaimError:
             return JobResult("lost-claim")
-        if report.complete:
-            await self._checkpoints.finish_step(
-                job.job_id,
-                job.segment,
-                step=step,
-                owner=message_id,
-                report=report,
-                next_cursor=None,
-            )
-            return JobResult("completed", report)
-        assert report.resume is not None  # noqa: S101  (an incomplete run always has one)
-        following = report.resume.model_copy(update={"step": step + 1})
-        if await self._checkpoints.finish_step(
+        following: Cursor | None = None
+        if not report.complete:
+            assert report.resume is not None  # noqa: S101  (an incomplete run always has one)
+            following = report.resume.model_copy(update={"step": step + 1})
+        finished = await self._checkpoints.finish_step(
             job.job_id,
             job.segment,
             step=step,
             owner=message_id,
             report=report,
             next_cursor=following,
-        ):
-            await self._queue.enqueue(job.model_copy(update={"cursor": following}))
-            return JobResult("continued", report)
-        return JobResult("lost-claim", report)
+        )
+        if not finished:
+            return JobResult("lost-claim", report)
+        if following is None:
+            return JobResult("completed", report)
+        await self._queue.enqueue(job.model_copy(update={"cursor": following}))
+        return JobResult("continued", report)

@@ -369,9 +369,10 @@ class Registry:
                 )
                 for item in answer.get("Items", [])
             ]
+            start = answer.get("LastEvaluatedKey")
+            del answer  # not held (with its raw items) while the consumer works through the page
             if page:
                 yield page
-            start = answer.get("LastEvaluatedKey")
             if not start:
                 return
 

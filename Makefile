@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# checkov pins many dependencies of its own, so it lives in a venv of its own, at one version
+# (a new release brings new checks: adopt them on purpose).
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_VENV    ?= .venv-checkov
+CHECKOV_STAMP    = $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: install test test-browser lint format demo dev bench-core bench-jobs clean
+.PHONY: install test test-browser lint format demo dev bench bench-jobs package deploy checkov clean
 
 install: $(STAMP)
 
@@ -15,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: install lint
+test: install lint checkov
 	$(BIN)/python -m pytest --cov --cov-report=term
 
 # The demo page in a real headless Chromium: Debian's `chromium` (installed when missing; that
@@ -28,13 +33,13 @@ test-browser: install
 	$(BIN)/python -m pytest -m browser -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff format --check wsfanout tests
-	$(BIN)/ruff check wsfanout tests
+	$(BIN)/ruff format --check wsfanout tests deploy
+	$(BIN)/ruff check wsfanout tests deploy
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format wsfanout tests
-	$(BIN)/ruff check --fix wsfanout tests
+	$(BIN)/ruff format wsfanout tests deploy
+	$(BIN)/ruff check --fix wsfanout tests deploy
 
 # The main job: the whole system on this machine, 1,000 real WebSocket clients, with a report.
 demo: install
@@ -44,13 +49,49 @@ demo: install
 dev: install
 	$(BIN)/wsfanout dev
 
-# The core comparison: the classic sequential loop vs the engine, same endpoint, same run.
-bench-core: install
-	$(BIN)/wsfanout bench core
+# Every figure of the README's Performance section, from one run on this machine (about 15
+# minutes): the side-by-side comparison, the zero-latency CPU comparison with the floor, 429s,
+# the N x concurrency sweep and the distributed sweep. JSON and plots go to $(BENCH_OUT)/.
+BENCH_OUT ?= bench-results
+bench: install
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/wsfanout bench --json $(BENCH_OUT)/compare.json
+	$(BIN)/wsfanout bench --connections 10000 --latency 0 --gone-rate 0 \
+		--algorithms floor,engine,engine-memory,engine-botocore --repeat 5 \
+		--json $(BENCH_OUT)/zero-latency.json
+	$(BIN)/wsfanout bench --gone-rate 0 --throttle-rate 0.3 --algorithms gather,engine \
+		--json $(BENCH_OUT)/throttled.json
+	$(BIN)/wsfanout bench scaling --json $(BENCH_OUT)/scaling.json --plot $(BENCH_OUT)/scaling.png
+	$(BIN)/wsfanout bench distributed --json $(BENCH_OUT)/distributed.json \
+		--plot $(BENCH_OUT)/distributed.png
 
 # One 50,000-connection "all" job carried by 3-second worker invocations (about 12 minutes).
 bench-jobs: install
 	$(BIN)/wsfanout bench jobs
 
+# The IaC security scan of the SAM template; each accepted finding is skipped in the template
+# with its reason.
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --file deploy/template.yaml --framework cloudformation \
+		--quiet --compact --skip-download
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $(CHECKOV_STAMP)
+
+# The Lambda artifact, build/lambda.zip: arm64, Python 3.12, built with pip's platform options
+# (no Docker); prints its size.
+package: install
+	$(BIN)/python deploy/package.py
+
+# Deploy to AWS (needs the AWS SAM CLI and credentials). The first run asks for the stack name,
+# region and parameters and keeps the answers in deploy/samconfig.toml; later runs offer them.
+deploy: package
+	@command -v sam >/dev/null || \
+		{ echo "deploy: the AWS SAM CLI is missing; install it: https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html" >&2; exit 2; }
+	cd deploy && sam deploy --guided --template-file template.yaml
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(CHECKOV_VENV) build $(BENCH_OUT) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -125,6 +125,42 @@ async def test_gone_connections_are_cleaned_up(registry, dynamodb, gateway, endp
     assert members == set(ids[:20]) - gone
 
 
+class CountingRegistry(Registry):
+    """The real registry, counting the delete calls the engine makes."""
+
+    def __init__(self, registry: Registry) -> None:
+        super().__init__(registry._client, registry.table_name)
+        self.deletes: list[int] = []
+
+    async def remove_gone(self, recipients) -> None:
+        self.deletes.append(len(recipients))
+        await super().remove_gone(recipients)
+
+
+async def test_gone_ids_are_deleted_in_batches_not_one_call_each(
+    registry, dynamodb, gateway, endpoint
+) -> None:
+    fake, _ = endpoint
+    fake.faults = Faults(gone_rate=0.2, latency_s=0.002, seed=5)
+    ids = await seed(registry, dynamodb, 600)
+    gone = {cid for cid in ids if fake.faults.is_gone(cid)}
+    counting = CountingRegistry(registry)
+
+    report = await engine(counting, gateway, cleanup_linger_s=0.2).run(AllTarget(all=True), b"x")
+    assert report.cleaned_up == len(gone)
+    assert sum(counting.deletes) == len(gone)
+    assert len(counting.deletes) < len(gone) / 2, counting.deletes
+    assert await remaining(registry) == set(ids) - gone
+
+    # The end of the run does not wait out a linger: the last batch goes as the senders finish.
+    await seed_items(dynamodb, registry.table_name, [classic_item(cid) for cid in gone])
+    started = time.monotonic()
+    report = await engine(counting, gateway, cleanup_linger_s=60.0).run(AllTarget(all=True), b"y")
+    assert time.monotonic() - started < 30
+    assert report.cleaned_up == len(gone)
+    assert await remaining(registry) == set(ids) - gone
+
+
 async def test_throttling_storm_still_delivers_everything(
     registry, dynamodb, gateway, endpoint
 ) -> None:

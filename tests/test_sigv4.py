@@ -21,7 +21,7 @@ ENDPOINTS = [
     "https://ws.example.com",
     "https://WS.Example.com:8443/live",
 ]
-IDS = ["L0SM9cOFvHcCIhw=", "abc=", "a/b+c==", "x y~z", "ü-unicode", "%41"]
+IDS = ["L0SM9cOFvHcCIhw=", "abc=", "A-b_c.d~e0==", "a/b+c==", "x y~z", "ü-unicode", "%41", "a=b"]
 
 
 @pytest.fixture

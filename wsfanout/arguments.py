@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "non_negative", "port", "positive_int", "rate"]
+__all__ = ["OneLineParser", "non_negative", "port", "positive_int", "positive_ints", "rate"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -58,3 +58,11 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"not a port: {text}")
     return value
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers of at least 1 (``1000,10000``); ``_`` allowed."""
+    parts = [part.strip().replace("_", "") for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}")
+    return tuple(positive_int(part) for part in parts)

@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .arguments import OneLineParser, non_negative, port, positive_int, rate
+from .arguments import OneLineParser, port, positive_int
+from .bench.commands import add_bench_commands
 from .clients import Clients
 from .exceptions import (
     ConfigurationError,
@@ -88,45 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--json", action="store_true", help="print the report as one JSON object")
     send.set_defaults(run=_cmd_broadcast)
 
-    bench = commands.add_parser("bench", help="benchmarks against moto server")
-    modes = bench.add_subparsers(dest="mode", required=True, parser_class=OneLineParser)
-    core = modes.add_parser(
-        "core",
-        help="the classic sequential loop vs the engine, same endpoint, same run",
-        description="Seed N classic registry items in moto server, then broadcast to them "
-        "with the classic loop (scan all, post one by one, delete on 410) and with the engine, "
-        "against one local management endpoint with injected latency and gone connections.",
-    )
-    core.add_argument("--connections", type=positive_int, default=5000)
-    core.add_argument("--gone-rate", type=rate, default=0.05)
-    core.add_argument("--latency", type=non_negative, default=0.020, help="seconds per request")
-    core.add_argument("--concurrency", type=positive_int, default=256)
-    core.add_argument("--seed", type=int, default=1, help="seed of the injected faults")
-    core.add_argument(
-        "--transport",
-        choices=("lean", "botocore", "both"),
-        default="both",
-        help="engine transport(s) to measure (default both)",
-    )
-    core.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    core.set_defaults(run=_cmd_bench_core)
-
-    jobs = modes.add_parser(
-        "jobs",
-        help='one large "all" job carried across short worker invocations',
-        description="Seed N connections, enqueue one broadcast job, and let W concurrent "
-        "workers with a few seconds per invocation carry it through segments and "
-        "continuations; reports continuations, duplicates and misses.",
-    )
-    jobs.add_argument("--connections", type=positive_int, default=50_000)
-    jobs.add_argument("--segments", type=positive_int, default=4)
-    jobs.add_argument("--workers", type=positive_int, default=4)
-    jobs.add_argument("--worker-seconds", type=non_negative, default=3.0)
-    jobs.add_argument("--concurrency", type=positive_int, default=64)
-    jobs.add_argument("--gone-rate", type=rate, default=0.05)
-    jobs.add_argument("--latency", type=non_negative, default=0.0)
-    jobs.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    jobs.set_defaults(run=_cmd_bench_jobs)
+    add_bench_commands(commands)
 
     dev = commands.add_parser(
         "dev",
@@ -284,44 +247,6 @@ def report_table(report: FanoutReport, title: str = "broadcast") -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
-
-
-# -- bench ----------------------------------------------------------------------------------------
-
-
-def _cmd_bench_core(args: argparse.Namespace) -> int:
-    # The bench needs boto3 and moto (the bench extra): load them only when asked to.
-    from .bench.core import CoreOptions, run_core  # noqa: PLC0415
-
-    options = CoreOptions(
-        connections=args.connections,
-        gone_rate=args.gone_rate,
-        latency_s=args.latency,
-        concurrency=args.concurrency,
-        seed=args.seed,
-        transports=("lean", "botocore") if args.transport == "both" else (args.transport,),
-        json_path=args.json,
-    )
-    return run_core(options)
-
-
-def _cmd_bench_jobs(args: argparse.Namespace) -> int:
-    from .bench.jobs import JobsOptions, run_jobs  # noqa: PLC0415  (bench-only dependencies)
-
-    if args.worker_seconds <= 0.5:
-        raise InvalidInputError("--worker-seconds must be above the 0.5 s hand-over margin")
-    return run_jobs(
-        JobsOptions(
-            connections=args.connections,
-            segments=args.segments,
-            workers=args.workers,
-            worker_seconds=args.worker_seconds,
-            concurrency=args.concurrency,
-            gone_rate=args.gone_rate,
-            latency_s=args.latency,
-            json_path=args.json,
-        )
-    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

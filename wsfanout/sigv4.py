@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit
@@ -22,6 +23,8 @@ from botocore.utils import normalize_url_path
 __all__ = ["Credentials", "PostSigner", "host_header"]
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
+# Ids that quote() leaves alone but for "=": they take a fast path with the same result.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.~-]*=*")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -59,6 +62,8 @@ class PostSigner:
         self._key = b""
         self._payload: bytes | None = None
         self._payload_hash = ""
+        self._second = -1
+        self._amz_date = ""
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         if day != self._key_day or secret != self._key_secret:
@@ -82,8 +87,19 @@ class PostSigner:
         now: float | None = None,
     ) -> tuple[str, dict[str, str]]:
         """The URL and the headers (``Authorization``, ``X-Amz-Date``, token) of one post."""
-        label = quote(connection_id, safe="~")  # how botocore renders the {connectionId} label
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        if _PLAIN_ID.fullmatch(connection_id):  # API Gateway's ids: base64 letters and "="
+            label = connection_id.replace("=", "%3D")
+            path = f"{self._path_prefix}{connection_id.replace('=', '%253D')}"
+        else:
+            label = quote(connection_id, safe="~")  # how botocore renders {connectionId}
+            path = f"{self._path_prefix}{quote(label, safe='/~')}"
+        second = int(time.time() if now is None else now)
+        if second != self._second:  # one clock reading per second, not per request
+            self._second, self._amz_date = (
+                second,
+                time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)),
+            )
+        amz_date = self._amz_date
         day = amz_date[:8]
         token = credentials.token
         if token:
@@ -95,8 +111,7 @@ class PostSigner:
             canonical_headers = f"host:{self._host}\nx-amz-date:{amz_date}\n"
             signed_headers = "host;x-amz-date"
         canonical_request = (
-            f"POST\n{self._path_prefix}{quote(label, safe='/~')}\n\n"
-            f"{canonical_headers}\n{signed_headers}\n{self._hash_payload(payload)}"
+            f"POST\n{path}\n\n{canonical_headers}\n{signed_headers}\n{self._hash_payload(payload)}"
         )
         scope = f"{day}/{self._region}/{self._service}/aws4_request"
         string_to_sign = (

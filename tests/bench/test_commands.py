@@ -1,4 +1,4 @@
-"""The benchmark commands keep working: small runs, checked for correctness, not for speed."""
+"""The benchmark commands work end to end: small runs, checked for correctness, not for speed."""
 
 from __future__ import annotations
 
@@ -6,44 +6,138 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 WSFANOUT = str(Path(sys.executable).parent / "wsfanout")
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603  (our own console script)
-        [WSFANOUT, *args], capture_output=True, text=True, timeout=240, check=False
+        [WSFANOUT, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def rows_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["name"]: row for row in document["rows"]}
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_core_compares_seed_and_engine(tmp_path: Path) -> None:
-    out = tmp_path / "core.json"
+def test_bench_compares_every_algorithm_against_one_endpoint(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
     result = run(
         "bench",
-        "core",
         "--connections",
-        "120",
+        "150",
         "--latency",
         "0.001",
         "--gone-rate",
         "0.1",
+        "--repeat",
+        "1",
         "--json",
         str(out),
     )
     assert result.returncode == 0, result.stderr + result.stdout
     document = json.loads(out.read_text())
-    names = [r["name"] for r in document["results"]]
-    assert names == ["seed", "engine (lean)", "engine (botocore)"]
-    for entry in document["results"]:
-        assert entry["correct"], entry
-        assert entry["delivered"] + entry["gone_removed"] == 120
-        assert entry["gone_removed"] > 0
-    assert document["engine_over_seed"] > 0
+    rows = rows_by_name(document)
+    assert list(rows) == ["seed", "gather", "floor", "engine", "engine-botocore"]
+    for name in ("seed", "gather", "engine", "engine-botocore"):
+        row = rows[name]
+        assert row["correct"], row
+        assert row["gone_removed"] > 0
+        assert row["delivered"] + row["gone_removed"] == 150
+        assert row["requests"] >= 150
+        assert row["cpu_us"] > 0
+        assert row["peak_rss_mb"] > 10
+    floor = rows["floor"]
+    assert floor["gone_left"] is None  # the floor does not clean up, by definition
+    assert floor["missed"] == floor["duplicated"] == 0
+    ratios = document["ratios"]
+    assert ratios["seed"]["rate_over_seed"] == pytest.approx(1.0)
+    assert ratios["floor"]["cpu_over_floor"] == pytest.approx(1.0)
+    assert ratios["engine"]["rate_over_seed"] > 0
     assert "x seed" in result.stdout
+    assert "engine / floor CPU per delivery" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_under_throttling_the_engine_still_reaches_everyone(tmp_path: Path) -> None:
+    out = tmp_path / "throttled.json"
+    result = run(
+        "bench",
+        *("--connections", "300", "--latency", "0", "--gone-rate", "0"),
+        *("--throttle-rate", "0.3", "--algorithms", "gather,engine", "--repeat", "1"),
+        *("--json", str(out)),
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    rows = rows_by_name(json.loads(out.read_text()))
+    engine = rows["engine"]
+    assert engine["missed"] == 0
+    assert engine["duplicated"] == 0
+    assert engine["outcome"]["throttled"] > 0
+    assert engine["requests"] > 300  # the 429s were retried
+    assert rows["gather"]["requests"] > 300  # botocore's own retries
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_against_motos_management_api(tmp_path: Path) -> None:
+    out = tmp_path / "moto.json"
+    result = run(
+        "bench",
+        *("--gateway", "moto", "--connections", "80", "--algorithms", "floor,engine"),
+        *("--repeat", "1", "--json", str(out)),
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    rows = rows_by_name(json.loads(out.read_text()))
+    for row in rows.values():
+        assert row["delivered"] == 80
+        assert row["missed"] is None  # moto keeps no delivery records to check against
+        assert row["requests"] is None
+    assert "n/a" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_scaling_writes_json_and_a_plot(tmp_path: Path) -> None:
+    out, plot = tmp_path / "scaling.json", tmp_path / "scaling.png"
+    result = run(
+        "bench",
+        "scaling",
+        *("--sizes", "60,180", "--concurrency", "4,16", "--latency", "0.001"),
+        *("--json", str(out), "--plot", str(plot)),
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    document = json.loads(out.read_text())
+    grid = {(r["connections"], r["concurrency"]) for r in document["runs"]}
+    assert grid == {(60, 4), (60, 16), (180, 4), (180, 16)}
+    assert all(r["correct"] and r["missed"] == 0 for r in document["runs"])
+    assert set(document["memory_growth_mb"]) == {"4", "16"}
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "peak RSS, N=180 minus N=60" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_distributed_splits_one_job_across_workers(tmp_path: Path) -> None:
+    out = tmp_path / "distributed.json"
+    result = run(
+        "bench",
+        "distributed",
+        *("--connections", "240", "--segments", "1,3", "--latency", "0.001"),
+        *("--json", str(out)),
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["name"] for r in runs] == ["S=1", "S=3"]
+    for entry in runs:
+        assert entry["delivered"] == 240
+        assert entry["missed"] == entry["duplicated"] == 0
+    assert runs[1]["outcome"]["sent"] == 240  # three workers' accounts add up
 
 
 @pytest.mark.slow
@@ -53,18 +147,8 @@ def test_bench_jobs_carries_a_job_across_invocations(tmp_path: Path) -> None:
     result = run(
         "bench",
         "jobs",
-        "--connections",
-        "600",
-        "--segments",
-        "2",
-        "--workers",
-        "2",
-        "--worker-seconds",
-        "0.7",
-        "--latency",
-        "0.003",
-        "--json",
-        str(out),
+        *("--connections", "600", "--segments", "2", "--workers", "2"),
+        *("--worker-seconds", "0.7", "--latency", "0.003", "--json", str(out)),
     )
     assert result.returncode == 0, result.stderr + result.stdout
     document = json.loads(out.read_text())
@@ -75,8 +159,21 @@ def test_bench_jobs_carries_a_job_across_invocations(tmp_path: Path) -> None:
     assert document["actions"]["completed"] == 2
 
 
-def test_bench_rejects_bad_arguments() -> None:
-    result = run("bench", "jobs", "--worker-seconds", "0.2")
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("bench", "jobs", "--worker-seconds", "0.2"), "worker-seconds"),
+        (("bench", "--algorithms", "seed,fast"), "unknown algorithm 'fast'"),
+        (("bench", "--algorithms", "seed,seed"), "listed twice"),
+        (("bench", "scaling", "--sizes", "1000,0"), "must be at least 1"),
+        (("bench", "distributed", "--segments", "1,,2"), "comma-separated"),
+        (("bench", "--gateway", "moto", "--latency", "0.02"), "no latency or fault injection"),
+        (("bench", "--throttle-rate", "0.7", "--error-rate", "0.7"), "must not exceed 1"),
+        (("bench", "--repeat", "0"), "must be at least 1"),
+    ],
+)
+def test_bench_rejects_bad_arguments_in_one_line(args: tuple[str, ...], reason: str) -> None:
+    result = run(*args, timeout=60)
     assert result.returncode == 2
-    assert len(result.stderr.splitlines()) == 1
-    assert "worker-seconds" in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert reason in result.stderr

@@ -1,3 +1,9 @@
 """Benchmarks: the engine against baselines on moto server and the local endpoint."""
 
-__all__: list[str] = []
+__all__ = ["ALGORITHMS", "DEFAULT_ALGORITHMS"]
+
+# What ``wsfanout bench --algorithms`` accepts (here, so the parser needs no bench dependency).
+# "engine-memory" is a diagnostic, not the engine as shipped: the same engine and transport
+# with the registry served from memory, as the floor's ids are.
+ALGORITHMS = ("seed", "gather", "floor", "engine", "engine-botocore", "engine-memory")
+DEFAULT_ALGORITHMS = ALGORITHMS[:5]

@@ -1,0 +1,83 @@
+"""Call Lambda handlers from a built artifact as Lambda does, in a clean interpreter.
+
+Run as ``python -I -S invoke.py ARTIFACT_DIR < request.json``: no site-packages, no user site, no
+PYTHONPATH, so only the standard library and the artifact can be imported (Lambda puts the
+code's directory first on ``sys.path`` in the same way, without processing ``.pth`` files).
+Standard library only. The request is JSON::
+
+    {"out": "result.json",
+     "calls": [{"handler": "wsfanout.handlers.route.handler", "event": {...} or null}],
+     "clients": true}
+
+Each call imports the handler's module and resolves the handler; with an event it also calls it
+(one process: one warm container). ``clients`` opens every AWS client the handlers use, without
+network. The result, written to ``out``: the handlers' answers, where every loaded module came
+from, and the AWS services botocore can load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
+
+class Context:
+    """The attributes of a Lambda context the handlers and Powertools read."""
+
+    function_name = "wsfanout-artifact"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:wsfanout-artifact"
+    log_group_name = "/aws/lambda/wsfanout-artifact"
+    log_stream_name = "2026/11/26/[$LATEST]0123456789abcdef"
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+async def open_clients() -> list[str]:
+    from wsfanout.clients import Clients  # noqa: PLC0415 - from the artifact, after sys.path
+    from wsfanout.settings import Settings  # noqa: PLC0415
+
+    async with Clients(Settings()) as clients:
+        await clients.registry()  # DynamoDB
+        await clients.sqs()
+        gateway = await clients.gateway()
+        await gateway.client()  # the management API
+        await clients.sender()  # the lean transport
+        services: list[str] = clients.session.get_available_services()
+    return sorted(services)
+
+
+def main() -> None:
+    sys.path.insert(0, sys.argv[1])
+    request = json.load(sys.stdin)
+    results: list[Any] = []
+    for call in request["calls"]:
+        module_name, _, name = call["handler"].rpartition(".")
+        handler = getattr(importlib.import_module(module_name), name)
+        if not callable(handler):
+            raise TypeError(f"{call['handler']} is not callable")
+        event = call.get("event")
+        results.append(None if event is None else handler(event, Context()))
+    services = asyncio.run(open_clients()) if request.get("clients") else None
+    origins = {
+        name: getattr(module, "__file__", None)
+        for name, module in sorted(sys.modules.items())
+        if "." not in name and name != "__main__"
+    }
+    with open(request["out"], "w", encoding="utf-8") as out:
+        json.dump({"results": results, "modules": origins, "services": services}, out)
+
+
+if __name__ == "__main__":
+    main()

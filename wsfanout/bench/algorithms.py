@@ -1,0 +1,296 @@
+"""The broadcast algorithms ``wsfanout bench`` compares, as each would run on its own.
+
+Every one of them runs in a process of its own (:mod:`wsfanout.bench.child`), so its CPU time and
+peak resident memory are its own, and none shares an event loop or a GIL with moto server or the
+management endpoint. They report only what they think happened; the parent checks what really
+happened against the endpoint's records and the registry.
+
+- ``seed``: the classic samples: scan everything into a list with boto3, then post one by one,
+  deleting on 410.
+- ``gather``: what many async samples do: scan everything, then one ``asyncio.gather`` over every
+  connection through an aioboto3 client with its default pool and retries.
+- ``floor``: the least a correct sender must do in Python: signed POSTs over one keep-alive aiohttp
+  pool, to ids it is handed (no registry), no retries, no bookkeeping. The practical limit.
+- ``engine``: :class:`~wsfanout.fanout.Fanout` as shipped, over one of its transports.
+- ``engine-memory`` (a diagnostic): the same engine and lean transport, the registry served from
+  memory as the floor's ids are; the difference to ``engine`` is the price of reading the
+  registry from moto server on the same two cores.
+
+And one companion, not compared: ``scan`` reads the registry as the engine does and discards it.
+It runs beside ``floor`` so that moto server loads the two shared cores during the floor's run
+as it does during the engine's: on this machine a busy moto server raises every other process's
+CPU per request by 15 to 40% (measured: the floor alone, then beside a scanning process), and
+without the companion that cost would be billed to the engine alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import aioboto3
+import aiohttp
+import anyio
+from botocore.exceptions import ClientError
+
+from .. import table as t
+from ..fanout import Fanout
+from ..gateway import ManagementGateway
+from ..interfaces import Recipient
+from ..lean import LeanGateway
+from ..models import AllTarget
+from ..registry import Registry
+from ..sigv4 import Credentials, PostSigner
+from . import ALGORITHMS
+from .seeding import connection_ids
+
+__all__ = ["Account", "Go", "Spec", "prepared"]
+
+KEY_ID = SECRET = "bench"  # moto and the local endpoint accept any signed request
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One run of one algorithm, as the parent hands it to a child process (JSON)."""
+
+    algorithm: str
+    moto_url: str
+    table: str
+    management_url: str
+    connections: int
+    id_prefix: str
+    concurrency: int = 128
+    region: str = "us-east-1"
+    payload: str = '{"type":"message","data":"benchmark"}'
+    segment: int | None = None
+    total_segments: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in (*ALGORITHMS, "scan"):
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; one of {ALGORITHMS}")
+
+
+Account = dict[str, int]  # what the algorithm believes: sent, failed, gone, ...
+Go = Callable[[], Awaitable[Account]]
+
+
+def prepared(spec: Spec) -> AbstractAsyncContextManager[Go]:
+    """Set an algorithm up (clients, sessions: what a warm Lambda container already holds) and
+    yield the broadcast itself, so that only the broadcast is measured."""
+    preparers: dict[str, Callable[[Spec], AbstractAsyncContextManager[Go]]] = {
+        "seed": _seed,
+        "gather": _gather,
+        "floor": _floor,
+        "engine": partial(_engine, transport=LeanGateway),
+        "engine-botocore": partial(_engine, transport=ManagementGateway),
+        "engine-memory": _engine_memory,
+        "scan": _scan,
+    }
+    return preparers[spec.algorithm](spec)
+
+
+def _session(spec: Spec) -> aioboto3.Session:
+    return aioboto3.Session(
+        region_name=spec.region, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET
+    )
+
+
+@asynccontextmanager
+async def _seed(spec: Spec) -> AsyncIterator[Go]:
+    """Scan everything into a list, then post one by one with boto3; a 410 deletes the item.
+
+    Synchronous, as the classic samples are: it blocks the event loop, which has nothing else
+    to do.
+    """
+    import boto3  # noqa: PLC0415  (bench-only dependency)
+
+    session = boto3.Session(
+        region_name=spec.region, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET
+    )
+    table = session.resource("dynamodb", endpoint_url=spec.moto_url).Table(spec.table)
+    api = session.client("apigatewaymanagementapi", endpoint_url=spec.management_url)
+    data = spec.payload.encode()
+
+    async def go() -> Account:
+        answer = table.scan(ProjectionExpression="connectionId")
+        items = list(answer["Items"])
+        while "LastEvaluatedKey" in answer:
+            answer = table.scan(
+                ProjectionExpression="connectionId", ExclusiveStartKey=answer["LastEvaluatedKey"]
+            )
+            items.extend(answer["Items"])
+        tally: Counter[str] = Counter()
+        for item in items:
+            connection_id = str(item["connectionId"])
+            try:
+                api.post_to_connection(ConnectionId=connection_id, Data=data)
+                tally["sent"] += 1
+            except api.exceptions.GoneException:
+                key = {t.PK: t.connection_pk(connection_id), t.SK: t.CONNECTION_SK}
+                table.delete_item(Key=key)
+                tally["gone"] += 1
+            except ClientError:
+                tally["failed"] += 1
+        return dict(tally)
+
+    yield go
+
+
+@asynccontextmanager
+async def _gather(spec: Spec) -> AsyncIterator[Go]:
+    """Scan everything, then ``asyncio.gather`` one post per connection, all at once."""
+    session = _session(spec)
+    data = spec.payload.encode()
+    async with (
+        session.client("dynamodb", endpoint_url=spec.moto_url) as dynamodb,
+        session.client("apigatewaymanagementapi", endpoint_url=spec.management_url) as api,
+    ):
+
+        async def post(connection_id: str, tally: Counter[str]) -> None:
+            try:
+                await api.post_to_connection(ConnectionId=connection_id, Data=data)
+                tally["sent"] += 1
+            except api.exceptions.GoneException:
+                key = {t.PK: {"S": t.connection_pk(connection_id)}, t.SK: {"S": t.CONNECTION_SK}}
+                await dynamodb.delete_item(TableName=spec.table, Key=key)
+                tally["gone"] += 1
+
+        async def go() -> Account:
+            ids: list[str] = []
+            async for page in dynamodb.get_paginator("scan").paginate(
+                TableName=spec.table, ProjectionExpression="connectionId"
+            ):
+                ids.extend(item["connectionId"]["S"] for item in page["Items"])
+            tally: Counter[str] = Counter()
+            results = await asyncio.gather(
+                *(post(cid, tally) for cid in ids), return_exceptions=True
+            )
+            tally["failed"] = sum(1 for r in results if isinstance(r, BaseException))
+            return dict(tally)
+
+        yield go
+
+
+@asynccontextmanager
+async def _floor(spec: Spec) -> AsyncIterator[Go]:
+    """Signed POSTs over one keep-alive pool to ids handed in; nothing else."""
+    all_ids = connection_ids(spec.connections, spec.id_prefix)
+    signer = PostSigner(spec.management_url, spec.region)
+    credentials = Credentials(KEY_ID, SECRET, None)
+    data = spec.payload.encode()
+    connector = aiohttp.TCPConnector(limit=spec.concurrency, limit_per_host=spec.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def go() -> Account:
+            ids = iter(all_ids)
+            statuses: Counter[int] = Counter()
+
+            async def sender() -> None:
+                for connection_id in ids:
+                    url, headers = signer.sign(connection_id, data, credentials)
+                    async with http.post(url, data=data, headers=headers) as answer:
+                        await answer.read()
+                        statuses[answer.status] += 1
+
+            async with anyio.create_task_group() as senders:
+                for _ in range(spec.concurrency):
+                    senders.start_soon(sender)
+            return {
+                "sent": sum(n for status, n in statuses.items() if status < 300),
+                "gone": statuses[410],
+                "failed": sum(
+                    n for status, n in statuses.items() if status >= 300 and status != 410
+                ),
+            }
+
+        yield go
+
+
+class _MemoryRegistry:
+    """Pages of the bench ids, from memory; gone connections are not removed."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self._ids = ids
+
+    async def pages(self, target: Any, **_: Any) -> AsyncIterator[Sequence[Recipient]]:
+        for start in range(0, len(self._ids), 1000):
+            chunk = self._ids[start : start + 1000]
+            yield [Recipient(cid, None, {t.PK: t.connection_pk(cid)}, 0) for cid in chunk]
+
+    async def remove_gone(self, recipients: Sequence[Recipient]) -> int:
+        return 0
+
+
+@asynccontextmanager
+async def _engine_memory(spec: Spec) -> AsyncIterator[Go]:
+    """The engine with its registry in memory (a diagnostic, see the module docstring)."""
+    source = _MemoryRegistry(connection_ids(spec.connections, spec.id_prefix))
+    async with LeanGateway(
+        _session(spec),
+        default_endpoint=spec.management_url,
+        region=spec.region,
+        pool_size=spec.concurrency,
+    ) as gateway:
+        await gateway.credentials()
+        fanout = Fanout(source, gateway, concurrency=spec.concurrency)
+
+        async def go() -> Account:
+            report = await fanout.run(AllTarget(all=True), spec.payload.encode())
+            return {"sent": report.delivered, "gone": report.gone, "failed": report.failed}
+
+        yield go
+
+
+@asynccontextmanager
+async def _scan(spec: Spec) -> AsyncIterator[Go]:
+    """The engine's registry read, with nothing sent (the floor's companion)."""
+    async with _session(spec).client("dynamodb", endpoint_url=spec.moto_url) as dynamodb:
+        registry = Registry(dynamodb, spec.table)
+
+        async def go() -> Account:
+            read = 0
+            async for page in registry.pages(AllTarget(all=True)):
+                read += len(page)
+            return {"read": read}
+
+        yield go
+
+
+@asynccontextmanager
+async def _engine(
+    spec: Spec, transport: type[LeanGateway] | type[ManagementGateway]
+) -> AsyncIterator[Go]:
+    """The engine as shipped: registry stream, sender pool, retries, throttle, cleanup."""
+    session = _session(spec)
+    async with (
+        session.client("dynamodb", endpoint_url=spec.moto_url) as dynamodb,
+        transport(
+            session,
+            default_endpoint=spec.management_url,
+            region=spec.region,
+            pool_size=spec.concurrency,
+        ) as gateway,
+    ):
+        fanout = Fanout(Registry(dynamodb, spec.table), gateway, concurrency=spec.concurrency)
+        if isinstance(gateway, LeanGateway):
+            await gateway.credentials()  # what a warm container has already read
+
+        async def go() -> Account:
+            report = await fanout.run(
+                AllTarget(all=True),
+                spec.payload.encode(),
+                segment=spec.segment,
+                total_segments=spec.total_segments,
+            )
+            outcome: dict[str, Any] = report.model_dump(
+                include={"delivered", "gone", "failed", "retries", "throttled", "cleaned_up"}
+            )
+            outcome["sent"] = outcome.pop("delivered")
+            return {key: int(value) for key, value in outcome.items()}
+
+        yield go

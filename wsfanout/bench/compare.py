@@ -1,0 +1,221 @@
+"""``wsfanout bench``: seed, gather, floor and the engine, side by side in one run.
+
+Every algorithm broadcasts to the same registry table (restored after each run) through the same
+endpoint process, one run at a time, interleaved round by round so that a noisy moment on this
+shared machine hits every algorithm alike; the table shows each one's median. Ratios are to
+``seed`` (the classic loop) and to ``floor`` (the cheapest correct sender, the practical limit).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+from rich.console import Console
+from rich.table import Table
+
+from . import DEFAULT_ALGORITHMS
+from .harness import Bench, Run, Scenario, bench_ids, median_run, services
+from .progress import console_for, run_progress
+
+__all__ = ["CompareOptions", "run_compare"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompareOptions:
+    """What ``wsfanout bench`` measures."""
+
+    connections: int = 5000
+    concurrency: int = 128
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    repeat: int = 3
+    scenario: Scenario = field(default_factory=lambda: Scenario(gone_rate=0.05))
+    json_path: str | None = None
+
+
+@dataclass(slots=True)
+class Comparison:
+    """The rows (medians) and every run behind them."""
+
+    rows: list[Run]
+    runs: list[Run]
+
+    def row(self, name: str) -> Run | None:
+        return next((r for r in self.rows if r.name == name), None)
+
+    def ratios(self) -> dict[str, dict[str, float]]:
+        """Per algorithm: rate over seed's and floor's, CPU per delivery over floor's."""
+        seed, floor = self.row("seed"), self.row("floor")
+        ratios: dict[str, dict[str, float]] = {}
+        for row in self.rows:
+            entry: dict[str, float] = {}
+            if seed is not None and seed.rate:
+                entry["rate_over_seed"] = row.rate / seed.rate
+            if floor is not None and floor.rate:
+                entry["rate_over_floor"] = row.rate / floor.rate
+                entry["cpu_over_floor"] = row.cpu_us / floor.cpu_us
+            ratios[row.name] = entry
+        return ratios
+
+
+async def _measure(options: CompareOptions, console: Console) -> Comparison:
+    ids = bench_ids(options.connections)
+    runs: dict[str, list[Run]] = {name: [] for name in options.algorithms}
+    with services(options.scenario) as where:
+        session = Bench.session()
+        async with (
+            session.client("dynamodb", endpoint_url=where.moto_url) as dynamodb,
+            aiohttp.ClientSession() as http,
+        ):
+            bench = Bench(options.scenario, where, dynamodb, http)
+            with console.status(f"seeding {len(ids):,} classic registry items in moto server"):
+                table = await bench.create_table("bench", ids)
+            with run_progress(console) as progress:
+                for round_ in range(options.repeat):
+                    for name in options.algorithms:
+                        if name == "seed" and round_:
+                            continue  # minutes per run, and its rate is set by latency, not CPU
+                        label = name if options.repeat == 1 else f"{name} #{round_ + 1}"
+                        task = progress.add_task(label, total=len(ids))
+                        spec = bench.spec(name, table, len(ids), concurrency=options.concurrency)
+                        companions = []
+                        if name == "floor":  # the registry read loads moto as in the engine's
+                            companions = [bench.spec("scan", table, len(ids))]
+                        run = await bench.measure(
+                            name,
+                            [spec],
+                            table=table,
+                            ids=ids,
+                            advance=partial(progress.advance, task),
+                            companions=companions,
+                        )
+                        progress.update(task, completed=len(ids))
+                        runs[name].append(run)
+            await bench.drop_table(table)
+    return Comparison(
+        rows=[median_run(runs[name]) for name in options.algorithms],
+        runs=[run for name in options.algorithms for run in runs[name]],
+    )
+
+
+def _cell(value: int | None, bad: bool = True) -> str:
+    if value is None:
+        return "n/a"
+    return f"[red]{value:,}[/red]" if value and bad else f"{value:,}"
+
+
+def comparison_table(comparison: Comparison, title: str) -> Table:
+    ratios = comparison.ratios()
+    table = Table(title=title)
+    columns = (
+        "algorithm",
+        "deliveries/s",
+        "x seed",
+        "x floor",
+        "CPU µs/delivery",
+        "CPU x floor",
+        "peak RSS MB",
+        "requests",
+        "missed",
+        "duplicated",
+        "gone left",
+        "runs",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == "algorithm" else "right")
+    counts = dict.fromkeys((r.name for r in comparison.rows), 0)
+    for run in comparison.runs:
+        counts[run.name] += 1
+    for row in comparison.rows:
+        ratio = ratios[row.name]
+        table.add_row(
+            row.name,
+            f"{row.rate:,.0f}",
+            f"{ratio['rate_over_seed']:.1f}" if "rate_over_seed" in ratio else "-",
+            f"{ratio['rate_over_floor']:.2f}" if "rate_over_floor" in ratio else "-",
+            f"{row.cpu_us:,.0f}",
+            f"{ratio['cpu_over_floor']:.2f}" if "cpu_over_floor" in ratio else "-",
+            f"{row.peak_rss_mb:.0f}",
+            _cell(row.requests, bad=False),
+            _cell(row.missed),
+            _cell(row.duplicated),
+            _cell(row.gone_left),
+            str(counts[row.name]),
+        )
+    return table
+
+
+def _summary(comparison: Comparison) -> list[str]:
+    ratios = comparison.ratios()
+    lines = []
+    engine = comparison.row("engine")
+    if engine is not None and "rate_over_seed" in ratios["engine"]:
+        lines.append(
+            f"engine / seed deliveries per second: {ratios['engine']['rate_over_seed']:.1f}x"
+        )
+    if engine is not None and "cpu_over_floor" in ratios["engine"]:
+        lines.append(
+            f"engine / floor CPU per delivery: {ratios['engine']['cpu_over_floor']:.2f}x "
+            f"(deliveries per second: {ratios['engine']['rate_over_floor']:.2f} of floor's)"
+        )
+    return lines
+
+
+def describe(options: CompareOptions) -> str:
+    scenario = options.scenario
+    parts = [f"N={options.connections:,}", f"concurrency {options.concurrency}"]
+    if scenario.gateway == "moto":
+        parts.append("moto's management API")
+    else:
+        parts.append(f"latency {scenario.latency_s * 1000:g} ms")
+        if scenario.jitter_s:
+            parts.append(f"+0..{scenario.jitter_s * 1000:g} ms jitter")
+        for name, value in (
+            ("gone", scenario.gone_rate),
+            ("429", scenario.throttle_rate),
+            ("5xx", scenario.error_rate),
+        ):
+            if value:
+                parts.append(f"{value:.0%} {name}")
+    return ", ".join(parts)
+
+
+def document(options: CompareOptions, comparison: Comparison) -> dict[str, Any]:
+    """The JSON written by ``--json``."""
+    return {
+        "options": {k: v for k, v in asdict(options).items() if k != "json_path"},
+        "rows": [row.as_dict() for row in comparison.rows],
+        "runs": [run.as_dict() for run in comparison.runs],
+        "ratios": comparison.ratios(),
+    }
+
+
+def run_compare(options: CompareOptions) -> int:
+    """Measure, print the table and the ratios; exit 1 when an engine run was incorrect.
+
+    The baselines may fail (``gather`` under 429s does, which is the point of showing it); the
+    engine may not.
+    """
+    console = console_for()
+    comparison = anyio.run(_measure, options, console)
+    console.print(comparison_table(comparison, f"wsfanout bench: {describe(options)}"))
+    for line in _summary(comparison):
+        console.print(line)
+    if options.json_path:
+        text = json.dumps(document(options, comparison), indent=2)
+        Path(options.json_path).write_text(text + "\n")
+    wrong = _incorrect(comparison.runs)
+    if wrong:
+        console.print(f"[red]incorrect engine runs: {', '.join(wrong)}[/red]")
+        return 1
+    return 0
+
+
+def _incorrect(runs: Sequence[Run]) -> list[str]:
+    return [run.name for run in runs if run.name.startswith("engine") and not run.correct]

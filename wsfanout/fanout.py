@@ -8,13 +8,13 @@
                                                        [gone ids] ──> cleanup ──> batch delete
 
 Memory is flat: two registry pages (the one being fed and the one prefetched) and the gone ids
-awaiting deletion, however large the registry. Senders take
-recipients in stream order, so the recipients taken always form a prefix of the stream. At a
-deadline senders stop taking, the attempts in flight finish (no new retries start), and the run
-returns a *watermark* cursor: after the longest prefix of the stream whose sends all finished,
-plus the ids past it that finished too (``skip``). A later run from there reaches exactly the
-connections not yet attempted. The same watermark, reported while running, is the checkpoint
-from which a crashed worker's successor resumes.
+awaiting deletion, however large the registry. Senders take recipients in stream order, so the
+recipients taken always form a prefix of the stream. At a deadline senders stop taking, the
+attempts in flight finish (no new retries start), and the run returns a *watermark* cursor:
+after the longest prefix of the stream whose sends all finished, plus the ids past it that
+finished too (``skip``). A later run from there reaches exactly the connections not yet
+attempted. The same watermark, reported while running, is the checkpoint from which a crashed
+worker's successor resumes.
 """
 
 from __future__ import annotations

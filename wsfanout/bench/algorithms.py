@@ -17,10 +17,10 @@ happened against the endpoint's records and the registry.
   registry from moto server on the same two cores.
 
 And one companion, not compared: ``scan`` reads the registry as the engine does and discards it.
-It runs beside ``floor`` so that moto server loads the two shared cores during the floor's run
-as it does during the engine's: on this machine a busy moto server raises every other process's
-CPU per request by 15 to 40% (measured: the floor alone, then beside a scanning process), and
-without the companion that cost would be billed to the engine alone.
+It runs beside ``floor`` and ``engine-memory`` so that moto server loads the two shared cores
+during their runs as it does during the engine's: on this machine a busy moto server raises
+every other process's CPU per request by a third or more (measured: the floor alone, then beside
+a scanning process), and without the companion that cost would be billed to the engine alone.
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def add_bench_commands(commands: Any) -> None:
         "engine: wsfanout), each in a process of its own, against one management endpoint "
         "process with injected latency and faults. Prints deliveries/s, CPU per delivery, peak "
         "RSS, requests and correctness, with ratios to seed and floor. seed runs once; the "
-        "others --repeat times, interleaved, and the median is shown.",
+        "others --repeat times, interleaved, and the median is shown. Exits 1 when an engine "
+        "run missed, duplicated or left a gone connection behind (the baselines may fail).",
     )
     bench.add_argument("--connections", type=positive_int, default=5000)
     bench.add_argument(

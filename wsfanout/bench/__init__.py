@@ -1,9 +1,12 @@
 """Benchmarks: the engine against baselines on moto server and the local endpoint."""
 
-__all__ = ["ALGORITHMS", "DEFAULT_ALGORITHMS"]
+__all__ = ["ALGORITHMS", "DEFAULT_ALGORITHMS", "NO_REGISTRY"]
 
 # What ``wsfanout bench --algorithms`` accepts (here, so the parser needs no bench dependency).
 # "engine-memory" is a diagnostic, not the engine as shipped: the same engine and transport
 # with the registry served from memory, as the floor's ids are.
 ALGORITHMS = ("seed", "gather", "floor", "engine", "engine-botocore", "engine-memory")
 DEFAULT_ALGORITHMS = ALGORITHMS[:5]
+# Handed their ids instead of reading the registry; so they neither clean up gone connections
+# nor load moto server themselves (the comparison runs a registry reader beside them).
+NO_REGISTRY = frozenset({"floor", "engine-memory"})

@@ -3,7 +3,7 @@
 Every algorithm broadcasts to the same registry table (restored after each run) through the same
 endpoint process, one run at a time, interleaved round by round so that a noisy moment on this
 shared machine hits every algorithm alike; the table shows each one's median. The algorithms
-that read no registry run beside one that does (see ``_NO_REGISTRY``). Ratios are to
+that read no registry run beside one that does (see ``NO_REGISTRY``). Ratios are to
 ``seed`` (the classic loop) and to ``floor`` (the cheapest correct sender, the practical limit).
 """
 
@@ -21,16 +21,11 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from . import DEFAULT_ALGORITHMS
+from . import DEFAULT_ALGORITHMS, NO_REGISTRY
 from .harness import Bench, Run, Scenario, bench_ids, median_run, services
 from .progress import console_for, run_progress
 
 __all__ = ["CompareOptions", "run_compare"]
-
-# Algorithms handed their ids: each runs beside a process reading the registry as the engine
-# does (the "scan" companion), so that moto server loads the shared cores in their runs as much
-# as in the engine's and the CPU figures compare like with like.
-_NO_REGISTRY = frozenset({"floor", "engine-memory"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +86,9 @@ async def _measure(options: CompareOptions, console: Console) -> Comparison:
                         task = progress.add_task(label, total=len(ids))
                         spec = bench.spec(name, table, len(ids), concurrency=options.concurrency)
                         companions = []
-                        if name in _NO_REGISTRY:  # moto loaded as in the engine's runs
+                        # A registry reader beside them loads moto server as in the engine's
+                        # runs, so the CPU figures compare like with like.
+                        if name in NO_REGISTRY:
                             companions = [bench.spec("scan", table, len(ids))]
                         run = await bench.measure(
                             name,

@@ -32,14 +32,21 @@ from ..local.processes import endpoint_process, moto_server
 from ..models import AllTarget
 from ..registry import Registry
 from ..table import table_definition
+from . import NO_REGISTRY
 from .algorithms import KEY_ID, SECRET, Spec
 from .seeding import classic_item, connection_ids, seed_items
 
-__all__ = ["Bench", "Measured", "Run", "Scenario", "median_run", "services"]
+__all__ = ["Bench", "Measured", "Run", "Scenario", "bench_ids", "median_run", "services"]
 
 STAGE = "bench"
+ID_PREFIX = "b"
 _RUN_TIMEOUT_S = 3600.0  # one run of the slowest algorithm on 100k connections stays far below
 _READY_TIMEOUT_S = 60.0
+
+
+def bench_ids(count: int) -> list[str]:
+    """The connection ids every bench table holds (the floor regenerates them from the count)."""
+    return connection_ids(count, ID_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +125,7 @@ class Run:
     missed: int | None  # None: not checkable (moto's management API keeps no records)
     duplicated: int | None
     gone_removed: int | None
-    gone_left: int | None  # None: the algorithm does not clean up (floor, engine-memory)
+    gone_left: int | None  # None: the algorithm does not clean up (NO_REGISTRY)
     live_removed: int | None
     outcome: dict[str, int] = field(default_factory=dict)
 
@@ -326,7 +333,7 @@ class Bench:
         if check_registry:
             left = await self.registered(table)
             live_removed = sum(1 for cid in ids if cid not in left and cid not in gone)
-            if specs[0].algorithm not in ("floor", "engine-memory"):  # they do not clean up
+            if specs[0].algorithm not in NO_REGISTRY:  # those do not clean up
                 gone_removed = len(gone - left)
                 gone_left = len(gone & left)
             await self.restore(table, ids, left)
@@ -347,14 +354,6 @@ class Bench:
             live_removed=live_removed,
             outcome=outcome,
         )
-
-
-ID_PREFIX = "b"
-
-
-def bench_ids(count: int) -> list[str]:
-    """The connection ids every bench table holds (the floor regenerates them from the count)."""
-    return connection_ids(count, ID_PREFIX)
 
 
 async def _run_children(specs: Sequence[Spec]) -> list[Measured]:

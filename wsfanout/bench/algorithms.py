@@ -49,7 +49,7 @@ from ..sigv4 import Credentials, PostSigner
 from . import ALGORITHMS
 from .seeding import connection_ids
 
-__all__ = ["Account", "Go", "Spec", "prepared"]
+__all__ = ["Account", "Go", "Spec", "bench_session", "prepared"]
 
 KEY_ID = SECRET = "bench"  # moto and the local endpoint accept any signed request
 
@@ -72,7 +72,7 @@ class Spec:
 
     def __post_init__(self) -> None:
         if self.algorithm not in (*ALGORITHMS, "scan"):
-            raise ValueError(f"unknown algorithm {self.algorithm!r}; one of {ALGORITHMS}")
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; one of {ALGORITHMS} or scan")
 
 
 Account = dict[str, int]  # what the algorithm believes: sent, failed, gone, ...
@@ -94,10 +94,15 @@ def prepared(spec: Spec) -> AbstractAsyncContextManager[Go]:
     return preparers[spec.algorithm](spec)
 
 
-def _session(spec: Spec) -> aioboto3.Session:
+def bench_session(region: str = "us-east-1") -> aioboto3.Session:
+    """The session every bench process uses: moto and the local endpoint take any signed key."""
     return aioboto3.Session(
-        region_name=spec.region, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET
+        region_name=region, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET
     )
+
+
+def _session(spec: Spec) -> aioboto3.Session:
+    return bench_session(spec.region)
 
 
 @asynccontextmanager

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import DEFAULT_ALGORITHMS, NO_REGISTRY
+from .algorithms import bench_session
 from .harness import Bench, Run, Scenario, bench_ids, median_run, services
 from .progress import console_for, run_progress
 
@@ -69,7 +70,7 @@ async def _measure(options: CompareOptions, console: Console) -> Comparison:
     ids = bench_ids(options.connections)
     runs: dict[str, list[Run]] = {name: [] for name in options.algorithms}
     with services(options.scenario) as where:
-        session = Bench.session()
+        session = bench_session()
         async with (
             session.client("dynamodb", endpoint_url=where.moto_url) as dynamodb,
             aiohttp.ClientSession() as http,

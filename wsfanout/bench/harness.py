@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any
 
-import aioboto3
 import aiohttp
 import anyio
 from anyio.abc import Process
@@ -33,7 +32,7 @@ from ..models import AllTarget
 from ..registry import Registry
 from ..table import table_definition
 from . import NO_REGISTRY
-from .algorithms import KEY_ID, SECRET, Spec
+from .algorithms import Spec
 from .seeding import classic_item, connection_ids, seed_items
 
 __all__ = ["Bench", "Measured", "Run", "Scenario", "bench_ids", "median_run", "services"]
@@ -209,12 +208,6 @@ class Bench:
         self.where = where
         self._dynamodb = dynamodb
         self._http = http
-
-    @staticmethod
-    def session() -> aioboto3.Session:
-        return aioboto3.Session(
-            region_name="us-east-1", aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET
-        )
 
     # -- tables ----------------------------------------------------------------------------------
 
@@ -417,9 +410,7 @@ class _Child:
         await self._process.stdin.send(b"GO\n")
 
     async def result(self) -> Measured:
-        document = json.loads(await self._line())
-        document.pop("baseline_rss_mb", None)
-        return Measured(**document)
+        return Measured(**json.loads(await self._line()))
 
     async def close(self) -> None:
         if self._process.returncode is None:

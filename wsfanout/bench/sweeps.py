@@ -10,7 +10,7 @@ reused by every run on it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,10 +21,15 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
+from .algorithms import Spec, bench_session
 from .harness import Bench, Run, Scenario, bench_ids, services
 from .progress import console_for, run_progress
 
 __all__ = ["DistributedOptions", "ScalingOptions", "run_distributed", "run_scaling"]
+
+
+# For one seeded table: the runs to measure on it, each a name and the specs run together.
+RunsFor = Callable[[Bench, str, int], Iterator[tuple[str, list[Spec]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +59,12 @@ async def _sweep(
     scenario: Scenario,
     console: Console,
     sizes: Sequence[int],
-    runs_for: Any,
+    runs_for: RunsFor,
 ) -> list[Run]:
     """Seed one table per size, then measure every (name, specs) that ``runs_for`` yields."""
     results: list[Run] = []
     with services(scenario) as where:
-        session = Bench.session()
+        session = bench_session()
         async with (
             session.client("dynamodb", endpoint_url=where.moto_url) as dynamodb,
             aiohttp.ClientSession() as http,
@@ -116,7 +121,7 @@ def run_scaling(options: ScalingOptions) -> int:
     """Sweep N x C with the engine; print the grid and the memory growth; plot if asked."""
     console = console_for()
 
-    def runs_for(bench: Bench, table: str, size: int) -> Any:
+    def runs_for(bench: Bench, table: str, size: int) -> Iterator[tuple[str, list[Spec]]]:
         for concurrency in options.concurrencies:
             spec = bench.spec("engine", table, size, concurrency=concurrency)
             yield f"N={size:,} C={concurrency}", [spec]
@@ -159,7 +164,7 @@ def run_distributed(options: DistributedOptions) -> int:
     """One job in S segments by S concurrent workers, for each S; print wall time and speed-up."""
     console = console_for()
 
-    def runs_for(bench: Bench, table: str, size: int) -> Any:
+    def runs_for(bench: Bench, table: str, size: int) -> Iterator[tuple[str, list[Spec]]]:
         for count in options.segments:
             if count == 1:
                 specs = [bench.spec("engine", table, size, concurrency=options.concurrency)]

@@ -21,6 +21,9 @@ It runs beside ``floor`` and ``engine-memory`` so that moto server loads the two
 during their runs as it does during the engine's: on this machine a busy moto server raises
 every other process's CPU per request by a third or more (measured: the floor alone, then beside
 a scanning process), and without the companion that cost would be billed to the engine alone.
+It keeps the engine's pace too, one page ahead of the posts the endpoint has counted: read all at
+once, moto's load would fall on the first second of the run, not spread over it as the engine's
+is.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from .seeding import connection_ids
 __all__ = ["Account", "Go", "Spec", "bench_session", "prepared"]
 
 KEY_ID = SECRET = "bench"  # moto and the local endpoint accept any signed request
+_PACE_POLL_S = 0.01  # how often the scan companion asks the endpoint how far the posts are
+_PACE_STALL_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class Spec:
     payload: str = '{"type":"message","data":"benchmark"}'
     segment: int | None = None
     total_segments: int | None = None
+    control_url: str | None = None  # the endpoint's records, which pace the ``scan`` companion
 
     def __post_init__(self) -> None:
         if self.algorithm not in (*ALGORITHMS, "scan"):
@@ -253,14 +259,34 @@ async def _engine_memory(spec: Spec) -> AsyncIterator[Go]:
 
 @asynccontextmanager
 async def _scan(spec: Spec) -> AsyncIterator[Go]:
-    """The engine's registry read, with nothing sent (the floor's companion)."""
-    async with _session(spec).client("dynamodb", endpoint_url=spec.moto_url) as dynamodb:
+    """The engine's registry read, with nothing sent (the floor's companion).
+
+    With ``control_url`` it reads the next page only once the endpoint has counted as many posts
+    as it had read before the page in hand, as the engine's prefetch does; if the posts stop for
+    :data:`_PACE_STALL_S`, it reads the rest at once rather than wait for a run that has ended.
+    """
+    async with (
+        _session(spec).client("dynamodb", endpoint_url=spec.moto_url) as dynamodb,
+        aiohttp.ClientSession() as http,
+    ):
         registry = Registry(dynamodb, spec.table)
+
+        async def posts() -> int:
+            async with http.get(f"{spec.control_url}/_wsfanout/stats") as answer:
+                return int((await answer.json(content_type=None))["posts"])
 
         async def go() -> Account:
             read = 0
+            paced = spec.control_url is not None
             async for page in registry.pages(AllTarget(all=True)):
-                read += len(page)
+                before, read = read, read + len(page)
+                seen, since = -1, anyio.current_time()
+                while paced and (count := await posts()) < before:
+                    if count != seen:
+                        seen, since = count, anyio.current_time()
+                    elif anyio.current_time() - since > _PACE_STALL_S:
+                        paced = False
+                    await anyio.sleep(_PACE_POLL_S)
             return {"read": read}
 
         yield go

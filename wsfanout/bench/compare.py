@@ -87,10 +87,11 @@ async def _measure(options: CompareOptions, console: Console) -> Comparison:
                         task = progress.add_task(label, total=len(ids))
                         spec = bench.spec(name, table, len(ids), concurrency=options.concurrency)
                         companions = []
-                        # A registry reader beside them loads moto server as in the engine's
-                        # runs, so the CPU figures compare like with like.
+                        # A registry reader beside them, at their pace, loads moto server as
+                        # in the engine's runs, so the CPU figures compare like with like.
                         if name in NO_REGISTRY:
-                            companions = [bench.spec("scan", table, len(ids))]
+                            control = bench.where.control_url
+                            companions = [bench.spec("scan", table, len(ids), control_url=control)]
                         run = await bench.measure(
                             name,
                             [spec],

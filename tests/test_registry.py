@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from botocore.exceptions import ClientError
 
 from wsfanout import table as t
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
@@ -17,7 +18,7 @@ from wsfanout.models import (
     RoomTarget,
     UsersTarget,
 )
-from wsfanout.registry import Registry
+from wsfanout.registry import Registry, _items_as_sent
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -163,3 +164,84 @@ async def test_remove_connections_in_batches(registry: Registry, dynamodb) -> No
     removed = await registry.remove_connections(ids[:40])
     assert removed == 40
     assert sorted(await collect(registry, AllTarget(all=True))) == sorted(ids[40:])
+
+
+# -- raw Scan and Query pages ---------------------------------------------------------------------
+
+EVERY_TYPE = {
+    "S": {"S": "text"},
+    "N": {"N": "12.50"},
+    "BOOL": {"BOOL": True},
+    "NULL": {"NULL": True},
+    "L": {"L": [{"S": "a"}, {"N": "1"}, {"M": {"k": {"S": "v"}}}]},
+    "M": {"M": {"inner": {"L": [{"BOOL": False}]}}},
+    "SS": {"SS": ["x", "y"]},
+    "NS": {"NS": ["1", "2"]},
+}
+
+
+def _answer(page: dict) -> dict:
+    return {key: value for key, value in page.items() if key != "ResponseMetadata"}
+
+
+async def test_raw_pages_equal_botocore_parse(
+    registry: Registry, dynamodb, moto_url: str, session
+) -> None:
+    """Scan and Query through the registry's client answer exactly what botocore's parser does,
+    and the page really skipped the parser (botocore was handed an empty body)."""
+    for n in range(3):
+        await dynamodb.put_item(
+            TableName=registry.table_name,
+            Item={t.PK: {"S": f"CONN#typed{n}"}, t.SK: {"S": t.CONNECTION_SK}, **EVERY_TYPE},
+        )
+    bodies: list[bytes] = []
+    dynamodb.meta.events.register(
+        "before-parse.dynamodb.Scan",
+        lambda response_dict, **_: bodies.append(response_dict["body"]),
+    )
+    query = {
+        "TableName": registry.table_name,
+        "KeyConditionExpression": "PK = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": "CONN#typed1"}},
+    }
+    async with session.client("dynamodb", endpoint_url=moto_url) as plain:
+        raw = await dynamodb.scan(TableName=registry.table_name, Limit=2)
+        parsed = await plain.scan(TableName=registry.table_name, Limit=2)
+        assert _answer(raw) == _answer(parsed)
+        assert raw["Count"] == 2
+        assert "LastEvaluatedKey" in raw
+        assert raw["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert _answer(await dynamodb.query(**query)) == _answer(await plain.query(**query))
+    assert bodies == [b"{}"]
+
+
+async def test_raw_pages_leave_binary_to_botocore(registry: Registry, dynamodb) -> None:
+    """botocore decodes binary values into bytes; a page holding one keeps that."""
+    await dynamodb.put_item(
+        TableName=registry.table_name,
+        Item={t.PK: {"S": "CONN#bin"}, t.SK: {"S": t.CONNECTION_SK}, "blob": {"B": b"\x00\xff"}},
+    )
+    items = (await dynamodb.scan(TableName=registry.table_name))["Items"]
+    assert items[0]["blob"] == {"B": b"\x00\xff"}
+    assert await collect(registry, AllTarget(all=True)) == ["bin"]
+
+
+async def test_raw_pages_leave_errors_to_botocore(registry: Registry, dynamodb) -> None:
+    """An error answer goes through botocore's parse and becomes its ClientError."""
+    with pytest.raises(ClientError) as info:
+        await dynamodb.scan(TableName="no-such-table")
+    assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_items_as_sent_keeps_what_it_cannot_read() -> None:
+    for response in (
+        {"status_code": 200, "body": b"not json"},
+        {"status_code": 200, "body": b"[1, 2]"},
+        {"status_code": 400, "body": b'{"__type": "x"}'},
+        {"status_code": 200, "body": b'{"Items": [{"b": {"BS": ["AAE="]}}]}'},
+    ):
+        customized: dict = {}
+        before = dict(response)
+        _items_as_sent(response, customized)
+        assert response == before
+        assert customized == {}

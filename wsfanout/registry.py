@@ -2,12 +2,14 @@
 
 Reads go through the low-level client and pick attributes by hand: a broadcast reads every
 connection in the table, and boto3's resource layer (or TypeDeserializer) costs several
-microseconds per attribute for no benefit here. Nothing collects the registry into a list: each
-target is a paginated Scan or Query, one page in memory at a time.
+microseconds per attribute for no benefit here. For the same reason the registry's Scan and Query
+pages skip botocore's model-driven parser (see :func:`_items_as_sent`). Nothing collects the
+registry into a list: each target is a paginated Scan or Query, one page in memory at a time.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -45,6 +47,36 @@ _BATCH_WRITE_MAX = 25
 _BATCH_GET_MAX = 100
 _UNPROCESSED_ATTEMPTS = 8
 _FIRST_PAGE = 100  # a small first page gets the senders going while the big pages load
+_RAW_PAGES_ID = "wsfanout-registry-raw-pages"
+# DynamoDB's JSON for a binary value, the one type botocore decodes (base64 into bytes)
+_BINARY_MARKERS = (b'"B":', b'"BS":')
+
+
+def _items_as_sent(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """Hand a Scan or Query page to the caller as DynamoDB sent it, without botocore's parse.
+
+    botocore walks every attribute of every item against the service model to build the same
+    dicts ``json.loads`` already made: about 6 µs per item against 0.7 µs, on the read that
+    precedes every delivery of a broadcast (measured on 1,000-item pages). For every
+    attribute type but binary the two results are equal, so a page with a binary value (or
+    anything that looks like one) is left to botocore, as are errors. Registered on
+    ``before-parse``, the hook botocore itself uses to customise parsing: the body is parsed
+    here, botocore parses an empty object, and merges this result into its own.
+    """
+    body = response_dict.get("body")
+    if response_dict.get("status_code") != 200 or not isinstance(body, bytes):
+        return
+    if any(marker in body for marker in _BINARY_MARKERS):
+        return
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return
+    if isinstance(parsed, dict):
+        customized_response_dict.update(parsed)
+        response_dict["body"] = b"{}"
 
 
 def _s(value: str) -> dict[str, str]:
@@ -83,6 +115,10 @@ class Registry:
     The table layout is DESIGN.md's (see :mod:`wsfanout.table`). Items written by a classic
     ``$connect`` handler (only ``PK``, ``SK``, ``connectionId``, ``connectedAt``, ``ttl``) are read
     like any other connection.
+
+    It registers :func:`_items_as_sent` on ``client`` for Scan and Query (once per client), so
+    any Scan or Query through that client is answered without botocore's parse, with equal
+    results.
     """
 
     def __init__(
@@ -94,6 +130,10 @@ class Registry:
         ttl_seconds: int = 7800,
     ) -> None:
         self._client = client
+        for operation in ("Scan", "Query"):
+            client.meta.events.register(
+                f"before-parse.dynamodb.{operation}", _items_as_sent, unique_id=_RAW_PAGES_ID
+            )
         self.table_name = table_name
         self.page_size = page_size
         self.ttl_seconds = ttl_seconds

@@ -10,6 +10,7 @@ that read no registry run beside one that does (see ``NO_REGISTRY``). Ratios are
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -64,6 +65,31 @@ class Comparison:
                 entry["cpu_over_floor"] = row.cpu_us / floor.cpu_us
             ratios[row.name] = entry
         return ratios
+
+    def paired(self, name: str = "engine") -> dict[str, float] | None:
+        """``name`` against the floor round by round: medians and quartiles of the ratios.
+
+        Runs of one round are seconds apart, so a noisy minute on this shared machine moves
+        both sides of a round's ratio alike; the ratio of the two medians does not pair them.
+        ``None`` with fewer than three rounds.
+        """
+        mine = [run for run in self.runs if run.name == name]
+        floors = [run for run in self.runs if run.name == "floor"]
+        rounds = [(a, b) for a, b in zip(mine, floors, strict=False) if a.delivered and b.rate]
+        if len(rounds) < 3:
+            return None
+        cpu = [a.cpu_us / b.cpu_us for a, b in rounds]
+        rate = [a.rate / b.rate for a, b in rounds]
+        cpu_q, rate_q = statistics.quantiles(cpu, n=4), statistics.quantiles(rate, n=4)
+        return {
+            "rounds": len(rounds),
+            "cpu_over_floor": cpu_q[1],
+            "cpu_over_floor_q1": cpu_q[0],
+            "cpu_over_floor_q3": cpu_q[2],
+            "rate_over_floor": rate_q[1],
+            "rate_over_floor_q1": rate_q[0],
+            "rate_over_floor_q3": rate_q[2],
+        }
 
 
 async def _measure(options: CompareOptions, console: Console) -> Comparison:
@@ -169,6 +195,15 @@ def _summary(comparison: Comparison) -> list[str]:
             f"engine / floor CPU per delivery: {ratios['engine']['cpu_over_floor']:.2f}x "
             f"(deliveries per second: {ratios['engine']['rate_over_floor']:.2f} of floor's)"
         )
+    paired = comparison.paired()
+    if engine is not None and paired is not None:
+        lines.append(
+            f"paired by round ({paired['rounds']:.0f} rounds): engine / floor CPU per delivery "
+            f"{paired['cpu_over_floor']:.2f}x at the median (quartiles "
+            f"{paired['cpu_over_floor_q1']:.2f}x to {paired['cpu_over_floor_q3']:.2f}x), "
+            f"deliveries per second {paired['rate_over_floor']:.2f} "
+            f"({paired['rate_over_floor_q1']:.2f} to {paired['rate_over_floor_q3']:.2f})"
+        )
     return lines
 
 
@@ -198,6 +233,7 @@ def document(options: CompareOptions, comparison: Comparison) -> dict[str, Any]:
         "rows": [row.as_dict() for row in comparison.rows],
         "runs": [run.as_dict() for run in comparison.runs],
         "ratios": comparison.ratios(),
+        "paired": comparison.paired(),
     }
 
 

@@ -195,10 +195,11 @@ async def test_raw_pages_equal_botocore_parse(
             Item={t.PK: {"S": f"CONN#typed{n}"}, t.SK: {"S": t.CONNECTION_SK}, **EVERY_TYPE},
         )
     bodies: list[bytes] = []
-    dynamodb.meta.events.register(
-        "before-parse.dynamodb.Scan",
-        lambda response_dict, **_: bodies.append(response_dict["body"]),
-    )
+    for operation in ("Scan", "Query"):  # runs after the registry's hook, registered first
+        dynamodb.meta.events.register(
+            f"before-parse.dynamodb.{operation}",
+            lambda response_dict, **_: bodies.append(response_dict["body"]),
+        )
     query = {
         "TableName": registry.table_name,
         "KeyConditionExpression": "PK = :pk",
@@ -212,7 +213,7 @@ async def test_raw_pages_equal_botocore_parse(
         assert "LastEvaluatedKey" in raw
         assert raw["ResponseMetadata"]["HTTPStatusCode"] == 200
         assert _answer(await dynamodb.query(**query)) == _answer(await plain.query(**query))
-    assert bodies == [b"{}"]
+    assert bodies == [b"{}", b"{}"]
 
 
 async def test_raw_pages_leave_binary_to_botocore(registry: Registry, dynamodb) -> None:

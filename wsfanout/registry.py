@@ -130,9 +130,11 @@ class Registry:
         ttl_seconds: int = 7800,
     ) -> None:
         self._client = client
-        for operation in ("Scan", "Query"):
+        for operation in ("Scan", "Query"):  # a unique id is the emitter's, not the event's
             client.meta.events.register(
-                f"before-parse.dynamodb.{operation}", _items_as_sent, unique_id=_RAW_PAGES_ID
+                f"before-parse.dynamodb.{operation}",
+                _items_as_sent,
+                unique_id=f"{_RAW_PAGES_ID}-{operation}",
             )
         self.table_name = table_name
         self.page_size = page_size

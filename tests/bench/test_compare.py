@@ -56,17 +56,17 @@ def test_paired_quartiles_spread_with_the_rounds() -> None:
     assert paired["cpu_over_floor_q1"] < 1.2 < paired["cpu_over_floor_q3"]
 
 
-def test_paired_needs_three_rounds_and_a_floor() -> None:
-    assert comparison([(1.0, 0.2)] * 2, [(1.0, 0.2)] * 2).paired() is None
+def test_paired_needs_five_rounds_and_a_floor() -> None:
+    assert comparison([(1.0, 0.2)] * 4, [(1.0, 0.2)] * 4).paired() is None
     only_engine = Comparison(rows=[run("engine", 1.0, 0.2)], runs=[run("engine", 1.0, 0.2)] * 5)
     assert only_engine.paired() is None
 
 
 def test_summary_prints_the_paired_line() -> None:
-    lines = _summary(comparison([(1.0, 0.2)] * 3, [(1.25, 0.22)] * 3))
+    lines = _summary(comparison([(1.0, 0.2)] * 5, [(1.25, 0.22)] * 5))
     assert (
         lines[0]
         == "engine / floor CPU per delivery: 1.10x (deliveries per second: 0.80 of floor's)"
     )
-    assert lines[1].startswith("paired by round (3 rounds): engine / floor CPU per delivery 1.10x")
+    assert lines[1].startswith("paired by round (5 rounds): engine / floor CPU per delivery 1.10x")
     assert "deliveries per second 0.80" in lines[1]

@@ -29,6 +29,8 @@ from .progress import console_for, run_progress
 
 __all__ = ["CompareOptions", "run_compare"]
 
+_PAIRED_MIN_ROUNDS = 5
+
 
 @dataclass(frozen=True, slots=True)
 class CompareOptions:
@@ -71,12 +73,12 @@ class Comparison:
 
         Runs of one round are seconds apart, so a noisy minute on this shared machine moves
         both sides of a round's ratio alike; the ratio of the two medians does not pair them.
-        ``None`` with fewer than three rounds.
+        ``None`` with fewer than :data:`_PAIRED_MIN_ROUNDS` rounds: quartiles of fewer say little.
         """
         mine = [run for run in self.runs if run.name == name]
         floors = [run for run in self.runs if run.name == "floor"]
         rounds = [(a, b) for a, b in zip(mine, floors, strict=False) if a.delivered and b.rate]
-        if len(rounds) < 3:
+        if len(rounds) < _PAIRED_MIN_ROUNDS:
             return None
         cpu = [a.cpu_us / b.cpu_us for a, b in rounds]
         rate = [a.rate / b.rate for a, b in rounds]

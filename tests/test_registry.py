@@ -240,6 +240,7 @@ def test_items_as_sent_keeps_what_it_cannot_read() -> None:
         {"status_code": 200, "body": b"[1, 2]"},
         {"status_code": 400, "body": b'{"__type": "x"}'},
         {"status_code": 200, "body": b'{"Items": [{"b": {"BS": ["AAE="]}}]}'},
+        {"status_code": 200, "body": b'{"Items": [{"b": {"B" : "AAE="}}]}'},
     ):
         customized: dict = {}
         before = dict(response)

@@ -48,8 +48,9 @@ _BATCH_GET_MAX = 100
 _UNPROCESSED_ATTEMPTS = 8
 _FIRST_PAGE = 100  # a small first page gets the senders going while the big pages load
 _RAW_PAGES_ID = "wsfanout-registry-raw-pages"
-# DynamoDB's JSON for a binary value, the one type botocore decodes (base64 into bytes)
-_BINARY_MARKERS = (b'"B":', b'"BS":')
+# The type keys of a binary value, the one type botocore decodes (base64 into bytes). A string
+# or a name that reads the same only sends its page through botocore's parse.
+_BINARY_MARKERS = (b'"B"', b'"BS"')
 
 
 def _items_as_sent(

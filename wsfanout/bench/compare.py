@@ -197,8 +197,8 @@ def _summary(comparison: Comparison) -> list[str]:
             f"engine / floor CPU per delivery: {ratios['engine']['cpu_over_floor']:.2f}x "
             f"(deliveries per second: {ratios['engine']['rate_over_floor']:.2f} of floor's)"
         )
-    paired = comparison.paired()
-    if engine is not None and paired is not None:
+    paired = comparison.paired()  # None without engine and floor runs
+    if paired is not None:
         lines.append(
             f"paired by round ({paired['rounds']:.0f} rounds): engine / floor CPU per delivery "
             f"{paired['cpu_over_floor']:.2f}x at the median (quartiles "

@@ -52,7 +52,7 @@ LAMBDA_PLATFORMS = (
 CLI_ONLY = frozenset({"rich"})
 """Dependencies of wsfanout that only the command line imports."""
 
-NOT_SHIPPED = ("wsfanout/bench", "wsfanout/local", "wsfanout/cli.py")
+NOT_SHIPPED = ("wsfanout/bench", "wsfanout/local", "wsfanout/cli")
 """Parts of wsfanout that need what the artifact leaves out (moto, websockets, rich)."""
 
 SERVICES = frozenset({"dynamodb", "sqs", "apigatewaymanagementapi"})

@@ -14,10 +14,10 @@ from pathlib import Path
 import aioboto3
 import pytest
 
+from wsfanout.aws.registry import Registry
+from wsfanout.aws.table import table_definition
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.local.processes import moto_server
-from wsfanout.registry import Registry
-from wsfanout.table import table_definition
 
 REGION = "us-east-1"
 STAGE = "test"

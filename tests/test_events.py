@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 from pydantic import BaseModel
 
 from tests.events import EVENTS_DIR, load_event
-from wsfanout.models import BroadcastJob, RoomTarget
+from wsfanout.core.models import BroadcastJob, RoomTarget
 
 CONNECTION_ID = "L0SM9cOFvHcCIhw="
 

@@ -6,6 +6,7 @@ The few names most users need are re-exported here; everything else lives in its
 from __future__ import annotations
 
 import importlib
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
@@ -21,17 +22,13 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:  # the names below load on first use; see __getattr__
-    from .clients import Clients
-    from .fanout import Fanout
-    from .gateway import ManagementGateway
-    from .interfaces import (
-        Gateway,
-        Outcome,
-        Recipient,
-        RecipientSource,
-    )
-    from .lean import LeanGateway
-    from .models import (
+    from .aws.clients import Clients
+    from .aws.gateway import ManagementGateway
+    from .aws.lean import LeanGateway
+    from .aws.registry import Registry
+    from .core.fanout import Fanout
+    from .core.interfaces import Gateway, Recipient, RecipientSource
+    from .core.models import (
         AllTarget,
         BroadcastJob,
         Connection,
@@ -42,33 +39,33 @@ if TYPE_CHECKING:  # the names below load on first use; see __getattr__
         Target,
         UsersTarget,
     )
-    from .registry import Registry
+    from .core.outcomes import Outcome
+    from .core.pacing import RetryPolicy
     from .settings import Settings
-    from .throttle import RetryPolicy
 
 # Import on first use: a Lambda handler that needs only the exceptions or the models must not
 # pay for aioboto3 and aiohttp at cold start.
 _LAZY: dict[str, str] = {
-    "AllTarget": ".models",
-    "BroadcastJob": ".models",
-    "Clients": ".clients",
-    "Connection": ".models",
-    "ConnectionsTarget": ".models",
-    "Cursor": ".models",
-    "Fanout": ".fanout",
-    "FanoutReport": ".models",
-    "Gateway": ".interfaces",
-    "LeanGateway": ".lean",
-    "ManagementGateway": ".gateway",
-    "Outcome": ".interfaces",
-    "Recipient": ".interfaces",
-    "RecipientSource": ".interfaces",
-    "Registry": ".registry",
-    "RetryPolicy": ".throttle",
-    "RoomTarget": ".models",
+    "AllTarget": ".core.models",
+    "BroadcastJob": ".core.models",
+    "Clients": ".aws.clients",
+    "Connection": ".core.models",
+    "ConnectionsTarget": ".core.models",
+    "Cursor": ".core.models",
+    "Fanout": ".core.fanout",
+    "FanoutReport": ".core.models",
+    "Gateway": ".core.interfaces",
+    "LeanGateway": ".aws.lean",
+    "ManagementGateway": ".aws.gateway",
+    "Outcome": ".core.outcomes",
+    "Recipient": ".core.interfaces",
+    "RecipientSource": ".core.interfaces",
+    "Registry": ".aws.registry",
+    "RetryPolicy": ".core.pacing",
+    "RoomTarget": ".core.models",
     "Settings": ".settings",
-    "Target": ".models",
-    "UsersTarget": ".models",
+    "Target": ".core.models",
+    "UsersTarget": ".core.models",
 }
 
 
@@ -85,7 +82,7 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("wsfanout")
 
 __all__ = [
     "AllTarget",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from wsfanout.aws.lean import LeanGateway
 from wsfanout.bench import algorithms
 from wsfanout.bench.algorithms import Spec, bench_session, prepared
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
-from wsfanout.lean import LeanGateway
 from wsfanout.local.management import ManagementEndpoint
 
 # Pages of the companion's Scan: 100 first, then 1000, then the 50 left.

@@ -45,7 +45,7 @@ class Context:
 
 
 async def open_clients() -> list[str]:
-    from wsfanout.clients import Clients  # noqa: PLC0415 - from the artifact, after sys.path
+    from wsfanout.aws.clients import Clients  # noqa: PLC0415 - from the artifact, after sys.path
     from wsfanout.settings import Settings  # noqa: PLC0415
 
     async with Clients(Settings()) as clients:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.deploy import cfn
 from tests.events import load_event
-from wsfanout.table import table_definition
+from wsfanout.aws.table import table_definition
 
 pytestmark = pytest.mark.timeout(600)  # the first test waits for both builds
 
@@ -182,7 +182,7 @@ def test_leaves_out_what_lambda_never_runs(built: dict[str, Built], kind: str) -
         package.normalize(info.name.rsplit("-", 1)[0]) for info in directory.glob("*.dist-info")
     }
     assert not shipped & {"rich", "moto", "websockets", "pytest", "boto3-stubs", "mypy"}
-    for relative in ("wsfanout/bench", "wsfanout/local", "wsfanout/cli.py", "bin"):
+    for relative in ("wsfanout/bench", "wsfanout/local", "wsfanout/cli", "bin"):
         assert not (directory / relative).exists(), relative
     assert not list(directory.rglob("__pycache__"))
     assert not list(directory.rglob("*.pyc"))

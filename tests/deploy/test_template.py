@@ -23,9 +23,9 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 
 from tests.deploy import cfn
-from wsfanout import table
-from wsfanout.gateway import endpoint_for
-from wsfanout.protocol import ClientFrame
+from wsfanout.aws import table
+from wsfanout.aws.endpoints import endpoint_for
+from wsfanout.core.protocol import ClientFrame
 from wsfanout.settings import Settings
 
 HANDLERS = {
@@ -127,7 +127,7 @@ def test_the_transform_leaves_no_sam_resources(transformed: dict[str, Any]) -> N
 
 
 def protocol_actions() -> set[str]:
-    """The ``action`` of every client frame wsfanout.protocol understands."""
+    """The ``action`` of every client frame wsfanout.core.protocol understands."""
     union = typing.get_args(ClientFrame)[0]
     actions: set[str] = set()
     for frame in typing.get_args(union):
@@ -485,10 +485,10 @@ def calls_made(modules: set[str]) -> set[str]:
 
 def test_the_closure_reader_finds_the_registry_behind_the_route_handler() -> None:
     closure = imported_closure("wsfanout.handlers.route")
-    assert {"wsfanout.registry", "wsfanout.queue", "wsfanout.table"} <= closure
-    assert "wsfanout.jobs" not in closure
-    assert "wsfanout.cli" not in closure
-    assert calls_made({"wsfanout.queue"}) == {"sqs:SendMessage"}
+    assert {"wsfanout.aws.registry", "wsfanout.aws.queue", "wsfanout.aws.table"} <= closure
+    assert "wsfanout.core.jobs" not in closure
+    assert "wsfanout.cli.main" not in closure
+    assert calls_made({"wsfanout.aws.queue"}) == {"sqs:SendMessage"}
 
 
 def test_grants_cover_every_call_the_handlers_can_make_and_no_more(

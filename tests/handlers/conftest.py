@@ -22,11 +22,11 @@ import boto3
 import pytest
 
 from tests.events import load_event
+from wsfanout.aws.table import table_definition
 from wsfanout.bench.seeding import classic_item
 from wsfanout.handlers import broadcast, route
 from wsfanout.handlers.runtime import logger, reset_runtime
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
-from wsfanout.table import table_definition
 
 STAGE = "prod"
 

@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.core.test_auth import forge_hs256
 from tests.events import load_event
-from tests.test_auth import forge_hs256
 from wsfanout.handlers import authorizer
 
 SECRET = "handler-secret-0123456789abcdef0123456789abcdef"

@@ -9,10 +9,10 @@ import aioboto3
 import pytest
 
 from tests.handlers.conftest import FakeContext, Stack, body_record, sqs_event
+from wsfanout.aws.lean import LeanGateway
 from wsfanout.bench.seeding import connection_ids
 from wsfanout.handlers import broadcast
 from wsfanout.handlers.runtime import reset_runtime
-from wsfanout.lean import LeanGateway
 from wsfanout.local.management import Faults
 
 

@@ -36,8 +36,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from tests.events import load_event
+from wsfanout.aws.endpoints import endpoint_for
 from wsfanout.exceptions import ConfigurationError, InvalidInputError
-from wsfanout.gateway import endpoint_for
 from wsfanout.handlers import authorizer as real_authorizer
 from wsfanout.handlers import route
 from wsfanout.handlers.route import ConnectEvent, MessageEvent

@@ -11,7 +11,7 @@ happened against the endpoint's records and the registry.
   connection through an aioboto3 client with its default pool and retries.
 - ``floor``: the least a correct sender must do in Python: signed POSTs over one keep-alive aiohttp
   pool, to ids it is handed (no registry), no retries, no bookkeeping. The practical limit.
-- ``engine``: :class:`~wsfanout.fanout.Fanout` as shipped, over one of its transports.
+- ``engine``: :class:`~wsfanout.core.fanout.Fanout` as shipped, over one of its transports.
 - ``engine-memory`` (a diagnostic): the same engine and lean transport, the registry served from
   memory as the floor's ids are; the difference to ``engine`` is the price of reading the
   registry from moto server on the same two cores.
@@ -41,14 +41,14 @@ import aiohttp
 import anyio
 from botocore.exceptions import ClientError
 
-from .. import table as t
-from ..fanout import Fanout
-from ..gateway import ManagementGateway
-from ..interfaces import Recipient
-from ..lean import LeanGateway
-from ..models import AllTarget
-from ..registry import Registry
-from ..sigv4 import Credentials, PostSigner
+from ..aws import table as t
+from ..aws.gateway import ManagementGateway
+from ..aws.lean import LeanGateway
+from ..aws.registry import Registry
+from ..aws.sigv4 import Credentials, PostSigner
+from ..core.fanout import Fanout
+from ..core.interfaces import Recipient
+from ..core.models import AllTarget
 from . import ALGORITHMS
 from .seeding import connection_ids
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ..arguments import OneLineParser, non_negative, positive_int, positive_ints, rate
+from ..cli.arguments import OneLineParser, non_negative, positive_int, positive_ints, rate
 from ..exceptions import InvalidInputError
 from . import ALGORITHMS, DEFAULT_ALGORITHMS
 

@@ -25,12 +25,12 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ..aws.registry import Registry
+from ..aws.table import table_definition
+from ..core.models import AllTarget
 from ..exceptions import ConfigurationError, InvalidInputError
 from ..local.management import Faults
 from ..local.processes import endpoint_process, moto_server
-from ..models import AllTarget
-from ..registry import Registry
-from ..table import table_definition
 from . import NO_REGISTRY
 from .algorithms import Spec
 from .seeding import classic_item, connection_ids, seed_items

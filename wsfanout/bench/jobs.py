@@ -23,15 +23,16 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from ..fanout import Fanout
-from ..jobs import Checkpoints, JobRunner
-from ..lean import LeanGateway
+from ..aws.lean import LeanGateway
+from ..aws.progress import Checkpoints
+from ..aws.queue import JobQueue
+from ..aws.registry import Registry
+from ..aws.table import table_definition
+from ..core.fanout import Fanout
+from ..core.jobs import JobRunner
+from ..core.models import AllTarget, BroadcastJob
 from ..local.management import Faults
 from ..local.processes import endpoint_process, moto_server
-from ..models import AllTarget, BroadcastJob
-from ..queue import JobQueue
-from ..registry import Registry
-from ..table import table_definition
 from .seeding import classic_item, connection_ids, seed_items
 
 __all__ = ["JobsOptions", "run_jobs"]
@@ -81,7 +82,7 @@ async def _worker(
         deadline = time.monotonic() + options.worker_seconds - options.margin_seconds
         result = await runner.run(job, message_id=message["MessageId"], deadline=deadline)
         tally.invocations += 1
-        tally.actions[result.action] += 1
+        tally.actions[result.action.value] += 1
         if result.report:
             tally.delivered_reported += result.report.delivered
         await sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

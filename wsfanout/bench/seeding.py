@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .. import table as t
+from ..aws import table as t
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 
-from ..auth import verify_token
+from ..core.auth import verify_token
 from ..exceptions import ConfigurationError, InvalidInputError
 from ..settings import Settings
 

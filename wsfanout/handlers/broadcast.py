@@ -1,11 +1,11 @@
 """``wsfanout.handlers.broadcast.handler``: SQS-triggered broadcast jobs.
 
-Each record is one :class:`~wsfanout.models.BroadcastJob`. A record that is not a valid job fails
-alone (SQS partial batch response, via Powertools' batch processor) with a log line that names
+Each record is one :class:`~wsfanout.core.models.BroadcastJob`. A record that is not a valid job
+fails alone (SQS partial batch response, via Powertools' batch processor) with a log line that names
 what was wrong; the others still run. "All" jobs are split into parallel-scan segments, each its
 own message, so many workers share one broadcast; every job watches the invocation's remaining
 time and, before Lambda would stop it, checkpoints and enqueues its own continuation
-(:mod:`wsfanout.jobs`).
+(:mod:`wsfanout.core.jobs`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import ValidationError
 
-from ..jobs import Checkpoints, JobResult, JobRunner
-from ..models import BroadcastJob
-from ..queue import JobQueue
+from ..aws.progress import Checkpoints
+from ..aws.queue import JobQueue
+from ..core.jobs import JobResult, JobRunner
+from ..core.models import BroadcastJob
 from .runtime import Runtime, logger, metrics, runtime
 
 __all__ = ["handler"]
@@ -87,7 +88,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info(
             "job step done",
             extra={
-                "action": result.action,
+                "action": result.action.value,
                 "segments": result.segments,
                 "report": report.model_dump(exclude_none=True) if report else None,
             },
@@ -100,7 +101,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             metrics.add_metric(
                 name="Duration", unit=MetricUnit.Milliseconds, value=report.elapsed_s * 1000
             )
-        return result.action
+        return result.action.value
 
     # A processor per invocation: it holds the batch's results, and the local poller runs
     # invocations on several threads at once.

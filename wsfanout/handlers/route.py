@@ -24,16 +24,11 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..clients import Clients
-from ..exceptions import (
-    ConnectionExistsError,
-    ConnectionNotFoundError,
-    FrameError,
-    WsFanoutError,
-)
-from ..gateway import endpoint_for
-from ..models import BroadcastJob, Connection, ConnectionsTarget, UsersTarget
-from ..protocol import (
+from ..aws.clients import Clients
+from ..aws.endpoints import endpoint_for
+from ..aws.queue import JobQueue
+from ..core.models import BroadcastJob, Connection, ConnectionsTarget, UsersTarget
+from ..core.protocol import (
     Broadcast,
     ClientFrame,
     JoinRoom,
@@ -47,7 +42,12 @@ from ..protocol import (
     message_frame,
     parse_frame,
 )
-from ..queue import JobQueue
+from ..exceptions import (
+    ConnectionExistsError,
+    ConnectionNotFoundError,
+    FrameError,
+    WsFanoutError,
+)
 from .runtime import Runtime, logger, runtime
 
 __all__ = ["handler"]

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 
-from ..clients import Clients
+from ..aws.clients import Clients
 from ..settings import Settings
 
 __all__ = ["Runtime", "close_all_runtimes", "logger", "metrics", "reset_runtime", "runtime"]

@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..models import AllTarget, BroadcastJob
-from ..queue import JobQueue
-from ..registry import Registry
+from ..aws.queue import JobQueue
+from ..aws.registry import Registry
+from ..core.models import AllTarget, BroadcastJob
 from .stack import Stack, local_stack
 
 __all__ = ["DemoOptions", "DemoReport", "run_demo"]

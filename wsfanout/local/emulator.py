@@ -40,8 +40,8 @@ import anyio
 import anyio.to_thread
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
-from ..models import MAX_PAYLOAD_BYTES
 from . import events
 from .events import LambdaContext, Origin, Upgrade
 from .management import ConnectionInfo, ManagementEndpoint

@@ -36,9 +36,9 @@ from typing import Final, Protocol
 
 from aiohttp import web
 
-from ..arguments import OneLineParser, non_negative, port, rate
+from ..cli.arguments import OneLineParser, non_negative, port, rate
+from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
-from ..models import MAX_PAYLOAD_BYTES
 
 __all__ = [
     "DEFAULT_USER_AGENT",

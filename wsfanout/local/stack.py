@@ -39,11 +39,11 @@ import aioboto3
 import anyio
 import anyio.to_thread
 
+from ..aws.table import TTL_ATTRIBUTE, table_definition
 from ..exceptions import ConfigurationError, InvalidInputError
 from ..handlers import authorizer, broadcast, route
 from ..handlers.runtime import close_all_runtimes
 from ..settings import Settings
-from ..table import TTL_ATTRIBUTE, table_definition
 from .emulator import Emulator, serve_emulator
 from .poller import SqsPoller
 from .processes import moto_server

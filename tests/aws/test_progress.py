@@ -1,0 +1,208 @@
+"""Progress items of broadcast jobs on DynamoDB (moto server): every condition of a claim."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from wsfanout.aws import table as t
+from wsfanout.aws.progress import Checkpoints
+from wsfanout.core.jobs import Action, Checkpoint, decide
+from wsfanout.core.models import Cursor, FanoutReport
+
+TTL = 3600
+CURSOR = Cursor(after={"PK": "CONN#abc=", "SK": "CONN"}, offset=7, user=2, step=3)
+
+
+def point(
+    step: int = 0,
+    owner: str | None = None,
+    *,
+    cursor: Cursor | None = None,
+    complete: bool = False,
+    advanced_by: str | None = None,
+) -> Checkpoint:
+    return Checkpoint(
+        step=step, owner=owner, cursor=cursor, complete=complete, advanced_by=advanced_by
+    )
+
+
+@pytest.fixture
+def checkpoints(dynamodb, table_name: str) -> Checkpoints:
+    return Checkpoints(dynamodb, table_name, ttl_seconds=TTL)
+
+
+@pytest.fixture
+def job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def report(delivered: int = 0, gone: int = 0, failed: int = 0) -> FanoutReport:
+    return FanoutReport(delivered=delivered, gone=gone, failed=failed)
+
+
+async def test_load_missing_item(checkpoints: Checkpoints, job_id: str) -> None:
+    assert await checkpoints.load(job_id, 0) is None
+    assert await checkpoints.load(job_id, None) is None
+
+
+async def test_claim_on_empty_item_succeeds_once(checkpoints: Checkpoints, job_id: str) -> None:
+    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    assert not await checkpoints.claim(job_id, 0, step=0, owner="m2", seen=None, cursor=None)
+    assert not await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    assert await checkpoints.load(job_id, 0) == point(0, "m1")
+    # other segments of the same job are other items
+    assert await checkpoints.load(job_id, 1) is None
+    assert await checkpoints.claim(job_id, 1, step=0, owner="m2", seen=None, cursor=None)
+
+
+async def test_unsharded_job_has_its_own_item(
+    checkpoints: Checkpoints, job_id: str, dynamodb, table_name: str
+) -> None:
+    assert await checkpoints.claim(job_id, None, step=0, owner="m1", seen=None, cursor=None)
+    assert await checkpoints.load(job_id, None) == point(0, "m1")
+    assert await checkpoints.load(job_id, 0) is None
+    key = {t.PK: {"S": f"JOB#{job_id}"}, t.SK: {"S": "SEG#-"}}
+    assert "Item" in await dynamodb.get_item(TableName=table_name, Key=key)
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [point(0, "m9"), point(1, "m1"), point(0, None), point(1, None)],
+    ids=["other-owner", "other-step", "no-owner", "no-owner-other-step"],
+)
+async def test_claim_with_stale_seen_fails(
+    checkpoints: Checkpoints, job_id: str, stale: Checkpoint
+) -> None:
+    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    assert not await checkpoints.claim(job_id, 0, step=0, owner="m2", seen=stale, cursor=None)
+    assert not await checkpoints.claim(job_id, 0, step=1, owner="m2", seen=stale, cursor=CURSOR)
+    assert await checkpoints.load(job_id, 0) == point(0, "m1")
+
+
+async def test_redelivered_owner_claims_again(checkpoints: Checkpoints, job_id: str) -> None:
+    first = Cursor(after={"PK": "CONN#a=", "SK": "CONN"})
+    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=first)
+    seen = await checkpoints.load(job_id, 0)
+    assert seen == point(0, "m1", cursor=first)
+    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=seen, cursor=seen.cursor)
+    assert await checkpoints.load(job_id, 0) == seen
+
+
+async def test_claim_of_a_free_step_with_what_was_read(
+    checkpoints: Checkpoints, job_id: str
+) -> None:
+    await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    await checkpoints.finish_step(
+        job_id, 0, step=0, owner="m1", report=report(), next_cursor=CURSOR
+    )
+    seen = await checkpoints.load(job_id, 0)
+    assert seen is not None
+    assert seen.owner is None
+    assert await checkpoints.claim(job_id, 0, step=3, owner="m2", seen=seen, cursor=seen.cursor)
+    assert not await checkpoints.claim(job_id, 0, step=3, owner="m3", seen=seen, cursor=seen.cursor)
+    assert await checkpoints.load(job_id, 0) == replace(seen, step=3, owner="m2")
+
+
+async def test_cursor_round_trips_exactly(checkpoints: Checkpoints, job_id: str) -> None:
+    assert await checkpoints.claim(job_id, 0, step=3, owner="m1", seen=None, cursor=CURSOR)
+    loaded = await checkpoints.load(job_id, 0)
+    assert loaded is not None
+    assert loaded.cursor == CURSOR
+    gsi = Cursor(
+        after={"PK": "CONN#z=", "SK": "ROOM#lobby", "GSI1PK": "ROOM#lobby", "GSI1SK": "CONN#z="},
+        step=3,
+    )
+    await checkpoints.save(job_id, 0, step=3, owner="m1", cursor=gsi)
+    loaded = await checkpoints.load(job_id, 0)
+    assert loaded is not None
+    assert loaded.cursor == gsi
+    assert loaded.cursor.offset is None
+    listed = Cursor(offset=12345, step=3)
+    await checkpoints.save(job_id, 0, step=3, owner="m1", cursor=listed)
+    loaded = await checkpoints.load(job_id, 0)
+    assert loaded is not None
+    assert loaded.cursor == listed
+
+
+async def test_save_by_the_owner_moves_the_watermark(checkpoints: Checkpoints, job_id: str) -> None:
+    await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    for n in range(3):
+        mark = Cursor(after={"PK": f"CONN#{n}=", "SK": "CONN"})
+        assert await checkpoints.save(job_id, 0, step=0, owner="m1", cursor=mark)
+        assert await checkpoints.load(job_id, 0) == point(0, "m1", cursor=mark)
+
+
+async def test_save_by_a_non_owner_is_refused(checkpoints: Checkpoints, job_id: str) -> None:
+    await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    assert not await checkpoints.save(job_id, 0, step=0, owner="m2", cursor=CURSOR)
+    assert not await checkpoints.save(job_id, 0, step=1, owner="m1", cursor=CURSOR)  # wrong step
+    assert not await checkpoints.save(job_id, 5, step=0, owner="m1", cursor=CURSOR)  # no item
+    assert await checkpoints.load(job_id, 0) == point(0, "m1")
+
+
+async def test_finish_step_advances_then_completes(checkpoints: Checkpoints, job_id: str) -> None:
+    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    following = Cursor(after={"PK": "CONN#k=", "SK": "CONN"}, step=1)
+    assert await checkpoints.finish_step(
+        job_id, 0, step=0, owner="m1", report=report(3, 1, 0), next_cursor=following
+    )
+    advanced = await checkpoints.load(job_id, 0)
+    assert advanced == Checkpoint(
+        step=1,
+        owner=None,
+        cursor=following,
+        complete=False,
+        advanced_by="m1",
+        delivered=3,
+        gone=1,
+        failed=0,
+    )
+    # the old owner's late save is refused, and decide() sees the advance
+    assert not await checkpoints.save(job_id, 0, step=0, owner="m1", cursor=following)
+    assert decide(advanced, 0, "m1") is Action.REENQUEUE
+    assert decide(advanced, 1, "m2") is Action.CLAIM
+
+    assert await checkpoints.claim(job_id, 0, step=1, owner="m2", seen=advanced, cursor=following)
+    assert not await checkpoints.finish_step(
+        job_id, 0, step=1, owner="m1", report=report(100), next_cursor=None
+    )
+    assert await checkpoints.finish_step(
+        job_id, 0, step=1, owner="m2", report=report(2, 0, 4), next_cursor=None
+    )
+    done = await checkpoints.load(job_id, 0)
+    assert done is not None
+    assert done.complete
+    assert done.owner is None
+    assert done.step == 1
+    assert (done.delivered, done.gone, done.failed) == (5, 1, 4)
+    assert decide(done, 1, "m2") is Action.SKIP_COMPLETE
+    # a complete segment cannot be claimed again, not even with what was read
+    assert not await checkpoints.claim(job_id, 0, step=1, owner="m3", seen=done, cursor=None)
+    assert not await checkpoints.claim(job_id, 0, step=2, owner="m3", seen=done, cursor=None)
+
+
+async def test_finish_step_requires_the_claim(checkpoints: Checkpoints, job_id: str) -> None:
+    assert not await checkpoints.finish_step(
+        job_id, 0, step=0, owner="m1", report=report(1), next_cursor=None
+    )
+    assert await checkpoints.load(job_id, 0) is None
+
+
+async def test_ttl_is_set_in_the_future(
+    checkpoints: Checkpoints, job_id: str, dynamodb, table_name: str
+) -> None:
+    key = {t.PK: {"S": t.job_pk(job_id)}, t.SK: {"S": t.segment_sk(0)}}
+
+    async def ttl() -> int:
+        item = (await dynamodb.get_item(TableName=table_name, Key=key))["Item"]
+        return int(item[t.TTL_ATTRIBUTE]["N"])
+
+    before = int(time.time())
+    await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    assert before + TTL <= await ttl() <= int(time.time()) + TTL
+    await checkpoints.finish_step(job_id, 0, step=0, owner="m1", report=report(), next_cursor=None)
+    assert before + TTL <= await ttl() <= int(time.time()) + TTL

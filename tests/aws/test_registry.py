@@ -1,0 +1,249 @@
+"""Registry round trips against moto server over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from botocore.exceptions import ClientError
+
+from wsfanout.aws import table as t
+from wsfanout.aws.registry import Registry, _items_as_sent
+from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
+from wsfanout.core.models import (
+    AllTarget,
+    Connection,
+    ConnectionsTarget,
+    Cursor,
+    RoomTarget,
+    UsersTarget,
+)
+from wsfanout.exceptions import ConnectionExistsError, ConnectionNotFoundError, InvalidInputError
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+async def collect(registry: Registry, target, **kwargs) -> list[str]:
+    return [r.connection_id async for page in registry.pages(target, **kwargs) for r in page]
+
+
+async def test_put_get_round_trip(registry: Registry) -> None:
+    stored = await registry.put(
+        Connection(
+            connection_id="abc=",
+            connected_at=NOW,
+            user_id="u1",
+            endpoint="https://x.execute-api.eu-west-1.amazonaws.com/prod",
+        )
+    )
+    assert stored.ttl is not None
+    got = await registry.get("abc=")
+    assert got == stored
+    assert await registry.get("missing=") is None
+
+
+async def test_put_is_conditional(registry: Registry) -> None:
+    await registry.put(Connection(connection_id="dup=", connected_at=NOW))
+    with pytest.raises(ConnectionExistsError) as info:
+        await registry.put(Connection(connection_id="dup=", connected_at=NOW))
+    assert info.value.connection_id == "dup="
+
+
+async def test_classic_seed_items_read_as_connections(registry: Registry, dynamodb) -> None:
+    ids = connection_ids(30, "seed")
+    await seed_items(dynamodb, registry.table_name, [classic_item(i) for i in ids])
+    got = await registry.get(ids[0])
+    assert got is not None
+    assert got.connection_id == ids[0]
+    assert got.user_id is None
+    assert got.endpoint is None
+    assert sorted(await collect(registry, AllTarget(all=True))) == sorted(ids)
+
+
+async def test_delete_removes_memberships(registry: Registry, dynamodb) -> None:
+    await registry.put(Connection(connection_id="a=", connected_at=NOW))
+    await registry.put(Connection(connection_id="b=", connected_at=NOW))
+    for room in ("lobby", "games"):
+        await registry.join_room("a=", room)
+    await registry.join_room("b=", "lobby")
+    assert sorted(await registry.rooms("a=")) == ["games", "lobby"]
+
+    assert await registry.delete("a=") == 3
+    assert await registry.get("a=") is None
+    assert await registry.rooms("a=") == []
+    assert await collect(registry, RoomTarget(room="lobby")) == ["b="]
+    scan = await dynamodb.scan(TableName=registry.table_name)
+    assert {item["PK"]["S"] for item in scan["Items"]} == {t.connection_pk("b=")}
+
+
+async def test_rooms_join_leave(registry: Registry) -> None:
+    await registry.put(Connection(connection_id="a=", connected_at=NOW, endpoint="https://e/s"))
+    await registry.join_room("a=", "lobby")
+    members = [r async for page in registry.pages(RoomTarget(room="lobby")) for r in page]
+    assert [(m.connection_id, m.endpoint) for m in members] == [("a=", "https://e/s")]
+    assert await registry.leave_room("a=", "lobby") is True
+    assert await registry.leave_room("a=", "lobby") is False
+    assert await collect(registry, RoomTarget(room="lobby")) == []
+
+
+async def test_join_room_needs_a_connection(registry: Registry) -> None:
+    with pytest.raises(ConnectionNotFoundError):
+        await registry.join_room("ghost=", "lobby")
+    assert await collect(registry, RoomTarget(room="lobby")) == []
+
+
+async def test_membership_copies_ttl(registry: Registry, dynamodb) -> None:
+    stored = await registry.put(Connection(connection_id="a=", connected_at=NOW, ttl=12345))
+    await registry.join_room("a=", "lobby")
+    item = await dynamodb.get_item(
+        TableName=registry.table_name, Key={"PK": {"S": "CONN#a="}, "SK": {"S": "ROOM#lobby"}}
+    )
+    assert item["Item"]["ttl"]["N"] == str(stored.ttl)
+
+
+async def test_all_reaches_connections_only(registry: Registry, dynamodb) -> None:
+    for cid in ("a=", "b=", "c="):
+        await registry.put(Connection(connection_id=cid, connected_at=NOW, user_id="u"))
+        await registry.join_room(cid, "lobby")
+    await dynamodb.put_item(
+        TableName=registry.table_name,
+        Item={"PK": {"S": "JOB#j1"}, "SK": {"S": "SEG#0"}, "sent": {"N": "3"}},
+    )
+    assert sorted(await collect(registry, AllTarget(all=True))) == ["a=", "b=", "c="]
+
+
+async def test_users_target(registry: Registry) -> None:
+    for cid, user in (("a=", "u1"), ("b=", "u1"), ("c=", "u2"), ("d=", "u3")):
+        await registry.put(Connection(connection_id=cid, connected_at=NOW, user_id=user))
+    got = await collect(registry, UsersTarget(user_ids=["u1", "u2"]))
+    assert sorted(got) == ["a=", "b=", "c="]
+
+
+async def test_connections_target_keeps_order_and_unknown_ids(registry: Registry) -> None:
+    await registry.put(Connection(connection_id="b=", connected_at=NOW, endpoint="https://e/s"))
+    target = ConnectionsTarget(connection_ids=["c=", "b=", "a="])
+    recipients = [r async for page in registry.pages(target) for r in page]
+    assert [(r.connection_id, r.endpoint) for r in recipients] == [
+        ("c=", None),
+        ("b=", "https://e/s"),
+        ("a=", None),
+    ]
+    assert await collect(registry, target, cursor=Cursor(offset=2)) == ["a="]
+
+
+async def test_parallel_segments_partition_the_table(registry: Registry, dynamodb) -> None:
+    ids = connection_ids(300, "seg")
+    await seed_items(dynamodb, registry.table_name, [classic_item(i) for i in ids])
+    seen: list[str] = []
+    for segment in range(4):
+        part = await collect(registry, AllTarget(all=True), segment=segment, total_segments=4)
+        assert part, "each of 4 segments of 300 ids holds some"
+        seen.extend(part)
+    assert sorted(seen) == sorted(ids)
+
+
+async def test_segments_only_for_all(registry: Registry) -> None:
+    with pytest.raises(InvalidInputError):
+        await collect(registry, RoomTarget(room="x"), segment=0, total_segments=2)
+
+
+async def test_cursor_resumes_after_a_deleted_item(registry: Registry, dynamodb) -> None:
+    """A gone connection deleted mid-run must still work as a resume point."""
+    ids = connection_ids(250, "cur")
+    await seed_items(dynamodb, registry.table_name, [classic_item(i) for i in ids])
+    recipients = [r async for page in registry.pages(AllTarget(all=True)) for r in page]
+    middle = recipients[120]
+    await registry.delete(middle.connection_id)
+    rest = await collect(registry, AllTarget(all=True), cursor=middle.resume_cursor())
+    assert rest == [r.connection_id for r in recipients[121:]]
+
+
+async def test_remove_connections_in_batches(registry: Registry, dynamodb) -> None:
+    ids = connection_ids(60, "rm")
+    await seed_items(dynamodb, registry.table_name, [classic_item(i) for i in ids])
+    removed = await registry.remove_connections(ids[:40])
+    assert removed == 40
+    assert sorted(await collect(registry, AllTarget(all=True))) == sorted(ids[40:])
+
+
+# -- raw Scan and Query pages ---------------------------------------------------------------------
+
+EVERY_TYPE = {
+    "S": {"S": "text"},
+    "N": {"N": "12.50"},
+    "BOOL": {"BOOL": True},
+    "NULL": {"NULL": True},
+    "L": {"L": [{"S": "a"}, {"N": "1"}, {"M": {"k": {"S": "v"}}}]},
+    "M": {"M": {"inner": {"L": [{"BOOL": False}]}}},
+    "SS": {"SS": ["x", "y"]},
+    "NS": {"NS": ["1", "2"]},
+}
+
+
+def _answer(page: dict) -> dict:
+    return {key: value for key, value in page.items() if key != "ResponseMetadata"}
+
+
+async def test_raw_pages_equal_botocore_parse(
+    registry: Registry, dynamodb, moto_url: str, session
+) -> None:
+    """Scan and Query through the registry's client answer exactly what botocore's parser does,
+    and the page really skipped the parser (botocore was handed an empty body)."""
+    for n in range(3):
+        await dynamodb.put_item(
+            TableName=registry.table_name,
+            Item={t.PK: {"S": f"CONN#typed{n}"}, t.SK: {"S": t.CONNECTION_SK}, **EVERY_TYPE},
+        )
+    bodies: list[bytes] = []
+    for operation in ("Scan", "Query"):  # runs after the registry's hook, registered first
+        dynamodb.meta.events.register(
+            f"before-parse.dynamodb.{operation}",
+            lambda response_dict, **_: bodies.append(response_dict["body"]),
+        )
+    query = {
+        "TableName": registry.table_name,
+        "KeyConditionExpression": "PK = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": "CONN#typed1"}},
+    }
+    async with session.client("dynamodb", endpoint_url=moto_url) as plain:
+        raw = await dynamodb.scan(TableName=registry.table_name, Limit=2)
+        parsed = await plain.scan(TableName=registry.table_name, Limit=2)
+        assert _answer(raw) == _answer(parsed)
+        assert raw["Count"] == 2
+        assert "LastEvaluatedKey" in raw
+        assert raw["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert _answer(await dynamodb.query(**query)) == _answer(await plain.query(**query))
+    assert bodies == [b"{}", b"{}"]
+
+
+async def test_raw_pages_leave_binary_to_botocore(registry: Registry, dynamodb) -> None:
+    """botocore decodes binary values into bytes; a page holding one keeps that."""
+    await dynamodb.put_item(
+        TableName=registry.table_name,
+        Item={t.PK: {"S": "CONN#bin"}, t.SK: {"S": t.CONNECTION_SK}, "blob": {"B": b"\x00\xff"}},
+    )
+    items = (await dynamodb.scan(TableName=registry.table_name))["Items"]
+    assert items[0]["blob"] == {"B": b"\x00\xff"}
+    assert await collect(registry, AllTarget(all=True)) == ["bin"]
+
+
+async def test_raw_pages_leave_errors_to_botocore(registry: Registry, dynamodb) -> None:
+    """An error answer goes through botocore's parse and becomes its ClientError."""
+    with pytest.raises(ClientError) as info:
+        await dynamodb.scan(TableName="no-such-table")
+    assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_items_as_sent_keeps_what_it_cannot_read() -> None:
+    for response in (
+        {"status_code": 200, "body": b"not json"},
+        {"status_code": 200, "body": b"[1, 2]"},
+        {"status_code": 400, "body": b'{"__type": "x"}'},
+        {"status_code": 200, "body": b'{"Items": [{"b": {"BS": ["AAE="]}}]}'},
+        {"status_code": 200, "body": b'{"Items": [{"b": {"B" : "AAE="}}]}'},
+    ):
+        customized: dict = {}
+        before = dict(response)
+        _items_as_sent(response, customized)
+        assert response == before
+        assert customized == {}

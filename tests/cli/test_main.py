@@ -1,0 +1,422 @@
+"""``wsfanout broadcast`` end to end: the real console script against moto and the local endpoint.
+
+Every test runs the installed ``wsfanout`` script as a subprocess. Tests that need the local
+management endpoint are async and start the subprocess with :func:`anyio.run_process`, so the
+event loop keeps serving the endpoint (a blocking ``subprocess.run`` would deadlock it). Tests that
+fail before any network call run it with ``subprocess.run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import pytest
+
+from wsfanout.aws.registry import Registry
+from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
+from wsfanout.core.models import AllTarget, Connection
+from wsfanout.local.management import Faults, ManagementEndpoint, serve
+
+WSFANOUT = str(Path(sys.executable).parent / "wsfanout")
+TIMEOUT_S = 60
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+REPORT_KEYS = {"delivered", "gone", "failed", "retries", "throttled", "elapsed_s"}
+# Nothing listens on the discard port: a test that reaches the network with it would fail loudly.
+NOWHERE = "http://127.0.0.1:9/test"
+
+
+def cli_env(**changes: str | None) -> dict[str, str]:
+    """The test's environment (conftest's dummy AWS settings) without any wsfanout knob set by the
+    developer's shell, plus ``changes`` (``None`` removes a variable)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("FANOUT_", "REGISTRY_"))
+        and name not in {"CONNECTIONS_TABLE", "APIGW_MANAGEMENT_ENDPOINT", "BROADCAST_QUEUE_URL"}
+    }
+    env["COLUMNS"] = "160"  # the human report is a rich table: keep its rows on one line each
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def _text(result: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(
+        result.args,
+        result.returncode,
+        result.stdout.decode(errors="replace"),
+        result.stderr.decode(errors="replace"),
+    )
+
+
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script without blocking the loop that serves the local endpoint."""
+    with anyio.fail_after(TIMEOUT_S):
+        result = await anyio.run_process(
+            [WSFANOUT, *args], check=False, env=cli_env() if env is None else env
+        )
+    return _text(result)
+
+
+def run_cli_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the console script for a case that fails before any network call."""
+    result = subprocess.run(  # noqa: S603  (the installed script, fixed arguments)
+        [WSFANOUT, *args],
+        capture_output=True,
+        check=False,
+        timeout=TIMEOUT_S,
+        env=cli_env() if env is None else env,
+    )
+    return _text(result)
+
+
+def json_report(result: subprocess.CompletedProcess[str]) -> dict:
+    """The one JSON object ``--json`` prints, checked to be alone on stdout."""
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, f"expected one JSON line, got: {result.stdout!r}"
+    report = json.loads(lines[0])
+    assert isinstance(report, dict)
+    assert report.keys() >= REPORT_KEYS
+    return report
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit 2, nothing on stdout, exactly one line on stderr that mentions every needle."""
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"expected a one-line reason, got: {result.stderr!r}"
+    assert lines[0].startswith("wsfanout"), lines[0]
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), (needle, lines[0])
+
+
+async def seed(dynamodb, table_name: str, count: int) -> list[str]:
+    ids = connection_ids(count)
+    await seed_items(dynamodb, table_name, [classic_item(cid) for cid in ids])
+    return ids
+
+
+async def remaining(registry: Registry) -> set[str]:
+    return {r.connection_id async for page in registry.pages(AllTarget(all=True)) for r in page}
+
+
+# -- delivering ------------------------------------------------------------------------------------
+
+
+async def test_all_target_json_report(dynamodb, table_name, endpoint) -> None:
+    fake, url = endpoint
+    ids = await seed(dynamodb, table_name, 40)
+    result = await run_cli(
+        "broadcast", "--data", "hello", "--table", table_name, "--endpoint", url, "--json"
+    )
+    assert result.returncode == 0, result
+    assert result.stderr == ""
+    report = json_report(result)
+    assert report["delivered"] == 40
+    assert (report["gone"], report["failed"], report["retries"], report["throttled"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert report["excluded"] == 0
+    assert isinstance(report["elapsed_s"], float)
+    assert report["elapsed_s"] >= 0
+    assert fake.counts() == dict.fromkeys(ids, 1)
+    assert fake.received(ids[3]) == [b"hello"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(["--room", "lobby"], {"a=", "d="}, id="room"),
+        pytest.param(["--user", "u1", "--user", "u3"], {"a=", "b=", "d="}, id="users"),
+        pytest.param(["--connection", "c=", "--connection", "x="], {"c=", "x="}, id="connections"),
+    ],
+)
+async def test_targets_reach_exactly_their_connections(
+    registry, table_name, endpoint, args, expected
+) -> None:
+    fake, url = endpoint
+    for cid, user in (("a=", "u1"), ("b=", "u1"), ("c=", "u2"), ("d=", "u3"), ("e=", None)):
+        await registry.put(Connection(connection_id=cid, connected_at=NOW, user_id=user))
+    await registry.join_room("a=", "lobby")
+    await registry.join_room("d=", "lobby")
+    await registry.join_room("b=", "other")
+
+    result = await run_cli(
+        "broadcast", "--data", "hi", *args, "--table", table_name, "--endpoint", url, "--json"
+    )
+    assert result.returncode == 0, result
+    report = json_report(result)
+    assert report["delivered"] == len(expected)
+    assert report["failed"] == report["gone"] == 0
+    assert fake.counts() == dict.fromkeys(expected, 1)
+
+
+async def test_exclude_skips_the_listed_ids(dynamodb, table_name, endpoint) -> None:
+    fake, url = endpoint
+    ids = await seed(dynamodb, table_name, 20)
+    excluded = ids[2:5]
+    exclude_args = [arg for cid in excluded for arg in ("--exclude", cid)]
+    result = await run_cli(
+        "broadcast",
+        "--data-base64",
+        "AAEC/w==",
+        *exclude_args,
+        "--table",
+        table_name,
+        "--endpoint",
+        url,
+        "--json",
+    )
+    assert result.returncode == 0, result
+    report = json_report(result)
+    assert report["excluded"] == 3
+    assert report["delivered"] == 17
+    assert fake.counts() == dict.fromkeys(set(ids) - set(excluded), 1)
+    assert fake.received(ids[0]) == [b"\x00\x01\x02\xff"]
+
+
+async def test_gone_connections_are_reported_and_removed(
+    registry, dynamodb, table_name, endpoint
+) -> None:
+    fake, url = endpoint
+    fake.faults = Faults(gone_rate=0.2, seed=3)
+    ids = await seed(dynamodb, table_name, 120)
+    gone = {cid for cid in ids if fake.faults.is_gone(cid)}
+    assert 5 < len(gone) < 60
+
+    result = await run_cli(
+        "broadcast", "--data", "x", "--table", table_name, "--endpoint", url, "--json"
+    )
+    assert result.returncode == 0, result
+    report = json_report(result)
+    assert report["gone"] == len(gone)
+    assert report["cleaned_up"] == len(gone)
+    assert report["delivered"] == 120 - len(gone)
+    assert report["failed"] == 0
+    assert fake.counts() == dict.fromkeys(set(ids) - gone, 1)
+    assert await remaining(registry) == set(ids) - gone
+
+
+async def test_failed_sends_exit_1(dynamodb, table_name, endpoint) -> None:
+    fake, url = endpoint
+    fake.faults = Faults(error_rate=1.0)
+    await seed(dynamodb, table_name, 8)
+    env = cli_env(FANOUT_MAX_ATTEMPTS="2", FANOUT_BACKOFF_BASE_S="0.001")
+    result = await run_cli(
+        "broadcast", "--data", "x", "--table", table_name, "--endpoint", url, "--json", env=env
+    )
+    assert result.returncode == 1, result
+    report = json_report(result)
+    assert report["failed"] == 8
+    assert report["delivered"] == 0
+    assert report["retries"] == 8, "two attempts each: one retry per connection"
+    assert report["failed_by_reason"] == {"server_error": 8}
+    assert fake.stats()["errors"] == 16
+    assert fake.counts() == {}
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+async def test_flags_override_the_environment(dynamodb, table_name, endpoint) -> None:
+    fake, url = endpoint
+    ids = await seed(dynamodb, table_name, 10)
+    decoy = ManagementEndpoint(faults=Faults())
+    async with serve(decoy) as decoy_url:
+        env = cli_env(
+            CONNECTIONS_TABLE="wsfanout-no-such-table",
+            APIGW_MANAGEMENT_ENDPOINT=f"{decoy_url}/test",
+            FANOUT_CONCURRENCY="0",  # invalid, but --concurrency replaces it
+        )
+        result = await run_cli(
+            "broadcast",
+            "--data",
+            "x",
+            "--table",
+            table_name,
+            "--endpoint",
+            url,
+            "--concurrency",
+            "3",
+            "--json",
+            env=env,
+        )
+    assert result.returncode == 0, result
+    assert json_report(result)["delivered"] == 10
+    assert fake.counts() == dict.fromkeys(ids, 1)
+    assert decoy.stats()["posts"] == 0
+
+
+async def test_environment_configuration_and_human_report(dynamodb, table_name, endpoint) -> None:
+    fake, url = endpoint
+    ids = await seed(dynamodb, table_name, 12)
+    env = cli_env(CONNECTIONS_TABLE=table_name, APIGW_MANAGEMENT_ENDPOINT=url)
+    result = await run_cli("broadcast", "--data", "x", env=env)
+    assert result.returncode == 0, result
+    assert fake.counts() == dict.fromkeys(ids, 1)
+    out = result.stdout
+    for figure in ("delivered", "gone", "failed", "excluded", "retries", "throttled", "elapsed"):
+        assert figure in out, (figure, out)
+    assert re.search(r"\bdelivered\W+12\b", out), out
+    assert re.search(r"\bfailed\W+0\b", out), out
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out)
+
+
+# -- bad input and configuration: exit 2 with a one-line reason -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        pytest.param(["--table", "t", "--endpoint", NOWHERE], ["--data"], id="no-data"),
+        pytest.param(
+            ["--data", "x", "--room", "r", "--user", "u", "--table", "t", "--endpoint", NOWHERE],
+            ["--user", "--room"],
+            id="room-and-user",
+        ),
+        pytest.param(
+            ["--data", "x", "--concurrency", "0", "--table", "t", "--endpoint", NOWHERE],
+            ["--concurrency"],
+            id="concurrency-0",
+        ),
+        pytest.param(
+            ["--data", "x", "--concurrency", "abc", "--table", "t", "--endpoint", NOWHERE],
+            ["--concurrency", "abc"],
+            id="concurrency-abc",
+        ),
+        pytest.param(
+            ["--data-base64", "not base64!", "--table", "t", "--endpoint", NOWHERE],
+            ["base64"],
+            id="bad-base64",
+        ),
+        pytest.param(["--data", "x", "--endpoint", NOWHERE], ["CONNECTIONS_TABLE"], id="no-table"),
+        pytest.param(
+            ["--data", "x", "--table", "t"], ["APIGW_MANAGEMENT_ENDPOINT"], id="no-endpoint"
+        ),
+    ],
+)
+def test_bad_arguments_exit_2(args: list[str], needles: list[str]) -> None:
+    assert_usage_error(run_cli_sync("broadcast", *args), *needles)
+
+
+def test_bad_environment_value_exits_2() -> None:
+    env = cli_env(
+        CONNECTIONS_TABLE="t", APIGW_MANAGEMENT_ENDPOINT=NOWHERE, FANOUT_CONCURRENCY="abc"
+    )
+    assert_usage_error(run_cli_sync("broadcast", "--data", "x", env=env), "fanout_concurrency")
+
+
+def test_oversize_data_exits_2() -> None:
+    # Linux refuses to exec a single argument of 128 KiB or more (MAX_ARG_STRLEN), so no payload
+    # above the limit can reach the console script through argv at all: call the same entry point
+    # in a fresh interpreter with the argument list built in process instead.
+    code = (
+        "import sys; from wsfanout.cli.main import main; "
+        "sys.exit(main(['broadcast', '--data', 'x' * 200_000, "
+        f"'--table', 't', '--endpoint', {NOWHERE!r}]))"
+    )
+    result = subprocess.run(  # noqa: S603  (our own interpreter, fixed code)
+        [sys.executable, "-c", code],
+        capture_output=True,
+        check=False,
+        timeout=TIMEOUT_S,
+        env=cli_env(),
+    )
+    assert_usage_error(_text(result), "200000", "131072")
+
+
+OUTPUT_MODES = [
+    pytest.param(["--json"], id="json"),
+    pytest.param([], id="human"),
+]
+
+
+@pytest.mark.parametrize("mode", OUTPUT_MODES)
+async def test_table_missing_in_dynamodb_exits_2(moto_url, endpoint, mode) -> None:
+    fake, url = endpoint
+    result = await run_cli(
+        "broadcast", "--data", "x", "--table", "wsfanout-no-such-table", "--endpoint", url, *mode
+    )
+    assert_usage_error(result, "not found")
+    assert fake.stats()["posts"] == 0
+
+
+@pytest.mark.parametrize("mode", OUTPUT_MODES)
+async def test_forbidden_endpoint_exits_2(dynamodb, table_name, endpoint, mode) -> None:
+    fake, url = endpoint
+    fake.forbid_all = True
+    await seed(dynamodb, table_name, 30)
+    result = await run_cli(
+        "broadcast", "--data", "x", "--table", table_name, "--endpoint", url, *mode
+    )
+    assert_usage_error(result, "403", url)
+    assert fake.counts() == {}
+
+
+async def test_endpoint_that_is_not_a_url_exits_2(table_name) -> None:
+    result = await run_cli(
+        "broadcast", "--data", "x", "--table", table_name, "--endpoint", "ftp://nope"
+    )
+    assert_usage_error(result, "apigw_management_endpoint", "http")
+
+
+async def test_data_file_sends_a_full_size_message(
+    dynamodb, table_name, endpoint, tmp_path
+) -> None:
+    """The largest message API Gateway takes cannot pass as an argument; --data-file sends it."""
+    fake, url = endpoint
+    ids = await seed(dynamodb, table_name, 3)
+    message = tmp_path / "message.bin"
+    message.write_bytes(bytes(range(256)) * 512)  # 131,072 bytes
+    result = await run_cli(
+        "broadcast", "--data-file", str(message), "--table", table_name, "--endpoint", url, "--json"
+    )
+    assert result.returncode == 0, result
+    assert all(fake.received(cid) == [message.read_bytes()] for cid in ids)
+
+
+async def test_data_file_too_large_or_missing_exits_2(table_name, endpoint, tmp_path) -> None:
+    _, url = endpoint
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 131_073)
+    for path, words in ((big, ("131073",)), (tmp_path / "nope.bin", ("nope.bin",))):
+        result = await run_cli(
+            "broadcast", "--data-file", str(path), "--table", table_name, "--endpoint", url
+        )
+        assert_usage_error(result, *words)
+
+
+# -- the command tree ------------------------------------------------------------------------------
+
+
+def test_no_command_exits_2() -> None:
+    result = run_cli_sync()
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_broadcast_help() -> None:
+    result = run_cli_sync("broadcast", "--help")
+    assert result.returncode == 0, result
+    assert result.stdout.startswith("usage: wsfanout broadcast")
+    for option in ("--data", "--room", "--user", "--connection", "--exclude", "--json"):
+        assert option in result.stdout
+    assert result.stderr == ""

@@ -1,0 +1,307 @@
+"""The engine end to end: moto server (registry) + the local management endpoint (gateway)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import anyio
+import pytest
+
+from wsfanout.aws.gateway import ManagementGateway
+from wsfanout.aws.lean import LeanGateway
+from wsfanout.aws.registry import Registry
+from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
+from wsfanout.core.fanout import Fanout
+from wsfanout.core.interfaces import Gateway
+from wsfanout.core.models import (
+    AllTarget,
+    Connection,
+    ConnectionsTarget,
+    Cursor,
+    RoomTarget,
+    UsersTarget,
+)
+from wsfanout.core.pacing import RetryPolicy
+from wsfanout.exceptions import ForbiddenError, PayloadTooLargeError
+from wsfanout.local.management import Faults
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+FAST_RETRY = RetryPolicy(max_attempts=10, base_s=0.001, max_s=0.01)
+
+
+@pytest.fixture(params=["lean", "botocore"])
+async def gateway(request, session, endpoint) -> AsyncIterator[Gateway]:
+    """Every engine test runs over both transports: the lean one and aiobotocore."""
+    _, url = endpoint
+    transport = LeanGateway if request.param == "lean" else ManagementGateway
+    async with transport(session, default_endpoint=url, pool_size=64) as gw:
+        yield gw
+
+
+async def seed(registry: Registry, dynamodb, count: int, prefix: str = "c") -> list[str]:
+    ids = connection_ids(count, prefix)
+    await seed_items(dynamodb, registry.table_name, [classic_item(i) for i in ids])
+    return ids
+
+
+def engine(registry: Registry, gateway: Gateway, **kwargs) -> Fanout:
+    kwargs.setdefault("retry", FAST_RETRY)
+    kwargs.setdefault("concurrency", 32)
+    return Fanout(registry, gateway, **kwargs)
+
+
+async def remaining(registry: Registry) -> set[str]:
+    return {r.connection_id async for page in registry.pages(AllTarget(all=True)) for r in page}
+
+
+async def test_all_target_delivers_exactly_once(registry, dynamodb, gateway, endpoint) -> None:
+    fake, _ = endpoint
+    ids = await seed(registry, dynamodb, 500)
+    report = await engine(registry, gateway).run(AllTarget(all=True), b"hello")
+    assert report.delivered == 500
+    assert report.complete
+    assert report.resume is None
+    assert fake.counts() == dict.fromkeys(ids, 1)
+    assert fake.received(ids[7]) == [b"hello"]
+
+
+async def test_room_user_and_list_targets(registry, dynamodb, gateway, endpoint) -> None:
+    fake, _ = endpoint
+    for cid, user in (("a=", "u1"), ("b=", "u1"), ("c=", "u2"), ("d=", "u3")):
+        await registry.put(Connection(connection_id=cid, connected_at=NOW, user_id=user))
+    await registry.join_room("a=", "lobby")
+    await registry.join_room("d=", "lobby")
+    fanout = engine(registry, gateway)
+
+    report = await fanout.run(RoomTarget(room="lobby"), b"room")
+    assert report.delivered == 2
+    assert fake.counts() == {"a=": 1, "d=": 1}
+
+    fake.reset()
+    report = await fanout.run(UsersTarget(user_ids=["u1", "u3"]), b"users")
+    assert fake.counts() == {"a=": 1, "b=": 1, "d=": 1}
+
+    fake.reset()
+    report = await fanout.run(ConnectionsTarget(connection_ids=["c=", "x="]), b"list")
+    assert fake.counts() == {"c=": 1, "x=": 1}
+    assert report.delivered == 2
+
+
+async def test_exclude_is_honoured(registry, dynamodb, gateway, endpoint) -> None:
+    fake, _ = endpoint
+    ids = await seed(registry, dynamodb, 50)
+    report = await engine(registry, gateway).run(AllTarget(all=True), b"x", exclude=ids[:5])
+    assert report.excluded == 5
+    assert report.delivered == 45
+    assert set(fake.counts()) == set(ids[5:])
+
+
+async def test_gone_connections_are_cleaned_up(registry, dynamodb, gateway, endpoint) -> None:
+    fake, _ = endpoint
+    fake.faults = Faults(gone_rate=0.1, seed=3)
+    ids = await seed(registry, dynamodb, 400)
+    for cid in ids[:20]:
+        await registry.join_room(cid, "lobby")
+    gone = {cid for cid in ids if fake.faults.is_gone(cid)}
+    assert 20 < len(gone) < 70
+
+    report = await engine(registry, gateway).run(AllTarget(all=True), b"x")
+    assert report.gone == len(gone)
+    assert report.cleaned_up == len(gone)
+    assert report.delivered == 400 - len(gone)
+    assert await remaining(registry) == set(ids) - gone
+    assert set(fake.counts()) == set(ids) - gone
+
+    # Their memberships are not looked up mid-broadcast: the next room broadcast meets them
+    # as 410s and removes them then.
+    gone_members = set(ids[:20]) & gone
+    assert gone_members, "seed 3 makes some room members gone"
+    report = await engine(registry, gateway).run(RoomTarget(room="lobby"), b"room")
+    assert report.gone == len(gone_members)
+    assert report.delivered == 20 - len(gone_members)
+    members = {r.connection_id async for p in registry.pages(RoomTarget(room="lobby")) for r in p}
+    assert members == set(ids[:20]) - gone
+
+
+class CountingRegistry(Registry):
+    """The real registry, counting the delete calls the engine makes."""
+
+    def __init__(self, registry: Registry) -> None:
+        super().__init__(registry._client, registry.table_name)
+        self.deletes: list[int] = []
+
+    async def remove_gone(self, recipients) -> None:
+        self.deletes.append(len(recipients))
+        await super().remove_gone(recipients)
+
+
+async def test_gone_ids_are_deleted_in_batches_not_one_call_each(
+    registry, dynamodb, gateway, endpoint
+) -> None:
+    fake, _ = endpoint
+    fake.faults = Faults(gone_rate=0.2, latency_s=0.002, seed=5)
+    ids = await seed(registry, dynamodb, 600)
+    gone = {cid for cid in ids if fake.faults.is_gone(cid)}
+    counting = CountingRegistry(registry)
+
+    report = await engine(counting, gateway, cleanup_linger_s=0.2).run(AllTarget(all=True), b"x")
+    assert report.cleaned_up == len(gone)
+    assert sum(counting.deletes) == len(gone)
+    assert len(counting.deletes) < len(gone) / 2, counting.deletes
+    assert await remaining(registry) == set(ids) - gone
+
+    # The end of the run does not wait out a linger: the last batch goes as the senders finish.
+    await seed_items(dynamodb, registry.table_name, [classic_item(cid) for cid in gone])
+    started = time.monotonic()
+    report = await engine(counting, gateway, cleanup_linger_s=60.0).run(AllTarget(all=True), b"y")
+    assert time.monotonic() - started < 30
+    assert report.cleaned_up == len(gone)
+    assert await remaining(registry) == set(ids) - gone
+
+
+async def test_throttling_storm_still_delivers_everything(
+    registry, dynamodb, gateway, endpoint
+) -> None:
+    fake, _ = endpoint
+    fake.faults = Faults(throttle_rate=0.3, seed=5)
+    ids = await seed(registry, dynamodb, 300)
+    report = await engine(registry, gateway).run(AllTarget(all=True), b"x")
+    assert report.delivered == 300
+    assert report.failed == 0
+    assert report.throttled > 30
+    assert fake.counts() == dict.fromkeys(ids, 1)
+
+
+async def test_transient_errors_and_drops_are_retried(
+    registry, dynamodb, gateway, endpoint
+) -> None:
+    fake, _ = endpoint
+    fake.faults = Faults(error_rate=0.15, drop_rate=0.1, seed=9)
+    ids = await seed(registry, dynamodb, 300)
+    report = await engine(registry, gateway).run(AllTarget(all=True), b"x")
+    assert report.delivered == 300
+    assert report.retries > 30
+    assert fake.counts() == dict.fromkeys(ids, 1)
+
+
+async def test_exhausted_retries_are_reported_by_reason(
+    registry, dynamodb, gateway, endpoint
+) -> None:
+    fake, _ = endpoint
+    fake.faults = Faults(error_rate=1.0)
+    await seed(registry, dynamodb, 10)
+    fanout = engine(registry, gateway, retry=RetryPolicy(max_attempts=3, base_s=0.001))
+    report = await fanout.run(AllTarget(all=True), b"x")
+    assert report.failed == 10
+    assert report.failed_by_reason == {"server_error": 10}
+    assert report.retries == 20
+    assert fake.stats()["errors"] == 30
+
+
+async def test_forbidden_aborts_fast(registry, dynamodb, gateway, endpoint) -> None:
+    fake, _ = endpoint
+    fake.forbid_all = True
+    await seed(registry, dynamodb, 2000)
+    with pytest.raises(ForbiddenError, match="403"):
+        await engine(registry, gateway, concurrency=16).run(AllTarget(all=True), b"x")
+    assert fake.stats()["forbidden"] <= 64, "abort after the first 403, not after every id"
+
+
+async def test_oversize_payload_rejected_before_any_send(
+    registry, dynamodb, gateway, endpoint
+) -> None:
+    fake, _ = endpoint
+    await seed(registry, dynamodb, 10)
+    with pytest.raises(PayloadTooLargeError):
+        await engine(registry, gateway).run(AllTarget(all=True), b"x" * (128 * 1024 + 1))
+    assert fake.stats()["posts"] == 0
+    report = await engine(registry, gateway).run(AllTarget(all=True), b"x" * (128 * 1024))
+    assert report.delivered == 10
+
+
+async def test_deadline_in_the_past_attempts_nothing(registry, dynamodb, gateway, endpoint) -> None:
+    fake, _ = endpoint
+    await seed(registry, dynamodb, 20)
+    start = Cursor(after={"PK": "CONN#c0000005AbCd=", "SK": "CONN"})
+    report = await engine(registry, gateway).run(
+        AllTarget(all=True), b"x", cursor=start, deadline=time.monotonic() - 1
+    )
+    assert not report.complete
+    assert report.resume == start
+    assert fake.stats()["posts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("target_kind", "segments"), [("all", None), ("all", (1, 3)), ("room", None), ("list", None)]
+)
+async def test_deadline_and_resume_reach_everyone_exactly_once(
+    registry, dynamodb, gateway, endpoint, target_kind, segments
+) -> None:
+    fake, _ = endpoint
+    fake.faults = Faults(latency_s=0.004, gone_rate=0.05, seed=11)
+    ids = await seed(registry, dynamodb, 600)
+    if target_kind == "room":
+        for cid in ids[:300]:
+            await registry.join_room(cid, "lobby")
+        target, expected = RoomTarget(room="lobby"), ids[:300]
+    elif target_kind == "list":
+        target, expected = ConnectionsTarget(connection_ids=ids[::2]), ids[::2]
+    else:
+        target, expected = AllTarget(all=True), ids
+    segment, total = segments or (None, None)
+    if segment is not None:
+        expected = [
+            r.connection_id
+            async for page in registry.pages(target, segment=segment, total_segments=total)
+            for r in page
+        ]
+    fanout = engine(registry, gateway, concurrency=8)
+    cursor, runs, gone = None, 0, 0
+    with anyio.fail_after(60):
+        while True:
+            runs += 1
+            report = await fanout.run(
+                target,
+                b"x",
+                cursor=cursor,
+                segment=segment,
+                total_segments=total,
+                deadline=time.monotonic() + 0.15,
+            )
+            gone += report.gone
+            if report.complete:
+                break
+            assert report.resume is not None
+            cursor = report.resume
+    assert runs >= 2, "the deadline must have cut at least one run short"
+    expected_gone = {cid for cid in expected if fake.faults.is_gone(cid)}
+    assert gone == len(expected_gone)
+    assert fake.counts() == dict.fromkeys(set(expected) - expected_gone, 1)
+
+
+async def test_retries_cut_by_the_deadline_resume_without_duplicates(
+    registry, dynamodb, gateway, endpoint
+) -> None:
+    """Attempts waiting for a retry at the deadline are left for the next run; the ones that
+    finished after them are skipped by it, so every connection gets exactly one delivery."""
+    fake, _ = endpoint
+    fake.faults = Faults(error_rate=0.3, latency_s=0.002, seed=17)
+    ids = await seed(registry, dynamodb, 400)
+    retry = RetryPolicy(max_attempts=30, base_s=0.02, max_s=0.05)
+    fanout = engine(registry, gateway, concurrency=16, retry=retry)
+    cursor, runs, skipped = None, 0, 0
+    with anyio.fail_after(60):
+        while True:
+            runs += 1
+            report = await fanout.run(
+                AllTarget(all=True), b"x", cursor=cursor, deadline=time.monotonic() + 0.1
+            )
+            if report.complete:
+                break
+            cursor = report.resume
+            skipped += len(cursor.skip or [])
+    assert runs >= 3
+    assert skipped > 0, "some runs ended with retries in flight past finished sends"
+    assert fake.counts() == dict.fromkeys(ids, 1)

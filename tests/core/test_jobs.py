@@ -1,0 +1,418 @@
+"""Broadcast jobs: the step decision table, progress items on DynamoDB, the runner's hand-offs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from wsfanout.core.jobs import (
+    Action,
+    Checkpoint,
+    JobOutcome,
+    JobResult,
+    JobRunner,
+    decide,
+)
+from wsfanout.core.models import AllTarget, BroadcastJob, Cursor, FanoutReport, RoomTarget
+
+TTL = 3600
+CURSOR = Cursor(after={"PK": "CONN#abc=", "SK": "CONN"}, offset=7, user=2, step=3)
+
+
+def point(
+    step: int = 0,
+    owner: str | None = None,
+    *,
+    cursor: Cursor | None = None,
+    complete: bool = False,
+    advanced_by: str | None = None,
+) -> Checkpoint:
+    return Checkpoint(
+        step=step, owner=owner, cursor=cursor, complete=complete, advanced_by=advanced_by
+    )
+
+
+# --- decide(): the whole table ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "step", "message", "action"),
+    [
+        # no progress item yet
+        (None, 0, "m1", Action.CLAIM),
+        (None, 3, "m1", Action.CLAIM),
+        # a complete segment, whatever names it
+        (point(2, complete=True), 0, "m1", Action.SKIP_COMPLETE),
+        (point(2, complete=True), 2, "m1", Action.SKIP_COMPLETE),
+        (point(2, complete=True), 5, "m1", Action.SKIP_COMPLETE),
+        (point(2, "m1", complete=True), 2, "m1", Action.SKIP_COMPLETE),
+        (point(3, None, complete=True, advanced_by="m1"), 2, "m1", Action.SKIP_COMPLETE),
+        # the item is ahead of the message
+        (point(3, None, advanced_by="m1"), 2, "m1", Action.REENQUEUE),
+        (point(3, "m2", advanced_by="m1"), 2, "m1", Action.SKIP_STALE),  # owner set
+        (point(4, None, advanced_by="m1"), 2, "m1", Action.SKIP_STALE),  # not step + 1
+        (point(3, None, advanced_by="m9"), 2, "m1", Action.SKIP_STALE),  # another advanced it
+        (point(3, None, advanced_by=None), 2, "m1", Action.SKIP_STALE),
+        (point(3, "m1", advanced_by="m1"), 2, "m1", Action.SKIP_STALE),
+        (point(9, "m2"), 0, "m1", Action.SKIP_STALE),
+        # same step
+        (point(2, None), 2, "m1", Action.CLAIM),
+        (point(2, None, advanced_by="m0"), 2, "m1", Action.CLAIM),
+        (point(2, "m1"), 2, "m1", Action.CLAIM),  # redelivery of the owner after a crash
+        (point(2, "m2"), 2, "m1", Action.SKIP_CLAIMED),
+        (point(0, "m2"), 0, "m1", Action.SKIP_CLAIMED),
+        # the message is ahead of the item
+        (point(1, None), 2, "m1", Action.CLAIM),
+        (point(1, "m2"), 2, "m1", Action.CLAIM),
+        (point(0, "m2"), 7, "m1", Action.CLAIM),
+    ],
+)
+def test_decide(checkpoint: Checkpoint | None, step: int, message: str, action: Action) -> None:
+    assert decide(checkpoint, step, message) is action
+
+
+# --- JobRunner with fakes ---------------------------------------------------------------------
+
+
+class FakeFanout:
+    """Returns a chosen report; records how it was called; may call the checkpoint first."""
+
+    def __init__(self, result: FanoutReport, *, marks: tuple[Cursor, ...] = ()) -> None:
+        self.result = result
+        self.marks = marks
+        self.calls: list[dict[str, Any]] = []
+
+    async def run(self, target: Any, payload: bytes, **kwargs: Any) -> FanoutReport:
+        self.calls.append({"target": target, "payload": payload, **kwargs})
+        checkpoint: Callable[[Cursor, FanoutReport], Awaitable[None]] = kwargs["checkpoint"]
+        for mark in self.marks:
+            await checkpoint(mark, self.result)
+        return self.result
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.sent: list[BroadcastJob] = []
+        self.batches: list[list[BroadcastJob]] = []
+
+    async def enqueue(self, job: BroadcastJob) -> str:
+        self.sent.append(job)
+        return f"msg-{len(self.sent)}"
+
+    async def enqueue_many(self, jobs: list[BroadcastJob]) -> int:
+        self.batches.append(list(jobs))
+        return len(jobs)
+
+
+class FakeCheckpoints:
+    """In-memory progress items with the conditions of DynamoDB's ``Checkpoints``."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, int | None], Checkpoint] = {}
+
+    async def load(self, job_id: str, segment: int | None) -> Checkpoint | None:
+        return self.items.get((job_id, segment))
+
+    async def claim(
+        self,
+        job_id: str,
+        segment: int | None,
+        *,
+        step: int,
+        owner: str,
+        seen: Checkpoint | None,
+        cursor: Cursor | None,
+    ) -> bool:
+        now = self.items.get((job_id, segment))
+        if seen is None:
+            if now is not None:
+                return False
+            now = point(step, owner, cursor=cursor)
+        elif now is None or now.complete or (now.step, now.owner) != (seen.step, seen.owner):
+            return False
+        self.items[job_id, segment] = replace(
+            now, step=step, owner=owner, cursor=cursor or now.cursor
+        )
+        return True
+
+    def _owned(self, job_id: str, segment: int | None, step: int, owner: str) -> bool:
+        now = self.items.get((job_id, segment))
+        return now is not None and (now.step, now.owner) == (step, owner)
+
+    async def save(
+        self, job_id: str, segment: int | None, *, step: int, owner: str, cursor: Cursor
+    ) -> bool:
+        if not self._owned(job_id, segment, step, owner):
+            return False
+        self.items[job_id, segment] = replace(self.items[job_id, segment], cursor=cursor)
+        return True
+
+    async def finish_step(
+        self,
+        job_id: str,
+        segment: int | None,
+        *,
+        step: int,
+        owner: str,
+        report: FanoutReport,
+        next_cursor: Cursor | None,
+    ) -> bool:
+        if not self._owned(job_id, segment, step, owner):
+            return False
+        now = self.items[job_id, segment]
+        counts = {
+            "delivered": now.delivered + report.delivered,
+            "gone": now.gone + report.gone,
+            "failed": now.failed + report.failed,
+        }
+        if next_cursor is None:
+            self.items[job_id, segment] = replace(now, owner=None, complete=True, **counts)
+        else:
+            self.items[job_id, segment] = replace(
+                now, step=step + 1, owner=None, cursor=next_cursor, advanced_by=owner, **counts
+            )
+        return True
+
+
+DONE = FanoutReport(delivered=10, gone=1, failed=2)
+RESUME = Cursor(after={"PK": "CONN#m=", "SK": "CONN"})
+PARTIAL = FanoutReport(delivered=5, complete=False, resume=RESUME)
+
+
+def runner(
+    result: FanoutReport = DONE, *, segments: int = 4, marks: tuple[Cursor, ...] = ()
+) -> tuple[JobRunner, FakeFanout, FakeQueue, FakeCheckpoints]:
+    fanout, queue, store = FakeFanout(result, marks=marks), FakeQueue(), FakeCheckpoints()
+    return (
+        JobRunner(fanout, queue, store, segments=segments, checkpoint_every=50),  # type: ignore[arg-type]
+        fanout,
+        queue,
+        store,
+    )
+
+
+def all_job(**fields: Any) -> BroadcastJob:
+    return BroadcastJob(job_id="job-1", target=AllTarget(all=True), data="hi", **fields)
+
+
+def shard(segment: int = 0, total: int = 2, cursor: Cursor | None = None) -> BroadcastJob:
+    return all_job(segment=segment, total_segments=total, cursor=cursor)
+
+
+async def go(run: JobRunner, job: BroadcastJob, message: str = "m1") -> JobResult:
+    return await run.run(job, message_id=message, deadline=time.monotonic() + 60)
+
+
+async def test_all_job_is_split_into_segments() -> None:
+    run, fanout, queue, store = runner(segments=4)
+    job = all_job(exclude=["me="], cursor=Cursor(offset=3, step=2))
+    result = await go(run, job)
+    assert result == JobResult(JobOutcome.SPLIT, segments=4)
+    assert len(queue.batches) == 1
+    shards = queue.batches[0]
+    assert [s.segment for s in shards] == [0, 1, 2, 3]
+    assert {s.total_segments for s in shards} == {4}
+    assert {s.job_id for s in shards} == {"job-1"}
+    assert all(s.cursor is None for s in shards)
+    assert all(s.exclude == ["me="] and s.data == "hi" for s in shards)
+    assert all(s.target == AllTarget(all=True) for s in shards)
+    assert fanout.calls == []
+    assert queue.sent == []
+    assert store.items == {}
+    # each shard is a valid job in its own right
+    assert [BroadcastJob.model_validate(s.model_dump()) for s in shards] == shards
+
+
+async def test_single_segment_runs_directly() -> None:
+    run, fanout, queue, store = runner(segments=1)
+    result = await go(run, all_job())
+    assert result == JobResult(JobOutcome.COMPLETED, DONE)
+    assert queue.batches == []
+    assert len(fanout.calls) == 1
+    call = fanout.calls[0]
+    assert (call["segment"], call["total_segments"]) == (0, 1)
+    assert call["cursor"] is None
+    assert call["payload"] == b"hi"
+    assert call["checkpoint_every"] == 50
+    assert store.items["job-1", 0].complete
+
+
+async def test_non_all_job_is_not_split() -> None:
+    run, fanout, queue, store = runner(segments=4)
+    job = BroadcastJob(job_id="job-2", target=RoomTarget(room="lobby"), data="x", exclude=["a="])
+    assert (await go(run, job)).action is JobOutcome.COMPLETED
+    assert queue.batches == []
+    call = fanout.calls[0]
+    assert call["target"] == RoomTarget(room="lobby")
+    assert (call["segment"], call["total_segments"]) == (None, None)
+    assert call["exclude"] == ["a="]
+    assert store.items["job-2", None].complete
+
+
+async def test_complete_run_marks_complete_and_enqueues_nothing() -> None:
+    run, _, queue, store = runner(DONE)
+    result = await go(run, shard(1, 2))
+    assert result == JobResult(JobOutcome.COMPLETED, DONE)
+    assert queue.sent == []
+    assert queue.batches == []
+    item = store.items["job-1", 1]
+    assert item.complete
+    assert item.owner is None
+    assert (item.delivered, item.gone, item.failed) == (10, 1, 2)
+
+
+async def test_incomplete_run_advances_and_continues_once() -> None:
+    run, _, queue, store = runner(PARTIAL)
+    job = shard(1, 2, cursor=Cursor(after={"PK": "CONN#a=", "SK": "CONN"}, step=4))
+    result = await go(run, job, "m4")
+    assert result == JobResult(JobOutcome.CONTINUED, PARTIAL)
+    following = RESUME.model_copy(update={"step": 5})
+    assert queue.sent == [job.model_copy(update={"cursor": following})]
+    assert queue.sent[0].cursor == following
+    assert queue.batches == []
+    assert store.items["job-1", 1] == replace(
+        point(5, None, cursor=following, advanced_by="m4"), delivered=5
+    )
+
+
+async def test_continuation_resumes_from_the_checkpoint() -> None:
+    run, fanout, queue, store = runner(PARTIAL)
+    await go(run, shard(), "m0")
+    (continuation,) = queue.sent
+    assert continuation.cursor is not None
+    assert continuation.cursor.step == 1
+    fanout.result = DONE
+    assert (await go(run, continuation, "m1")).action is JobOutcome.COMPLETED
+    assert fanout.calls[1]["cursor"] == continuation.cursor
+    assert len(queue.sent) == 1
+    assert store.items["job-1", 0].complete
+    assert store.items["job-1", 0].delivered == 15
+    # late copies of either message are acknowledged without running
+    assert (await go(run, shard(), "m0")).action is JobOutcome.SKIPPED_COMPLETE
+    assert (await go(run, continuation, "m1")).action is JobOutcome.SKIPPED_COMPLETE
+    assert len(fanout.calls) == 2
+
+
+async def test_completed_segment_is_skipped_without_running() -> None:
+    run, fanout, queue, store = runner()
+    store.items["job-1", 0] = point(3, None, complete=True, advanced_by="m2")
+    for job, message in [(shard(), "m1"), (shard(cursor=Cursor(step=3)), "m3")]:
+        assert await go(run, job, message) == JobResult(JobOutcome.SKIPPED_COMPLETE)
+    assert fanout.calls == []
+    assert queue.sent == []
+
+
+async def test_stale_and_claimed_copies_are_skipped() -> None:
+    run, fanout, queue, store = runner()
+    store.items["job-1", 0] = point(2, "m2", cursor=Cursor(step=2))
+    assert await go(run, shard(cursor=Cursor(step=1)), "m1") == JobResult(JobOutcome.SKIPPED_STALE)
+    assert await go(run, shard(cursor=Cursor(step=2)), "m9") == JobResult(
+        JobOutcome.SKIPPED_CLAIMED
+    )
+    assert fanout.calls == []
+    assert queue.sent == []
+
+
+async def test_reenqueue_after_a_crash_between_advance_and_handover() -> None:
+    run, fanout, queue, store = runner()
+    saved = Cursor(after={"PK": "CONN#q=", "SK": "CONN"}, step=3)
+    store.items["job-1", 1] = point(3, None, cursor=saved, advanced_by="m2")
+    job = shard(1, 2, cursor=Cursor(after={"PK": "CONN#b=", "SK": "CONN"}, step=2))
+    assert await go(run, job, "m2") == JobResult(JobOutcome.REENQUEUED)
+    assert queue.sent == [job.model_copy(update={"cursor": saved})]
+    assert fanout.calls == []
+    assert store.items["job-1", 1] == point(3, None, cursor=saved, advanced_by="m2")
+
+
+async def test_redelivered_owner_resumes_from_its_watermark() -> None:
+    run, fanout, _, store = runner()
+    saved = Cursor(after={"PK": "CONN#w=", "SK": "CONN"}, step=2)
+    store.items["job-1", 0] = point(2, "m1", cursor=saved)
+    job = shard(cursor=Cursor(after={"PK": "CONN#a=", "SK": "CONN"}, step=2))
+    assert (await go(run, job, "m1")).action is JobOutcome.COMPLETED
+    assert fanout.calls[0]["cursor"] == saved
+
+
+async def test_start_cursor_is_the_jobs_on_another_step() -> None:
+    run, fanout, _, store = runner()
+    older = Cursor(after={"PK": "CONN#o=", "SK": "CONN"}, step=1)
+    store.items["job-1", 0] = point(1, None, cursor=older)
+    mine = Cursor(after={"PK": "CONN#n=", "SK": "CONN"}, step=2)
+    assert (await go(run, shard(cursor=mine), "m5")).action is JobOutcome.COMPLETED
+    assert fanout.calls[0]["cursor"] == mine
+
+
+async def test_start_cursor_without_a_checkpoint_is_the_jobs() -> None:
+    run, fanout, _, store = runner()
+    mine = Cursor(after={"PK": "CONN#n=", "SK": "CONN"}, step=0)
+    assert (await go(run, shard(cursor=mine), "m5")).action is JobOutcome.COMPLETED
+    assert fanout.calls[0]["cursor"] == mine
+    assert store.items["job-1", 0].complete
+
+
+async def test_start_cursor_is_the_jobs_when_the_item_has_none() -> None:
+    run, fanout, _, store = runner()
+    store.items["job-1", 0] = point(2, "m1")
+    mine = Cursor(offset=4, step=2)
+    assert (await go(run, shard(cursor=mine), "m1")).action is JobOutcome.COMPLETED
+    assert fanout.calls[0]["cursor"] == mine
+
+
+async def test_watermarks_are_saved_under_the_current_step() -> None:
+    marks = (Cursor(after={"PK": "CONN#1=", "SK": "CONN"}), Cursor(offset=9, step=0))
+    run, _, _, store = runner(PARTIAL, marks=marks)
+    seen: list[Cursor | None] = []
+    save = store.save
+
+    async def spy(job_id: str, segment: int | None, **kwargs: Any) -> bool:
+        saved = await save(job_id, segment, **kwargs)
+        seen.append(store.items[job_id, segment].cursor)
+        return saved
+
+    store.save = spy  # type: ignore[method-assign]
+    await go(run, shard(cursor=Cursor(step=6)), "m6")
+    assert seen == [m.model_copy(update={"step": 6}) for m in marks]
+
+
+async def test_lost_claim_mid_run_stops_without_handover() -> None:
+    run, fanout, queue, store = runner(PARTIAL, marks=(Cursor(offset=1),))
+    store.items["job-1", 0] = point(0, "m1")
+    save = store.save
+
+    async def stolen(job_id: str, segment: int | None, **kwargs: Any) -> None:
+        store.items[job_id, segment] = point(0, "m2")  # another copy took the step over
+        await save(job_id, segment, **kwargs)
+
+    store.save = stolen  # type: ignore[method-assign]
+    assert await go(run, shard(), "m1") == JobResult(JobOutcome.LOST_CLAIM)
+    assert len(fanout.calls) == 1
+    assert queue.sent == []
+    assert store.items["job-1", 0] == point(0, "m2")
+
+
+async def test_lost_claim_at_handover_enqueues_nothing() -> None:
+    run, _, queue, store = runner(PARTIAL)
+    finish = store.finish_step
+
+    async def stolen(job_id: str, segment: int | None, **kwargs: Any) -> bool:
+        store.items[job_id, segment] = point(0, "m2")
+        return await finish(job_id, segment, **kwargs)
+
+    store.finish_step = stolen  # type: ignore[method-assign]
+    assert await go(run, shard(), "m1") == JobResult(JobOutcome.LOST_CLAIM, PARTIAL)
+    assert queue.sent == []
+
+
+async def test_lost_race_for_the_claim_is_skipped() -> None:
+    run, fanout, _, store = runner()
+
+    async def refuse(*_: Any, **__: Any) -> bool:
+        return False
+
+    store.claim = refuse  # type: ignore[method-assign]
+    assert await go(run, shard(), "m1") == JobResult(JobOutcome.SKIPPED_CLAIMED)
+    assert fanout.calls == []

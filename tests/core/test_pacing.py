@@ -1,0 +1,267 @@
+"""Pacing: full-jitter backoff, and the AIMD limiter every sender of a run shares.
+
+No test sleeps: the cool-down is controlled through ``pause_s`` (a long one keeps a window open
+for the whole test, ``0.0`` closes it at once), and concurrency is observed with events and
+``wait_all_tasks_blocked`` rather than timing.
+"""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import pytest
+
+from wsfanout.core.pacing import RetryPolicy, Throttle
+
+pytestmark = pytest.mark.timeout(30)
+
+LONG = 3600.0  # a cool-down no test outlives
+
+
+# -- RetryPolicy -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [RetryPolicy(), RetryPolicy(base_s=0.001, max_s=0.01), RetryPolicy(base_s=1.0, max_s=30.0)],
+    ids=repr,
+)
+def test_delay_stays_within_the_capped_exponential(policy: RetryPolicy) -> None:
+    rng = random.Random(1234)
+    for attempt in range(1, 31):
+        cap = min(policy.max_s, policy.base_s * 2 ** (attempt - 1))
+        delays = [policy.delay(attempt, rng) for _ in range(200)]
+        assert all(0.0 <= d <= cap for d in delays), attempt
+        # Full jitter spreads over the whole interval: not pinned to 0, not pinned to the cap.
+        assert max(delays) > cap / 2, attempt
+        assert min(delays) < cap / 2, attempt
+
+
+def test_delay_grows_then_flattens_at_the_cap() -> None:
+    policy = RetryPolicy(base_s=0.1, max_s=1.0)
+    rng = random.Random(7)
+    peaks = [max(policy.delay(n, rng) for _ in range(500)) for n in range(1, 8)]
+    assert peaks[0] <= 0.1
+    assert peaks[1] <= 0.2
+    assert 0.2 < peaks[2] <= 0.4
+    assert all(0.5 < peak <= 1.0 for peak in peaks[4:])
+
+
+def test_delay_is_reproducible_with_a_seed() -> None:
+    policy = RetryPolicy()
+    first = [policy.delay(n, random.Random(42)) for n in range(1, 10)]
+    second = [policy.delay(n, random.Random(42)) for n in range(1, 10)]
+    assert first == second
+
+
+def test_retry_policy_defaults() -> None:
+    policy = RetryPolicy()
+    assert policy.max_attempts == 5
+    assert policy.max_throttled_attempts > policy.max_attempts
+
+
+# -- Throttle: the limit ------------------------------------------------------------------------
+
+
+def test_starts_at_the_ceiling() -> None:
+    throttle = Throttle(16)
+    assert throttle.limit == 16
+    assert throttle.ceiling == 16
+
+
+async def test_throttled_halves_the_limit() -> None:
+    throttle = Throttle(16, pause_s=LONG)
+    throttle.throttled()
+    assert throttle.limit == 8
+
+
+async def test_a_second_throttle_within_the_cool_down_does_not_cut_again() -> None:
+    throttle = Throttle(16, pause_s=LONG)
+    throttle.throttled()
+    throttle.throttled()
+    throttle.throttled()
+    assert throttle.limit == 8
+
+
+async def test_after_the_cool_down_each_throttle_cuts() -> None:
+    throttle = Throttle(16, pause_s=0.0)
+    throttle.throttled()
+    throttle.throttled()
+    throttle.throttled()
+    assert throttle.limit == 2
+
+
+@pytest.mark.parametrize(("concurrency", "floor"), [(16, 3), (16, 1), (5, 2)])
+async def test_never_cut_below_the_floor(concurrency: int, floor: int) -> None:
+    throttle = Throttle(concurrency, floor=floor, pause_s=0.0)
+    for _ in range(10):
+        throttle.throttled()
+    assert throttle.limit == floor
+
+
+async def test_floor_above_the_ceiling_is_clamped() -> None:
+    throttle = Throttle(4, floor=10, pause_s=0.0)
+    throttle.throttled()
+    assert throttle.limit == 4
+
+
+async def test_a_window_of_successes_adds_exactly_one_slot() -> None:
+    throttle = Throttle(16, pause_s=LONG)
+    throttle.throttled()
+    assert throttle.limit == 8
+    for _ in range(7):
+        throttle.succeeded()
+    assert throttle.limit == 8
+    throttle.succeeded()
+    assert throttle.limit == 9
+    for _ in range(8):
+        throttle.succeeded()
+    assert throttle.limit == 9
+    throttle.succeeded()
+    assert throttle.limit == 10
+
+
+async def test_a_throttle_resets_the_success_window() -> None:
+    throttle = Throttle(16, pause_s=0.0)
+    throttle.throttled()  # 8
+    for _ in range(7):
+        throttle.succeeded()
+    throttle.throttled()  # 4, and the 7 successes no longer count
+    for _ in range(3):
+        throttle.succeeded()
+    assert throttle.limit == 4
+    throttle.succeeded()
+    assert throttle.limit == 5
+
+
+def test_successes_never_raise_the_limit_above_the_ceiling() -> None:
+    throttle = Throttle(4)
+    for _ in range(1000):
+        throttle.succeeded()
+    assert throttle.limit == 4
+
+
+async def test_recovers_back_to_the_ceiling_and_stops_there() -> None:
+    throttle = Throttle(8, pause_s=0.0)
+    throttle.throttled()
+    assert throttle.limit == 4
+    for _ in range(4 + 5 + 6 + 7):
+        throttle.succeeded()
+    assert throttle.limit == 8
+    for _ in range(100):
+        throttle.succeeded()
+    assert throttle.limit == 8
+
+
+# -- Throttle: requests in flight ----------------------------------------------------------------
+
+
+class Probe:
+    """Counts who is inside ``async with throttle`` and holds them there until released."""
+
+    def __init__(self, throttle: Throttle) -> None:
+        self.throttle = throttle
+        self.inside = 0
+        self.peak = 0
+        self.entered: list[int] = []
+        self.done: list[int] = []
+        self.gates: dict[int, anyio.Event] = {}
+
+    async def request(self, n: int) -> None:
+        self.gates[n] = anyio.Event()
+        async with self.throttle:
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+            self.entered.append(n)
+            await self.gates[n].wait()
+            self.inside -= 1
+        self.done.append(n)
+
+
+async def test_limit_caps_requests_in_flight() -> None:
+    probe = Probe(Throttle(2))
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            for n in range(5):
+                tasks.start_soon(probe.request, n)
+            await anyio.wait_all_tasks_blocked()
+            assert probe.inside == 2
+            assert len(probe.entered) == 2
+
+            first = probe.entered[0]
+            probe.gates[first].set()
+            await anyio.wait_all_tasks_blocked()
+            assert probe.done == [first]
+            assert probe.inside == 2
+            assert len(probe.entered) == 3
+
+            for gate in probe.gates.values():
+                gate.set()
+            while len(probe.done) < 5:
+                await anyio.wait_all_tasks_blocked()
+                for gate in probe.gates.values():
+                    gate.set()
+    assert probe.peak == 2
+    assert sorted(probe.done) == list(range(5))
+    assert probe.throttle.limit == 2
+
+
+async def test_a_cut_holds_new_requests_until_in_flight_drops_below_it() -> None:
+    probe = Probe(Throttle(4, pause_s=0.0))
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            for n in range(4):
+                tasks.start_soon(probe.request, n)
+            await anyio.wait_all_tasks_blocked()
+            assert probe.inside == 4
+
+            probe.throttle.throttled()
+            assert probe.throttle.limit == 2
+            for n in range(4, 7):
+                tasks.start_soon(probe.request, n)
+            await anyio.wait_all_tasks_blocked()
+            assert probe.entered == [0, 1, 2, 3]
+
+            # 4 -> 3 -> 2 in flight: still at the new limit, nobody else may enter.
+            for n in (0, 1):
+                probe.gates[n].set()
+                await anyio.wait_all_tasks_blocked()
+            assert probe.inside == 2
+            assert len(probe.entered) == 4
+
+            # 2 -> 1: one waiting request takes the freed slot, and only one.
+            probe.gates[2].set()
+            await anyio.wait_all_tasks_blocked()
+            assert probe.inside == 2
+            assert len(probe.entered) == 5
+
+            while len(probe.done) < 7:
+                for gate in probe.gates.values():
+                    gate.set()
+                await anyio.wait_all_tasks_blocked()
+    assert sorted(probe.done) == list(range(7))
+
+
+async def test_a_cut_pauses_new_entries_for_the_cool_down() -> None:
+    """After a 429 the pool waits before sending again, even with free slots."""
+    probe = Probe(Throttle(4, pause_s=LONG, max_pause_s=LONG))
+    probe.throttle.throttled()
+    assert probe.throttle.limit == 2
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(probe.request, 0)
+            await anyio.wait_all_tasks_blocked()
+            assert probe.entered == []
+            tasks.cancel_scope.cancel()
+
+
+async def test_no_pause_without_a_cut() -> None:
+    probe = Probe(Throttle(4, pause_s=LONG, max_pause_s=LONG))
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(probe.request, 0)
+            await anyio.wait_all_tasks_blocked()
+            assert probe.entered == [0]
+            probe.gates[0].set()
+    assert probe.done == [0]

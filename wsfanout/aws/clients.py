@@ -1,0 +1,136 @@
+"""Opening the AWS clients wsfanout needs, once, from :class:`~wsfanout.settings.Settings`.
+
+Every client is entered with ``async with`` and closed when the :class:`Clients` block ends, so
+no connection pool is left open. Endpoints come from botocore's own ``AWS_ENDPOINT_URL*``
+variables, which is how moto server and the local stack are reached.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import aioboto3
+from botocore.config import Config
+
+from ..core.fanout import Fanout
+from ..core.interfaces import Gateway
+from ..core.pacing import RetryPolicy
+from ..settings import Settings
+from .gateway import ManagementGateway
+from .lean import LeanGateway
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_sqs import SQSClient
+
+__all__ = ["Clients"]
+
+
+class Clients:
+    """The registry, the management gateway and (when configured) SQS, sharing one session."""
+
+    def __init__(self, settings: Settings, *, session: aioboto3.Session | None = None) -> None:
+        self.settings = settings
+        self.session = session or aioboto3.Session(region_name=settings.aws_region)
+        self._stack = AsyncExitStack()
+        self._dynamodb: DynamoDBClient | None = None
+        self._registry: Registry | None = None
+        self._gateway: ManagementGateway | None = None
+        self._sender: Gateway | None = None
+        self._sqs: SQSClient | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._dynamodb = self._registry = self._gateway = self._sender = self._sqs = None
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def dynamodb(self) -> DynamoDBClient:
+        """The DynamoDB client (created on first use)."""
+        if self._dynamodb is None:
+            client: DynamoDBClient = await self._stack.enter_async_context(
+                self.session.client(
+                    "dynamodb",
+                    region_name=self.settings.aws_region,
+                    config=Config(max_pool_connections=32, retries={"mode": "standard"}),
+                )
+            )
+            self._dynamodb = client
+        return self._dynamodb
+
+    async def registry(self) -> Registry:
+        """The connection registry on ``CONNECTIONS_TABLE``."""
+        if self._registry is None:
+            table = self.settings.require_table()
+            self._registry = Registry(
+                await self.dynamodb(),
+                table,
+                page_size=self.settings.registry_page_size,
+                ttl_seconds=self.settings.connection_ttl_seconds,
+            )
+        return self._registry
+
+    async def gateway(self) -> ManagementGateway:
+        """The full management API (GetConnection, DeleteConnection too) over aiobotocore."""
+        if self._gateway is None:
+            self._gateway = await self._stack.enter_async_context(
+                ManagementGateway(
+                    self.session,
+                    default_endpoint=self.settings.apigw_management_endpoint,
+                    region=self.settings.aws_region,
+                    pool_size=self.settings.fanout_concurrency,
+                    timeout_s=self.settings.fanout_request_timeout_s,
+                )
+            )
+        return self._gateway
+
+    async def sender(self) -> Gateway:
+        """What the engine posts through: the lean transport, or the aiobotocore client."""
+        if self._sender is None:
+            settings = self.settings
+            if settings.fanout_transport == "botocore":
+                self._sender = await self.gateway()
+            else:
+                self._sender = await self._stack.enter_async_context(
+                    LeanGateway(
+                        self.session,
+                        default_endpoint=settings.apigw_management_endpoint,
+                        region=settings.aws_region,
+                        pool_size=settings.fanout_concurrency,
+                        timeout_s=settings.fanout_request_timeout_s,
+                    )
+                )
+        return self._sender
+
+    async def fanout(self) -> Fanout:
+        """A fan-out engine over this registry and gateway, tuned by the settings."""
+        settings = self.settings
+        return Fanout(
+            await self.registry(),
+            await self.sender(),
+            concurrency=settings.fanout_concurrency,
+            retry=RetryPolicy(
+                max_attempts=settings.fanout_max_attempts,
+                base_s=settings.fanout_backoff_base_s,
+                max_s=settings.fanout_backoff_max_s,
+            ),
+        )
+
+    async def sqs(self) -> SQSClient:
+        """An SQS client (for enqueuing broadcast jobs)."""
+        if self._sqs is None:
+            client: SQSClient = await self._stack.enter_async_context(
+                self.session.client("sqs", region_name=self.settings.aws_region)
+            )
+            self._sqs = client
+        return self._sqs

@@ -1,0 +1,46 @@
+"""Where the management API of a connection is, and which region signs for it."""
+
+from __future__ import annotations
+
+import re
+
+from ..exceptions import ConfigurationError
+
+__all__ = ["endpoint_for", "region_of_endpoint", "resolve_endpoint"]
+
+_REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def endpoint_for(domain_name: str, stage: str) -> str:
+    """The management endpoint of a connection, from its route event's domain name and stage.
+
+    ``{api}.execute-api.{region}.amazonaws.com`` serves ``https://{domain}/{stage}``. A custom
+    domain is taken to map the API at its root (``https://{domain}``); other mappings set
+    ``APIGW_MANAGEMENT_ENDPOINT``. A loopback host (the local emulator) is plain http.
+    """
+    domain = domain_name.strip().rstrip("/")
+    host = domain.rsplit(":", 1)[0] if not domain.endswith("]") else domain
+    if host in _LOCAL_HOSTS:
+        return f"http://{domain}/{stage}"
+    if domain.endswith(".amazonaws.com"):
+        return f"https://{domain}/{stage}"
+    return f"https://{domain}"
+
+
+def resolve_endpoint(endpoint: str | None, default: str | None) -> str:
+    """The connection's own endpoint, else the default one, without a trailing slash."""
+    url = endpoint.rstrip("/") if endpoint else default
+    if not url:
+        raise ConfigurationError(
+            "no management endpoint for this connection: set APIGW_MANAGEMENT_ENDPOINT"
+        )
+    return url
+
+
+def region_of_endpoint(endpoint: str, default: str | None) -> str:
+    """The signing region: the one in an ``execute-api`` host name, else the configured one."""
+    found = _REGION_IN_HOST.search(endpoint)
+    if found:
+        return found.group(1)
+    return default or "us-east-1"

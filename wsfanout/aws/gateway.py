@@ -1,0 +1,147 @@
+"""The API Gateway management API (``@connections``) over aiobotocore.
+
+One aiobotocore client per management endpoint (a registry can hold connections from several
+stages or custom domains), each with a connection pool at least as large as the fan-out
+concurrency and with botocore's own retries off: the engine owns the retry policy, so a throttled
+request is neither retried blindly by botocore nor hidden from the pool-wide limiter.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..core.outcomes import Outcome
+from ..exceptions import DeliveryError, ForbiddenError
+from .endpoints import region_of_endpoint, resolve_endpoint
+from .errors import classify_exception
+
+if TYPE_CHECKING:
+    import aioboto3
+    from types_aiobotocore_apigatewaymanagementapi import ApiGatewayManagementApiClient
+
+__all__ = ["ManagementGateway"]
+
+
+class ManagementGateway:
+    """PostToConnection / GetConnection / DeleteConnection through pooled aiobotocore clients.
+
+    Use it as an async context manager; clients are created on first use per endpoint and closed
+    on exit.
+    """
+
+    def __init__(
+        self,
+        session: aioboto3.Session,
+        *,
+        default_endpoint: str | None = None,
+        region: str | None = None,
+        pool_size: int = 128,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._session = session
+        self._default_endpoint = default_endpoint.rstrip("/") if default_endpoint else None
+        self._region = region
+        self._config = Config(
+            max_pool_connections=max(pool_size, 10),
+            retries={"total_max_attempts": 1},
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+            tcp_keepalive=True,
+        )
+        self._clients: dict[str, ApiGatewayManagementApiClient] = {}
+        self._stack = AsyncExitStack()
+        self._lock = anyio.Lock()
+
+    @property
+    def default_endpoint(self) -> str | None:
+        """The endpoint for connections whose registry item names none."""
+        return self._default_endpoint
+
+    async def __aenter__(self) -> Self:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._clients.clear()
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    def _resolve(self, endpoint: str | None) -> str:
+        return resolve_endpoint(endpoint, self._default_endpoint)
+
+    async def client(self, endpoint: str | None = None) -> ApiGatewayManagementApiClient:
+        """The pooled client for ``endpoint`` (or the default), created once."""
+        url = self._resolve(endpoint)
+        found = self._clients.get(url)
+        if found is not None:
+            return found
+        async with self._lock:
+            if url not in self._clients:
+                client = await self._stack.enter_async_context(
+                    self._session.client(
+                        "apigatewaymanagementapi",
+                        endpoint_url=url,
+                        region_name=region_of_endpoint(url, self._region),
+                        config=self._config,
+                    )
+                )
+                self._clients[url] = client
+            return self._clients[url]
+
+    async def post(self, connection_id: str, data: bytes, endpoint: str | None = None) -> Outcome:
+        """One PostToConnection attempt, classified; HTTP and network errors become outcomes."""
+        client = self._clients.get(endpoint or self._default_endpoint or "")
+        if client is None:
+            client = await self.client(endpoint)
+        try:
+            await client.post_to_connection(ConnectionId=connection_id, Data=data)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            return classify_exception(exc)
+        return Outcome.DELIVERED
+
+    async def get_connection(
+        self, connection_id: str, endpoint: str | None = None
+    ) -> dict[str, Any] | None:
+        """GetConnection: ``ConnectedAt``, ``Identity``, ``LastActiveAt``; ``None`` when gone."""
+        client = await self.client(endpoint)
+        try:
+            answer = await client.get_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            self._raise_unless_gone(exc, endpoint)
+            return None
+        info: dict[str, Any] = {
+            key: value for key, value in answer.items() if key != "ResponseMetadata"
+        }
+        return info
+
+    async def delete_connection(self, connection_id: str, endpoint: str | None = None) -> bool:
+        """DeleteConnection (closes the socket); ``False`` when it was already gone."""
+        client = await self.client(endpoint)
+        try:
+            await client.delete_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            self._raise_unless_gone(exc, endpoint)
+            return False
+        return True
+
+    def _raise_unless_gone(self, exc: ClientError, endpoint: str | None) -> None:
+        outcome = classify_exception(exc)
+        if outcome is Outcome.GONE:
+            return
+        url = self._resolve(endpoint)
+        if outcome is Outcome.FORBIDDEN:
+            raise ForbiddenError(
+                f"the management endpoint {url} answered 403: check the endpoint and credentials",
+                endpoint=url,
+            ) from exc
+        raise DeliveryError(f"management API call failed: {exc}", endpoint=url) from exc

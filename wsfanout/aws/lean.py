@@ -1,0 +1,139 @@
+"""A lean PostToConnection transport: one keep-alive aiohttp pool and a precomputed signer.
+
+Why by hand: a botocore client builds, validates, serializes, signs and parses every request
+generically (event hooks, user-agent strings, model lookups, response parsing), which costs over a
+millisecond of CPU per PostToConnection, and a broadcast is nothing but that one request repeated.
+This transport keeps what must be right (botocore's credential chain, SigV4 identical to
+botocore's, the URL encoding botocore uses, the ``x-amzn-ErrorType`` classification) and drops the
+rest. :class:`~wsfanout.aws.gateway.ManagementGateway` remains the general client (GetConnection,
+DeleteConnection) and the fallback transport (``FANOUT_TRANSPORT=botocore``).
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import aiohttp
+import anyio
+
+from ..core.outcomes import Outcome, classify
+from ..exceptions import ConfigurationError
+from .endpoints import region_of_endpoint, resolve_endpoint
+from .sigv4 import Credentials, PostSigner
+
+if TYPE_CHECKING:
+    import aioboto3
+
+__all__ = ["LeanGateway"]
+
+_CREDENTIALS_MAX_AGE_S = 60.0
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
+class LeanGateway:
+    """PostToConnection over a keep-alive aiohttp pool, signed with SigV4.
+
+    Same contract as :meth:`~wsfanout.aws.gateway.ManagementGateway.post`: it never raises for
+    HTTP or network errors but returns an :class:`Outcome`. Use it as an async context manager.
+    Credentials come from the session's chain (environment, container role, profile) and are
+    re-read every minute, so refreshable role credentials never go stale mid-broadcast.
+    """
+
+    def __init__(
+        self,
+        session: aioboto3.Session,
+        *,
+        default_endpoint: str | None = None,
+        region: str | None = None,
+        pool_size: int = 128,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._session = session
+        self._default_endpoint = default_endpoint.rstrip("/") if default_endpoint else None
+        self._region = region
+        self._pool_size = max(pool_size, 10)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._http: aiohttp.ClientSession | None = None
+        self._signers: dict[str, PostSigner] = {}
+        self._credentials: Credentials | None = None
+        self._fresh_until = 0.0
+        self._refresh = anyio.Lock()
+
+    @property
+    def default_endpoint(self) -> str | None:
+        """The endpoint for connections whose registry item names none."""
+        return self._default_endpoint
+
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            limit_per_host=self._pool_size,
+            ttl_dns_cache=300,
+            keepalive_timeout=60,
+        )
+        self._http = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, auto_decompress=False
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def credentials(self) -> Credentials:
+        """The current credentials, re-read from the session's chain at most once a minute."""
+        if self._credentials is None or time.monotonic() > self._fresh_until:
+            async with self._refresh:
+                if self._credentials is None or time.monotonic() > self._fresh_until:
+                    source = await self._session.get_credentials()
+                    if source is None:
+                        raise ConfigurationError(
+                            "no AWS credentials found to sign management API requests"
+                        )
+                    frozen = await source.get_frozen_credentials()
+                    self._credentials = Credentials(
+                        frozen.access_key, frozen.secret_key, frozen.token
+                    )
+                    self._fresh_until = time.monotonic() + _CREDENTIALS_MAX_AGE_S
+        return self._credentials
+
+    def _signer(self, endpoint: str | None) -> PostSigner:
+        base = resolve_endpoint(endpoint, self._default_endpoint)
+        signer = self._signers.get(base)
+        if signer is None:
+            signer = PostSigner(base, region_of_endpoint(base, self._region))
+            self._signers[base] = signer
+        return signer
+
+    async def post(self, connection_id: str, data: bytes, endpoint: str | None = None) -> Outcome:
+        """One signed PostToConnection attempt, classified."""
+        http = self._http
+        if http is None:
+            raise RuntimeError("LeanGateway used outside its 'async with' block")
+        if connection_id in _DOT_SEGMENTS:  # would address another path, never a connection
+            return Outcome.REJECTED
+        signer = self._signers.get(endpoint or self._default_endpoint or "") or self._signer(
+            endpoint
+        )
+        credentials = self._credentials
+        if credentials is None or time.monotonic() > self._fresh_until:
+            credentials = await self.credentials()
+        url, headers = signer.sign(connection_id, data, credentials)
+        try:
+            async with http.post(url, data=data, headers=headers) as answer:
+                status = answer.status
+                if status < 300:
+                    return Outcome.DELIVERED
+                error_type = answer.headers.get("x-amzn-ErrorType", "").split(":", 1)[0]
+                await answer.read()
+                return classify(status, error_type or None)
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return Outcome.NETWORK_ERROR

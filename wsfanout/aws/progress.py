@@ -1,0 +1,184 @@
+"""Progress items of broadcast jobs in the registry table (``JOB#{jobId}`` / ``SEG#{segment}``).
+
+Every write is conditional on the state its caller read or owns, so two copies of one job message
+can never both hold a step; :func:`wsfanout.core.jobs.decide` says what to do with what is read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..core.jobs import Checkpoint
+from ..core.models import Cursor, FanoutReport
+from ..exceptions import RegistryError
+from . import table as t
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+__all__ = ["Checkpoints"]
+
+_RUNNING, _COMPLETE = "running", "complete"
+
+
+class Checkpoints:
+    """Progress items of broadcast jobs, in the registry table (a :class:`ProgressStore`)."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str, *, ttl_seconds: int) -> None:
+        self._client = client
+        self.table_name = table_name
+        self.ttl_seconds = ttl_seconds
+
+    @staticmethod
+    def _key(job_id: str, segment: int | None) -> dict[str, Any]:
+        return {t.PK: {"S": t.job_pk(job_id)}, t.SK: {"S": t.segment_sk(segment)}}
+
+    async def load(self, job_id: str, segment: int | None) -> Checkpoint | None:
+        """The segment's progress item, read consistently."""
+        try:
+            answer = await self._client.get_item(
+                TableName=self.table_name, Key=self._key(job_id, segment), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise RegistryError(f"reading the progress of job {job_id}: {exc}") from exc
+        item = answer.get("Item")
+        if not item:
+            return None
+        cursor = item.get("cursor", {}).get("S")
+        return Checkpoint(
+            step=int(item["step"]["N"]),
+            owner=item.get("owner", {}).get("S"),
+            cursor=Cursor.model_validate_json(cursor) if cursor else None,
+            complete=item.get("status", {}).get("S") == _COMPLETE,
+            advanced_by=item.get("advancedBy", {}).get("S"),
+            delivered=int(item.get("delivered", {}).get("N", "0")),
+            gone=int(item.get("gone", {}).get("N", "0")),
+            failed=int(item.get("failed", {}).get("N", "0")),
+        )
+
+    async def _update(
+        self,
+        job_id: str,
+        segment: int | None,
+        *,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str],
+    ) -> bool:
+        try:
+            await self._client.update_item(
+                TableName=self.table_name,
+                Key=self._key(job_id, segment),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ExpressionAttributeNames=names,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise RegistryError(f"updating the progress of job {job_id}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise RegistryError(f"updating the progress of job {job_id}: {exc}") from exc
+        return True
+
+    def _ttl(self) -> dict[str, str]:
+        return {"N": str(int(time.time()) + self.ttl_seconds)}
+
+    async def claim(
+        self,
+        job_id: str,
+        segment: int | None,
+        *,
+        step: int,
+        owner: str,
+        seen: Checkpoint | None,
+        cursor: Cursor | None,
+    ) -> bool:
+        """Make ``owner`` the runner of ``step``, if the item is still exactly as ``seen``."""
+        names = {"#step": "step", "#owner": "owner", "#status": "status", "#ttl": t.TTL_ATTRIBUTE}
+        values: dict[str, Any] = {
+            ":step": {"N": str(step)},
+            ":owner": {"S": owner},
+            ":running": {"S": _RUNNING},
+            ":ttl": self._ttl(),
+        }
+        update = "SET #step = :step, #owner = :owner, #status = :running, #ttl = :ttl"
+        if cursor is not None:
+            update += ", #cursor = :cursor"
+            names["#cursor"] = "cursor"
+            values[":cursor"] = {"S": cursor.model_dump_json(exclude_none=True)}
+        if seen is None:
+            condition = "attribute_not_exists(PK)"
+        else:
+            values[":seen_step"] = {"N": str(seen.step)}
+            values[":complete"] = {"S": _COMPLETE}
+            condition = "#step = :seen_step AND #status <> :complete AND "
+            if seen.owner is None:
+                condition += "attribute_not_exists(#owner)"
+            else:
+                values[":seen_owner"] = {"S": seen.owner}
+                condition += "#owner = :seen_owner"
+        return await self._update(
+            job_id, segment, update=update, condition=condition, values=values, names=names
+        )
+
+    def _owned(self, step: int, owner: str) -> tuple[str, dict[str, Any]]:
+        return "#step = :step AND #owner = :owner", {
+            ":step": {"N": str(step)},
+            ":owner": {"S": owner},
+        }
+
+    async def save(
+        self, job_id: str, segment: int | None, *, step: int, owner: str, cursor: Cursor
+    ) -> bool:
+        """Record a watermark mid-run; ``False`` when ``owner`` no longer holds the step."""
+        condition, values = self._owned(step, owner)
+        values[":cursor"] = {"S": cursor.model_dump_json(exclude_none=True)}
+        return await self._update(
+            job_id,
+            segment,
+            update="SET #cursor = :cursor",
+            condition=condition,
+            values=values,
+            names={"#step": "step", "#owner": "owner", "#cursor": "cursor"},
+        )
+
+    async def finish_step(
+        self,
+        job_id: str,
+        segment: int | None,
+        *,
+        step: int,
+        owner: str,
+        report: FanoutReport,
+        next_cursor: Cursor | None,
+    ) -> bool:
+        """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``)."""
+        condition, values = self._owned(step, owner)
+        values.update(
+            {
+                ":delivered": {"N": str(report.delivered)},
+                ":gone": {"N": str(report.gone)},
+                ":failed": {"N": str(report.failed)},
+                ":ttl": self._ttl(),
+            }
+        )
+        names = {"#step": "step", "#owner": "owner", "#ttl": t.TTL_ATTRIBUTE}
+        if next_cursor is None:
+            names["#status"] = "status"
+            values[":complete"] = {"S": _COMPLETE}
+            update = "SET #status = :complete, #ttl = :ttl"
+        else:
+            values[":next"] = {"N": str(step + 1)}
+            values[":cursor"] = {"S": next_cursor.model_dump_json(exclude_none=True)}
+            names["#cursor"] = "cursor"
+            update = "SET #step = :next, #cursor = :cursor, advancedBy = :owner, #ttl = :ttl"
+        update += " REMOVE #owner ADD delivered :delivered, gone :gone, failed :failed"
+        return await self._update(
+            job_id, segment, update=update, condition=condition, values=values, names=names
+        )

@@ -1,0 +1,5 @@
+"""The ``wsfanout`` command."""
+
+from .main import main
+
+__all__ = ["main"]

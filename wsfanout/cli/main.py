@@ -1,0 +1,281 @@
+"""The ``wsfanout`` command line: a thin edge over the core.
+
+It reads arguments, builds :class:`~wsfanout.settings.Settings` (arguments override the
+environment), runs one core coroutine and prints the result. Exit status: 0 when nothing failed,
+1 when some sends failed, 2 for bad input or configuration, always with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from botocore.exceptions import NoCredentialsError, NoRegionError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..aws.clients import Clients
+from ..bench.commands import add_bench_commands
+from ..core.models import (
+    MAX_PAYLOAD_BYTES,
+    AllTarget,
+    ConnectionsTarget,
+    FanoutReport,
+    RoomTarget,
+    Target,
+    UsersTarget,
+)
+from ..exceptions import (
+    ConfigurationError,
+    DeliveryError,
+    InvalidInputError,
+    RegistryError,
+)
+from ..settings import Settings
+from .arguments import OneLineParser, port, positive_int
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree (also used by the docs and tests)."""
+    parser = OneLineParser(
+        prog="wsfanout", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    send = commands.add_parser(
+        "broadcast",
+        help="send one message to all connections, a room, users or listed connections",
+        description="Run the fan-out engine directly (no queue) and print its report.",
+    )
+    payload = send.add_mutually_exclusive_group(required=True)
+    payload.add_argument("--data", help="the text frame to send")
+    payload.add_argument("--data-base64", help="a binary frame, base64-encoded")
+    payload.add_argument(
+        "--data-file", metavar="PATH", help="send this file's bytes ('-' reads standard input)"
+    )
+    target = send.add_mutually_exclusive_group()
+    target.add_argument("--room", help="every member of this room")
+    target.add_argument(
+        "--user", action="append", dest="users", metavar="USER", help="a user (repeatable)"
+    )
+    target.add_argument(
+        "--connection",
+        action="append",
+        dest="connections",
+        metavar="ID",
+        help="a connection id (repeatable); default target: every connection",
+    )
+    send.add_argument(
+        "--exclude", action="append", default=[], metavar="ID", help="never send to this id"
+    )
+    send.add_argument("--table", help="registry table (default: $CONNECTIONS_TABLE)")
+    send.add_argument(
+        "--endpoint",
+        help="management endpoint https://{domain}/{stage} (default: $APIGW_MANAGEMENT_ENDPOINT)",
+    )
+    send.add_argument("--concurrency", type=positive_int, help="senders in the pool")
+    send.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    send.set_defaults(run=_cmd_broadcast)
+
+    add_bench_commands(commands)
+
+    dev = commands.add_parser(
+        "dev",
+        help="run the whole stack on this machine until Ctrl-C",
+        description="Start moto server (DynamoDB, SQS), the API Gateway WebSocket emulator and "
+        "the broadcast queue's event source mapping, all running the real handlers; print the "
+        "WebSocket, management and page URLs and the variables a second shell needs.",
+    )
+    dev.add_argument(
+        "--port",
+        type=port,
+        default=0,
+        help="port of the WebSocket, management and page server (default: a free one)",
+    )
+    dev.add_argument("--stage", type=_stage, default="local", help="stage name (default: local)")
+    dev.set_defaults(run=_cmd_dev)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole system end to end on this machine, with a report",
+        description="Start the local stack, connect N WebSocket clients (some join rooms, some "
+        "close abruptly, some vanish without $disconnect), broadcast through SQS and send a "
+        "room message; exit 0 only if every live client got each message exactly once and "
+        "every closed connection left the registry.",
+    )
+    demo.add_argument("--clients", type=positive_int, default=1000)
+    demo.add_argument("--rooms", type=positive_int, default=5)
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wsfanout`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "input"
+        return _fail(f"invalid {where}: {first['msg']}")
+    except (ConfigurationError, InvalidInputError, DeliveryError) as exc:
+        return _fail(str(exc))
+    except (NoRegionError, NoCredentialsError) as exc:
+        return _fail(f"{exc} (set AWS_REGION and credentials, or use the local stack)")
+    except RegistryError as exc:
+        sys.stderr.write(f"wsfanout: {exc}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("wsfanout: interrupted\n")
+        return 130
+
+
+def _fail(reason: str) -> int:
+    sys.stderr.write(f"wsfanout: error: {reason}\n")
+    return EXIT_USAGE
+
+
+# -- broadcast ------------------------------------------------------------------------------------
+
+
+def _target(args: argparse.Namespace) -> Target:
+    if args.room:
+        return RoomTarget(room=args.room)
+    if args.users:
+        return UsersTarget(user_ids=args.users)
+    if args.connections:
+        return ConnectionsTarget(connection_ids=args.connections)
+    return AllTarget(all=True)
+
+
+def _payload(args: argparse.Namespace) -> bytes:
+    if args.data_file is not None:
+        try:
+            data = (
+                sys.stdin.buffer.read()
+                if args.data_file == "-"
+                else Path(args.data_file).read_bytes()
+            )
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read --data-file {args.data_file}: {exc}") from None
+    elif args.data_base64 is not None:
+        try:
+            data = base64.b64decode(args.data_base64, validate=True)
+        except binascii.Error as exc:
+            raise InvalidInputError(f"--data-base64 is not valid base64: {exc}") from None
+    else:
+        data = str(args.data).encode()
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise InvalidInputError(
+            f"the message is {len(data)} bytes; API Gateway accepts at most {MAX_PAYLOAD_BYTES}"
+        )
+    return data
+
+
+def _cmd_broadcast(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.table:
+        overrides["connections_table"] = args.table
+    if args.endpoint:
+        overrides["apigw_management_endpoint"] = args.endpoint
+    if args.concurrency:
+        overrides["fanout_concurrency"] = args.concurrency
+    settings = Settings(**overrides)
+    settings.require_table()
+    if not args.connections:
+        settings.require_endpoint()
+    target, payload = _target(args), _payload(args)
+    err = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("broadcast: {task.completed} connections attempted"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=args.json or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("broadcast", total=None)
+
+        async def go() -> FanoutReport:
+            async with Clients(settings) as clients:
+                fanout = await clients.fanout()
+                return await fanout.run(
+                    target,
+                    payload,
+                    exclude=args.exclude,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+
+        report = anyio.run(go)
+    if args.json:
+        sys.stdout.write(report.model_dump_json() + "\n")
+    else:
+        Console().print(report_table(report))
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def report_table(report: FanoutReport, title: str = "broadcast") -> Table:
+    """One row per figure, as people read reports."""
+    table = Table(title=title, show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows: list[tuple[str, str]] = [
+        ("delivered", str(report.delivered)),
+        ("gone (removed from registry)", f"{report.gone} ({report.cleaned_up})"),
+        ("failed", str(report.failed)),
+        *((f"  failed: {reason}", str(n)) for reason, n in sorted(report.failed_by_reason.items())),
+        ("excluded", str(report.excluded)),
+        ("retries", str(report.retries)),
+        ("throttled (429)", str(report.throttled)),
+        ("elapsed", f"{report.elapsed_s:.3f} s"),
+        ("rate", f"{report.rate:,.0f} connections/s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..local.demo import DemoOptions, run_demo  # noqa: PLC0415  (the local extra)
+
+    return run_demo(DemoOptions(clients=args.clients, rooms=args.rooms))
+
+
+# -- dev ------------------------------------------------------------------------------------------
+
+
+def _stage(text: str) -> str:
+    """An API Gateway stage name; the rule lives with the local stack, loaded only for ``dev``."""
+    from ..local.stack import check_stage  # noqa: PLC0415  (the local stack loads for dev only)
+
+    try:
+        return check_stage(text)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from ..local.stack import run_dev  # noqa: PLC0415  (the local stack loads for dev only)
+
+    try:
+        return run_dev(args.port, args.stage)
+    except OSError as exc:  # the port is taken, or not ours to bind
+        return _fail(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The seams between the pure fan-out core and its AWS edges.
+
+The engine talks to a :class:`RecipientSource` (the DynamoDB registry, or anything that can stream
+connection ids) and a :class:`Gateway` (the management API over aiobotocore, a lean transport, or
+a test double). Both are small protocols so the engine's decisions stay plain, typed code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from .models import BroadcastJob, Cursor, FanoutReport, Target
+from .outcomes import Outcome
+
+if TYPE_CHECKING:
+    from .jobs import Checkpoint
+
+__all__ = ["Gateway", "JobSink", "ProgressStore", "Recipient", "RecipientSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One connection to send to, plus where a resumed run would continue after it.
+
+    A plain slotted dataclass rather than a pydantic model: one is built per connection on the
+    hot path, and it never crosses a trust boundary.
+    """
+
+    connection_id: str
+    endpoint: str | None = None
+    key: dict[str, str] | None = None  # the registry item's key (ExclusiveStartKey to resume)
+    index: int = 0  # list offset (explicit ids) or user index (multi-user targets)
+
+    def resume_cursor(self) -> Cursor:
+        """The cursor from which a later run reaches exactly the recipients after this one."""
+        if self.key is None:
+            return Cursor(offset=self.index + 1)
+        return Cursor(after=self.key, user=self.index)
+
+
+class RecipientSource(Protocol):
+    """Streams the connections of a target page by page, and forgets the ones that are gone."""
+
+    def pages(
+        self,
+        target: Target,
+        *,
+        segment: int | None = None,
+        total_segments: int | None = None,
+        cursor: Cursor | None = None,
+    ) -> AsyncIterator[Sequence[Recipient]]:
+        """Yield pages of recipients in a stable order, starting after ``cursor``."""
+        ...
+
+    async def remove_gone(self, recipients: Sequence[Recipient]) -> int:
+        """Forget connections that answered 410: their connection items and the items they were
+        found through. Return how many items were deleted."""
+        ...
+
+
+class Gateway(Protocol):
+    """Posts one frame to one connection and classifies the answer; never raises for HTTP errors."""
+
+    @property
+    def default_endpoint(self) -> str | None:
+        """The endpoint used for connections that carry none (for messages and diagnostics)."""
+        ...
+
+    async def post(self, connection_id: str, data: bytes, endpoint: str | None = None) -> Outcome:
+        """Send ``data`` to ``connection_id`` via ``endpoint`` (or the default endpoint)."""
+        ...
+
+
+class ProgressStore(Protocol):
+    """The progress items of broadcast jobs: one per job segment, written only conditionally."""
+
+    async def load(self, job_id: str, segment: int | None) -> Checkpoint | None:
+        """The segment's progress item, read consistently; ``None`` when there is none."""
+        ...
+
+    async def claim(
+        self,
+        job_id: str,
+        segment: int | None,
+        *,
+        step: int,
+        owner: str,
+        seen: Checkpoint | None,
+        cursor: Cursor | None,
+    ) -> bool:
+        """Make ``owner`` the runner of ``step`` if the item is still exactly as ``seen``."""
+        ...
+
+    async def save(
+        self, job_id: str, segment: int | None, *, step: int, owner: str, cursor: Cursor
+    ) -> bool:
+        """Record a watermark mid-run; ``False`` when ``owner`` no longer holds the step."""
+        ...
+
+    async def finish_step(
+        self,
+        job_id: str,
+        segment: int | None,
+        *,
+        step: int,
+        owner: str,
+        report: FanoutReport,
+        next_cursor: Cursor | None,
+    ) -> bool:
+        """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``);
+        ``False`` when ``owner`` no longer holds the step."""
+        ...
+
+
+class JobSink(Protocol):
+    """Where broadcast jobs go: the SQS queue, or a test double."""
+
+    async def enqueue(self, job: BroadcastJob) -> str:
+        """Hand over one job; returns its message id."""
+        ...
+
+    async def enqueue_many(self, jobs: Sequence[BroadcastJob]) -> int:
+        """Hand over several jobs; returns how many."""
+        ...

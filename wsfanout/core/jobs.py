@@ -1,0 +1,209 @@
+"""Broadcast jobs across Lambda invocations: sharding, continuations and checkpoints.
+
+A worker has minutes at most, a registry may hold millions of connections, and SQS delivers
+each message at least once. So a job moves in *steps*: a step runs the engine until its deadline,
+then hands the rest over in a continuation message carrying the resume cursor and the next step
+number. Each job segment has one progress item (``JOB#{jobId}`` / ``SEG#{segment}``) recording the
+step, the cursor, and which SQS message owns the step:
+
+- a message *claims* its step with a conditional write on exactly the state it read, so of two
+  copies of one message only one runs; a redelivery of the owner (same message id, after a
+  crash) may claim again and resumes from the last checkpoint;
+- while running, the engine's watermark (every connection before it finished) is saved every
+  page, so a crash re-sends at most what was in flight since;
+- at the deadline the item advances to the next step (recording which message advanced it)
+  *before* the continuation is enqueued; if the worker dies in between, the redelivered message
+  sees that it advanced the job itself and enqueues the continuation again;
+- a complete segment is acknowledged and skipped, whatever message names it (idempotency).
+
+The decision is the pure function :func:`decide`; :class:`JobRunner` runs it against a
+:class:`~wsfanout.core.interfaces.ProgressStore` (DynamoDB's is
+:class:`~wsfanout.aws.progress.Checkpoints`) and a :class:`~wsfanout.core.interfaces.JobSink`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .models import AllTarget, BroadcastJob, Cursor, FanoutReport
+
+if TYPE_CHECKING:
+    from .fanout import Fanout
+    from .interfaces import JobSink, ProgressStore
+
+__all__ = ["Action", "Checkpoint", "JobOutcome", "JobResult", "JobRunner", "decide"]
+
+
+class Action(enum.Enum):
+    """What a worker does with a job message, given the segment's progress item."""
+
+    CLAIM = "claim"  # run this step
+    SKIP_COMPLETE = "skipped-complete"  # the segment is done: acknowledge
+    SKIP_STALE = "skipped-stale"  # an older step's copy: acknowledge
+    SKIP_CLAIMED = "skipped-claimed"  # another copy of this step runs it: acknowledge
+    REENQUEUE = "reenqueued"  # this message advanced the job but died before handing it over
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A segment's progress item."""
+
+    step: int
+    owner: str | None
+    cursor: Cursor | None
+    complete: bool
+    advanced_by: str | None = None
+    delivered: int = 0
+    gone: int = 0
+    failed: int = 0
+
+
+def decide(checkpoint: Checkpoint | None, step: int, message_id: str) -> Action:
+    """Pure: what message ``message_id`` carrying ``step`` should do, given the progress item."""
+    if checkpoint is None:
+        return Action.CLAIM
+    if checkpoint.complete:
+        return Action.SKIP_COMPLETE
+    if checkpoint.step > step:
+        if (
+            checkpoint.owner is None
+            and checkpoint.step == step + 1
+            and checkpoint.advanced_by == message_id
+        ):
+            return Action.REENQUEUE
+        return Action.SKIP_STALE
+    if checkpoint.step == step and checkpoint.owner not in (None, message_id):
+        return Action.SKIP_CLAIMED
+    return Action.CLAIM  # same step, free or ours; or a message ahead of a lost item
+
+
+class JobOutcome(enum.Enum):
+    """What one job message came to, as the broadcast worker logs it."""
+
+    SPLIT = "split"  # an "all" job became one message per segment
+    COMPLETED = "completed"  # the segment is done
+    CONTINUED = "continued"  # the deadline came first: a continuation carries the rest
+    LOST_CLAIM = "lost-claim"  # another copy took the step over; this one stopped
+    SKIPPED_COMPLETE = Action.SKIP_COMPLETE.value
+    SKIPPED_STALE = Action.SKIP_STALE.value
+    SKIPPED_CLAIMED = Action.SKIP_CLAIMED.value
+    REENQUEUED = Action.REENQUEUE.value
+
+
+_SKIPPED = {
+    Action.SKIP_COMPLETE: JobOutcome.SKIPPED_COMPLETE,
+    Action.SKIP_STALE: JobOutcome.SKIPPED_STALE,
+    Action.SKIP_CLAIMED: JobOutcome.SKIPPED_CLAIMED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What one job message came to, with the engine's report when a step ran."""
+
+    action: JobOutcome
+    report: FanoutReport | None = None
+    segments: int = 0
+
+
+class _LostClaimError(Exception):
+    """Raised by the checkpoint callback when the progress item no longer names this message;
+    the engine re-raises it unwrapped and the runner reports :attr:`JobOutcome.LOST_CLAIM`."""
+
+
+class JobRunner:
+    """Runs job messages: splits 'all' jobs, claims steps, checkpoints, hands over."""
+
+    def __init__(
+        self,
+        fanout: Fanout,
+        queue: JobSink,
+        checkpoints: ProgressStore,
+        *,
+        segments: int = 4,
+        checkpoint_every: int = 1000,
+    ) -> None:
+        self._fanout = fanout
+        self._queue = queue
+        self._checkpoints = checkpoints
+        self._segments = segments
+        self._checkpoint_every = checkpoint_every
+
+    async def split(self, job: BroadcastJob, total: int) -> Sequence[BroadcastJob]:
+        """Enqueue one job per parallel-scan segment; returns them."""
+        shards = [
+            job.model_copy(update={"segment": index, "total_segments": total, "cursor": None})
+            for index in range(total)
+        ]
+        await self._queue.enqueue_many(shards)
+        return shards
+
+    async def run(self, job: BroadcastJob, *, message_id: str, deadline: float) -> JobResult:
+        """Handle one job message before ``deadline`` (a :func:`time.monotonic` value)."""
+        if isinstance(job.target, AllTarget) and job.segment is None:
+            total = job.total_segments or self._segments
+            if total > 1:
+                return JobResult(JobOutcome.SPLIT, segments=len(await self.split(job, total)))
+            job = job.model_copy(update={"segment": 0, "total_segments": 1})
+        step = job.cursor.step if job.cursor else 0
+        seen = await self._checkpoints.load(job.job_id, job.segment)
+        action = decide(seen, step, message_id)
+        if action is Action.REENQUEUE:
+            assert seen is not None  # noqa: S101  (decide() only says so with an item)
+            await self._queue.enqueue(job.model_copy(update={"cursor": seen.cursor}))
+            return JobResult(JobOutcome.REENQUEUED)
+        if action is not Action.CLAIM:
+            return JobResult(_SKIPPED[action])
+        start = seen.cursor if seen and seen.step == step and seen.cursor else job.cursor
+        claimed = await self._checkpoints.claim(
+            job.job_id, job.segment, step=step, owner=message_id, seen=seen, cursor=start
+        )
+        if not claimed:
+            return JobResult(JobOutcome.SKIPPED_CLAIMED)
+
+        async def checkpoint(cursor: Cursor, _: FanoutReport) -> None:
+            saved = await self._checkpoints.save(
+                job.job_id,
+                job.segment,
+                step=step,
+                owner=message_id,
+                cursor=cursor.model_copy(update={"step": step}),
+            )
+            if not saved:
+                raise _LostClaimError(job.job_id)
+
+        try:
+            report = await self._fanout.run(
+                job.target,
+                job.payload,
+                exclude=job.exclude,
+                segment=job.segment,
+                total_segments=job.total_segments,
+                cursor=start,
+                deadline=deadline,
+                checkpoint=checkpoint,
+                checkpoint_every=self._checkpoint_every,
+            )
+        except _LostClaimError:
+            return JobResult(JobOutcome.LOST_CLAIM)
+        following: Cursor | None = None
+        if not report.complete:
+            assert report.resume is not None  # noqa: S101  (an incomplete run always has one)
+            following = report.resume.model_copy(update={"step": step + 1})
+        finished = await self._checkpoints.finish_step(
+            job.job_id,
+            job.segment,
+            step=step,
+            owner=message_id,
+            report=report,
+            next_cursor=following,
+        )
+        if not finished:
+            return JobResult(JobOutcome.LOST_CLAIM, report)
+        if following is None:
+            return JobResult(JobOutcome.COMPLETED, report)
+        await self._queue.enqueue(job.model_copy(update={"cursor": following}))
+        return JobResult(JobOutcome.CONTINUED, report)

@@ -1,0 +1,157 @@
+"""The client protocol of DESIGN.md: frames from clients in, frames to clients out.
+
+Clients select a route with ``$request.body.action``. Anything that is not a valid frame becomes
+a :class:`~wsfanout.exceptions.FrameError` whose ``code`` goes back to the sender in an error
+frame, ``{"type": "error", "code": ..., "message": ...}``; nothing a client sends can crash a
+handler or touch the registry.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+
+from ..exceptions import FrameError
+from .models import MAX_PAYLOAD_BYTES
+
+__all__ = [
+    "Broadcast",
+    "ClientFrame",
+    "JoinRoom",
+    "LeaveRoom",
+    "SendMessage",
+    "ToConnection",
+    "ToRoom",
+    "ToUser",
+    "ack_frame",
+    "error_frame",
+    "message_frame",
+    "parse_frame",
+]
+
+RoomName = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^#\s\x00-\x1f\x7f]+$")
+]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JoinRoom(_Frame):
+    """``{"action": "joinRoom", "room": "lobby"}``"""
+
+    action: Literal["joinRoom"]
+    room: RoomName
+
+
+class LeaveRoom(_Frame):
+    """``{"action": "leaveRoom", "room": "lobby"}``"""
+
+    action: Literal["leaveRoom"]
+    room: RoomName
+
+
+class ToUser(_Frame):
+    user: Id
+
+
+class ToRoom(_Frame):
+    room: RoomName
+
+
+class ToConnection(_Frame):
+    connection: Id
+
+
+class SendMessage(_Frame):
+    """``{"action": "sendMessage", "to": {"user"|"room"|"connection": ...}, "data": ...}``"""
+
+    action: Literal["sendMessage"]
+    to: ToUser | ToRoom | ToConnection
+    data: JsonValue
+
+
+class Broadcast(_Frame):
+    """``{"action": "broadcast", "data": ...}``: to every connection, if the sender may."""
+
+    action: Literal["broadcast"]
+    data: JsonValue
+
+
+ClientFrame = Annotated[
+    JoinRoom | LeaveRoom | SendMessage | Broadcast, Field(discriminator="action")
+]
+_ACTIONS = ("joinRoom", "leaveRoom", "sendMessage", "broadcast")
+
+
+class _Envelope(BaseModel):
+    frame: ClientFrame
+
+
+def parse_frame(body: str | None, *, is_base64_encoded: bool = False) -> ClientFrame:
+    """Validate one client frame, or raise :class:`FrameError` with a code and a reason."""
+    if is_base64_encoded:
+        raise FrameError("binary_not_supported", "binary frames are not accepted; send JSON text")
+    if not body:
+        raise FrameError("bad_frame", "empty frame; send a JSON object with an 'action'")
+    try:
+        raw = json.loads(body, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        raise FrameError("bad_frame", "the frame is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise FrameError("bad_frame", "the frame must be a JSON object with an 'action'")
+    action = raw.get("action")
+    if action not in _ACTIONS:
+        shown = action if isinstance(action, str) and len(action) <= 64 else None
+        raise FrameError(
+            "unknown_action",
+            f"unknown action {shown!r}; use one of {', '.join(_ACTIONS)}"
+            if shown
+            else f"missing or invalid 'action'; use one of {', '.join(_ACTIONS)}",
+        )
+    try:
+        return _Envelope.model_validate({"frame": raw}).frame
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][2:]) or action
+        raise FrameError("invalid_field", f"{action}: {where}: {first['msg']}") from None
+
+
+def _no_constants(name: str) -> Any:
+    """NaN and Infinity are not JSON; browsers' ``JSON.parse`` would choke on them."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _dump(frame: dict[str, Any]) -> bytes:
+    text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape: not sendable text
+        raise FrameError(
+            "invalid_field", "the data contains text that is not valid Unicode"
+        ) from None
+
+
+def error_frame(code: str, message: str) -> bytes:
+    """What a sender gets back for a frame that could not be served."""
+    return _dump({"type": "error", "code": code, "message": message})
+
+
+def ack_frame(action: str, **fields: Any) -> bytes:
+    """A short confirmation, so a client knows e.g. that it is in the room before it sends."""
+    return _dump({"type": "ack", "action": action, **fields})
+
+
+def message_frame(sender: dict[str, str], data: JsonValue) -> bytes:
+    """``{"type": "message", "from": {...}, "data": ...}``, checked against API Gateway's limit."""
+    frame = _dump({"type": "message", "from": sender, "data": data})
+    if len(frame) > MAX_PAYLOAD_BYTES:
+        raise FrameError(
+            "too_large",
+            f"the message would be {len(frame)} bytes; at most {MAX_PAYLOAD_BYTES} can be sent",
+        )
+    return frame

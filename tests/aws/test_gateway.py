@@ -1,6 +1,7 @@
-"""The management API gateway: DESIGN.md's error table, and a real aiobotocore client against the
-local ``@connections`` endpoint (which answers with the same statuses and ``x-amzn-ErrorType``
-headers as API Gateway, so botocore's own error mapping is part of what is tested)."""
+"""The management API gateway: the error table of docs/contracts.md, and a real aiobotocore
+client against the local ``@connections`` endpoint (which answers with the same statuses and
+``x-amzn-ErrorType`` headers as API Gateway, so botocore's own error mapping is part of what is
+tested)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.timeout(60)
 
 CID = "L0SM9cOFvHcCIhw="
 
-# -- classify: DESIGN.md's error table ---------------------------------------------------------
+# -- classify: the error table of docs/contracts.md ---------------------------------------
 
 
 @pytest.mark.parametrize(

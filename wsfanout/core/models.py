@@ -1,7 +1,7 @@
 """Pydantic models of the public contracts: connections, targets, broadcast jobs, reports.
 
-Field aliases are the camelCase names of DESIGN.md, so a job enqueued by any producer validates
-as-is; Python code uses the snake_case names.
+Field aliases are the camelCase names of docs/contracts.md, so a job enqueued by any producer
+validates as-is; Python code uses the snake_case names.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class Cursor(_Contract):
 
 
 class BroadcastJob(_Contract):
-    """The SQS message body of DESIGN.md: who gets what, optionally one shard or resumed."""
+    """The SQS message body of docs/contracts.md: who gets what, optionally one shard or resumed."""
 
     job_id: Name = Field(default_factory=lambda: uuid.uuid4().hex, alias="jobId")
     target: Target

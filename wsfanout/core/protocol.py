@@ -1,4 +1,4 @@
-"""The client protocol of DESIGN.md: frames from clients in, frames to clients out.
+"""The client protocol of docs/contracts.md: frames from clients in, frames to clients out.
 
 Clients select a route with ``$request.body.action``. Anything that is not a valid frame becomes
 a :class:`~wsfanout.exceptions.FrameError` whose ``code`` goes back to the sender in an error

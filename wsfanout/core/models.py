@@ -107,7 +107,13 @@ class Cursor(_Contract):
 
 
 class BroadcastJob(_Contract):
-    """The SQS message body of docs/contracts.md: who gets what, optionally one shard or resumed."""
+    """The SQS message body of docs/contracts.md: who gets what, optionally one shard or resumed.
+
+    :raises pydantic.ValidationError: from construction or ``model_validate(_json)`` when the
+        job breaks a rule: not exactly one of ``data``/``dataBase64``, invalid base64, a payload
+        over 128 KiB, ``segment`` without ``totalSegments`` (or the reverse, or not below it, or
+        on a target other than "all"), an unknown key, a field out of its bounds.
+    """
 
     job_id: Name = Field(default_factory=lambda: uuid.uuid4().hex, alias="jobId")
     target: Target

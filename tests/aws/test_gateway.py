@@ -21,7 +21,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from wsfanout.aws.endpoints import region_of_endpoint
+from wsfanout.aws.endpoints import DEFAULT_REGION, region_of_endpoint
 from wsfanout.aws.errors import classify_exception
 from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.core.models import MAX_PAYLOAD_BYTES
@@ -144,8 +144,8 @@ def test_outcome_retryable(outcome: Outcome, expected: bool) -> None:
         ("https://abc123.execute-api.eu-west-2.amazonaws.com/prod", "us-west-1", "eu-west-2"),
         ("https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod", None, "cn-north-1"),
         ("https://ws.example.com/prod", "ap-southeast-2", "ap-southeast-2"),
-        ("https://ws.example.com/prod", None, "us-east-1"),
-        ("http://127.0.0.1:8080/test", "", "us-east-1"),
+        ("https://ws.example.com/prod", None, DEFAULT_REGION),
+        ("http://127.0.0.1:8080/test", "", DEFAULT_REGION),
     ],
 )
 def test_region_of_endpoint(endpoint: str, default: str | None, expected: str) -> None:

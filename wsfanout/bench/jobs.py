@@ -31,14 +31,12 @@ from ..aws.table import table_definition
 from ..core.fanout import Fanout
 from ..core.jobs import JobRunner
 from ..core.models import AllTarget, BroadcastJob
+from ..local.account import KEY_ID, REGION, SECRET
 from ..local.management import Faults
 from ..local.processes import endpoint_process, moto_server
 from .seeding import classic_item, connection_ids, seed_items
 
 __all__ = ["JobsOptions", "run_jobs"]
-
-REGION = "us-east-1"
-KEY_ID = SECRET = "bench"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,6 @@ import asyncio
 import hashlib
 import json
 import random
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -36,6 +35,7 @@ from typing import Final, Protocol
 
 from aiohttp import web
 
+from ..aws.endpoints import STAGE_NAME
 from ..cli.arguments import OneLineParser, non_negative, port, rate
 from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
@@ -68,7 +68,6 @@ STAT_KEYS: Final = (
 )
 """Counters of POST outcomes; ``posts`` is always the sum of all the others."""
 
-_STAGE_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _HASH_SPACE: Final = float(1 << 64)
 
 
@@ -258,7 +257,7 @@ class ManagementEndpoint:
     ) -> None:
         if store is not None and live is not None:
             raise ConfigurationError("give either 'live' or 'store', not both")
-        if stage is not None and not _STAGE_RE.fullmatch(stage):
+        if stage is not None and not STAGE_NAME.fullmatch(stage):
             raise InvalidInputError(f"invalid stage name {stage!r}")
         self.store: ConnectionStore = store if store is not None else MemoryConnections(live)
         self.stage = stage

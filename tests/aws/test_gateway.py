@@ -28,6 +28,7 @@ from wsfanout.core.models import MAX_PAYLOAD_BYTES
 from wsfanout.core.outcomes import Outcome, classify
 from wsfanout.exceptions import ConfigurationError, DeliveryError, ForbiddenError
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
+from wsfanout.local.serving import serve_app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -276,15 +277,8 @@ async def answering(status: int, error_type: str) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}/prod"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield f"{url}/prod"
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ from ..aws.endpoints import STAGE_NAME
 from ..cli.arguments import OneLineParser, non_negative, port, rate
 from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
+from .serving import serve_app
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -478,24 +479,12 @@ async def serve(
 ) -> AsyncIterator[str]:
     """Serve ``endpoint`` and yield its base URL (``http://127.0.0.1:PORT``, no stage).
 
-    ``port=0`` picks a free port, so parallel tests never collide. The access log is off because
-    it would dominate the cost of a request in benchmarks.
+    ``port=0`` picks a free port (see :func:`~wsfanout.local.serving.serve_app`). The backlog is
+    deep because a benchmark opens its whole sender pool at once.
     """
-    runner = web.AppRunner(
-        endpoint.make_app(),
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=shutdown_timeout,
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, backlog=4096)
-        await site.start()
-        bound_host, bound_port = runner.addresses[0][:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        yield f"http://{shown}:{bound_port}"
-    finally:
-        await runner.cleanup()
+    app = endpoint.make_app()
+    async with serve_app(app, host, port, shutdown_timeout=shutdown_timeout, backlog=4096) as url:
+        yield url
 
 
 # -- command line ----------------------------------------------------------------------------------

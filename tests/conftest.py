@@ -16,10 +16,10 @@ import pytest
 
 from wsfanout.aws.registry import Registry
 from wsfanout.aws.table import table_definition
+from wsfanout.local.account import CREDENTIALS, REGION
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.local.processes import moto_server
 
-REGION = "us-east-1"
 STAGE = "test"
 
 
@@ -40,8 +40,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.Fix
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_REGION", REGION)
     if "moto_url" in request.fixturenames:

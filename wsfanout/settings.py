@@ -20,7 +20,11 @@ __all__ = ["Settings"]
 
 
 class Settings(BaseSettings):
-    """Configuration of wsfanout; each field maps to the upper-case environment variable."""
+    """Configuration of wsfanout; each field maps to the upper-case environment variable.
+
+    :raises pydantic.ValidationError: on construction when a value is out of its bounds, of the
+        wrong type, or ``APIGW_MANAGEMENT_ENDPOINT`` is not an http(s) URL.
+    """
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
@@ -96,13 +100,19 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     def require_table(self) -> str:
-        """Return the registry table name, or explain how to configure it."""
+        """Return the registry table name.
+
+        :raises ConfigurationError: when no table is configured, saying how to configure one.
+        """
         if not self.connections_table:
             raise ConfigurationError("no registry table: set CONNECTIONS_TABLE (or --table)")
         return self.connections_table
 
     def require_endpoint(self) -> str:
-        """Return the management endpoint, or explain how to configure it."""
+        """Return the management endpoint.
+
+        :raises ConfigurationError: when no endpoint is configured, saying how to configure one.
+        """
         if not self.apigw_management_endpoint:
             raise ConfigurationError(
                 "no management endpoint: set APIGW_MANAGEMENT_ENDPOINT (or --endpoint)"

@@ -1,6 +1,7 @@
-"""The management API gateway: DESIGN.md's error table, and a real aiobotocore client against the
-local ``@connections`` endpoint (which answers with the same statuses and ``x-amzn-ErrorType``
-headers as API Gateway, so botocore's own error mapping is part of what is tested)."""
+"""The management API gateway: the error table of docs/contracts.md, and a real aiobotocore
+client against the local ``@connections`` endpoint (which answers with the same statuses and
+``x-amzn-ErrorType`` headers as API Gateway, so botocore's own error mapping is part of what is
+tested)."""
 
 from __future__ import annotations
 
@@ -20,19 +21,20 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from wsfanout.aws.endpoints import region_of_endpoint
+from wsfanout.aws.endpoints import DEFAULT_REGION, region_of_endpoint
 from wsfanout.aws.errors import classify_exception
 from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.core.models import MAX_PAYLOAD_BYTES
 from wsfanout.core.outcomes import Outcome, classify
 from wsfanout.exceptions import ConfigurationError, DeliveryError, ForbiddenError
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
+from wsfanout.local.serving import serve_app
 
 pytestmark = pytest.mark.timeout(60)
 
 CID = "L0SM9cOFvHcCIhw="
 
-# -- classify: DESIGN.md's error table ---------------------------------------------------------
+# -- classify: the error table of docs/contracts.md ---------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -143,8 +145,8 @@ def test_outcome_retryable(outcome: Outcome, expected: bool) -> None:
         ("https://abc123.execute-api.eu-west-2.amazonaws.com/prod", "us-west-1", "eu-west-2"),
         ("https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod", None, "cn-north-1"),
         ("https://ws.example.com/prod", "ap-southeast-2", "ap-southeast-2"),
-        ("https://ws.example.com/prod", None, "us-east-1"),
-        ("http://127.0.0.1:8080/test", "", "us-east-1"),
+        ("https://ws.example.com/prod", None, DEFAULT_REGION),
+        ("http://127.0.0.1:8080/test", "", DEFAULT_REGION),
     ],
 )
 def test_region_of_endpoint(endpoint: str, default: str | None, expected: str) -> None:
@@ -275,15 +277,8 @@ async def answering(status: int, error_type: str) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}/prod"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield f"{url}/prod"
 
 
 @pytest.mark.parametrize(

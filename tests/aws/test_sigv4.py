@@ -11,6 +11,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
 from wsfanout.aws.sigv4 import Credentials, PostSigner, host_header
+from wsfanout.local.account import REGION
 
 NOW = 1_764_100_000.0  # 2025-11-25T19:46:40Z
 ENDPOINTS = [
@@ -58,7 +59,7 @@ def test_signature_equals_botocore(endpoint: str, token: str | None) -> None:
 
 
 def test_signature_changes_with_time_key_and_payload() -> None:
-    signer = PostSigner("https://e.example.com/prod", "us-east-1")
+    signer = PostSigner("https://e.example.com/prod", REGION)
     creds = Credentials("AK", "SECRET", None)
     base = signer.sign("a=", b"x", creds, NOW)[1]["Authorization"]
     assert signer.sign("a=", b"x", creds, NOW + 1)[1]["Authorization"] != base

@@ -1,7 +1,7 @@
 """The public contracts as pydantic models: broadcast jobs, cursors, reports, connections.
 
-Jobs are validated from JSON with DESIGN.md's camelCase keys, exactly as any producer (another
-service, another language, the CLI) puts them on the queue.
+Jobs are validated from JSON with the camelCase keys of docs/contracts.md, exactly as any
+producer (another service, another language, the CLI) puts them on the queue.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The client protocol of DESIGN.md: every valid frame, every error code, the outgoing frames."""
+"""The client protocol of docs/contracts.md: every valid frame, every error code, the outgoing
+frames."""
 
 from __future__ import annotations
 

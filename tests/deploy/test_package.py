@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.deploy import cfn
 from tests.events import load_event
 from wsfanout.aws.table import table_definition
+from wsfanout.local.account import CREDENTIALS, KEY_ID, REGION
 
 pytestmark = pytest.mark.timeout(600)  # the first test waits for both builds
 
@@ -113,11 +114,10 @@ def run_in_artifact(
 def lambda_env(tmp_path: Path, **settings: str) -> dict[str, str]:
     """What Lambda sets (region, credentials) plus the function's own variables."""
     return {
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        **CREDENTIALS,
+        "AWS_SESSION_TOKEN": KEY_ID,  # Lambda's role credentials carry a session token
         "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
         "AWS_LAMBDA_FUNCTION_NAME": "wsfanout-artifact",
@@ -248,8 +248,8 @@ def test_the_aws_clients_open_with_the_pruned_models(
 def aws(moto_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A registry table and a broadcast queue in moto server, removed afterwards."""
     name = f"wsfanout-artifact-{time.monotonic_ns()}"
-    dynamodb = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
-    sqs = boto3.client("sqs", endpoint_url=moto_url, region_name="us-east-1")
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_url, region_name=REGION)
+    sqs = boto3.client("sqs", endpoint_url=moto_url, region_name=REGION)
     dynamodb.create_table(**table_definition(name))
     queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
     env = lambda_env(

@@ -24,7 +24,7 @@ from cfnlint.api import ManualArgs, lint_file
 
 from tests.deploy import cfn
 from wsfanout.aws import table
-from wsfanout.aws.endpoints import endpoint_for
+from wsfanout.aws.endpoints import STAGE_NAME, endpoint_for
 from wsfanout.core.protocol import ClientFrame
 from wsfanout.settings import Settings
 
@@ -583,3 +583,10 @@ def test_outputs_name_both_urls_the_table_and_the_queue(
     assert outputs["ConnectionsTableName"] == {"Ref": "ConnectionsTable"}
     assert outputs["BroadcastQueueUrl"] == {"Ref": "BroadcastQueue"}
     assert outputs["BroadcastQueueName"] == {"Fn::GetAtt": ["BroadcastQueue", "QueueName"]}
+
+
+def test_the_stage_parameter_follows_the_one_stage_rule(template: dict[str, Any]) -> None:
+    """The template's stage pattern is the rule the local stack and endpoint validate with."""
+    pattern = template["Parameters"]["StageName"]["AllowedPattern"]
+    assert pattern == f"^{STAGE_NAME.pattern}$"
+    assert re.fullmatch(pattern[1:-1], template["Parameters"]["StageName"]["Default"])

@@ -26,6 +26,7 @@ from wsfanout.aws.table import table_definition
 from wsfanout.bench.seeding import classic_item
 from wsfanout.handlers import broadcast, route
 from wsfanout.handlers.runtime import logger, reset_runtime
+from wsfanout.local.account import REGION
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 
 STAGE = "prod"
@@ -266,7 +267,7 @@ def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
 def stack(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """A fresh table, queue and endpoint, the environment a deployed function would see, and a
     cold container (no runtime) before and after."""
-    session = boto3.Session(region_name="us-east-1")
+    session = boto3.Session(region_name=REGION)
     dynamodb = session.client("dynamodb", endpoint_url=moto_url)
     sqs = session.client("sqs", endpoint_url=moto_url)
     suffix = uuid.uuid4().hex[:10]

@@ -42,6 +42,7 @@ from wsfanout.handlers import authorizer as real_authorizer
 from wsfanout.handlers import route
 from wsfanout.handlers.route import ConnectEvent, MessageEvent
 from wsfanout.handlers.runtime import close_all_runtimes
+from wsfanout.local.account import KEY_ID, REGION, SECRET
 from wsfanout.local.emulator import Emulator, LambdaContext, Limits, serve_emulator
 from wsfanout.local.events import new_id, request_time
 
@@ -138,7 +139,7 @@ async def serving(handler: Any, **kwargs: Any) -> AsyncIterator[Served]:
 
 def management(url: str) -> Any:
     session = aioboto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, region_name=REGION
     )
     return session.client(
         "apigatewaymanagementapi",
@@ -756,7 +757,7 @@ async def test_aws_cli_against_the_emulator(tmp_path: Path) -> None:
     async with serving(recorder) as served, served.client("a") as ws:
         cid = recorder.connection_id("a")
         common = ["--connection-id", cid, "--endpoint-url", served.management_url]
-        common += ["--region", "us-east-1"]
+        common += ["--region", REGION]
 
         async def cli(*args: str) -> Any:
             with anyio.fail_after(60):

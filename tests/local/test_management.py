@@ -24,6 +24,7 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from wsfanout.exceptions import ConfigurationError, InvalidInputError
+from wsfanout.local.account import KEY_ID, REGION, SECRET
 from wsfanout.local.management import (
     STAT_KEYS,
     ConnectionInfo,
@@ -41,9 +42,9 @@ IDS = ["L0SM9cOFvHcCIhw=", "a/b+c==", "plain"]
 
 def _client(endpoint_url: str) -> Any:
     session = aioboto3.Session(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        region_name=REGION,
     )
     return session.client(
         "apigatewaymanagementapi",

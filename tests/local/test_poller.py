@@ -26,6 +26,7 @@ from tests.events import load_event
 from wsfanout.exceptions import InvalidInputError
 from wsfanout.handlers import runtime as runtimes
 from wsfanout.local import poller as poller_module
+from wsfanout.local.account import REGION
 from wsfanout.local.events import LambdaContext
 from wsfanout.local.poller import DrainLimitError, SqsPoller, batch_item_failures
 
@@ -153,7 +154,7 @@ async def test_records_are_shaped_as_lambda_delivers_them(sqs, new_queue) -> Non
         assert record["attributes"]["ApproximateReceiveCount"] == "1"
         assert record["eventSource"] == "aws:sqs"
         assert record["eventSourceARN"] == queue.arn
-        assert record["awsRegion"] == "us-east-1"
+        assert record["awsRegion"] == REGION
         assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()  # noqa: S324
     with_attributes = next(r for r in records if r["messageAttributes"])
     assert with_attributes["messageAttributes"] == {

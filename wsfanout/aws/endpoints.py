@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["endpoint_for", "region_of_endpoint", "resolve_endpoint"]
+__all__ = ["DEFAULT_REGION", "STAGE_NAME", "endpoint_for", "region_of_endpoint", "resolve_endpoint"]
+
+DEFAULT_REGION: Final = "us-east-1"
+"""Signing region when neither the endpoint's host name nor the configuration names one."""
+
+STAGE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""API Gateway's stage names: "alphanumeric characters, hyphens, and underscores", at most 128."""
 
 _REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -43,4 +50,4 @@ def region_of_endpoint(endpoint: str, default: str | None) -> str:
     found = _REGION_IN_HOST.search(endpoint)
     if found:
         return found.group(1)
-    return default or "us-east-1"
+    return default or DEFAULT_REGION

@@ -23,7 +23,7 @@ _ATTEMPTS = 5
 
 
 def job_body(job: BroadcastJob) -> str:
-    """The SQS message body of a job, in DESIGN.md's camelCase form."""
+    """The SQS message body of a job, in the camelCase form of docs/contracts.md."""
     return job.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=False)
 
 

@@ -1,8 +1,8 @@
 """AWS Signature Version 4 for PostToConnection, precomputed as far as it goes.
 
 Why by hand: botocore's ``SigV4Auth`` is general (any method, query, header set, service), and
-rebuilds and re-parses the URL, the header map and the signing key for every request: about a
-third of the CPU a lean PostToConnection costs. A broadcast signs the same request shape
+rebuilds and re-parses the URL, the header map and the signing key for every request, which
+would be a large share of a lean PostToConnection's CPU. A broadcast signs the same request shape
 thousands of times, changing only the connection id and the second on the clock. This signer
 derives the signing key once a day, splits the endpoint once, and signs each request with two
 SHA-256 digests and one HMAC. Tests check that its ``Authorization`` header is byte-for-byte what

@@ -1,4 +1,4 @@
-"""The registry table layout of DESIGN.md, in one place.
+"""The registry table layout of docs/contracts.md, in one place.
 
 The registry code, the local stack, the tests and the deploy checks all derive keys and the table
 definition from here, so the layout cannot drift between them.

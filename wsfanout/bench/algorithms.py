@@ -18,9 +18,9 @@ happened against the endpoint's records and the registry.
 
 And one companion, not compared: ``scan`` reads the registry as the engine does and discards it.
 It runs beside ``floor`` and ``engine-memory`` so that moto server loads the two shared cores
-during their runs as it does during the engine's: on this machine a busy moto server raises
-every other process's CPU per request by a third or more (measured: the floor alone, then beside
-a scanning process), and without the companion that cost would be billed to the engine alone.
+during their runs as it does during the engine's: on shared cores a busy moto server raises
+every other process's CPU per request (README, Performance), and without the companion that
+cost would be billed to the engine alone.
 It keeps the engine's pace too, one page ahead of the posts the endpoint has counted: read all at
 once, moto's load would fall on the first second of the run, not spread over it as the engine's
 is.
@@ -49,12 +49,12 @@ from ..aws.sigv4 import Credentials, PostSigner
 from ..core.fanout import Fanout
 from ..core.interfaces import Recipient
 from ..core.models import AllTarget
+from ..local.account import KEY_ID, REGION, SECRET
 from . import ALGORITHMS
 from .seeding import connection_ids
 
 __all__ = ["Account", "Go", "Spec", "bench_session", "prepared"]
 
-KEY_ID = SECRET = "bench"  # moto and the local endpoint accept any signed request
 _PACE_POLL_S = 0.01  # how often the scan companion asks the endpoint how far the posts are
 _PACE_STALL_S = 2.0
 
@@ -70,7 +70,7 @@ class Spec:
     connections: int
     id_prefix: str
     concurrency: int = 128
-    region: str = "us-east-1"
+    region: str = REGION
     payload: str = '{"type":"message","data":"benchmark"}'
     segment: int | None = None
     total_segments: int | None = None
@@ -100,7 +100,7 @@ def prepared(spec: Spec) -> AbstractAsyncContextManager[Go]:
     return preparers[spec.algorithm](spec)
 
 
-def bench_session(region: str = "us-east-1") -> aioboto3.Session:
+def bench_session(region: str = REGION) -> aioboto3.Session:
     """The session every bench process uses: moto and the local endpoint take any signed key."""
     return aioboto3.Session(
         region_name=region, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET

@@ -1,8 +1,8 @@
 """``wsfanout bench jobs``: a large "all" job carried by short-lived workers.
 
-Measures what DESIGN.md promises for broadcasts larger than one worker can finish: the job is
-split into parallel-scan segments, each worker invocation gets only a few seconds, and the job
-hops from invocation to invocation through checkpointed continuations on SQS. Workers run as
+Measures what docs/contracts.md promises for broadcasts larger than one worker can finish: the
+job is split into parallel-scan segments, each worker invocation gets only a few seconds, and the
+job hops from invocation to invocation through checkpointed continuations on SQS. Workers run as
 concurrent tasks here, each pulling one message at a time as Lambda's event source mapping
 would hand them out; moto server (DynamoDB, SQS) and the management endpoint run in their own
 processes.
@@ -31,14 +31,12 @@ from ..aws.table import table_definition
 from ..core.fanout import Fanout
 from ..core.jobs import JobRunner
 from ..core.models import AllTarget, BroadcastJob
+from ..local.account import KEY_ID, REGION, SECRET
 from ..local.management import Faults
 from ..local.processes import endpoint_process, moto_server
 from .seeding import classic_item, connection_ids, seed_items
 
 __all__ = ["JobsOptions", "run_jobs"]
-
-REGION = "us-east-1"
-KEY_ID = SECRET = "bench"
 
 
 @dataclass(frozen=True, slots=True)

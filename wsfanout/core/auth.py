@@ -54,8 +54,10 @@ class Identity:
 def verify_token(token: str | None, settings: Settings) -> Identity:
     """Verify ``token`` against the configured key(s) and return who it identifies.
 
-    Raises :class:`ConfigurationError` when neither a secret nor a public key is configured,
-    and :class:`InvalidInputError` with a short reason when the token cannot be accepted.
+    :raises ConfigurationError: when neither a secret nor a public key is configured, or the
+        configured key cannot verify the token's algorithm or is not a usable public key.
+    :raises InvalidInputError: with a short reason (never the token) when the token cannot be
+        accepted: missing, malformed, an algorithm not allowed, a bad signature or claim.
     """
     keys = _keys(settings)
     if not token:

@@ -1,7 +1,7 @@
 """Pydantic models of the public contracts: connections, targets, broadcast jobs, reports.
 
-Field aliases are the camelCase names of DESIGN.md, so a job enqueued by any producer validates
-as-is; Python code uses the snake_case names.
+Field aliases are the camelCase names of docs/contracts.md, so a job enqueued by any producer
+validates as-is; Python code uses the snake_case names.
 """
 
 from __future__ import annotations
@@ -107,7 +107,13 @@ class Cursor(_Contract):
 
 
 class BroadcastJob(_Contract):
-    """The SQS message body of DESIGN.md: who gets what, optionally one shard or resumed."""
+    """The SQS message body of docs/contracts.md: who gets what, optionally one shard or resumed.
+
+    :raises pydantic.ValidationError: from construction or ``model_validate(_json)`` when the
+        job breaks a rule: not exactly one of ``data``/``dataBase64``, invalid base64, a payload
+        over 128 KiB, ``segment`` without ``totalSegments`` (or the reverse, or not below it, or
+        on a target other than "all"), an unknown key, a field out of its bounds.
+    """
 
     job_id: Name = Field(default_factory=lambda: uuid.uuid4().hex, alias="jobId")
     target: Target

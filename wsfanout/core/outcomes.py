@@ -13,7 +13,7 @@ __all__ = ["Outcome", "classify"]
 
 
 class Outcome(enum.Enum):
-    """What one PostToConnection attempt came to, as DESIGN.md's error table classifies it."""
+    """What one PostToConnection attempt came to, as docs/contracts.md's error table has it."""
 
     DELIVERED = "delivered"
     GONE = "gone"  # 410: remove from the registry, never retry
@@ -40,7 +40,7 @@ _TOO_LARGE_TYPES = frozenset({"PayloadTooLargeException"})
 
 
 def classify(status: int, error_type: str | None = None) -> Outcome:
-    """Map a management API answer to an :class:`Outcome` (DESIGN.md's error table).
+    """Map a management API answer to an :class:`Outcome` (the error table of docs/contracts.md).
 
     The error type (``x-amzn-ErrorType``) decides where it is known; the status code otherwise,
     so a proxy's bare 502 still counts as transient.

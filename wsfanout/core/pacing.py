@@ -122,8 +122,8 @@ class Throttle:
             if wait > 0:
                 await anyio.sleep(wait)
         # A free slot is taken without a trip through the event loop (``acquire`` always makes
-        # one, and at zero latency that trip is a tenth of a delivery's CPU); the request that
-        # follows yields anyway.
+        # one, and at zero latency that trip is a visible share of a delivery's CPU); the
+        # request that follows yields anyway.
         try:
             self._limiter.acquire_nowait()
         except anyio.WouldBlock:

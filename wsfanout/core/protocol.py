@@ -1,4 +1,4 @@
-"""The client protocol of DESIGN.md: frames from clients in, frames to clients out.
+"""The client protocol of docs/contracts.md: frames from clients in, frames to clients out.
 
 Clients select a route with ``$request.body.action``. Anything that is not a valid frame becomes
 a :class:`~wsfanout.exceptions.FrameError` whose ``code`` goes back to the sender in an error
@@ -93,7 +93,11 @@ class _Envelope(BaseModel):
 
 
 def parse_frame(body: str | None, *, is_base64_encoded: bool = False) -> ClientFrame:
-    """Validate one client frame, or raise :class:`FrameError` with a code and a reason."""
+    """Validate one client frame.
+
+    :raises FrameError: with code ``binary_not_supported``, ``bad_frame``, ``unknown_action`` or
+        ``invalid_field`` and a reason fit to send back (docs/contracts.md, Client protocol).
+    """
     if is_base64_encoded:
         raise FrameError("binary_not_supported", "binary frames are not accepted; send JSON text")
     if not body:
@@ -137,17 +141,27 @@ def _dump(frame: dict[str, Any]) -> bytes:
 
 
 def error_frame(code: str, message: str) -> bytes:
-    """What a sender gets back for a frame that could not be served."""
+    """What a sender gets back for a frame that could not be served.
+
+    :raises FrameError: (``invalid_field``) when ``message`` holds text that is not valid Unicode.
+    """
     return _dump({"type": "error", "code": code, "message": message})
 
 
 def ack_frame(action: str, **fields: Any) -> bytes:
-    """A short confirmation, so a client knows e.g. that it is in the room before it sends."""
+    """A short confirmation, so a client knows e.g. that it is in the room before it sends.
+
+    :raises FrameError: (``invalid_field``) when a field holds text that is not valid Unicode.
+    """
     return _dump({"type": "ack", "action": action, **fields})
 
 
 def message_frame(sender: dict[str, str], data: JsonValue) -> bytes:
-    """``{"type": "message", "from": {...}, "data": ...}``, checked against API Gateway's limit."""
+    """``{"type": "message", "from": {...}, "data": ...}``, checked against API Gateway's limit.
+
+    :raises FrameError: ``too_large`` when the frame would exceed 128 KiB; ``invalid_field`` when
+        ``data`` holds text that is not valid Unicode (a lone surrogate).
+    """
     frame = _dump({"type": "message", "from": sender, "data": data})
     if len(frame) > MAX_PAYLOAD_BYTES:
         raise FrameError(

@@ -45,6 +45,7 @@ from ..exceptions import ConfigurationError, InvalidInputError
 from . import events
 from .events import LambdaContext, Origin, Upgrade
 from .management import ConnectionInfo, ManagementEndpoint
+from .serving import serve_app
 
 __all__ = ["Emulator", "Handler", "LambdaContext", "Limits", "serve_emulator"]
 
@@ -501,21 +502,9 @@ async def serve_emulator(
     plus ``/{stage}``. On exit every socket is closed and its ``$disconnect`` has run (or timed
     out) before the port stops answering, so ``$disconnect`` handlers can still use it.
     """
-    runner = web.AppRunner(
-        emulator.make_app(),
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=emulator._shutdown_timeout_s,
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_host, bound_port = runner.addresses[0][:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    app = emulator.make_app()
+    async with serve_app(app, host, port, shutdown_timeout=emulator._shutdown_timeout_s) as url:
         try:
-            yield f"http://{shown}:{bound_port}"
+            yield url
         finally:
-            await emulator.aclose()
-    finally:
-        await runner.cleanup()
+            await emulator.aclose()  # before the server stops, so $disconnect can still post

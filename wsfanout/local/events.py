@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from .account import ACCOUNT_ID, REGION
+
 __all__ = [
     "ACCOUNT_ID",
     "DEFAULT_ROUTE",
@@ -45,11 +47,6 @@ __all__ = [
     "select_route",
 ]
 
-REGION: Final = "us-east-1"
-"""Region in the ARNs the emulator makes up (the authorizer's ``methodArn``, function ARNs)."""
-
-ACCOUNT_ID: Final = "123456789012"
-"""Account in those ARNs: moto's default account, so ARNs agree across the local stack."""
 
 DEFAULT_ROUTE: Final = "$default"
 

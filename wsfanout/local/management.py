@@ -25,7 +25,6 @@ import asyncio
 import hashlib
 import json
 import random
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -36,9 +35,11 @@ from typing import Final, Protocol
 
 from aiohttp import web
 
+from ..aws.endpoints import STAGE_NAME
 from ..cli.arguments import OneLineParser, non_negative, port, rate
 from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
+from .serving import serve_app
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -68,7 +69,6 @@ STAT_KEYS: Final = (
 )
 """Counters of POST outcomes; ``posts`` is always the sum of all the others."""
 
-_STAGE_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _HASH_SPACE: Final = float(1 << 64)
 
 
@@ -258,7 +258,7 @@ class ManagementEndpoint:
     ) -> None:
         if store is not None and live is not None:
             raise ConfigurationError("give either 'live' or 'store', not both")
-        if stage is not None and not _STAGE_RE.fullmatch(stage):
+        if stage is not None and not STAGE_NAME.fullmatch(stage):
             raise InvalidInputError(f"invalid stage name {stage!r}")
         self.store: ConnectionStore = store if store is not None else MemoryConnections(live)
         self.stage = stage
@@ -479,24 +479,12 @@ async def serve(
 ) -> AsyncIterator[str]:
     """Serve ``endpoint`` and yield its base URL (``http://127.0.0.1:PORT``, no stage).
 
-    ``port=0`` picks a free port, so parallel tests never collide. The access log is off because
-    it would dominate the cost of a request in benchmarks.
+    ``port=0`` picks a free port (see :func:`~wsfanout.local.serving.serve_app`). The backlog is
+    deep because a benchmark opens its whole sender pool at once.
     """
-    runner = web.AppRunner(
-        endpoint.make_app(),
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=shutdown_timeout,
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, backlog=4096)
-        await site.start()
-        bound_host, bound_port = runner.addresses[0][:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        yield f"http://{shown}:{bound_port}"
-    finally:
-        await runner.cleanup()
+    app = endpoint.make_app()
+    async with serve_app(app, host, port, shutdown_timeout=shutdown_timeout, backlog=4096) as url:
+        yield url
 
 
 # -- command line ----------------------------------------------------------------------------------

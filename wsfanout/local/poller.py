@@ -40,6 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..exceptions import InvalidInputError, WsFanoutError
 from ..handlers.runtime import reset_runtime
+from .account import REGION
 from .events import LambdaContext
 
 if TYPE_CHECKING:
@@ -392,7 +393,7 @@ def _message_attribute(value: MessageAttributeValueOutputTypeDef) -> dict[str, A
 
 def _region_of(arn: str) -> str:
     parts = arn.split(":")
-    return parts[3] if len(parts) > 3 and parts[3] else "us-east-1"
+    return parts[3] if len(parts) > 3 and parts[3] else REGION
 
 
 def batch_item_failures(response: Any, ids: Sequence[str]) -> set[str] | None:

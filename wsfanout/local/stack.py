@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import signal
 import sys
@@ -39,11 +38,13 @@ import aioboto3
 import anyio
 import anyio.to_thread
 
+from ..aws.endpoints import STAGE_NAME
 from ..aws.table import TTL_ATTRIBUTE, table_definition
 from ..exceptions import ConfigurationError, InvalidInputError
 from ..handlers import authorizer, broadcast, route
 from ..handlers.runtime import close_all_runtimes
 from ..settings import Settings
+from .account import CREDENTIALS, REGION
 from .emulator import Emulator, serve_emulator
 from .poller import SqsPoller
 from .processes import moto_server
@@ -55,16 +56,11 @@ __all__ = ["Stack", "check_stage", "local_stack", "run_dev"]
 
 T = TypeVar("T")
 
-REGION: Final = "us-east-1"
 TABLE: Final = "wsfanout-connections"
 QUEUE: Final = "wsfanout-broadcast"
 DEAD_LETTER_QUEUE: Final = "wsfanout-broadcast-dlq"
-# moto accepts any credentials; fixed dummy ones make the exports stable and obviously fake.
-CREDENTIALS: Final = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 # What a deployed function could not see either; hidden while the stack runs.
 _HIDDEN: Final = ("CONNECTIONS_TABLE", "BROADCAST_QUEUE_URL", "APIGW_MANAGEMENT_ENDPOINT")
-# API Gateway: "alphanumeric characters, hyphens, and underscores", at most 128 of them.
-_STAGE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _EXPORTED: Final = (
     "AWS_ENDPOINT_URL_DYNAMODB",
     "AWS_ENDPOINT_URL_SQS",
@@ -83,7 +79,7 @@ _running = False  # one stack per process: the environment it sets is the proces
 def check_stage(stage: str) -> str:
     """Return ``stage`` if API Gateway would accept it as a stage name, else raise
     :class:`~wsfanout.exceptions.InvalidInputError`."""
-    if not _STAGE_NAME.fullmatch(stage):
+    if not STAGE_NAME.fullmatch(stage):
         raise InvalidInputError(
             f"not a stage name: {stage!r} (1 to 128 letters, digits, '-' or '_')"
         )

@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aioboto3
 import pytest
@@ -19,6 +20,9 @@ from wsfanout.aws.table import table_definition
 from wsfanout.local.account import CREDENTIALS, REGION
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.local.processes import moto_server
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
 STAGE = "test"
 
@@ -56,13 +60,13 @@ def session() -> aioboto3.Session:
 
 
 @pytest.fixture
-async def dynamodb(moto_url: str, session: aioboto3.Session) -> AsyncIterator[object]:
+async def dynamodb(moto_url: str, session: aioboto3.Session) -> AsyncIterator[DynamoDBClient]:
     async with session.client("dynamodb", endpoint_url=moto_url) as client:
         yield client
 
 
 @pytest.fixture
-async def table_name(dynamodb) -> AsyncIterator[str]:
+async def table_name(dynamodb: DynamoDBClient) -> AsyncIterator[str]:
     """A fresh registry table (with GSI1 and TTL) per test, deleted afterwards."""
     name = f"wsfanout-{uuid.uuid4().hex[:12]}"
     await dynamodb.create_table(**table_definition(name))
@@ -74,7 +78,7 @@ async def table_name(dynamodb) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def registry(dynamodb, table_name: str) -> Registry:
+def registry(dynamodb: DynamoDBClient, table_name: str) -> Registry:
     return Registry(dynamodb, table_name, page_size=100)
 
 

@@ -123,7 +123,7 @@ def test_delivery_error_endpoint_defaults_to_none() -> None:
 
 def test_endpoint_is_keyword_only() -> None:
     with pytest.raises(TypeError):
-        DeliveryError("refused", "https://example.com/prod")  # type: ignore[misc]
+        DeliveryError("refused", "https://example.com/prod")  # type: ignore[call-arg]  # on purpose
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import aioboto3
 import anyio
@@ -72,7 +73,7 @@ def test_classify(status: int, error_type: str | None, expected: Outcome) -> Non
 
 
 def _client_error(code: str, status: int | None) -> ClientError:
-    response: dict = {"Error": {"Code": code, "Message": "from the test"}}
+    response: dict[str, Any] = {"Error": {"Code": code, "Message": "from the test"}}
     if status is not None:
         response["ResponseMetadata"] = {"HTTPStatusCode": status}
     return ClientError(response, "PostToConnection")  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,6 +13,9 @@ from wsfanout.aws import table as t
 from wsfanout.aws.progress import Checkpoints
 from wsfanout.core.jobs import Action, Checkpoint, decide
 from wsfanout.core.models import Cursor, FanoutReport
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
 TTL = 3600
 CURSOR = Cursor(after={"PK": "CONN#abc=", "SK": "CONN"}, offset=7, user=2, step=3)
@@ -31,7 +35,7 @@ def point(
 
 
 @pytest.fixture
-def checkpoints(dynamodb, table_name: str) -> Checkpoints:
+def checkpoints(dynamodb: DynamoDBClient, table_name: str) -> Checkpoints:
     return Checkpoints(dynamodb, table_name, ttl_seconds=TTL)
 
 

@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,21 +16,25 @@ from wsfanout.aws.queue import JobQueue, job_body
 from wsfanout.core.models import AllTarget, BroadcastJob, Cursor, UsersTarget
 from wsfanout.exceptions import ConfigurationError, QueueError
 
+if TYPE_CHECKING:
+    import aioboto3
+    from types_aiobotocore_sqs import SQSClient
+
 
 @pytest.fixture
-async def sqs(moto_url: str, session) -> AsyncIterator[Any]:
+async def sqs(moto_url: str, session: aioboto3.Session) -> AsyncIterator[SQSClient]:
     async with session.client("sqs", endpoint_url=moto_url) as client:
         yield client
 
 
 @pytest.fixture
-async def queue_url(sqs) -> AsyncIterator[str]:
+async def queue_url(sqs: SQSClient) -> AsyncIterator[str]:
     url = (await sqs.create_queue(QueueName=f"broadcast-{uuid.uuid4().hex[:12]}"))["QueueUrl"]
     yield url
     await sqs.delete_queue(QueueUrl=url)
 
 
-async def receive_all(sqs, queue_url: str) -> list[str]:
+async def receive_all(sqs: SQSClient, queue_url: str) -> list[str]:
     """Every body in the queue: receive until an empty answer, at most 20 rounds."""
     bodies: list[str] = []
     for _ in range(20):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -180,7 +181,7 @@ EVERY_TYPE = {
 }
 
 
-def _answer(page: dict) -> dict:
+def _answer(page: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in page.items() if key != "ResponseMetadata"}
 
 
@@ -242,7 +243,7 @@ def test_items_as_sent_keeps_what_it_cannot_read() -> None:
         {"status_code": 200, "body": b'{"Items": [{"b": {"BS": ["AAE="]}}]}'},
         {"status_code": 200, "body": b'{"Items": [{"b": {"B" : "AAE="}}]}'},
     ):
-        customized: dict = {}
+        customized: dict[str, Any] = {}
         before = dict(response)
         _items_as_sent(response, customized)
         assert response == before

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -82,7 +83,7 @@ def run_cli_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     return _text(result)
 
 
-def json_report(result: subprocess.CompletedProcess[str]) -> dict:
+def json_report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """The one JSON object ``--json`` prints, checked to be alone on stdout."""
     lines = result.stdout.splitlines()
     assert len(lines) == 1, f"expected one JSON line, got: {result.stdout!r}"

@@ -217,7 +217,8 @@ def test_missing_exp() -> None:
 
 
 def test_alg_none_is_refused(public_pem: str) -> None:
-    token = jwt.encode({"sub": "mallory", "exp": int(time.time()) + 300}, None, algorithm="none")
+    # PyJWT's "none" algorithm takes "" as no key (its typed signature has no None).
+    token = jwt.encode({"sub": "mallory", "exp": int(time.time()) + 300}, "", algorithm="none")
     settings = Settings(auth_jwt_secret=SECRET, auth_jwt_public_key=public_pem)
     assert refused(token, settings) == "algorithm not allowed"
 

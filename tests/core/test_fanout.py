@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import anyio
@@ -14,13 +14,14 @@ from wsfanout.aws.lean import LeanGateway
 from wsfanout.aws.registry import Registry
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
 from wsfanout.core.fanout import Fanout
-from wsfanout.core.interfaces import Gateway
+from wsfanout.core.interfaces import Gateway, Recipient
 from wsfanout.core.models import (
     AllTarget,
     Connection,
     ConnectionsTarget,
     Cursor,
     RoomTarget,
+    Target,
     UsersTarget,
 )
 from wsfanout.core.pacing import RetryPolicy
@@ -132,9 +133,9 @@ class CountingRegistry(Registry):
         super().__init__(registry._client, registry.table_name)
         self.deletes: list[int] = []
 
-    async def remove_gone(self, recipients) -> None:
+    async def remove_gone(self, recipients: Sequence[Recipient]) -> int:
         self.deletes.append(len(recipients))
-        await super().remove_gone(recipients)
+        return await super().remove_gone(recipients)
 
 
 async def test_gone_ids_are_deleted_in_batches_not_one_call_each(
@@ -242,6 +243,7 @@ async def test_deadline_and_resume_reach_everyone_exactly_once(
     fake, _ = endpoint
     fake.faults = Faults(latency_s=0.004, gone_rate=0.05, seed=11)
     ids = await seed(registry, dynamodb, 600)
+    target: Target
     if target_kind == "room":
         for cid in ids[:300]:
             await registry.join_room(cid, "lobby")
@@ -300,6 +302,7 @@ async def test_retries_cut_by_the_deadline_resume_without_duplicates(
             )
             if report.complete:
                 break
+            assert report.resume is not None
             cursor = report.resume
             skipped += len(cursor.skip or [])
     assert runs >= 3

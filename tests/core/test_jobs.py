@@ -164,7 +164,7 @@ class FakeCheckpoints:
         if not self._owned(job_id, segment, step, owner):
             return False
         now = self.items[job_id, segment]
-        counts = {
+        counts: dict[str, Any] = {
             "delivered": now.delivered + report.delivered,
             "gone": now.gone + report.gone,
             "failed": now.failed + report.failed,
@@ -383,9 +383,9 @@ async def test_lost_claim_mid_run_stops_without_handover() -> None:
     store.items["job-1", 0] = point(0, "m1")
     save = store.save
 
-    async def stolen(job_id: str, segment: int | None, **kwargs: Any) -> None:
+    async def stolen(job_id: str, segment: int | None, **kwargs: Any) -> bool:
         store.items[job_id, segment] = point(0, "m2")  # another copy took the step over
-        await save(job_id, segment, **kwargs)
+        return await save(job_id, segment, **kwargs)
 
     store.save = stolen  # type: ignore[method-assign]
     assert await go(run, shard(), "m1") == JobResult(JobOutcome.LOST_CLAIM)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import JsonValue
 
 from wsfanout.core.models import MAX_PAYLOAD_BYTES
 from wsfanout.core.protocol import (
@@ -77,7 +78,7 @@ def refused(raw: str | None, code: str, **kwargs: Any) -> FrameError:
 
 @pytest.mark.parametrize(("action", "model"), [("joinRoom", JoinRoom), ("leaveRoom", LeaveRoom)])
 @pytest.mark.parametrize("room", ["lobby", "r", "salle-été", "a:b/c.d_e-f", "r" * 128])
-def test_room_frames(action: str, model: type, room: str) -> None:
+def test_room_frames(action: str, model: type[JoinRoom | LeaveRoom], room: str) -> None:
     frame = parse_frame(body({"action": action, "room": room}))
     assert isinstance(frame, model)
     assert frame.action == action
@@ -365,7 +366,7 @@ def test_message_frame_counts_json_escapes() -> None:
 
 
 def test_message_frame_size_counts_structured_data() -> None:
-    data = {"items": ["y" * 1000] * 140}
+    data: JsonValue = {"items": ["y" * 1000] * 140}
     with pytest.raises(FrameError) as info:
         message_frame(SENDER, data)
     assert info.value.code == "too_large"

@@ -310,7 +310,8 @@ def test_workers_are_wired_to_this_stacks_table_queue_and_endpoint(
     domain = f"{render({'Ref': 'WebSocketApi'})}.execute-api.eu-west-1.amazonaws.com"
     stage = render({"Ref": "StageName"})
     assert render(variables["APIGW_MANAGEMENT_ENDPOINT"]) == endpoint_for(domain, stage)
-    settings = Settings(**{key.lower(): render(value) for key, value in variables.items()})
+    fields: dict[str, Any] = {key.lower(): render(value) for key, value in variables.items()}
+    settings = Settings(**fields)
     assert settings.require_endpoint() == endpoint_for(domain, stage)
 
 

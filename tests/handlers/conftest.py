@@ -222,7 +222,7 @@ class Stack:
 
 def sqs_record(message: dict[str, Any]) -> dict[str, Any]:
     """An SQS event record, shaped as Lambda's event source mapping delivers it."""
-    template = load_event("sqs_batch")["Records"][0]
+    template: dict[str, Any] = load_event("sqs_batch")["Records"][0]
     template.update(
         messageId=message["MessageId"],
         receiptHandle=message["ReceiptHandle"],
@@ -240,7 +240,7 @@ def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 def body_record(body: str, message_id: str | None = None) -> dict[str, Any]:
     """A record for a body that never went through a queue (for direct handler calls)."""
-    record = load_event("sqs_batch")["Records"][0]
+    record: dict[str, Any] = load_event("sqs_batch")["Records"][0]
     record.update(body=body, messageId=message_id or str(uuid.uuid4()))
     return record
 

@@ -197,7 +197,7 @@ DENIALS: list[tuple[str, dict[str, str], Callable[[], str], str]] = [
     (
         "alg none",
         {},
-        lambda: jwt.encode({"sub": "x", "exp": int(time.time()) + 60}, None, "none"),
+        lambda: jwt.encode({"sub": "x", "exp": int(time.time()) + 60}, "", "none"),  # "" = no key
         "algorithm not allowed",
     ),
     ("garbage", {}, lambda: "definitely-not-a-jwt", "malformed token"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -12,11 +13,11 @@ from wsfanout.handlers import route
 from wsfanout.handlers.runtime import reset_runtime
 
 
-def frames(stack: Stack, connection_id: str) -> list[dict]:
+def frames(stack: Stack, connection_id: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in stack.fake.received(connection_id)]
 
 
-def connection_items(stack: Stack) -> dict[str, dict]:
+def connection_items(stack: Stack) -> dict[str, dict[str, Any]]:
     items = stack.dynamodb.scan(TableName=stack.table)["Items"]
     return {f"{i['PK']['S']}|{i['SK']['S']}": i for i in items}
 

@@ -174,10 +174,10 @@ class _Feed:
     """The registry stream in order, handed to senders one recipient at a time.
 
     Why not a memory channel per recipient: a channel hop costs the sending and the receiving task
-    a trip through the event loop each, about a fifth of a delivery's CPU at zero latency
-    (measured with pyinstrument). Senders take from the current page without awaiting; only the
-    one that finds it used up waits for the next (prefetched) page while the others queue on the
-    lock behind it.
+    a trip through the event loop each, which at zero latency is a large share of what one
+    delivery costs (the README's Performance section has the profile). Senders take from the
+    current page without awaiting; only the one that finds it used up waits for the next
+    (prefetched) page while the others queue on the lock behind it.
 
     At the deadline a wait for a page is abandoned and the feed closes: a page dropped by that
     cancelled wait must never be stepped over by a sender that checked the clock a moment earlier.
@@ -378,8 +378,8 @@ class Fanout:
 
         After the first gone id of a batch, the batch gathers for a moment (until the senders
         are done at the latest): gone ids trickle in one by one, and a delete call per id would
-        cost the worker far more CPU than the deletes themselves (about a millisecond per
-        botocore call; 5% gone made it a sixth of the CPU per delivery).
+        cost the worker far more CPU than the deletes themselves, since every botocore call
+        carries a fixed overhead that a batch of 25 pays once.
         """
         senders_done = run.senders_done
         async with inbox:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from wsfanout.core.fanout import RunHooks
 from wsfanout.core.jobs import (
     Action,
     Checkpoint,
@@ -88,9 +88,10 @@ class FakeFanout:
 
     async def run(self, target: Any, payload: bytes, **kwargs: Any) -> FanoutReport:
         self.calls.append({"target": target, "payload": payload, **kwargs})
-        checkpoint: Callable[[Cursor, FanoutReport], Awaitable[None]] = kwargs["checkpoint"]
+        hooks: RunHooks = kwargs["hooks"]
+        assert hooks.checkpoint is not None
         for mark in self.marks:
-            await checkpoint(mark, self.result)
+            await hooks.checkpoint(mark, self.result)
         return self.result
 
 
@@ -237,7 +238,7 @@ async def test_single_segment_runs_directly() -> None:
     assert (call["segment"], call["total_segments"]) == (0, 1)
     assert call["cursor"] is None
     assert call["payload"] == b"hi"
-    assert call["checkpoint_every"] == 50
+    assert call["hooks"].checkpoint_every == 50
     assert store.items["job-1", 0].complete
 
 

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from ..aws.clients import Clients
 from ..bench.commands import add_bench_commands
+from ..core.fanout import RunHooks
 from ..core.models import (
     MAX_PAYLOAD_BYTES,
     AllTarget,
@@ -217,7 +218,7 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
                     target,
                     payload,
                     exclude=args.exclude,
-                    on_progress=lambda n: progress.advance(task, n),
+                    hooks=RunHooks(progress=lambda n: progress.advance(task, n)),
                 )
 
         report = anyio.run(go)

@@ -20,6 +20,7 @@ worker's successor resumes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -36,13 +37,54 @@ from .models import MAX_PAYLOAD_BYTES, MAX_SKIP, Cursor, FanoutReport, Target
 from .outcomes import Outcome
 from .pacing import RetryPolicy, Throttle
 
-__all__ = ["Fanout"]
+__all__ = ["Fanout", "RunHooks"]
 
-ProgressCallback = Callable[[int], None]
-CheckpointCallback = Callable[[Cursor, FanoutReport], Awaitable[None]]
 _Item = tuple[int, Recipient, Recipient | None]  # (sequence, recipient, the one before it)
 _DONE_PRUNE_AT = 4096
 _LINGER_STEP_S = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class RunHooks:
+    """What a caller hears while a run goes on; both hooks are optional.
+
+    ``progress(n)`` is called from a sender, synchronously, each time ``n`` more recipients have
+    been attempted to the end (delivered, gone or failed; excluded and skipped ones do not count).
+    It must be cheap and must not raise: it runs on the hot path.
+
+    ``checkpoint(cursor, report)`` is awaited after about every ``checkpoint_every`` finished
+    recipients with the watermark cursor (every recipient before it has finished) and the counts
+    so far. It runs beside the senders, one call at a time, and never holds them up. **Raising
+    aborts the run**: the senders stop, and :meth:`Fanout.run` re-raises that very exception,
+    unwrapped (not in an exception group), whatever its type. That is how a job runner stops a
+    run whose claim it has lost.
+    """
+
+    progress: Callable[[int], None] | None = None
+    checkpoint: Callable[[Cursor, FanoutReport], Awaitable[None]] | None = None
+    checkpoint_every: int = 1000
+
+
+_NO_HOOKS = RunHooks()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What every sender of one run reads and none changes (the counters are in :class:`_Run`).
+
+    ``deadline`` is on the event loop's clock (:func:`anyio.current_time`), the engine's one
+    clock; ``None`` means none.
+    """
+
+    payload: bytes
+    excluded: frozenset[str]
+    gateway: Gateway
+    retry: RetryPolicy
+    rng: random.Random
+    pace: Throttle
+    deadline: float | None
+    progress: Callable[[int], None] | None
+    checkpoint_every: int  # 0: no checkpoints
 
 
 @dataclass(slots=True)
@@ -50,7 +92,7 @@ class _Run:
     """Mutable state of one run; turned into a :class:`FanoutReport` at the end."""
 
     start: Cursor | None
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=anyio.current_time)
     delivered: int = 0
     gone: int = 0
     failed: int = 0
@@ -71,6 +113,10 @@ class _Run:
     done: dict[int, str] = field(default_factory=dict)
     # ids the start cursor said to skip that this run has not met yet
     skip_pending: set[str] = field(default_factory=set)
+    next_checkpoint: int = 0
+    # what the checkpoint hook raised: re-raised by ``Fanout.run`` as it is
+    checkpoint_error: BaseException | None = None
+    senders_done: anyio.Event = field(default_factory=anyio.Event)
 
     def take(self, item: _Item) -> None:
         seq, recipient, previous = item
@@ -118,7 +164,7 @@ class _Run:
             throttled=self.throttled,
             cleaned_up=self.cleaned_up,
             cleanup_failed=self.cleanup_failed,
-            elapsed_s=round(time.monotonic() - self.started, 6),
+            elapsed_s=round(anyio.current_time() - self.started, 6),
             complete=complete,
             resume=resume,
         )
@@ -128,10 +174,10 @@ class _Feed:
     """The registry stream in order, handed to senders one recipient at a time.
 
     Why not a memory channel per recipient: a channel hop costs the sending and the receiving task
-    a trip through the event loop each, about a fifth of a delivery's CPU at zero latency
-    (measured with pyinstrument). Senders take from the current page without awaiting; only the
-    one that finds it used up waits for the next (prefetched) page while the others queue on the
-    lock behind it.
+    a trip through the event loop each, which at zero latency is a large share of what one
+    delivery costs (the README's Performance section has the profile). Senders take from the
+    current page without awaiting; only the one that finds it used up waits for the next
+    (prefetched) page while the others queue on the lock behind it.
 
     At the deadline a wait for a page is abandoned and the feed closes: a page dropped by that
     cancelled wait must never be stepped over by a sender that checked the clock a moment earlier.
@@ -237,24 +283,42 @@ class Fanout:
         total_segments: int | None = None,
         cursor: Cursor | None = None,
         deadline: float | None = None,
-        on_progress: ProgressCallback | None = None,
-        checkpoint: CheckpointCallback | None = None,
-        checkpoint_every: int = 1000,
+        hooks: RunHooks = _NO_HOOKS,
     ) -> FanoutReport:
         """Fan ``payload`` out to ``target`` and report what happened.
 
-        ``deadline`` is a :func:`time.monotonic` value: from then on no new recipient is taken,
-        sends in flight finish, and the report's ``resume`` cursor continues exactly after the
-        last recipient taken. A 403 aborts the run with :class:`ForbiddenError`; a payload over
-        128 KiB raises :class:`PayloadTooLargeError` before anything is sent.
+        ``deadline`` is a :func:`time.monotonic` value (converted once, here, to the event loop's
+        clock, which is the only one the engine reads): from then on no new recipient is taken,
+        sends in flight finish without new retries, and the report's ``resume`` cursor continues
+        exactly after what finished. ``hooks`` carries the progress and checkpoint callbacks
+        (see :class:`RunHooks` for their contract).
 
-        ``checkpoint`` is awaited after about every ``checkpoint_every`` finished recipients with
-        the watermark cursor (everything before it is finished) and the counts so far; it runs
-        beside the senders, never holding them up, one call at a time.
+        :raises PayloadTooLargeError: before anything is sent, when ``payload`` is over 128 KiB,
+            or when the management API answers 413.
+        :raises ForbiddenError: when the management API answers 403; every sender stops at once.
+        :raises InvalidInputError: when the source refuses the target (segments of a non-"all"
+            target, say).
+        :raises RegistryError: when the source cannot be read (cleanup failures are only
+            counted, in ``cleanup_failed``).
+        :raises BaseException: whatever ``hooks.checkpoint`` raised, unwrapped.
         """
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLargeError(len(payload), MAX_PAYLOAD_BYTES)
         run = _Run(start=cursor, skip_pending=set(cursor.skip or ()) if cursor else set())
+        every = max(1, hooks.checkpoint_every) if hooks.checkpoint else 0
+        run.next_checkpoint = every
+        loop_deadline = _loop_deadline(deadline)
+        plan = _Plan(
+            payload=payload,
+            excluded=frozenset(exclude),
+            gateway=self.gateway,
+            retry=self.retry,
+            rng=self.rng,
+            pace=Throttle(self.concurrency, floor=max(1, self.concurrency // 16)),
+            deadline=loop_deadline,
+            progress=hooks.progress,
+            checkpoint_every=every,
+        )
         # No buffer: the prefetched page waits in the fetching task's hands, not in a queue
         pages_in, pages_out = anyio.create_memory_object_stream[Sequence[Recipient]](0)
         gone_in, gone_out = anyio.create_memory_object_stream[Recipient](self._buffer_size)
@@ -262,43 +326,36 @@ class Fanout:
         pages = self._source.pages(
             target, segment=segment, total_segments=total_segments, cursor=cursor
         )
-        feed = _Feed(pages_out, _loop_deadline(deadline))
-        pace = Throttle(self.concurrency, floor=max(1, self.concurrency // 16))
-        sender = _Sender(
-            self,
-            payload,
-            frozenset(exclude),
-            deadline,
-            pace,
-            run,
-            feed,
-            on_progress,
-            checkpoint_every=max(1, checkpoint_every) if checkpoint else 0,
-            next_checkpoint=max(1, checkpoint_every),
-        )
+        feed = _Feed(pages_out, float("inf") if loop_deadline is None else loop_deadline)
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._send_all, sender, pages, pages_in, gone_in, ticks_in)
+                send_all = functools.partial(
+                    self._send_all, plan, run, feed, pages=pages, outbox=pages_in, gone=gone_in
+                )
+                tasks.start_soon(send_all, ticks_in)
                 async with gone_out:
                     for _ in range(self._cleanup_concurrency):
-                        tasks.start_soon(self._cleanup, gone_out.clone(), run, sender.done)
-                if checkpoint:
-                    tasks.start_soon(self._checkpoints, ticks_out, checkpoint, run)
+                        tasks.start_soon(self._cleanup, gone_out.clone(), run)
+                if hooks.checkpoint:
+                    tasks.start_soon(_checkpoints, ticks_out, hooks.checkpoint, run)
                 else:
                     ticks_out.close()
         except BaseExceptionGroup as group:
-            raise _single_error(group) from None
+            raise (run.checkpoint_error or _single_error(group)) from None
 
         complete = feed.exhausted and not feed.closed and not run.in_flight
         return run.report(complete=complete, resume=None if complete else run.watermark())
 
     async def _send_all(
         self,
-        sender: _Sender,
-        pages: AsyncIterator[Sequence[Recipient]],
-        pages_in: MemoryObjectSendStream[Sequence[Recipient]],
-        gone: MemoryObjectSendStream[Recipient],
+        plan: _Plan,
+        run: _Run,
+        feed: _Feed,
         ticks: MemoryObjectSendStream[None],
+        *,
+        pages: AsyncIterator[Sequence[Recipient]],
+        outbox: MemoryObjectSendStream[Sequence[Recipient]],
+        gone: MemoryObjectSendStream[Recipient],
     ) -> None:
         """Run the sender pool over the feed while the next registry page is fetched.
 
@@ -307,33 +364,24 @@ class Fanout:
         ended or the deadline passed).
         """
         async with anyio.create_task_group() as fetching:
-            fetching.start_soon(_prefetch, pages, pages_in)
+            fetching.start_soon(_prefetch, pages, outbox)
             try:
-                async with sender.feed.pages, gone, ticks, anyio.create_task_group() as senders:
+                async with feed.pages, gone, ticks, anyio.create_task_group() as senders:
                     for _ in range(self.concurrency):
-                        senders.start_soon(sender.loop, gone.clone(), ticks.clone())
+                        senders.start_soon(_send_loop, plan, run, feed, gone.clone(), ticks.clone())
             finally:
-                sender.done.set()
+                run.senders_done.set()
             fetching.cancel_scope.cancel()
 
-    async def _checkpoints(
-        self, ticks: MemoryObjectReceiveStream[None], checkpoint: CheckpointCallback, run: _Run
-    ) -> None:
-        """Report the watermark whenever the senders say enough has finished since the last."""
-        async with ticks:
-            async for _ in ticks:
-                await checkpoint(run.watermark(), run.report())
-
-    async def _cleanup(
-        self, inbox: MemoryObjectReceiveStream[Recipient], run: _Run, senders_done: anyio.Event
-    ) -> None:
+    async def _cleanup(self, inbox: MemoryObjectReceiveStream[Recipient], run: _Run) -> None:
         """Batch-delete gone connections.
 
         After the first gone id of a batch, the batch gathers for a moment (until the senders
         are done at the latest): gone ids trickle in one by one, and a delete call per id would
-        cost the worker far more CPU than the deletes themselves (about a millisecond per
-        botocore call; 5% gone made it a sixth of the CPU per delivery).
+        cost the worker far more CPU than the deletes themselves, since every botocore call
+        carries a fixed overhead that a batch of 25 pays once.
         """
+        senders_done = run.senders_done
         async with inbox:
             enough = max(0, min(self._cleanup_batch - 1, self._buffer_size // 2))
             async for first in inbox:
@@ -361,99 +409,102 @@ class Fanout:
                     run.cleaned_up += len(batch)
 
 
-@dataclass(slots=True)
-class _Sender:
-    """What every sender of one run shares: the payload, the pacing and the counters."""
+async def _checkpoints(
+    ticks: MemoryObjectReceiveStream[None],
+    checkpoint: Callable[[Cursor, FanoutReport], Awaitable[None]],
+    run: _Run,
+) -> None:
+    """Report the watermark whenever the senders say enough has finished since the last."""
+    async with ticks:
+        async for _ in ticks:
+            try:
+                await checkpoint(run.watermark(), run.report())
+            except BaseException as exc:
+                run.checkpoint_error = exc  # the run re-raises it as it is (RunHooks' contract)
+                raise
 
-    engine: Fanout
-    payload: bytes
-    excluded: frozenset[str]
-    deadline: float | None
-    pace: Throttle
-    run: _Run
-    feed: _Feed
-    on_progress: ProgressCallback | None
-    checkpoint_every: int  # 0: no checkpoints
-    next_checkpoint: int = 0
-    done: anyio.Event = field(default_factory=anyio.Event)  # set once every sender has stopped
 
-    async def loop(
-        self, gone: MemoryObjectSendStream[Recipient], ticks: MemoryObjectSendStream[None]
-    ) -> None:
-        """Take recipients until the feed ends or the deadline passes (checked before taking)."""
-        deadline, run, feed = self.deadline, self.run, self.feed
-        async with gone, ticks:
-            while deadline is None or time.monotonic() < deadline:
-                item = feed.take_nowait() or await feed.take()
-                if item is None:
-                    return
-                run.take(item)
-                recipient = item[1]
-                connection_id = recipient.connection_id
-                if connection_id in run.skip_pending:
-                    run.skip_pending.discard(connection_id)  # attempted by an earlier run
-                elif connection_id in self.excluded:
-                    run.excluded += 1
-                else:
-                    outcome = await self.deliver(recipient)
-                    if outcome is None:
-                        continue  # abandoned at the deadline: unfinished, so resumed later
-                    if outcome is Outcome.GONE:
-                        await gone.send(recipient)
-                    if self.on_progress is not None:
-                        self.on_progress(1)
-                run.finish(item[0], connection_id)
-                if self.checkpoint_every and run.finished >= self.next_checkpoint:
-                    self.next_checkpoint = run.finished + self.checkpoint_every
-                    with contextlib.suppress(anyio.WouldBlock):
-                        ticks.send_nowait(None)  # one pending checkpoint is enough
-
-    async def deliver(self, recipient: Recipient) -> Outcome | None:
-        """Send to one recipient with bounded retries; return its final outcome.
-
-        ``None`` means abandoned: the deadline passed while it waited for a retry. It counts as
-        not attempted, so the run's resume cursor stays before it.
-        """
-        engine, run, pace, payload = self.engine, self.run, self.pace, self.payload
-        retry = engine.retry
-        attempts = throttled_attempts = 0
-        while True:
-            async with pace:
-                outcome = await engine.gateway.post(
-                    recipient.connection_id, payload, recipient.endpoint
-                )
-            if outcome is Outcome.DELIVERED:
-                pace.succeeded()
-                run.delivered += 1
-                return outcome
-            if outcome is Outcome.GONE:
-                run.gone += 1
-                return outcome
-            if outcome is Outcome.FORBIDDEN:
-                url = recipient.endpoint or engine.gateway.default_endpoint
-                raise ForbiddenError(
-                    f"the management endpoint {url} answered 403 (posting to "
-                    f"{recipient.connection_id!r}): check the endpoint URL and that the "
-                    "credentials may execute-api:ManageConnections on it",
-                    endpoint=url,
-                )
-            if outcome is Outcome.TOO_LARGE:
-                raise PayloadTooLargeError(len(payload), MAX_PAYLOAD_BYTES)
-            if outcome is Outcome.THROTTLED:
-                run.throttled += 1
-                throttled_attempts += 1
-                pace.throttled()
-                exhausted = throttled_attempts >= retry.max_throttled_attempts
+async def _send_loop(
+    plan: _Plan,
+    run: _Run,
+    feed: _Feed,
+    gone: MemoryObjectSendStream[Recipient],
+    ticks: MemoryObjectSendStream[None],
+) -> None:
+    """One sender: take recipients until the feed ends or the deadline passes (checked before
+    taking)."""
+    deadline, excluded, progress = plan.deadline, plan.excluded, plan.progress
+    clock = anyio.current_time
+    async with gone, ticks:
+        while deadline is None or clock() < deadline:
+            item = feed.take_nowait() or await feed.take()
+            if item is None:
+                return
+            run.take(item)
+            recipient = item[1]
+            connection_id = recipient.connection_id
+            if connection_id in run.skip_pending:
+                run.skip_pending.discard(connection_id)  # attempted by an earlier run
+            elif connection_id in excluded:
+                run.excluded += 1
             else:
-                attempts += 1
-                exhausted = not outcome.retryable or attempts >= retry.max_attempts
-            if exhausted:
-                run.fail(outcome.value)
-                return outcome
-            if self.deadline is not None and time.monotonic() >= self.deadline:
-                return None
-            run.retries += 1
-            await anyio.sleep(retry.delay(attempts + throttled_attempts, engine.rng))
+                outcome = await _deliver(plan, run, recipient)
+                if outcome is None:
+                    continue  # abandoned at the deadline: unfinished, so resumed later
+                if outcome is Outcome.GONE:
+                    await gone.send(recipient)
+                if progress is not None:
+                    progress(1)
+            run.finish(item[0], connection_id)
+            if plan.checkpoint_every and run.finished >= run.next_checkpoint:
+                run.next_checkpoint = run.finished + plan.checkpoint_every
+                with contextlib.suppress(anyio.WouldBlock):
+                    ticks.send_nowait(None)  # one pending checkpoint is enough
+
+
+async def _deliver(plan: _Plan, run: _Run, recipient: Recipient) -> Outcome | None:
+    """Send to one recipient with bounded retries; return its final outcome.
+
+    ``None`` means abandoned: the deadline passed while it waited for a retry. It counts as not
+    attempted, so the run's resume cursor stays before it.
+    """
+    pace, payload, retry, post = plan.pace, plan.payload, plan.retry, plan.gateway.post
+    attempts = throttled_attempts = 0
+    while True:
+        async with pace:
+            outcome = await post(recipient.connection_id, payload, recipient.endpoint)
+        if outcome is Outcome.DELIVERED:
+            pace.succeeded()
+            run.delivered += 1
+            return outcome
+        if outcome is Outcome.GONE:
+            run.gone += 1
+            return outcome
+        if outcome is Outcome.FORBIDDEN:
+            url = recipient.endpoint or plan.gateway.default_endpoint
+            raise ForbiddenError(
+                f"the management endpoint {url} answered 403 (posting to "
+                f"{recipient.connection_id!r}): check the endpoint URL and that the "
+                "credentials may execute-api:ManageConnections on it",
+                endpoint=url,
+            )
+        if outcome is Outcome.TOO_LARGE:
+            raise PayloadTooLargeError(len(payload), MAX_PAYLOAD_BYTES)
+        if outcome is Outcome.THROTTLED:
+            run.throttled += 1
+            throttled_attempts += 1
+            pace.throttled()
+            exhausted = throttled_attempts >= retry.max_throttled_attempts
+        else:
+            attempts += 1
+            exhausted = not outcome.retryable or attempts >= retry.max_attempts
+        if exhausted:
+            run.fail(outcome.value)
+            return outcome
+        if plan.deadline is not None and anyio.current_time() >= plan.deadline:
+            return None
+        run.retries += 1
+        await anyio.sleep(retry.delay(attempts + throttled_attempts, plan.rng))
 
 
 async def _prefetch(
@@ -473,10 +524,10 @@ def _closing(pages: AsyncIterator[Sequence[Recipient]]) -> Any:
     return aclosing(pages) if aclose else contextlib.nullcontext(pages)
 
 
-def _loop_deadline(deadline: float | None) -> float:
-    """Convert a :func:`time.monotonic` deadline to the event loop's clock."""
+def _loop_deadline(deadline: float | None) -> float | None:
+    """Convert a :func:`time.monotonic` deadline to the event loop's clock (once per run)."""
     if deadline is None:
-        return float("inf")
+        return None
     return anyio.current_time() + (deadline - time.monotonic())
 
 

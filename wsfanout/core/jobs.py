@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .fanout import RunHooks
 from .models import AllTarget, BroadcastJob, Cursor, FanoutReport
 
 if TYPE_CHECKING:
@@ -184,8 +185,7 @@ class JobRunner:
                 total_segments=job.total_segments,
                 cursor=start,
                 deadline=deadline,
-                checkpoint=checkpoint,
-                checkpoint_every=self._checkpoint_every,
+                hooks=RunHooks(checkpoint=checkpoint, checkpoint_every=self._checkpoint_every),
             )
         except _LostClaimError:
             return JobResult(JobOutcome.LOST_CLAIM)

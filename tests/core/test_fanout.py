@@ -1,10 +1,12 @@
-"""The engine end to end: moto server (registry) + the local management endpoint (gateway)."""
+"""The engine end to end: moto server (registry) + the local management endpoint (gateway); and
+deterministic runs on the in-memory doubles of :mod:`wsfanout.testing` (at the end)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import pytest
@@ -13,6 +15,7 @@ from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.aws.lean import LeanGateway
 from wsfanout.aws.registry import Registry
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
+from wsfanout.core import fanout as fanout_module
 from wsfanout.core.fanout import Fanout
 from wsfanout.core.interfaces import Gateway
 from wsfanout.core.models import (
@@ -23,9 +26,11 @@ from wsfanout.core.models import (
     RoomTarget,
     UsersTarget,
 )
+from wsfanout.core.outcomes import Outcome
 from wsfanout.core.pacing import RetryPolicy
 from wsfanout.exceptions import ForbiddenError, PayloadTooLargeError
 from wsfanout.local.management import Faults
+from wsfanout.testing import MemorySource, ScriptedGateway, set_testing
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 FAST_RETRY = RetryPolicy(max_attempts=10, base_s=0.001, max_s=0.01)
@@ -305,3 +310,127 @@ async def test_retries_cut_by_the_deadline_resume_without_duplicates(
     assert runs >= 3
     assert skipped > 0, "some runs ended with retries in flight past finished sends"
     assert fake.counts() == dict.fromkeys(ids, 1)
+
+
+# --- deterministic runs on the in-memory doubles ------------------------------------------------
+#
+# The engine reads its deadline from ``time.monotonic``; these tests give it a clock that moves
+# only when a scripted answer moves it, so "the deadline passes while c2 is in flight" happens
+# at exactly that point, with no sleeping and no timing luck.
+
+
+class Clock:
+    """Stands in for the ``time`` module inside the engine: ``monotonic`` is what the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(fanout_module, "time", fake)
+    return fake
+
+
+IDS = [f"c{i}" for i in range(10)]
+
+
+def key(connection_id: str) -> dict[str, str]:
+    return {"PK": f"CONN#{connection_id}", "SK": "CONN"}
+
+
+class HeldThenDeadline:
+    """c2's first attempt is held in flight (answering ``held_answer`` when released); c5's
+    attempt moves the clock past the deadline and releases c2. With two senders, c3..c5 finish
+    while c2 is still in flight. Later attempts are delivered; deliveries are recorded."""
+
+    def __init__(self, clock: Clock, deadline: float, held_answer: Outcome) -> None:
+        self.clock, self.deadline, self.held_answer = clock, deadline, held_answer
+        self.release = anyio.Event()
+        self.delivered: list[str] = []
+
+    async def __call__(self, connection_id: str, data: bytes) -> Outcome:
+        if connection_id == "c2" and not self.release.is_set():
+            await self.release.wait()
+            answer = self.held_answer
+        else:
+            if connection_id == "c5":
+                self.clock.now = self.deadline + 1
+                self.release.set()
+            answer = Outcome.DELIVERED
+        if answer is Outcome.DELIVERED:
+            self.delivered.append(connection_id)
+        return answer
+
+
+async def held_run(clock: Clock, held_answer: Outcome) -> tuple[Fanout, HeldThenDeadline, Any]:
+    deadline = clock.now + 60
+    script = HeldThenDeadline(clock, deadline, held_answer)
+    fanout = Fanout(MemorySource(IDS, page_size=4), ScriptedGateway(script), concurrency=2)
+    with set_testing(), anyio.fail_after(10):
+        report = await fanout.run(AllTarget(all=True), b"x", deadline=deadline)
+    return fanout, script, report
+
+
+async def test_watermark_after_a_deadline_with_a_send_in_flight(clock: Clock) -> None:
+    """A send in flight at the deadline finishes; the resume cursor is after the last recipient
+    taken, and the resumed run reaches exactly the rest."""
+    fanout, script, report = await held_run(clock, Outcome.DELIVERED)
+    assert sorted(script.delivered) == IDS[:6]
+    assert not report.complete
+    assert report.resume == Cursor(after=key("c5"))
+    with anyio.fail_after(10):
+        rest = await fanout.run(AllTarget(all=True), b"x", cursor=report.resume)
+    assert rest.complete
+    assert rest.delivered == 4
+    assert sorted(script.delivered) == sorted(IDS)
+    assert len(script.delivered) == len(IDS), "nobody twice"
+
+
+async def test_ids_finished_past_the_oldest_in_flight_are_skipped_on_resume(clock: Clock) -> None:
+    fanout, script, report = await held_run(clock, Outcome.SERVER_ERROR)
+    assert report.resume == Cursor(after=key("c1"), skip=["c3", "c4", "c5"])
+    with anyio.fail_after(10):
+        rest = await fanout.run(AllTarget(all=True), b"x", cursor=report.resume)
+    assert rest.complete
+    assert rest.delivered == 5  # c2 and c6..c9; the skipped ones are not attempted again
+    assert isinstance(fanout.gateway, ScriptedGateway)
+    assert fanout.gateway.counts()["c3"] == 1, "a skipped id is not posted to again"
+    assert sorted(script.delivered) == sorted(IDS), "none missed"
+    assert len(script.delivered) == len(IDS), "none twice"
+
+
+async def test_a_retry_waiting_past_the_deadline_counts_as_not_attempted(clock: Clock) -> None:
+    fanout, script, report = await held_run(clock, Outcome.SERVER_ERROR)
+    assert "c2" not in script.delivered
+    assert report.attempted == 5  # c0, c1, c3, c4, c5: c2 was abandoned, not failed
+    assert (report.failed, report.retries) == (0, 0)
+    assert report.resume is not None
+    assert report.resume.after == key("c1"), "the cursor stays before the abandoned one"
+    with anyio.fail_after(10):
+        await fanout.run(AllTarget(all=True), b"x", cursor=report.resume)
+    assert script.delivered.count("c2") == 1
+
+
+async def test_forbidden_aborts_and_nothing_is_sent_after() -> None:
+    ids = [f"f{i:02d}" for i in range(40)]
+    posts_at_403: list[int] = []
+
+    def answer(connection_id: str, data: bytes) -> Outcome:
+        if connection_id == "f07":
+            posts_at_403.append(len(gateway.posts))
+            return Outcome.FORBIDDEN
+        return Outcome.DELIVERED
+
+    gateway = ScriptedGateway(answer, default_endpoint="https://wrong.example/prod")
+    fanout = Fanout(MemorySource(ids, page_size=10), gateway, concurrency=4)
+    with anyio.fail_after(10), pytest.raises(ForbiddenError, match="403") as raised:
+        await fanout.run(AllTarget(all=True), b"x")
+    assert raised.value.endpoint == "https://wrong.example/prod"
+    assert len(posts_at_403) == 1, "the 403 is answered once"
+    assert len(gateway.posts) == posts_at_403[0], "no post started after the 403"
+    assert len(gateway.posts) < len(ids)

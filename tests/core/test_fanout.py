@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.helpers import registered_ids
 from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.aws.lean import LeanGateway
 from wsfanout.aws.registry import Registry
@@ -55,10 +56,6 @@ def engine(registry: Registry, gateway: Gateway, **kwargs) -> Fanout:
     kwargs.setdefault("retry", FAST_RETRY)
     kwargs.setdefault("concurrency", 32)
     return Fanout(registry, gateway, **kwargs)
-
-
-async def remaining(registry: Registry) -> set[str]:
-    return {r.connection_id async for page in registry.pages(AllTarget(all=True)) for r in page}
 
 
 async def test_all_target_delivers_exactly_once(registry, dynamodb, gateway, endpoint) -> None:
@@ -116,7 +113,7 @@ async def test_gone_connections_are_cleaned_up(registry, dynamodb, gateway, endp
     assert report.gone == len(gone)
     assert report.cleaned_up == len(gone)
     assert report.delivered == 400 - len(gone)
-    assert await remaining(registry) == set(ids) - gone
+    assert await registered_ids(registry) == set(ids) - gone
     assert set(fake.counts()) == set(ids) - gone
 
     # Their memberships are not looked up mid-broadcast: the next room broadcast meets them
@@ -155,7 +152,7 @@ async def test_gone_ids_are_deleted_in_batches_not_one_call_each(
     assert report.cleaned_up == len(gone)
     assert sum(counting.deletes) == len(gone)
     assert len(counting.deletes) < len(gone) / 2, counting.deletes
-    assert await remaining(registry) == set(ids) - gone
+    assert await registered_ids(registry) == set(ids) - gone
 
     # The end of the run does not wait out a linger: the last batch goes as the senders finish.
     await seed_items(dynamodb, registry.table_name, [classic_item(cid) for cid in gone])
@@ -163,7 +160,7 @@ async def test_gone_ids_are_deleted_in_batches_not_one_call_each(
     report = await engine(counting, gateway, cleanup_linger_s=60.0).run(AllTarget(all=True), b"y")
     assert time.monotonic() - started < 30
     assert report.cleaned_up == len(gone)
-    assert await remaining(registry) == set(ids) - gone
+    assert await registered_ids(registry) == set(ids) - gone
 
 
 async def test_throttling_storm_still_delivers_everything(

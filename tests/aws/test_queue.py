@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.helpers import receive_all
 from wsfanout.aws import queue as queue_module
 from wsfanout.aws.queue import JobQueue, job_body
 from wsfanout.core.models import AllTarget, BroadcastJob, Cursor, UsersTarget
@@ -32,26 +33,6 @@ async def queue_url(sqs: SQSClient) -> AsyncIterator[str]:
     url = (await sqs.create_queue(QueueName=f"broadcast-{uuid.uuid4().hex[:12]}"))["QueueUrl"]
     yield url
     await sqs.delete_queue(QueueUrl=url)
-
-
-async def receive_all(sqs: SQSClient, queue_url: str) -> list[str]:
-    """Every body in the queue: receive until an empty answer, at most 20 rounds."""
-    bodies: list[str] = []
-    for _ in range(20):
-        answer = await sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-        )
-        messages = answer.get("Messages", [])
-        if not messages:
-            return bodies
-        bodies.extend(m["Body"] for m in messages)
-        await sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-            ],
-        )
-    pytest.fail("the queue never ran dry")
 
 
 def walk(value: Any, path: str = "$") -> list[tuple[str, Any]]:

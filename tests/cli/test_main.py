@@ -20,9 +20,9 @@ from typing import Any
 import anyio
 import pytest
 
-from wsfanout.aws.registry import Registry
+from tests.helpers import registered_ids
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
-from wsfanout.core.models import AllTarget, Connection
+from wsfanout.core.models import Connection
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 
 WSFANOUT = str(Path(sys.executable).parent / "wsfanout")
@@ -108,10 +108,6 @@ async def seed(dynamodb, table_name: str, count: int) -> list[str]:
     ids = connection_ids(count)
     await seed_items(dynamodb, table_name, [classic_item(cid) for cid in ids])
     return ids
-
-
-async def remaining(registry: Registry) -> set[str]:
-    return {r.connection_id async for page in registry.pages(AllTarget(all=True)) for r in page}
 
 
 # -- delivering ------------------------------------------------------------------------------------
@@ -211,7 +207,7 @@ async def test_gone_connections_are_reported_and_removed(
     assert report["delivered"] == 120 - len(gone)
     assert report["failed"] == 0
     assert fake.counts() == dict.fromkeys(set(ids) - gone, 1)
-    assert await remaining(registry) == set(ids) - gone
+    assert await registered_ids(registry) == set(ids) - gone
 
 
 async def test_failed_sends_exit_1(dynamodb, table_name, endpoint) -> None:

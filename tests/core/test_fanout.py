@@ -1,32 +1,38 @@
-"""The engine end to end: moto server (registry) + the local management endpoint (gateway)."""
+"""The engine end to end: moto server (registry) + the local management endpoint (gateway); and
+deterministic runs on the in-memory doubles of :mod:`wsfanout.testing` (at the end)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import pytest
 
+from tests.helpers import registered_ids
 from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.aws.lean import LeanGateway
 from wsfanout.aws.registry import Registry
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
-from wsfanout.core.fanout import Fanout
+from wsfanout.core.fanout import Fanout, RunHooks
 from wsfanout.core.interfaces import Gateway, Recipient
 from wsfanout.core.models import (
     AllTarget,
     Connection,
     ConnectionsTarget,
     Cursor,
+    FanoutReport,
     RoomTarget,
     Target,
     UsersTarget,
 )
+from wsfanout.core.outcomes import Outcome
 from wsfanout.core.pacing import RetryPolicy
 from wsfanout.exceptions import ForbiddenError, PayloadTooLargeError
 from wsfanout.local.management import Faults
+from wsfanout.testing import MemorySource, ScriptedGateway, set_testing
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 FAST_RETRY = RetryPolicy(max_attempts=10, base_s=0.001, max_s=0.01)
@@ -51,10 +57,6 @@ def engine(registry: Registry, gateway: Gateway, **kwargs) -> Fanout:
     kwargs.setdefault("retry", FAST_RETRY)
     kwargs.setdefault("concurrency", 32)
     return Fanout(registry, gateway, **kwargs)
-
-
-async def remaining(registry: Registry) -> set[str]:
-    return {r.connection_id async for page in registry.pages(AllTarget(all=True)) for r in page}
 
 
 async def test_all_target_delivers_exactly_once(registry, dynamodb, gateway, endpoint) -> None:
@@ -112,7 +114,7 @@ async def test_gone_connections_are_cleaned_up(registry, dynamodb, gateway, endp
     assert report.gone == len(gone)
     assert report.cleaned_up == len(gone)
     assert report.delivered == 400 - len(gone)
-    assert await remaining(registry) == set(ids) - gone
+    assert await registered_ids(registry) == set(ids) - gone
     assert set(fake.counts()) == set(ids) - gone
 
     # Their memberships are not looked up mid-broadcast: the next room broadcast meets them
@@ -151,7 +153,7 @@ async def test_gone_ids_are_deleted_in_batches_not_one_call_each(
     assert report.cleaned_up == len(gone)
     assert sum(counting.deletes) == len(gone)
     assert len(counting.deletes) < len(gone) / 2, counting.deletes
-    assert await remaining(registry) == set(ids) - gone
+    assert await registered_ids(registry) == set(ids) - gone
 
     # The end of the run does not wait out a linger: the last batch goes as the senders finish.
     await seed_items(dynamodb, registry.table_name, [classic_item(cid) for cid in gone])
@@ -159,7 +161,7 @@ async def test_gone_ids_are_deleted_in_batches_not_one_call_each(
     report = await engine(counting, gateway, cleanup_linger_s=60.0).run(AllTarget(all=True), b"y")
     assert time.monotonic() - started < 30
     assert report.cleaned_up == len(gone)
-    assert await remaining(registry) == set(ids) - gone
+    assert await registered_ids(registry) == set(ids) - gone
 
 
 async def test_throttling_storm_still_delivers_everything(
@@ -308,3 +310,164 @@ async def test_retries_cut_by_the_deadline_resume_without_duplicates(
     assert runs >= 3
     assert skipped > 0, "some runs ended with retries in flight past finished sends"
     assert fake.counts() == dict.fromkeys(ids, 1)
+
+
+# --- deterministic runs on the in-memory doubles ------------------------------------------------
+#
+# c2's send is held in flight until c5's answer, which waits for the deadline to pass first: so
+# "the deadline passes while c2 is in flight, after c5 was taken" happens at exactly that point.
+# The wait is for the engine's own condition (its clock past the deadline), not a guess at
+# timing; the deadline is far enough ahead that c0..c5 are taken long before it.
+
+DEADLINE_AHEAD_S = 0.5
+
+
+IDS = [f"c{i}" for i in range(10)]
+
+
+def key(connection_id: str) -> dict[str, str]:
+    return {"PK": f"CONN#{connection_id}", "SK": "CONN"}
+
+
+class HeldThenDeadline:
+    """c2's first attempt is held in flight (answering ``held_answer`` when released); c5's
+    attempt waits until the deadline has passed and releases c2. With two senders, c3..c5 finish
+    while c2 is still in flight. Later attempts are delivered; deliveries are recorded."""
+
+    def __init__(self, deadline: float, held_answer: Outcome) -> None:
+        self.deadline, self.held_answer = deadline, held_answer
+        self.release = anyio.Event()
+        self.delivered: list[str] = []
+
+    async def __call__(self, connection_id: str, data: bytes) -> Outcome:
+        if connection_id == "c2" and not self.release.is_set():
+            await self.release.wait()
+            answer = self.held_answer
+        else:
+            if connection_id == "c5":
+                await anyio.sleep(max(0.0, self.deadline - time.monotonic()) + 0.01)
+                self.release.set()
+            answer = Outcome.DELIVERED
+        if answer is Outcome.DELIVERED:
+            self.delivered.append(connection_id)
+        return answer
+
+
+async def held_run(held_answer: Outcome) -> tuple[Fanout, HeldThenDeadline, Any]:
+    deadline = time.monotonic() + DEADLINE_AHEAD_S
+    script = HeldThenDeadline(deadline, held_answer)
+    fanout = Fanout(MemorySource(IDS, page_size=4), ScriptedGateway(script), concurrency=2)
+    with set_testing(), anyio.fail_after(10):
+        report = await fanout.run(AllTarget(all=True), b"x", deadline=deadline)
+    return fanout, script, report
+
+
+async def test_watermark_after_a_deadline_with_a_send_in_flight() -> None:
+    """A send in flight at the deadline finishes; the resume cursor is after the last recipient
+    taken, and the resumed run reaches exactly the rest."""
+    fanout, script, report = await held_run(Outcome.DELIVERED)
+    assert sorted(script.delivered) == IDS[:6]
+    assert not report.complete
+    assert report.resume == Cursor(after=key("c5"))
+    with anyio.fail_after(10):
+        rest = await fanout.run(AllTarget(all=True), b"x", cursor=report.resume)
+    assert rest.complete
+    assert rest.delivered == 4
+    assert sorted(script.delivered) == sorted(IDS)
+    assert len(script.delivered) == len(IDS), "nobody twice"
+
+
+async def test_ids_finished_past_the_oldest_in_flight_are_skipped_on_resume() -> None:
+    fanout, script, report = await held_run(Outcome.SERVER_ERROR)
+    assert report.resume == Cursor(after=key("c1"), skip=["c3", "c4", "c5"])
+    with anyio.fail_after(10):
+        rest = await fanout.run(AllTarget(all=True), b"x", cursor=report.resume)
+    assert rest.complete
+    assert rest.delivered == 5  # c2 and c6..c9; the skipped ones are not attempted again
+    assert isinstance(fanout.gateway, ScriptedGateway)
+    assert fanout.gateway.counts()["c3"] == 1, "a skipped id is not posted to again"
+    assert sorted(script.delivered) == sorted(IDS), "none missed"
+    assert len(script.delivered) == len(IDS), "none twice"
+
+
+async def test_a_retry_waiting_past_the_deadline_counts_as_not_attempted() -> None:
+    fanout, script, report = await held_run(Outcome.SERVER_ERROR)
+    assert "c2" not in script.delivered
+    assert report.attempted == 5  # c0, c1, c3, c4, c5: c2 was abandoned, not failed
+    assert (report.failed, report.retries) == (0, 0)
+    assert report.resume is not None
+    assert report.resume.after == key("c1"), "the cursor stays before the abandoned one"
+    with anyio.fail_after(10):
+        await fanout.run(AllTarget(all=True), b"x", cursor=report.resume)
+    assert script.delivered.count("c2") == 1
+
+
+async def test_forbidden_aborts_and_nothing_is_sent_after() -> None:
+    ids = [f"f{i:02d}" for i in range(40)]
+    posts_at_403: list[int] = []
+
+    def answer(connection_id: str, data: bytes) -> Outcome:
+        if connection_id == "f07":
+            posts_at_403.append(len(scripted.posts))
+            return Outcome.FORBIDDEN
+        return Outcome.DELIVERED
+
+    scripted = ScriptedGateway(answer, default_endpoint="https://wrong.example/prod")
+    fanout = Fanout(MemorySource(ids, page_size=10), scripted, concurrency=4)
+    with anyio.fail_after(10), pytest.raises(ForbiddenError, match="403") as raised:
+        await fanout.run(AllTarget(all=True), b"x")
+    assert raised.value.endpoint == "https://wrong.example/prod"
+    assert len(posts_at_403) == 1, "the 403 is answered once"
+    assert len(scripted.posts) == posts_at_403[0], "no post started after the 403"
+    assert len(scripted.posts) < len(ids)
+
+
+# --- RunHooks: progress and checkpoints --------------------------------------------------------
+
+
+class LostClaimError(Exception):
+    """Any exception type at all: the engine must not depend on it being one of ours."""
+
+
+async def test_a_raising_checkpoint_aborts_the_run_and_is_reraised_unwrapped() -> None:
+    ids = [f"k{i:03d}" for i in range(200)]
+    scripted = ScriptedGateway()
+    raised = LostClaimError("the step is no longer ours")
+    marks: list[Cursor] = []
+
+    async def checkpoint(cursor: Cursor, report: FanoutReport) -> None:
+        marks.append(cursor)
+        if len(marks) == 2:
+            raise raised
+
+    fanout = Fanout(MemorySource(ids, page_size=20), scripted, concurrency=4)
+    hooks = RunHooks(checkpoint=checkpoint, checkpoint_every=20)
+    with anyio.fail_after(10), pytest.raises(LostClaimError) as caught:
+        await fanout.run(AllTarget(all=True), b"x", hooks=hooks)
+    assert caught.value is raised, "the very exception, not a group or a wrapper"
+    assert len(marks) == 2
+    assert len(scripted.posts) < len(ids), "the senders stopped"
+
+
+async def test_checkpoints_carry_a_moving_watermark_and_progress_counts_attempts() -> None:
+    ids = [f"p{i:03d}" for i in range(100)]
+    marks: list[tuple[Cursor, int]] = []
+    progressed: list[int] = []
+
+    async def checkpoint(cursor: Cursor, report: FanoutReport) -> None:
+        marks.append((cursor, report.delivered))
+
+    fanout = Fanout(MemorySource(ids, page_size=10), ScriptedGateway(), concurrency=4)
+    hooks = RunHooks(progress=progressed.append, checkpoint=checkpoint, checkpoint_every=10)
+    with anyio.fail_after(10):
+        report = await fanout.run(AllTarget(all=True), b"x", exclude=ids[:5], hooks=hooks)
+    assert report.complete
+    assert (report.delivered, report.excluded) == (95, 5)
+    assert sum(progressed) == 95, "excluded recipients are not progress"
+    assert marks, "a checkpoint every ten finished recipients"
+    delivered = [count for _, count in marks]
+    assert delivered == sorted(delivered)
+    positions = [
+        ids.index(cursor.after["PK"].removeprefix("CONN#")) for cursor, _ in marks if cursor.after
+    ]
+    assert positions == sorted(positions), "the watermark only moves forward"

@@ -18,6 +18,7 @@ from wsfanout.core.jobs import (
     decide,
 )
 from wsfanout.core.models import AllTarget, BroadcastJob, Cursor, FanoutReport, RoomTarget
+from wsfanout.testing import MemoryJobSink, MemoryProgressStore
 
 TTL = 3600
 CURSOR = Cursor(after={"PK": "CONN#abc=", "SK": "CONN"}, offset=7, user=2, step=3)
@@ -75,7 +76,7 @@ def test_decide(checkpoint: Checkpoint | None, step: int, message: str, action: 
     assert decide(checkpoint, step, message) is action
 
 
-# --- JobRunner with fakes ---------------------------------------------------------------------
+# --- JobRunner with in-memory doubles -------------------------------------------------------------
 
 
 class FakeFanout:
@@ -95,90 +96,6 @@ class FakeFanout:
         return self.result
 
 
-class FakeQueue:
-    def __init__(self) -> None:
-        self.sent: list[BroadcastJob] = []
-        self.batches: list[list[BroadcastJob]] = []
-
-    async def enqueue(self, job: BroadcastJob) -> str:
-        self.sent.append(job)
-        return f"msg-{len(self.sent)}"
-
-    async def enqueue_many(self, jobs: list[BroadcastJob]) -> int:
-        self.batches.append(list(jobs))
-        return len(jobs)
-
-
-class FakeCheckpoints:
-    """In-memory progress items with the conditions of DynamoDB's ``Checkpoints``."""
-
-    def __init__(self) -> None:
-        self.items: dict[tuple[str, int | None], Checkpoint] = {}
-
-    async def load(self, job_id: str, segment: int | None) -> Checkpoint | None:
-        return self.items.get((job_id, segment))
-
-    async def claim(
-        self,
-        job_id: str,
-        segment: int | None,
-        *,
-        step: int,
-        owner: str,
-        seen: Checkpoint | None,
-        cursor: Cursor | None,
-    ) -> bool:
-        now = self.items.get((job_id, segment))
-        if seen is None:
-            if now is not None:
-                return False
-            now = point(step, owner, cursor=cursor)
-        elif now is None or now.complete or (now.step, now.owner) != (seen.step, seen.owner):
-            return False
-        self.items[job_id, segment] = replace(
-            now, step=step, owner=owner, cursor=cursor or now.cursor
-        )
-        return True
-
-    def _owned(self, job_id: str, segment: int | None, step: int, owner: str) -> bool:
-        now = self.items.get((job_id, segment))
-        return now is not None and (now.step, now.owner) == (step, owner)
-
-    async def save(
-        self, job_id: str, segment: int | None, *, step: int, owner: str, cursor: Cursor
-    ) -> bool:
-        if not self._owned(job_id, segment, step, owner):
-            return False
-        self.items[job_id, segment] = replace(self.items[job_id, segment], cursor=cursor)
-        return True
-
-    async def finish_step(
-        self,
-        job_id: str,
-        segment: int | None,
-        *,
-        step: int,
-        owner: str,
-        report: FanoutReport,
-        next_cursor: Cursor | None,
-    ) -> bool:
-        if not self._owned(job_id, segment, step, owner):
-            return False
-        now = self.items[job_id, segment]
-        counts: dict[str, Any] = {
-            "delivered": now.delivered + report.delivered,
-            "gone": now.gone + report.gone,
-            "failed": now.failed + report.failed,
-        }
-        if next_cursor is None:
-            self.items[job_id, segment] = replace(now, owner=None, complete=True, **counts)
-        else:
-            self.items[job_id, segment] = replace(
-                now, step=step + 1, owner=None, cursor=next_cursor, advanced_by=owner, **counts
-            )
-        return True
-
-
 DONE = FanoutReport(delivered=10, gone=1, failed=2)
 RESUME = Cursor(after={"PK": "CONN#m=", "SK": "CONN"})
 PARTIAL = FanoutReport(delivered=5, complete=False, resume=RESUME)
@@ -186,8 +103,8 @@ PARTIAL = FanoutReport(delivered=5, complete=False, resume=RESUME)
 
 def runner(
     result: FanoutReport = DONE, *, segments: int = 4, marks: tuple[Cursor, ...] = ()
-) -> tuple[JobRunner, FakeFanout, FakeQueue, FakeCheckpoints]:
-    fanout, queue, store = FakeFanout(result, marks=marks), FakeQueue(), FakeCheckpoints()
+) -> tuple[JobRunner, FakeFanout, MemoryJobSink, MemoryProgressStore]:
+    fanout, queue, store = FakeFanout(result, marks=marks), MemoryJobSink(), MemoryProgressStore()
     return (
         JobRunner(fanout, queue, store, segments=segments, checkpoint_every=50),  # type: ignore[arg-type]
         fanout,

@@ -12,44 +12,26 @@ import io
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
 
 from tests.events import load_event
+from wsfanout import testing
 from wsfanout.aws.table import table_definition
 from wsfanout.bench.seeding import classic_item
 from wsfanout.handlers import broadcast, route
 from wsfanout.handlers.runtime import logger, reset_runtime
+from wsfanout.local import events
 from wsfanout.local.account import REGION
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
+from wsfanout.testing import LambdaContext
 
 STAGE = "prod"
-
-
-@dataclass
-class FakeContext:
-    """A Lambda context whose remaining time runs down from ``seconds`` on the real clock."""
-
-    seconds: float = 60.0
-    function_name: str = "wsfanout-test"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:wsfanout-test"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/wsfanout-test"
-    log_stream_name: str = "2026/11/26/[$LATEST]0123456789abcdef"
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class ThreadedEndpoint:
@@ -115,7 +97,7 @@ class Stack:
         *,
         user: str | None = None,
         can_broadcast: bool = False,
-        context: FakeContext | None = None,
+        context: LambdaContext | None = None,
     ) -> dict[str, Any]:
         if user is None:
             event = load_event("ws_connect_anonymous")
@@ -133,7 +115,7 @@ class Stack:
             )
         event["requestContext"]["connectionId"] = connection_id
         self.fake.add(connection_id)
-        return route.handler(event, context or FakeContext())
+        return route.handler(event, context or LambdaContext())
 
     def message(
         self,
@@ -143,7 +125,7 @@ class Stack:
         user: str | None = None,
         can_broadcast: bool = False,
         base64: bool = False,
-        context: FakeContext | None = None,
+        context: LambdaContext | None = None,
     ) -> dict[str, Any]:
         event = load_event("ws_message", body=body, isBase64Encoded=base64)
         event["requestContext"]["connectionId"] = connection_id
@@ -155,13 +137,13 @@ class Stack:
                 "userId": user,
                 "canBroadcast": str(can_broadcast).lower(),
             }
-        return route.handler(event, context or FakeContext())
+        return route.handler(event, context or LambdaContext())
 
     def disconnect(self, connection_id: str) -> dict[str, Any]:
         event = load_event("ws_disconnect")
         event["requestContext"]["connectionId"] = connection_id
         self.fake.remove(connection_id)
-        return route.handler(event, FakeContext())
+        return route.handler(event, LambdaContext())
 
     def seed(self, ids: list[str]) -> None:
         """Classic registry items (what a plain $connect handler writes), 25 per batch."""
@@ -195,7 +177,7 @@ class Stack:
 
     def drain(
         self,
-        context_factory: Callable[[], FakeContext] = FakeContext,
+        context_factory: Callable[[], LambdaContext] = LambdaContext,
         *,
         max_batches: int = 500,
         batch_size: int = 10,
@@ -220,28 +202,20 @@ class Stack:
         raise AssertionError(f"the queue was not empty after {max_batches} batches")
 
 
-def sqs_record(message: dict[str, Any]) -> dict[str, Any]:
-    """An SQS event record, shaped as Lambda's event source mapping delivers it."""
-    template: dict[str, Any] = load_event("sqs_batch")["Records"][0]
-    template.update(
-        messageId=message["MessageId"],
-        receiptHandle=message["ReceiptHandle"],
-        body=message["Body"],
-        md5OfBody=message["MD5OfBody"],
-        attributes={**template["attributes"], **message.get("Attributes", {})},
-        messageAttributes={},
-    )
-    return template
+QUEUE_ARN = load_event("sqs_batch")["Records"][0]["eventSourceARN"]
 
 
 def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"Records": [sqs_record(message) for message in messages]}
+    """The event Lambda's event source mapping builds from these received messages."""
+    return events.sqs_event(messages, QUEUE_ARN)
 
 
 def body_record(body: str, message_id: str | None = None) -> dict[str, Any]:
     """A record for a body that never went through a queue (for direct handler calls)."""
-    record: dict[str, Any] = load_event("sqs_batch")["Records"][0]
-    record.update(body=body, messageId=message_id or str(uuid.uuid4()))
+    record: dict[str, Any]
+    [record] = testing.sqs_event([body], queue_arn=QUEUE_ARN)["Records"]
+    if message_id is not None:
+        record["messageId"] = message_id
     return record
 
 

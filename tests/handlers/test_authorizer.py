@@ -8,7 +8,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.core.test_auth import forge_hs256
 from tests.events import load_event
 from wsfanout.handlers import authorizer
+from wsfanout.testing import LambdaContext
 
 SECRET = "handler-secret-0123456789abcdef0123456789abcdef"
 OTHER_SECRET = "another-secret-0123456789abcdef0123456789abcdef"
@@ -31,16 +31,6 @@ AUTH_ENV = (
     "AUTH_BROADCAST_CLAIM",
     "POWERTOOLS_LOGGER_LOG_EVENT",
 )
-
-
-@dataclass
-class FakeLambdaContext:
-    """The attributes Powertools' inject_lambda_context reads."""
-
-    function_name: str = "wsfanout-authorizer"
-    memory_limit_in_mb: int = 128
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:wsfanout-authorizer"
-    aws_request_id: str = "5a6b7c8d-1e2f-4a3b-9c8d-7e6f5a4b3c2d"
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +85,7 @@ def token(key: Any = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
 
 def invoke(token_value: str | None) -> dict[str, Any]:
     event = load_event("authorizer_request", queryStringParameters={"token": token_value})
-    return authorizer.handler(event, FakeLambdaContext())
+    return authorizer.handler(event, LambdaContext(function_name="wsfanout-authorizer"))
 
 
 def assert_allowed(response: dict[str, Any], user: str, can_broadcast: bool) -> None:
@@ -148,7 +138,7 @@ def test_resource_is_the_events_method_arn(hs256: pytest.MonkeyPatch) -> None:
     event = load_event(
         "authorizer_request", methodArn=arn, queryStringParameters={"token": token()}
     )
-    response = authorizer.handler(event, FakeLambdaContext())
+    response = authorizer.handler(event, LambdaContext(function_name="wsfanout-authorizer"))
     assert response["policyDocument"]["Statement"][0]["Resource"] == arn
     assert response["policyDocument"]["Statement"][0]["Effect"] == "Allow"
 
@@ -253,7 +243,7 @@ def test_deny_missing_token(
     event = load_event("authorizer_request")
     event["queryStringParameters"] = query
     del event["multiValueQueryStringParameters"]
-    assert_denied(authorizer.handler(event, FakeLambdaContext()))
+    assert_denied(authorizer.handler(event, LambdaContext(function_name="wsfanout-authorizer")))
     assert lines(logs)[0]["reason"] == "missing token"
 
 

@@ -8,12 +8,13 @@ from typing import Any
 import aioboto3
 import pytest
 
-from tests.handlers.conftest import FakeContext, Stack, body_record, sqs_event
+from tests.handlers.conftest import Stack, body_record, sqs_event
 from wsfanout.aws.lean import LeanGateway
 from wsfanout.bench.seeding import connection_ids
 from wsfanout.handlers import broadcast
 from wsfanout.handlers.runtime import reset_runtime
 from wsfanout.local.management import Faults
+from wsfanout.testing import LambdaContext
 
 
 def job(**fields: Any) -> str:
@@ -33,7 +34,7 @@ def test_a_bad_record_fails_alone(stack: Stack, json_logs) -> None:
     }
     records = [body_record(body, message_id) for message_id, body in bad.items()]
     records.insert(3, good)
-    response = broadcast.handler({"Records": records}, FakeContext())
+    response = broadcast.handler({"Records": records}, LambdaContext())
     failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
     assert failed == set(bad)
     assert stack.fake.counts() == {"a=": 1, "b=": 1}
@@ -72,7 +73,7 @@ def test_forced_continuations_reach_everyone_exactly_once(stack: Stack, monkeypa
     ids = connection_ids(3000, "f")
     stack.seed(ids)
     stack.enqueue(job(jobId="j-cont", target={"all": True}))
-    stack.drain(lambda: FakeContext(seconds=0.45), batch_size=1)
+    stack.drain(lambda: LambdaContext(seconds=0.45), batch_size=1)
     gone = {cid for cid in ids if stack.fake.faults.is_gone(cid)}
     continuations = stack.records_handled - 1 - 2
     assert continuations >= 4, f"only {continuations} continuations"
@@ -132,13 +133,13 @@ def test_crash_and_redelivery_resends_at_most_a_page(stack: Stack, monkeypatch) 
     with monkeypatch.context() as patch:
         crash_after(patch, 730)
         with pytest.raises(BaseExceptionGroup) as crashed:
-            broadcast.handler(sqs_event([message]), FakeContext())
+            broadcast.handler(sqs_event([message]), LambdaContext())
         assert crashed.group_contains(Crash)
         reset_runtime()  # the container is gone
     assert 700 <= sum(stack.fake.counts().values()) <= 730
     # SQS redelivers the same message (same id) after its visibility timeout.
     posts = count_posts(monkeypatch)
-    response = broadcast.handler(sqs_event([message]), FakeContext())
+    response = broadcast.handler(sqs_event([message]), LambdaContext())
     assert response == {"batchItemFailures": []}
     assert len(posts) <= 1500 - 700 + 100 + 8, "it resumed from the last checkpoint"
     counts = stack.fake.counts()
@@ -158,19 +159,19 @@ def test_a_copy_of_a_running_step_is_skipped(stack: Stack, monkeypatch) -> None:
     with monkeypatch.context() as patch:
         crash_after(patch, 120)
         with pytest.raises(BaseExceptionGroup):
-            broadcast.handler({"Records": [body_record(body, "first")]}, FakeContext())
+            broadcast.handler({"Records": [body_record(body, "first")]}, LambdaContext())
         reset_runtime()
     # A second copy of the same message (SQS may deliver one twice) finds the step owned.
     posts = count_posts(monkeypatch)
-    assert broadcast.handler({"Records": [body_record(body, "copy")]}, FakeContext()) == {
+    assert broadcast.handler({"Records": [body_record(body, "copy")]}, LambdaContext()) == {
         "batchItemFailures": []
     }
     assert posts == [], "the copy sent nothing"
     # The owner's redelivery finishes the job; a later copy finds it complete.
-    broadcast.handler({"Records": [body_record(body, "first")]}, FakeContext())
+    broadcast.handler({"Records": [body_record(body, "first")]}, LambdaContext())
     assert set(stack.fake.counts()) == set(ids)
     posts.clear()
-    broadcast.handler({"Records": [body_record(body, "late-copy")]}, FakeContext())
+    broadcast.handler({"Records": [body_record(body, "late-copy")]}, LambdaContext())
     assert posts == [], "a complete job is acknowledged and skipped"
 
 
@@ -179,7 +180,7 @@ def test_a_record_without_time_left_is_failed_for_redelivery(stack: Stack, monke
     reset_runtime()
     stack.seed(["a="])
     record = body_record(job(target={"connectionIds": ["a="]}), "late")
-    response = broadcast.handler({"Records": [record]}, FakeContext(seconds=3))
+    response = broadcast.handler({"Records": [record]}, LambdaContext(seconds=3))
     assert response == {"batchItemFailures": [{"itemIdentifier": "late"}]}
     assert stack.fake.counts() == {}
 
@@ -188,7 +189,7 @@ def test_metrics_are_embedded_metric_format(stack: Stack, capsys, json_logs) -> 
     stack.seed(["a=", "b="])
     stack.fake.faults = Faults(gone_ids=frozenset({"b="}))
     broadcast.handler(
-        {"Records": [body_record(job(target={"connectionIds": ["a=", "b="]}))]}, FakeContext()
+        {"Records": [body_record(job(target={"connectionIds": ["a=", "b="]}))]}, LambdaContext()
     )
     lines = [
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")

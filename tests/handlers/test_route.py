@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from tests.events import load_event
-from tests.handlers.conftest import FakeContext, Stack
+from tests.handlers.conftest import Stack
 from wsfanout.handlers import route
 from wsfanout.handlers.runtime import reset_runtime
+from wsfanout.testing import LambdaContext
 
 
 def frames(stack: Stack, connection_id: str) -> list[dict[str, Any]]:
@@ -224,7 +225,7 @@ def test_missing_body_field_gets_an_error_frame(stack: Stack) -> None:
     event = load_event("ws_message")
     event["requestContext"]["connectionId"] = "a="
     del event["body"]
-    assert route.handler(event, FakeContext()) == {"statusCode": 200}
+    assert route.handler(event, LambdaContext()) == {"statusCode": 200}
     assert frames(stack, "a=")[0]["code"] == "bad_frame"
 
 
@@ -235,11 +236,11 @@ def test_endpoint_derived_from_the_event(stack: Stack, monkeypatch: pytest.Monke
     host = stack.endpoint.url.removeprefix("http://")
     event = load_event("ws_connect_anonymous")
     event["requestContext"].update(connectionId="local=", domainName=host, stage="dev")
-    assert route.handler(event, FakeContext()) == {"statusCode": 200}
+    assert route.handler(event, LambdaContext()) == {"statusCode": 200}
     assert connection_items(stack)["CONN#local=|CONN"]["endpoint"]["S"] == f"http://{host}/dev"
     message = load_event("ws_message", body='{"action":"joinRoom","room":"r"}')
     message["requestContext"].update(connectionId="local=", domainName=host, stage="dev")
-    route.handler(message, FakeContext())
+    route.handler(message, LambdaContext())
     assert frames(stack, "local=") == [{"type": "ack", "action": "joinRoom", "room": "r"}]
 
 
@@ -256,5 +257,5 @@ def test_all_target_never_reaches_membership_items(stack: Stack) -> None:
 def test_an_event_that_is_not_from_api_gateway_is_refused(stack: Stack) -> None:
     event = load_event("ws_message")
     del event["requestContext"]["connectionId"]
-    assert route.handler(event, FakeContext()) == {"statusCode": 400}
+    assert route.handler(event, LambdaContext()) == {"statusCode": 400}
     assert stack.fake.counts() == {}

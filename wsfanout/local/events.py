@@ -7,6 +7,9 @@ one, epoch milliseconds, ``requestTime`` in API Gateway's access-log format, bas
 An authorizer's answer becomes ``requestContext.authorizer`` the way API Gateway forwards it:
 its ``context`` values as strings, plus ``principalId`` and ``integrationLatency``.
 
+The SQS batch event is here too, built from a ``ReceiveMessage`` answer as the event source
+mapping builds it (the local poller and :mod:`wsfanout.testing` share it).
+
 Pure functions with no aiohttp and no clock of their own beyond "now", so they can be tested
 and reused (a replay tool, a fixture generator) without a server.
 """
@@ -45,6 +48,8 @@ __all__ = [
     "now_ms",
     "request_time",
     "select_route",
+    "sqs_event",
+    "sqs_record",
 ]
 
 
@@ -353,6 +358,56 @@ def authorizer_context(response: Any, method_arn: str, latency_ms: int) -> dict[
     forwarded["principalId"] = response["principalId"]
     forwarded["integrationLatency"] = latency_ms
     return forwarded
+
+
+# -- SQS, as Lambda's event source mapping builds the event ----------------------------------------
+
+
+def sqs_event(messages: Iterable[Mapping[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The ``{"Records": [...]}`` event Lambda builds from one ``ReceiveMessage`` answer."""
+    return {"Records": [sqs_record(message, queue_arn) for message in messages]}
+
+
+def sqs_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
+    """One record: the SQS message in Lambda's field names and shapes."""
+    attributes = message.get("MessageAttributes") or {}
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": dict(message.get("Attributes", {})),
+        "messageAttributes": {
+            name: _message_attribute(value) for name, value in attributes.items()
+        },
+        "md5OfMessageAttributes": message.get("MD5OfMessageAttributes"),
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": _region_of(queue_arn),
+    }
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"StringValue": ..., "DataType": ...}`` → Lambda's lower-camel shape; botocore has
+    already decoded binary values to bytes, and Lambda hands them over base64-encoded."""
+    shaped: dict[str, Any] = {}
+    if "StringValue" in value:
+        shaped["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        shaped["binaryValue"] = _b64(value["BinaryValue"])
+    shaped["stringListValues"] = list(value.get("StringListValues", []))
+    shaped["binaryListValues"] = [_b64(item) for item in value.get("BinaryListValues", [])]
+    shaped["dataType"] = value["DataType"]
+    return shaped
+
+
+def _region_of(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 3 and parts[3] else "us-east-1"
 
 
 # -- Lambda's side -------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ receive that would exceed the count), so retries and dead-lettering are the queu
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,12 +39,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..exceptions import InvalidInputError, WsFanoutError
 from ..handlers.runtime import reset_runtime
-from .account import REGION
-from .events import LambdaContext
+from .events import LambdaContext, sqs_event
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-    from types_aiobotocore_sqs.type_defs import MessageAttributeValueOutputTypeDef, MessageTypeDef
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
 
 __all__ = ["DrainLimitError", "PollerStats", "SqsPoller", "batch_item_failures", "sqs_event"]
 
@@ -344,56 +342,6 @@ class SqsPoller:
                 # Typically a receipt handle that expired because the handler outlived the
                 # visibility timeout: SQS will deliver that message again, as on AWS.
                 log.warning("could not delete a handled message: %s", error.get("Message"))
-
-
-# -- the event, as Lambda builds it --------------------------------------------------------------
-
-
-def sqs_event(messages: Sequence[MessageTypeDef], queue_arn: str) -> dict[str, Any]:
-    """The ``{"Records": [...]}`` event Lambda builds from one ``ReceiveMessage`` answer."""
-    return {"Records": [sqs_record(message, queue_arn) for message in messages]}
-
-
-def sqs_record(message: MessageTypeDef, queue_arn: str) -> dict[str, Any]:
-    """One record: the SQS message in Lambda's field names and shapes."""
-    attributes = message.get("MessageAttributes") or {}
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message.get("Body", ""),
-        "attributes": dict(message.get("Attributes", {})),
-        "messageAttributes": {
-            name: _message_attribute(value) for name, value in attributes.items()
-        },
-        "md5OfMessageAttributes": message.get("MD5OfMessageAttributes"),
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": _region_of(queue_arn),
-    }
-
-
-def _b64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
-
-
-def _message_attribute(value: MessageAttributeValueOutputTypeDef) -> dict[str, Any]:
-    """``{"StringValue": ..., "DataType": ...}`` → Lambda's lower-camel shape; botocore has
-    already decoded binary values to bytes, and Lambda hands them over base64-encoded."""
-    shaped: dict[str, Any] = {}
-    if "StringValue" in value:
-        shaped["stringValue"] = value["StringValue"]
-    if "BinaryValue" in value:
-        shaped["binaryValue"] = _b64(value["BinaryValue"])
-    shaped["stringListValues"] = list(value.get("StringListValues", []))
-    shaped["binaryListValues"] = [_b64(item) for item in value.get("BinaryListValues", [])]
-    shaped["dataType"] = value["DataType"]
-    return shaped
-
-
-def _region_of(arn: str) -> str:
-    parts = arn.split(":")
-    return parts[3] if len(parts) > 3 and parts[3] else REGION
 
 
 def batch_item_failures(response: Any, ids: Sequence[str]) -> set[str] | None:

@@ -6,6 +6,8 @@ import importlib
 import io
 import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.core.test_auth import forge_hs256
 from tests.events import load_event
 from wsfanout.handlers import authorizer
+from wsfanout.handlers.runtime import reset_runtime, runtime
+from wsfanout.local.containers import hosting
 
 SECRET = "handler-secret-0123456789abcdef0123456789abcdef"
 OTHER_SECRET = "another-secret-0123456789abcdef0123456789abcdef"
@@ -62,9 +66,9 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """A cold container: no auth variables, settings not yet read. Tests set what they need."""
     for name in AUTH_ENV:
         monkeypatch.delenv(name, raising=False)
-    authorizer._settings.cache_clear()
+    reset_runtime()
     yield monkeypatch
-    authorizer._settings.cache_clear()
+    reset_runtime()
 
 
 @pytest.fixture
@@ -291,9 +295,43 @@ def test_event_is_never_logged_even_when_asked(
 
 
 def test_settings_are_built_once_per_container(hs256: pytest.MonkeyPatch) -> None:
-    first = authorizer._settings()
+    first = runtime().settings
     hs256.setenv("AUTH_JWT_SECRET", OTHER_SECRET)
-    assert authorizer._settings() is first
     assert_allowed(invoke(token()), "u_123", can_broadcast=False)  # still the first secret
-    authorizer._settings.cache_clear()
+    assert runtime().settings is first
+    reset_runtime()
     assert_denied(invoke(token()))
+
+
+def test_a_new_runtime_reads_the_new_secret(hs256: pytest.MonkeyPatch) -> None:
+    """One cache: the authorizer's settings are the runtime's, so a new container (a second
+    local stack, with a new secret) refuses tokens signed with the old one."""
+    assert_allowed(invoke(token(SECRET)), "u_123", can_broadcast=False)
+    reset_runtime()
+    hs256.setenv("AUTH_JWT_SECRET", OTHER_SECRET)
+    assert_denied(invoke(token(SECRET)))
+    assert_allowed(invoke(token(OTHER_SECRET)), "u_123", can_broadcast=False)
+
+
+def test_a_second_local_stack_reads_its_own_secret(hs256: pytest.MonkeyPatch) -> None:
+    """Each local stack hosts its containers anew, and the authorizer's settings with them."""
+    with hosting():
+        assert_allowed(invoke(token(SECRET)), "u_123", can_broadcast=False)
+    hs256.setenv("AUTH_JWT_SECRET", OTHER_SECRET)
+    with hosting():
+        assert_denied(invoke(token(SECRET)))
+        assert_allowed(invoke(token(OTHER_SECRET)), "u_123", can_broadcast=False)
+
+
+def test_a_cold_start_loads_no_aws_sdk_and_no_http_client() -> None:
+    """The authorizer makes no AWS calls; its cold start must not pay for aioboto3 or aiohttp
+    (the runtime imports the clients only when a handler first asks for them)."""
+    probe = (
+        "import sys, wsfanout.handlers.authorizer; "
+        "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    )
+    loaded = subprocess.run(  # noqa: S603  (our interpreter, our probe)
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert "wsfanout" in loaded
+    assert not {"aioboto3", "aiobotocore", "aiohttp"} & set(loaded)

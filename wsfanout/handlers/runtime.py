@@ -60,7 +60,13 @@ class Runtime:
         self.settings = settings or Settings()
         self._runner = asyncio.Runner()
         self._clients: Clients | None = None
+        self._running = 0
         self.closed = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether an invocation is running on the loop (which :meth:`close` must not touch)."""
+        return self._running > 0
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run one invocation's coroutine on the container's loop.
@@ -69,7 +75,11 @@ class Runtime:
         the context it copied on its first run, so context variables set by a later invocation
         (Powertools' thread-safe log keys among them) would not be seen inside it.
         """
-        return self._runner.run(coroutine, context=contextvars.copy_context())
+        self._running += 1
+        try:
+            return self._runner.run(coroutine, context=contextvars.copy_context())
+        finally:
+            self._running -= 1
 
     async def clients(self) -> Clients:
         """The container's AWS clients, opened on first use and kept open."""

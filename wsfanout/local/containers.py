@@ -56,10 +56,10 @@ class ThreadHost:
         with self._lock:
             everything, self._open = self._open, []
         for each in everything:
-            try:
-                each.close()
-            except RuntimeError:  # its loop is running in its own thread: the invocation hangs
+            if each.busy:  # a hung invocation, left behind: its loop runs in its own thread
                 log.warning("a container was still busy at shutdown; its runtime stays open")
+            else:
+                each.close()
 
     def bind_log_keys(self, **keys: object) -> None:
         runtimes.logger.thread_safe_clear_keys()

@@ -6,6 +6,8 @@ import importlib
 import io
 import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.core.test_auth import forge_hs256
 from tests.events import load_event
 from wsfanout.handlers import authorizer
+from wsfanout.handlers import runtime as runtime_module
+from wsfanout.handlers.runtime import reset_runtime, runtime
+from wsfanout.local.containers import hosting
 from wsfanout.testing import LambdaContext
 
 SECRET = "handler-secret-0123456789abcdef0123456789abcdef"
@@ -52,9 +57,9 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """A cold container: no auth variables, settings not yet read. Tests set what they need."""
     for name in AUTH_ENV:
         monkeypatch.delenv(name, raising=False)
-    authorizer._settings.cache_clear()
+    reset_runtime()
     yield monkeypatch
-    authorizer._settings.cache_clear()
+    reset_runtime()
 
 
 @pytest.fixture
@@ -67,7 +72,7 @@ def hs256(env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def logs() -> Iterator[io.StringIO]:
     """Everything the Powertools logger writes during the test."""
     buffer = io.StringIO()
-    handler = authorizer.logger.registered_handler
+    handler = runtime_module.logger.registered_handler
     assert isinstance(handler, logging.StreamHandler)
     previous = handler.setStream(buffer)
     yield buffer
@@ -281,9 +286,43 @@ def test_event_is_never_logged_even_when_asked(
 
 
 def test_settings_are_built_once_per_container(hs256: pytest.MonkeyPatch) -> None:
-    first = authorizer._settings()
+    first = runtime().settings
     hs256.setenv("AUTH_JWT_SECRET", OTHER_SECRET)
-    assert authorizer._settings() is first
     assert_allowed(invoke(token()), "u_123", can_broadcast=False)  # still the first secret
-    authorizer._settings.cache_clear()
+    assert runtime().settings is first
+    reset_runtime()
     assert_denied(invoke(token()))
+
+
+def test_a_new_runtime_reads_the_new_secret(hs256: pytest.MonkeyPatch) -> None:
+    """One cache: the authorizer's settings are the runtime's, so a new container (a second
+    local stack, with a new secret) refuses tokens signed with the old one."""
+    assert_allowed(invoke(token(SECRET)), "u_123", can_broadcast=False)
+    reset_runtime()
+    hs256.setenv("AUTH_JWT_SECRET", OTHER_SECRET)
+    assert_denied(invoke(token(SECRET)))
+    assert_allowed(invoke(token(OTHER_SECRET)), "u_123", can_broadcast=False)
+
+
+def test_a_second_local_stack_reads_its_own_secret(hs256: pytest.MonkeyPatch) -> None:
+    """Each local stack hosts its containers anew, and the authorizer's settings with them."""
+    with hosting():
+        assert_allowed(invoke(token(SECRET)), "u_123", can_broadcast=False)
+    hs256.setenv("AUTH_JWT_SECRET", OTHER_SECRET)
+    with hosting():
+        assert_denied(invoke(token(SECRET)))
+        assert_allowed(invoke(token(OTHER_SECRET)), "u_123", can_broadcast=False)
+
+
+def test_a_cold_start_loads_no_aws_sdk_and_no_http_client() -> None:
+    """The authorizer makes no AWS calls; its cold start must not pay for aioboto3 or aiohttp
+    (the runtime imports the clients only when a handler first asks for them)."""
+    probe = (
+        "import sys, wsfanout.handlers.authorizer; "
+        "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    )
+    loaded = subprocess.run(  # noqa: S603  (our interpreter, our probe)
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert "wsfanout" in loaded
+    assert not {"aioboto3", "aiobotocore", "aiohttp"} & set(loaded)

@@ -236,3 +236,20 @@ def test_route_logs_carry_the_connection_id(stack: Stack, json_logs) -> None:
     connected = [entry for entry in json_logs() if entry["message"] == "connected"]
     assert connected[0]["connection_id"] == "log="
     assert connected[0]["route"] == "$connect"
+
+
+def test_every_record_logs_its_own_message_and_job(stack: Stack, json_logs) -> None:
+    """Keys are bound per record: a record's lines name its message and job, never those of the
+    record before it in the batch (or in an earlier invocation of the warm container)."""
+    stack.seed(["a="])
+    for batch in (["m1", "m2"], ["m3"]):
+        records = [
+            body_record(job(target={"connectionIds": ["a="]}, jobId=f"job-{m}"), m) for m in batch
+        ]
+        broadcast.handler({"Records": records}, LambdaContext())
+    done = [line for line in json_logs() if line["message"] == "job step done"]
+    assert [(line["message_id"], line["job_id"]) for line in done] == [
+        ("m1", "job-m1"),
+        ("m2", "job-m2"),
+        ("m3", "job-m3"),
+    ]

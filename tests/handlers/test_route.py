@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from tests.events import load_event
 from tests.handlers.conftest import Stack
 from wsfanout.handlers import route
 from wsfanout.handlers.runtime import reset_runtime
+from wsfanout.local.containers import hosting
 from wsfanout.testing import LambdaContext
 
 
@@ -259,3 +263,48 @@ def test_an_event_that_is_not_from_api_gateway_is_refused(stack: Stack) -> None:
     del event["requestContext"]["connectionId"]
     assert route.handler(event, LambdaContext()) == {"statusCode": 400}
     assert stack.fake.counts() == {}
+
+
+Logs = Callable[[], list[dict[str, Any]]]
+
+
+# The process's runtime (Lambda's) and the local stack's per-thread containers.
+@pytest.mark.parametrize("host", [nullcontext, hosting], ids=["process", "threads"])
+def test_every_log_line_of_a_warm_container_names_its_own_connection(
+    stack: Stack, json_logs: Logs, host: Callable[[], AbstractContextManager[Any]]
+) -> None:
+    """The container's loop runs every invocation; each must log its own connection and route,
+    not the keys of the invocation that first ran on the loop."""
+    with host():
+        for connection_id in ("one=", "two=", "three="):
+            before = len(json_logs())
+            stack.connect(connection_id)
+            stack.message(connection_id, '{"action":"joinRoom"}')  # refused: logs a line too
+            lines = json_logs()[before:]
+            assert len(lines) >= 2
+            assert [line["connection_id"] for line in lines] == [connection_id] * len(lines)
+            routes = ["$connect"] + ["sendMessage"] * (len(lines) - 1)  # the fixture's route key
+            assert [line["route"] for line in lines] == routes
+
+
+@pytest.fixture
+def log_event(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``POWERTOOLS_LOGGER_LOG_EVENT=true``, read when the handler is decorated: the module is
+    imported again with it set (as a cold container would), then restored."""
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    importlib.reload(route)
+    try:
+        yield
+    finally:
+        monkeypatch.delenv("POWERTOOLS_LOGGER_LOG_EVENT")
+        importlib.reload(route)
+
+
+def test_the_token_is_never_logged_even_when_events_are(
+    stack: Stack, json_logs: Logs, log_event: None
+) -> None:
+    token = load_event("ws_connect")["queryStringParameters"]["token"]
+    assert stack.connect("t=", user="u_1") == {"statusCode": 200}
+    lines = json_logs()
+    assert [line["message"] for line in lines] == ["connected"]
+    assert token not in json.dumps(lines)

@@ -477,19 +477,15 @@ async def test_authorizer_exceptions(message: str, status: int) -> None:
 
 async def test_real_authorizer_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTH_JWT_SECRET", "s" * 32)
-    real_authorizer._settings.cache_clear()
-    try:
-        recorder = Recorder()
-        token = jwt.encode({"sub": "u_9", "exp": int(time.time()) + 60}, "s" * 32, "HS256")
-        async with serving(recorder, authorizer=real_authorizer.handler) as served:
-            async with served.client(f"a&token={token}"):
-                [event] = await recorder.wait_for("CONNECT")
-            assert await handshake_status(served, "b&token=forged") == 403
-            assert await handshake_status(served, "c") == 403
-        forwarded = event["requestContext"]["authorizer"]
-        assert (forwarded["userId"], forwarded["canBroadcast"]) == ("u_9", "false")
-    finally:
-        real_authorizer._settings.cache_clear()
+    recorder = Recorder()
+    token = jwt.encode({"sub": "u_9", "exp": int(time.time()) + 60}, "s" * 32, "HS256")
+    async with serving(recorder, authorizer=real_authorizer.handler) as served:
+        async with served.client(f"a&token={token}"):
+            [event] = await recorder.wait_for("CONNECT")
+        assert await handshake_status(served, "b&token=forged") == 403
+        assert await handshake_status(served, "c") == 403
+    forwarded = event["requestContext"]["authorizer"]
+    assert (forwarded["userId"], forwarded["canBroadcast"]) == ("u_9", "false")
 
 
 # -- the management half -------------------------------------------------------------------------

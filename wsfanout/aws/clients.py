@@ -16,10 +16,13 @@ from botocore.config import Config
 
 from ..core.fanout import Fanout
 from ..core.interfaces import Gateway
+from ..core.jobs import JobRunner
 from ..core.pacing import RetryPolicy
 from ..settings import Settings
 from .gateway import ManagementGateway
 from .lean import LeanGateway
+from .progress import Checkpoints
+from .queue import JobQueue
 from .registry import Registry
 
 if TYPE_CHECKING:
@@ -30,7 +33,9 @@ __all__ = ["Clients"]
 
 
 class Clients:
-    """The registry, the management gateway and (when configured) SQS, sharing one session."""
+    """The registry, the management gateway and (when configured) SQS, sharing one session;
+    and what is built on them (engine, job queue, job progress, job runner), configured from
+    the settings here and nowhere else."""
 
     def __init__(self, settings: Settings, *, session: aioboto3.Session | None = None) -> None:
         self.settings = settings
@@ -41,6 +46,8 @@ class Clients:
         self._gateway: ManagementGateway | None = None
         self._sender: Gateway | None = None
         self._sqs: SQSClient | None = None
+        self._job_queue: JobQueue | None = None
+        self._progress: Checkpoints | None = None
 
     async def __aenter__(self) -> Self:
         await self._stack.__aenter__()
@@ -53,6 +60,7 @@ class Clients:
         tb: TracebackType | None,
     ) -> None:
         self._dynamodb = self._registry = self._gateway = self._sender = self._sqs = None
+        self._job_queue = self._progress = None
         await self._stack.__aexit__(exc_type, exc, tb)
 
     async def dynamodb(self) -> DynamoDBClient:
@@ -134,3 +142,36 @@ class Clients:
             )
             self._sqs = client
         return self._sqs
+
+    async def job_queue(self) -> JobQueue:
+        """The broadcast job queue on ``BROADCAST_QUEUE_URL`` (which enqueuing requires)."""
+        if self._job_queue is None:
+            self._job_queue = JobQueue(await self.sqs(), self.settings.broadcast_queue_url)
+        return self._job_queue
+
+    async def progress(self) -> Checkpoints:
+        """Broadcast jobs' progress items, kept in the registry's table.
+
+        :raises ConfigurationError: when ``CONNECTIONS_TABLE`` is not set.
+        """
+        if self._progress is None:
+            self._progress = Checkpoints(
+                await self.dynamodb(),
+                self.settings.require_table(),
+                ttl_seconds=self.settings.job_ttl_seconds,
+            )
+        return self._progress
+
+    async def job_runner(self) -> JobRunner:
+        """A runner of broadcast job messages over this engine, queue and progress store.
+
+        :raises ConfigurationError: when ``CONNECTIONS_TABLE`` is not set.
+        """
+        settings = self.settings
+        return JobRunner(
+            await self.fanout(),
+            await self.job_queue(),
+            await self.progress(),
+            segments=settings.broadcast_segments,
+            checkpoint_every=settings.registry_page_size,
+        )

@@ -11,33 +11,25 @@ alarm on. WebSocket APIs do not cache authorizer results, so a Deny issued while
 does not outlive the fix.
 
 Only what a cold start needs is imported: no AWS SDK, no event loop (this handler makes no
-AWS calls). Settings are built once per container by :func:`_settings`.
+AWS calls). Its settings are those of the container's
+:class:`~wsfanout.handlers.runtime.Runtime`, the one the other handlers use, read on first use:
+one cache, so whatever resets the runtime (a new local stack, a test) resets them too.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 
 from ..core.auth import verify_token
 from ..exceptions import ConfigurationError, InvalidInputError
-from ..settings import Settings
+from .runtime import logger, runtime
 
 __all__ = ["handler"]
 
-logger = Logger(service="wsfanout")
-
 ANONYMOUS = "anonymous"
 """``principalId`` of a denied request (API Gateway requires one even on Deny)."""
-
-
-@functools.cache
-def _settings() -> Settings:
-    """The container's settings, read from the environment on first use."""
-    return Settings()
 
 
 # log_event=False pins it off even if POWERTOOLS_LOGGER_LOG_EVENT is set: the event carries the
@@ -55,10 +47,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     }
     token = (event.get("queryStringParameters") or {}).get("token")
     try:
-        identity = verify_token(token, _settings())
+        identity = verify_token(token, runtime().settings)
     except ConfigurationError as exc:
         # a known misconfiguration: the reason says it all, a traceback would add nothing
-        logger.error("authorizer misconfigured; denying", extra={"reason": str(exc), **where})  # noqa: TRY400
+        logger.error("authorizer misconfigured; denying", extra={"reason": str(exc), **where})
         return _policy(ANONYMOUS, "Deny", method_arn)
     except InvalidInputError as exc:
         logger.warning("connection denied", extra={"reason": str(exc), **where})

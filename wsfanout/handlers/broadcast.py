@@ -22,11 +22,9 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import ValidationError
 
-from ..aws.progress import Checkpoints
-from ..aws.queue import JobQueue
-from ..core.jobs import JobResult, JobRunner
+from ..core.jobs import JobResult
 from ..core.models import BroadcastJob
-from .runtime import Runtime, logger, metrics, runtime
+from .runtime import Runtime, bind_log_keys, logger, metrics, runtime
 
 __all__ = ["handler"]
 
@@ -36,18 +34,7 @@ class OutOfTimeError(RuntimeError):
 
 
 async def _run(rt: Runtime, job: BroadcastJob, message_id: str, deadline: float) -> JobResult:
-    clients = await rt.clients()
-    settings = rt.settings
-    registry = await clients.registry()
-    runner = JobRunner(
-        await clients.fanout(),
-        JobQueue(await clients.sqs(), settings.broadcast_queue_url),
-        Checkpoints(
-            await clients.dynamodb(), registry.table_name, ttl_seconds=settings.job_ttl_seconds
-        ),
-        segments=settings.broadcast_segments,
-        checkpoint_every=settings.registry_page_size,
-    )
+    runner = await (await rt.clients()).job_runner()
     return await runner.run(job, message_id=message_id, deadline=deadline)
 
 
@@ -59,9 +46,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     margin = rt.settings.worker_deadline_margin_s
 
     def record_handler(record: SqsRecordModel) -> str:
-        # Thread-local keys: the local poller runs concurrent batches on worker threads.
-        logger.thread_safe_clear_keys()
-        logger.thread_safe_append_keys(message_id=record.messageId)
+        bind_log_keys(message_id=record.messageId)
         metrics.add_metric(name="JobMessages", unit=MetricUnit.Count, value=1)
         try:
             job = BroadcastJob.model_validate_json(str(record.body))
@@ -73,7 +58,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             logger.error("not a broadcast job", extra={"problems": problems})
             metrics.add_metric(name="InvalidJobs", unit=MetricUnit.Count, value=1)
             raise
-        logger.thread_safe_append_keys(job_id=job.job_id, segment=job.segment)
+        bind_log_keys(message_id=record.messageId, job_id=job.job_id, segment=job.segment)
         seconds_left = context.get_remaining_time_in_millis() / 1000 - margin
         if seconds_left <= 0:
             logger.warning("no time left in this invocation; SQS will redeliver the job")

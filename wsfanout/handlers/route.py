@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..aws.clients import Clients
 from ..aws.endpoints import endpoint_for
-from ..aws.queue import JobQueue
 from ..core.models import BroadcastJob, Connection, ConnectionsTarget, UsersTarget
 from ..core.protocol import (
     Broadcast,
@@ -48,7 +47,7 @@ from ..exceptions import (
     FrameError,
     WsFanoutError,
 )
-from .runtime import Runtime, logger, runtime
+from .runtime import Runtime, bind_log_keys, logger, runtime
 
 __all__ = ["handler"]
 
@@ -111,15 +110,13 @@ def _deadline(lambda_context: Any) -> float | None:
     return time.monotonic() + max(0.0, seconds - _INLINE_MARGIN_S)
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False pins it off even if POWERTOOLS_LOGGER_LOG_EVENT is set: a $connect event
+# carries the client's token in its query string.
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entrypoint for every route of the WebSocket API."""
     request = event.get("requestContext") or {}
-    # Thread-local keys: the local emulator runs concurrent invocations on worker threads.
-    logger.thread_safe_clear_keys()
-    logger.thread_safe_append_keys(
-        connection_id=request.get("connectionId"), route=request.get("routeKey")
-    )
+    bind_log_keys(connection_id=request.get("connectionId"), route=request.get("routeKey"))
     rt = runtime()
     kind = request.get("eventType")
     try:
@@ -262,8 +259,7 @@ async def _serve(sender: _Origin, frame: ClientFrame, deadline: float | None) ->
 
 
 async def _enqueue(sender: _Origin, job: BroadcastJob) -> None:
-    clients = sender.clients
-    await JobQueue(await clients.sqs(), clients.settings.broadcast_queue_url).enqueue(job)
+    await (await sender.clients.job_queue()).enqueue(job)
 
 
 async def _send_message(sender: _Origin, frame: SendMessage, deadline: float | None) -> None:

@@ -10,7 +10,8 @@ POST reaches a real client and a DELETE closes it.
 
 Handlers run as Lambda runs them: the synchronous entrypoint, an event and a context whose
 remaining time runs down, off the event loop. Each of ``concurrency`` long-lived worker threads
-plays one warm container (see :mod:`wsfanout.handlers.runtime`); they are our own rather than
+plays one warm container (:mod:`wsfanout.local.containers` gives each its own handler runtime
+while the pool lives); they are our own rather than
 anyio's shared pool because that pool retires threads idle for ten seconds, which would turn
 warm containers cold and strand their clients. A connection's invocations run one at a time in
 frame order: a frame is read only after the previous one's invocation returned.
@@ -42,7 +43,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
-from . import events
+from . import containers, events
 from .events import LambdaContext, Origin, Upgrade
 from .management import ConnectionInfo, ManagementEndpoint
 from .serving import serve_app
@@ -261,6 +262,7 @@ class Emulator:
         """One Lambda invocation in a container thread, bounded by the integration timeout
         (after which API Gateway stops waiting; the thread, like a Lambda, runs on)."""
         if self._pool is None:
+            containers.acquire()  # released in _on_cleanup, once the pool is shut down
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="wsfanout-lambda")
         seconds = self.limits.integration_timeout_s
 
@@ -484,6 +486,8 @@ class Emulator:
             pool.shutdown(wait=False, cancel_futures=True)
             with anyio.move_on_after(self._shutdown_timeout_s):
                 await anyio.to_thread.run_sync(pool.shutdown, abandon_on_cancel=True)
+            with anyio.CancelScope(shield=True):  # off the loop: closing a runtime runs its loop
+                await anyio.to_thread.run_sync(containers.release)
 
 
 def _reject(status: int, message: str, error_type: str) -> web.Response:

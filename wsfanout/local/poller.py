@@ -8,9 +8,10 @@ is to do exactly what the event source mapping does on AWS and nothing more:
   Lambda's ``stringValue``/``binaryValue`` shape with binary values base64-encoded, the queue's
   ARN and region);
 * call the *synchronous* handler with a context whose remaining time runs down from the function
-  timeout, in one of ``concurrency`` long-lived threads. The handlers keep their
-  :class:`~wsfanout.handlers.runtime.Runtime` (event loop, AWS clients) per thread, so each thread
-  plays one warm container for as long as the poller runs, and closes its runtime at the end;
+  timeout, in one of ``concurrency`` long-lived threads. While the poller runs the handlers keep
+  their :class:`~wsfanout.handlers.runtime.Runtime` (event loop, AWS clients) per thread
+  (:mod:`wsfanout.local.containers`), so each thread plays one warm container for as long as the
+  poller runs, and closes its runtime at the end;
 * read the response as ``ReportBatchItemFailures`` does: a missing, null or empty
   ``batchItemFailures`` is a full success; an identifier that is empty, null or not in the batch,
   or a response that is not an object, fails the whole batch; a handler that raises, or that
@@ -35,10 +36,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
+import anyio.to_thread
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..exceptions import InvalidInputError, WsFanoutError
 from ..handlers.runtime import reset_runtime
+from . import containers as hosts
 from .events import LambdaContext, sqs_event
 
 if TYPE_CHECKING:
@@ -201,6 +204,7 @@ class SqsPoller:
     @asynccontextmanager
     async def _containers(self) -> AsyncIterator[list[_Container]]:
         """Warm containers for one ``run`` or ``drain``, closed when it ends, however it ends."""
+        hosts.acquire()
         containers = [_Container(f"{self.function_name}-{n}") for n in range(self.concurrency)]
         try:
             yield containers
@@ -208,6 +212,8 @@ class SqsPoller:
             with anyio.CancelScope(shield=True):
                 for container in containers:
                     await container.close()
+                # off the loop: the last release closes what is left, and closing runs loops
+                await anyio.to_thread.run_sync(hosts.release)
 
     async def _run_worker(self, container: _Container) -> None:
         failures = 0

@@ -42,8 +42,8 @@ from ..aws.endpoints import STAGE_NAME
 from ..aws.table import TTL_ATTRIBUTE, table_definition
 from ..exceptions import ConfigurationError, InvalidInputError
 from ..handlers import authorizer, broadcast, route
-from ..handlers.runtime import close_all_runtimes
 from ..settings import Settings
+from . import containers
 from .account import CREDENTIALS, REGION
 from .emulator import Emulator, serve_emulator
 from .poller import SqsPoller
@@ -173,8 +173,8 @@ async def local_stack(
             exits.enter_context(_environment(resources, hide_others=False))
             # Every container starts cold, with this environment, and is closed at the end, once
             # the poller and the emulator (which run the invocations) have stopped.
-            await _in_thread(close_all_runtimes)
-            exits.push_async_callback(_in_thread, close_all_runtimes)
+            containers.acquire()
+            exits.push_async_callback(_in_thread, containers.release)
 
             settings = Settings()
             has_jwt = bool(settings.auth_jwt_secret or settings.auth_jwt_public_key)

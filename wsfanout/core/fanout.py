@@ -115,7 +115,7 @@ class _Run:
     skip_pending: set[str] = field(default_factory=set)
     next_checkpoint: int = 0
     # what the checkpoint hook raised: re-raised by ``Fanout.run`` as it is
-    checkpoint_error: BaseException | None = None
+    checkpoint_error: Exception | None = None
     senders_done: anyio.Event = field(default_factory=anyio.Event)
 
     def take(self, item: _Item) -> None:
@@ -300,7 +300,7 @@ class Fanout:
             target, say).
         :raises RegistryError: when the source cannot be read (cleanup failures are only
             counted, in ``cleanup_failed``).
-        :raises BaseException: whatever ``hooks.checkpoint`` raised, unwrapped.
+        :raises Exception: whatever ``hooks.checkpoint`` raised, unwrapped.
         """
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLargeError(len(payload), MAX_PAYLOAD_BYTES)
@@ -419,7 +419,7 @@ async def _checkpoints(
         async for _ in ticks:
             try:
                 await checkpoint(run.watermark(), run.report())
-            except BaseException as exc:
+            except Exception as exc:  # not a cancellation: the run was stopped by something else
                 run.checkpoint_error = exc  # the run re-raises it as it is (RunHooks' contract)
                 raise
 

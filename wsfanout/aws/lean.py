@@ -1,8 +1,8 @@
 """A lean PostToConnection transport: one keep-alive aiohttp pool and a precomputed signer.
 
 Why by hand: a botocore client builds, validates, serializes, signs and parses every request
-generically (event hooks, user-agent strings, model lookups, response parsing), which costs over a
-millisecond of CPU per PostToConnection, and a broadcast is nothing but that one request repeated.
+generically (event hooks, user-agent strings, model lookups, response parsing), work that makes
+the client, not the network, the bottleneck of a broadcast, which is that one request repeated.
 This transport keeps what must be right (botocore's credential chain, SigV4 identical to
 botocore's, the URL encoding botocore uses, the ``x-amzn-ErrorType`` classification) and drops the
 rest. :class:`~wsfanout.aws.gateway.ManagementGateway` remains the general client (GetConnection,
@@ -89,7 +89,10 @@ class LeanGateway:
             self._http = None
 
     async def credentials(self) -> Credentials:
-        """The current credentials, re-read from the session's chain at most once a minute."""
+        """The current credentials, re-read from the session's chain at most once a minute.
+
+        :raises ConfigurationError: the session's chain holds no credentials.
+        """
         if self._credentials is None or time.monotonic() > self._fresh_until:
             async with self._refresh:
                 if self._credentials is None or time.monotonic() > self._fresh_until:
@@ -114,7 +117,11 @@ class LeanGateway:
         return signer
 
     async def post(self, connection_id: str, data: bytes, endpoint: str | None = None) -> Outcome:
-        """One signed PostToConnection attempt, classified."""
+        """One signed PostToConnection attempt, classified; HTTP and network errors are outcomes.
+
+        :raises ConfigurationError: no endpoint for the connection, or no credentials to sign.
+        :raises RuntimeError: called outside the gateway's ``async with`` block (a bug).
+        """
         http = self._http
         if http is None:
             raise RuntimeError("LeanGateway used outside its 'async with' block")

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.helpers import receive_all
-from wsfanout.aws import queue as queue_module
 from wsfanout.aws.queue import JobQueue, job_body
+from wsfanout.core import pacing
 from wsfanout.core.models import AllTarget, BroadcastJob, Cursor, UsersTarget
 from wsfanout.exceptions import ConfigurationError, QueueError
 
@@ -163,13 +163,13 @@ class FlakyBatches:
 
 @pytest.fixture
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The queue's backoff pauses, recorded instead of slept."""
+    """The retry helper's backoff pauses, recorded instead of slept."""
     recorded: list[float] = []
 
     async def sleep(seconds: float) -> None:
         recorded.append(seconds)
 
-    monkeypatch.setattr(queue_module, "anyio", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(pacing, "anyio", SimpleNamespace(sleep=sleep))
     return recorded
 
 
@@ -190,5 +190,8 @@ async def test_enqueue_many_gives_up_after_bounded_attempts(pauses: list[float])
     with pytest.raises(QueueError, match="refused 2 jobs"):
         await JobQueue(client, "https://sqs/q").enqueue_many(jobs)  # type: ignore[arg-type]
     assert len(client.calls) == 5
-    assert pauses == sorted(pauses)
-    assert all(0 < p <= 1.0 for p in pauses)
+    assert all(len(call) == 2 for call in client.calls[1:]), "only the failed entries again"
+    # One jittered pause between attempts, each under its capped exponential (50 ms doubling,
+    # at most a second): full jitter, so their order is not their size.
+    assert len(pauses) == 4
+    assert all(0 <= p <= min(1.0, 0.05 * 2**n) for n, p in enumerate(pauses))

@@ -19,7 +19,14 @@ from wsfanout.core.models import (
     RoomTarget,
     UsersTarget,
 )
-from wsfanout.exceptions import ConnectionExistsError, ConnectionNotFoundError, InvalidInputError
+from wsfanout.core.pacing import RetryPolicy, set_testing
+from wsfanout.exceptions import (
+    ConfigurationError,
+    ConnectionExistsError,
+    ConnectionNotFoundError,
+    InvalidInputError,
+    RegistryError,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -48,6 +55,7 @@ async def test_put_is_conditional(registry: Registry) -> None:
     with pytest.raises(ConnectionExistsError) as info:
         await registry.put(Connection(connection_id="dup=", connected_at=NOW))
     assert info.value.connection_id == "dup="
+    assert isinstance(info.value.__cause__, ClientError)
 
 
 async def test_classic_seed_items_read_as_connections(registry: Registry, dynamodb) -> None:
@@ -248,3 +256,85 @@ def test_items_as_sent_keeps_what_it_cannot_read() -> None:
         _items_as_sent(response, customized)
         assert response == before
         assert customized == {}
+
+
+# -- what DynamoDB leaves unprocessed, and errors --------------------------------------------------
+
+
+class Stingy:
+    """The moto client, but each batch call does only its first ``per_call`` requests for real.
+
+    The rest come back as ``UnprocessedItems`` / ``UnprocessedKeys``, as DynamoDB answers a
+    partition over its throughput, so the registry's retry is exercised against real storage.
+    """
+
+    def __init__(self, client: Any, per_call: int) -> None:
+        self._client = client
+        self.per_call = per_call
+        self.sizes: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> Any:  # noqa: N803
+        ((table, requests),) = RequestItems.items()
+        self.sizes.append(len(requests))
+        done, left = requests[: self.per_call], requests[self.per_call :]
+        await self._client.batch_write_item(RequestItems={table: done})
+        return {"UnprocessedItems": {table: left} if left else {}}
+
+    async def batch_get_item(self, RequestItems: dict[str, dict[str, Any]]) -> Any:  # noqa: N803
+        ((table, request),) = RequestItems.items()
+        keys = request["Keys"]
+        self.sizes.append(len(keys))
+        done, left = keys[: self.per_call], keys[self.per_call :]
+        answer = await self._client.batch_get_item(RequestItems={table: {**request, "Keys": done}})
+        answer["UnprocessedKeys"] = {table: {**request, "Keys": left}} if left else {}
+        return answer
+
+
+async def test_deletes_left_unprocessed_are_retried_until_done(dynamodb, table_name: str) -> None:
+    ids = connection_ids(10)
+    await seed_items(dynamodb, table_name, [classic_item(i) for i in ids])
+    stingy = Stingy(dynamodb, per_call=4)
+    with set_testing():
+        removed = await Registry(stingy, table_name).remove_connections(ids)  # type: ignore[arg-type]
+    assert removed == 10
+    assert stingy.sizes == [10, 6, 2], "only what was left is sent again"
+    assert await Registry(dynamodb, table_name).count_connections() == 0
+
+
+async def test_keys_left_unprocessed_are_retried_until_done(dynamodb, table_name: str) -> None:
+    ids = connection_ids(7)
+    await seed_items(
+        dynamodb, table_name, [{**classic_item(i), "endpoint": {"S": f"https://{i}"}} for i in ids]
+    )
+    stingy = Stingy(dynamodb, per_call=3)
+    registry = Registry(stingy, table_name)  # type: ignore[arg-type]
+    with set_testing():
+        (page,) = [p async for p in registry.pages(ConnectionsTarget(connection_ids=ids))]
+    assert stingy.sizes == [7, 4, 1]
+    assert [(r.connection_id, r.endpoint) for r in page] == [(i, f"https://{i}") for i in ids]
+
+
+async def test_unprocessed_items_past_the_bound_are_a_registry_error(
+    dynamodb, table_name: str
+) -> None:
+    ids = connection_ids(5)
+    await seed_items(dynamodb, table_name, [classic_item(i) for i in ids])
+    stingy = Stingy(dynamodb, per_call=1)
+    three = RetryPolicy(max_attempts=3)
+    registry = Registry(stingy, table_name, unprocessed=three)  # type: ignore[arg-type]
+    with set_testing(), pytest.raises(RegistryError, match=r"2 left .* 3 attempts") as info:
+        await registry.remove_connections(ids)
+    assert table_name in str(info.value)
+    assert stingy.sizes == [5, 4, 3]
+
+
+async def test_a_missing_table_is_a_configuration_error(dynamodb) -> None:
+    registry = Registry(dynamodb, "no-such-table")
+    with pytest.raises(ConfigurationError, match="no-such-table") as info:
+        await registry.get("a=")
+    assert isinstance(info.value.__cause__, ClientError)
+    with pytest.raises(ConfigurationError):
+        await registry.put(Connection(connection_id="a=", connected_at=NOW))

@@ -214,6 +214,8 @@ async def test_failed_sends_exit_1(dynamodb, table_name, endpoint) -> None:
     fake, url = endpoint
     fake.faults = Faults(error_rate=1.0)
     await seed(dynamodb, table_name, 8)
+    # The CLI runs in a subprocess, out of set_testing's reach: its backoff is shortened through
+    # the environment it reads instead.
     env = cli_env(FANOUT_MAX_ATTEMPTS="2", FANOUT_BACKOFF_BASE_S="0.001")
     result = await run_cli(
         "broadcast", "--data", "x", "--table", table_name, "--endpoint", url, "--json", env=env

@@ -8,11 +8,14 @@ for the whole test, ``0.0`` closes it at once), and concurrency is observed with
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from types import SimpleNamespace
 
 import anyio
 import pytest
 
-from wsfanout.core.pacing import RetryPolicy, Throttle
+from wsfanout.core import pacing
+from wsfanout.core.pacing import LeftOverError, RetryPolicy, Throttle, is_testing, set_testing
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -59,6 +62,125 @@ def test_retry_policy_defaults() -> None:
     policy = RetryPolicy()
     assert policy.max_attempts == 5
     assert policy.max_throttled_attempts > policy.max_attempts
+
+
+# -- RetryPolicy.until_done: what a batch call left undone ------------------------------------
+
+
+class Batches:
+    """A batch API that does ``per_call`` of what it is sent and hands back the rest."""
+
+    def __init__(self, per_call: int) -> None:
+        self.per_call = per_call
+        self.calls: list[list[str]] = []
+
+    async def send(self, pending: Sequence[str]) -> list[str]:
+        self.calls.append(list(pending))
+        return list(pending[self.per_call :])
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The helper's backoff pauses, recorded instead of slept."""
+    recorded: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(pacing, "anyio", SimpleNamespace(sleep=sleep))
+    return recorded
+
+
+async def test_until_done_sends_only_what_is_left(pauses: list[float]) -> None:
+    batches = Batches(per_call=2)
+    await RetryPolicy().until_done(batches.send, ["a", "b", "c", "d", "e"], what="puts")
+    assert batches.calls == [["a", "b", "c", "d", "e"], ["c", "d", "e"], ["e"]]
+    assert len(pauses) == 2, "a pause between attempts, none after the last"
+
+
+async def test_until_done_with_nothing_pending_sends_nothing(pauses: list[float]) -> None:
+    batches = Batches(per_call=1)
+    await RetryPolicy().until_done(batches.send, [], what="puts")
+    assert batches.calls == []
+    assert pauses == []
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 5])
+async def test_until_done_gives_up_after_max_attempts_naming_what_was_left(
+    pauses: list[float], attempts: int
+) -> None:
+    batches = Batches(per_call=0)
+    with pytest.raises(LeftOverError) as info:
+        await RetryPolicy(max_attempts=attempts).until_done(
+            batches.send, ["a", "b"], what="BatchWriteItem puts on t1"
+        )
+    assert len(batches.calls) == attempts
+    assert len(pauses) == attempts - 1
+    assert info.value.left == ["a", "b"]
+    assert info.value.attempts == attempts
+    assert info.value.what == "BatchWriteItem puts on t1"
+    assert str(info.value) == (
+        f"BatchWriteItem puts on t1: 2 left unprocessed after {attempts} attempts"
+    )
+
+
+async def test_done_on_the_last_attempt_is_done(pauses: list[float]) -> None:
+    batches = Batches(per_call=1)
+    await RetryPolicy(max_attempts=3).until_done(batches.send, ["a", "b", "c"], what="puts")
+    assert len(batches.calls) == 3
+
+
+async def test_an_error_from_send_is_not_retried(pauses: list[float]) -> None:
+    calls = 0
+
+    async def refused(pending: Sequence[str]) -> list[str]:
+        nonlocal calls
+        calls += 1
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await RetryPolicy().until_done(refused, ["a"], what="puts")
+    assert calls == 1
+    assert pauses == []
+
+
+async def test_until_done_pauses_are_the_policys_jittered_delays(pauses: list[float]) -> None:
+    policy = RetryPolicy(max_attempts=6, base_s=0.1, max_s=0.5)
+    with pytest.raises(LeftOverError):
+        await policy.until_done(Batches(0).send, ["a"], what="puts", rng=random.Random(99))
+    expected = random.Random(99)
+    assert pauses == [policy.delay(attempt, expected) for attempt in range(1, 6)]
+
+
+async def test_until_done_jitter_stays_within_the_capped_exponential(pauses: list[float]) -> None:
+    policy = RetryPolicy(max_attempts=8, base_s=0.1, max_s=1.0)
+    caps = [min(policy.max_s, policy.base_s * 2 ** (n - 1)) for n in range(1, 8)]
+    for seed in range(50):
+        pauses.clear()
+        with pytest.raises(LeftOverError):
+            await policy.until_done(Batches(0).send, ["a"], what="x", rng=random.Random(seed))
+        assert len(pauses) == 7
+        assert all(0.0 <= p <= cap for p, cap in zip(pauses, caps, strict=True)), seed
+    assert len(set(pauses)) == 7, "jittered, not one fixed delay"
+
+
+async def test_until_done_under_set_testing_waits_for_nothing() -> None:
+    """Real sleeps, an hour's backoff: with ``set_testing`` the retries still finish at once."""
+    batches = Batches(per_call=1)
+    policy = RetryPolicy(max_attempts=4, base_s=LONG, max_s=LONG)
+    with set_testing(), anyio.fail_after(5):
+        assert is_testing()
+        await policy.until_done(batches.send, ["a", "b", "c", "d"], what="puts")
+    assert not is_testing()
+    assert len(batches.calls) == 4
+
+
+async def test_until_done_under_set_testing_still_bounds_attempts(pauses: list[float]) -> None:
+    batches = Batches(per_call=0)
+    with set_testing(), pytest.raises(LeftOverError):
+        await RetryPolicy(max_attempts=3).until_done(batches.send, ["a"], what="puts")
+    assert len(batches.calls) == 3
+    assert pauses == [0.0, 0.0]
 
 
 # -- Throttle: the limit ------------------------------------------------------------------------

@@ -13,17 +13,19 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import boto3
 import pytest
 
 from tests.events import load_event
 from wsfanout import testing
 from wsfanout.aws.table import table_definition
-from wsfanout.bench.seeding import classic_item
+from wsfanout.bench.seeding import SEEDING, classic_item
+from wsfanout.core.pacing import set_testing
 from wsfanout.handlers import broadcast, route
 from wsfanout.handlers.runtime import logger, reset_runtime
 from wsfanout.local import events
@@ -146,14 +148,24 @@ class Stack:
         return route.handler(event, LambdaContext())
 
     def seed(self, ids: list[str]) -> None:
-        """Classic registry items (what a plain $connect handler writes), 25 per batch."""
-        for first in range(0, len(ids), 25):
-            requests = [
-                {"PutRequest": {"Item": classic_item(cid)}} for cid in ids[first : first + 25]
-            ]
-            while requests:
-                answer = self.dynamodb.batch_write_item(RequestItems={self.table: requests})
-                requests = answer.get("UnprocessedItems", {}).get(self.table, [])
+        """Classic registry items (what a plain $connect handler writes), 25 per batch.
+
+        What moto leaves unprocessed is written again by the bench seeding's bounded retry, so a
+        table that never takes an item fails the test instead of hanging it.
+        """
+
+        async def put(requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+            answer = self.dynamodb.batch_write_item(RequestItems={self.table: list(requests)})
+            return list(answer.get("UnprocessedItems", {}).get(self.table, []))
+
+        async def seed_all() -> None:
+            for first in range(0, len(ids), 25):
+                requests = [
+                    {"PutRequest": {"Item": classic_item(cid)}} for cid in ids[first : first + 25]
+                ]
+                await SEEDING.until_done(put, requests, what=f"seeding {self.table}")
+
+        anyio.run(seed_all)
 
     def enqueue(self, body: str) -> None:
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
@@ -258,12 +270,13 @@ def stack(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             "RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}',
         },
     )["QueueUrl"]
-    with ThreadedEndpoint(ManagementEndpoint(faults=Faults())) as endpoint:
+    # set_testing, not a tiny FANOUT_BACKOFF_BASE_S: the handlers run in this process, so every
+    # retry of theirs waits for nothing, and the settings stay as deployed.
+    with ThreadedEndpoint(ManagementEndpoint(faults=Faults())) as endpoint, set_testing():
         monkeypatch.setenv("CONNECTIONS_TABLE", table)
         monkeypatch.setenv("BROADCAST_QUEUE_URL", queue_url)
         monkeypatch.setenv("APIGW_MANAGEMENT_ENDPOINT", f"{endpoint.url}/{STAGE}")
         monkeypatch.setenv("FANOUT_CONCURRENCY", "16")
-        monkeypatch.setenv("FANOUT_BACKOFF_BASE_S", "0.001")
         monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "wsfanout")
         reset_runtime()
         try:

@@ -37,6 +37,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.events import load_event
 from wsfanout.aws.endpoints import endpoint_for
+from wsfanout.core.pacing import set_testing
 from wsfanout.exceptions import ConfigurationError, InvalidInputError
 from wsfanout.handlers import authorizer as real_authorizer
 from wsfanout.handlers import route
@@ -788,45 +789,46 @@ async def test_real_route_handler_against_moto(
     moto_url: str, table_name: str, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CONNECTIONS_TABLE", table_name)
-    monkeypatch.setenv("FANOUT_BACKOFF_BASE_S", "0.001")
     spy = Recorder()
 
     def real(event: Event, context: Any) -> dict[str, Any]:
         spy(event, context)  # only to learn the connection ids; the real handler answers
         return route.handler(event, context)
 
-    await anyio.to_thread.run_sync(close_all_runtimes)  # every container starts cold
-    try:
-        async with (
-            serving(real) as served,
-            served.client("alice") as alice,
-            served.client("bob") as bob,
-        ):
-            alice_id, bob_id = spy.connection_id("alice"), spy.connection_id("bob")
-            with anyio.fail_after(WAIT_S):
-                await alice.send(json.dumps({"action": "joinRoom", "room": "lobby"}))
-                assert json.loads(await alice.recv()) == {
-                    "type": "ack",
-                    "action": "joinRoom",
-                    "room": "lobby",
+    # set_testing, not a tiny FANOUT_BACKOFF_BASE_S: the handler runs in this process.
+    with set_testing():
+        await anyio.to_thread.run_sync(close_all_runtimes)  # every container starts cold
+        try:
+            async with (
+                serving(real) as served,
+                served.client("alice") as alice,
+                served.client("bob") as bob,
+            ):
+                alice_id, bob_id = spy.connection_id("alice"), spy.connection_id("bob")
+                with anyio.fail_after(WAIT_S):
+                    await alice.send(json.dumps({"action": "joinRoom", "room": "lobby"}))
+                    assert json.loads(await alice.recv()) == {
+                        "type": "ack",
+                        "action": "joinRoom",
+                        "room": "lobby",
+                    }
+                    message = {"action": "sendMessage", "to": {"connection": bob_id}, "data": "hi"}
+                    await alice.send(json.dumps(message))
+                    received = json.loads(await bob.recv())
+                    ack = json.loads(await alice.recv())
+                assert received == {
+                    "type": "message",
+                    "from": {"connectionId": alice_id},
+                    "data": "hi",
                 }
-                message = {"action": "sendMessage", "to": {"connection": bob_id}, "data": "hi"}
-                await alice.send(json.dumps(message))
-                received = json.loads(await bob.recv())
-                ack = json.loads(await alice.recv())
-            assert received == {
-                "type": "message",
-                "from": {"connectionId": alice_id},
-                "data": "hi",
-            }
-            assert ack == {"type": "ack", "action": "sendMessage", "delivered": 1}
-            items = (await dynamodb.scan(TableName=table_name))["Items"]
-            endpoints = {i["endpoint"]["S"] for i in items if i["SK"]["S"] == "CONN"}
-            assert endpoints == {served.management_url}
-            assert {("CONN#" + alice_id, "ROOM#lobby")} <= {
-                (i["PK"]["S"], i["SK"]["S"]) for i in items
-            }
-        # $disconnect removed both connections and the membership.
-        assert (await dynamodb.scan(TableName=table_name))["Items"] == []
-    finally:
-        await anyio.to_thread.run_sync(close_all_runtimes)
+                assert ack == {"type": "ack", "action": "sendMessage", "delivered": 1}
+                items = (await dynamodb.scan(TableName=table_name))["Items"]
+                endpoints = {i["endpoint"]["S"] for i in items if i["SK"]["S"] == "CONN"}
+                assert endpoints == {served.management_url}
+                assert {("CONN#" + alice_id, "ROOM#lobby")} <= {
+                    (i["PK"]["S"], i["SK"]["S"]) for i in items
+                }
+            # $disconnect removed both connections and the membership.
+            assert (await dynamodb.scan(TableName=table_name))["Items"] == []
+        finally:
+            await anyio.to_thread.run_sync(close_all_runtimes)

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from ..core.outcomes import Outcome
 from ..exceptions import DeliveryError, ForbiddenError
 from .endpoints import region_of_endpoint, resolve_endpoint
-from .errors import classify_exception
+from .errors import BOTOCORE_ERRORS, DELIVERY_ERRORS, classify_exception
 
 if TYPE_CHECKING:
     import aioboto3
@@ -80,7 +79,10 @@ class ManagementGateway:
         return resolve_endpoint(endpoint, self._default_endpoint)
 
     async def client(self, endpoint: str | None = None) -> ApiGatewayManagementApiClient:
-        """The pooled client for ``endpoint`` (or the default), created once."""
+        """The pooled client for ``endpoint`` (or the default), created once.
+
+        :raises ConfigurationError: neither ``endpoint`` nor a default endpoint is set.
+        """
         url = self._resolve(endpoint)
         found = self._clients.get(url)
         if found is not None:
@@ -99,25 +101,33 @@ class ManagementGateway:
             return self._clients[url]
 
     async def post(self, connection_id: str, data: bytes, endpoint: str | None = None) -> Outcome:
-        """One PostToConnection attempt, classified; HTTP and network errors become outcomes."""
+        """One PostToConnection attempt, classified; HTTP and network errors become outcomes.
+
+        :raises ConfigurationError: neither ``endpoint`` nor a default endpoint is set.
+        """
         client = self._clients.get(endpoint or self._default_endpoint or "")
         if client is None:
             client = await self.client(endpoint)
         try:
             await client.post_to_connection(ConnectionId=connection_id, Data=data)
-        except (BotoCoreError, ClientError, OSError) as exc:
+        except DELIVERY_ERRORS as exc:
             return classify_exception(exc)
         return Outcome.DELIVERED
 
     async def get_connection(
         self, connection_id: str, endpoint: str | None = None
     ) -> dict[str, Any] | None:
-        """GetConnection: ``ConnectedAt``, ``Identity``, ``LastActiveAt``; ``None`` when gone."""
+        """GetConnection: ``ConnectedAt``, ``Identity``, ``LastActiveAt``; ``None`` when gone.
+
+        :raises ForbiddenError: the endpoint answered 403 (wrong endpoint or credentials).
+        :raises DeliveryError: any other error answer, or the endpoint could not be reached.
+        :raises ConfigurationError: neither ``endpoint`` nor a default endpoint is set.
+        """
         client = await self.client(endpoint)
         try:
             answer = await client.get_connection(ConnectionId=connection_id)
-        except ClientError as exc:
-            self._raise_unless_gone(exc, endpoint)
+        except BOTOCORE_ERRORS as exc:
+            self._raise_unless_gone("GetConnection", exc, endpoint)
             return None
         info: dict[str, Any] = {
             key: value for key, value in answer.items() if key != "ResponseMetadata"
@@ -125,16 +135,26 @@ class ManagementGateway:
         return info
 
     async def delete_connection(self, connection_id: str, endpoint: str | None = None) -> bool:
-        """DeleteConnection (closes the socket); ``False`` when it was already gone."""
+        """DeleteConnection (closes the socket); ``False`` when it was already gone.
+
+        :raises ForbiddenError: the endpoint answered 403 (wrong endpoint or credentials).
+        :raises DeliveryError: any other error answer, or the endpoint could not be reached.
+        :raises ConfigurationError: neither ``endpoint`` nor a default endpoint is set.
+        """
         client = await self.client(endpoint)
         try:
             await client.delete_connection(ConnectionId=connection_id)
-        except ClientError as exc:
-            self._raise_unless_gone(exc, endpoint)
+        except BOTOCORE_ERRORS as exc:
+            self._raise_unless_gone("DeleteConnection", exc, endpoint)
             return False
         return True
 
-    def _raise_unless_gone(self, exc: ClientError, endpoint: str | None) -> None:
+    def _raise_unless_gone(self, operation: str, exc: Exception, endpoint: str | None) -> None:
+        """Return when ``exc`` says the connection is gone; raise the error it means otherwise.
+
+        Classified like a delivery (by status as well as code: a 403 may carry no code), not
+        through :func:`~wsfanout.aws.errors.map_botocore_errors`, which knows codes only.
+        """
         outcome = classify_exception(exc)
         if outcome is Outcome.GONE:
             return
@@ -144,4 +164,6 @@ class ManagementGateway:
                 f"the management endpoint {url} answered 403: check the endpoint and credentials",
                 endpoint=url,
             ) from exc
-        raise DeliveryError(f"management API call failed: {exc}", endpoint=url) from exc
+        raise DeliveryError(
+            f"API Gateway {operation} on {url} failed: {exc}", endpoint=url
+        ) from exc

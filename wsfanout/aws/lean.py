@@ -90,7 +90,10 @@ class LeanGateway:
             self._http = None
 
     async def credentials(self) -> Credentials:
-        """The current credentials, re-read from the session's chain at most once a minute."""
+        """The current credentials, re-read from the session's chain at most once a minute.
+
+        :raises ConfigurationError: the session's chain holds no credentials.
+        """
         if self._credentials is None or time.monotonic() > self._fresh_until:
             async with self._refresh:
                 if self._credentials is None or time.monotonic() > self._fresh_until:
@@ -115,7 +118,11 @@ class LeanGateway:
         return signer
 
     async def post(self, connection_id: str, data: bytes, endpoint: str | None = None) -> Outcome:
-        """One signed PostToConnection attempt, classified."""
+        """One signed PostToConnection attempt, classified; HTTP and network errors are outcomes.
+
+        :raises ConfigurationError: no endpoint for the connection, or no credentials to sign.
+        :raises RuntimeError: called outside the gateway's ``async with`` block (a bug).
+        """
         http = self._http
         if http is None:
             raise RuntimeError("LeanGateway used outside its 'async with' block")

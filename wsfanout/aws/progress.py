@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from ..core.jobs import Checkpoint
 from ..core.models import Cursor, FanoutReport
 from ..exceptions import RegistryError
 from . import table as t
+from .errors import ConditionFailedError, map_botocore_errors
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -25,7 +24,12 @@ _RUNNING, _COMPLETE = "running", "complete"
 
 
 class Checkpoints:
-    """Progress items of broadcast jobs, in the registry table (a :class:`ProgressStore`)."""
+    """Progress items of broadcast jobs, in the registry table (a :class:`ProgressStore`).
+
+    Every method raises :class:`RegistryError` when DynamoDB refuses or cannot be reached, and
+    :class:`~wsfanout.exceptions.ConfigurationError` when the table does not exist; a write whose
+    condition does not hold is no error but a ``False``.
+    """
 
     def __init__(self, client: DynamoDBClient, table_name: str, *, ttl_seconds: int) -> None:
         self._client = client
@@ -37,13 +41,17 @@ class Checkpoints:
         return {t.PK: {"S": t.job_pk(job_id)}, t.SK: {"S": t.segment_sk(segment)}}
 
     async def load(self, job_id: str, segment: int | None) -> Checkpoint | None:
-        """The segment's progress item, read consistently."""
-        try:
+        """The segment's progress item, read consistently.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
+        with map_botocore_errors(
+            f"DynamoDB GetItem (progress of job {job_id})", self.table_name, RegistryError
+        ):
             answer = await self._client.get_item(
                 TableName=self.table_name, Key=self._key(job_id, segment), ConsistentRead=True
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise RegistryError(f"reading the progress of job {job_id}: {exc}") from exc
         item = answer.get("Item")
         if not item:
             return None
@@ -69,21 +77,21 @@ class Checkpoints:
         values: dict[str, Any],
         names: dict[str, str],
     ) -> bool:
+        """One conditional UpdateItem; ``False`` when ``condition`` did not hold."""
         try:
-            await self._client.update_item(
-                TableName=self.table_name,
-                Key=self._key(job_id, segment),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                ExpressionAttributeNames=names,
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise RegistryError(f"updating the progress of job {job_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise RegistryError(f"updating the progress of job {job_id}: {exc}") from exc
+            with map_botocore_errors(
+                f"DynamoDB UpdateItem (progress of job {job_id})", self.table_name, RegistryError
+            ):
+                await self._client.update_item(
+                    TableName=self.table_name,
+                    Key=self._key(job_id, segment),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                    ExpressionAttributeNames=names,
+                )
+        except ConditionFailedError:
+            return False
         return True
 
     def _ttl(self) -> dict[str, str]:
@@ -99,7 +107,12 @@ class Checkpoints:
         seen: Checkpoint | None,
         cursor: Cursor | None,
     ) -> bool:
-        """Make ``owner`` the runner of ``step``, if the item is still exactly as ``seen``."""
+        """Make ``owner`` the runner of ``step``, if the item is still exactly as ``seen``.
+
+        :raises RegistryError: DynamoDB refused or could not be reached (not: the item changed,
+            which is ``False``).
+        :raises ConfigurationError: the table does not exist.
+        """
         names = {"#step": "step", "#owner": "owner", "#status": "status", "#ttl": t.TTL_ATTRIBUTE}
         values: dict[str, Any] = {
             ":step": {"N": str(step)},
@@ -136,7 +149,11 @@ class Checkpoints:
     async def save(
         self, job_id: str, segment: int | None, *, step: int, owner: str, cursor: Cursor
     ) -> bool:
-        """Record a watermark mid-run; ``False`` when ``owner`` no longer holds the step."""
+        """Record a watermark mid-run; ``False`` when ``owner`` no longer holds the step.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
         condition, values = self._owned(step, owner)
         values[":cursor"] = {"S": cursor.model_dump_json(exclude_none=True)}
         return await self._update(
@@ -158,7 +175,13 @@ class Checkpoints:
         report: FanoutReport,
         next_cursor: Cursor | None,
     ) -> bool:
-        """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``)."""
+        """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``).
+
+        ``False`` when ``owner`` no longer holds the step.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
         condition, values = self._owned(step, owner)
         values.update(
             {

@@ -1,22 +1,21 @@
 """The connection registry in DynamoDB, streamed page by page.
 
 Reads go through the low-level client and pick attributes by hand: a broadcast reads every
-connection in the table, and boto3's resource layer (or TypeDeserializer) costs several
-microseconds per attribute for no benefit here. For the same reason the registry's Scan and Query
-pages skip botocore's model-driven parser (see :func:`_items_as_sent`). Nothing collects the
-registry into a list: each target is a paginated Scan or Query, one page in memory at a time.
+connection in the table, and boto3's resource layer (or TypeDeserializer) converts every
+attribute of every item into Python values only for this module to read two strings out of
+them. For the same reason the registry's Scan and Query pages skip botocore's model-driven
+parser (see :func:`_items_as_sent`). Nothing collects the registry into a list: each target is
+a paginated Scan or Query, one page in memory at a time.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-import anyio
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.interfaces import Recipient
 from ..core.models import (
@@ -28,24 +27,37 @@ from ..core.models import (
     Target,
     UsersTarget,
 )
+from ..core.pacing import LeftOverError, RetryPolicy
 from ..exceptions import (
-    ConfigurationError,
     ConnectionExistsError,
     ConnectionNotFoundError,
     InvalidInputError,
     RegistryError,
-    WsFanoutError,
 )
 from . import table as t
+from .errors import CONDITION_FAILED, ErrorFactory, map_botocore_errors
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        KeysAndAttributesTypeDef,
+        UniversalAttributeValueTypeDef,
+        WriteRequestUnionTypeDef,
+    )
+
+    _KeyTypeDef = Mapping[str, UniversalAttributeValueTypeDef]
 
 __all__ = ["Registry"]
 
+_Item = TypeVar("_Item")
+
 _BATCH_WRITE_MAX = 25
 _BATCH_GET_MAX = 100
-_UNPROCESSED_ATTEMPTS = 8
+# DynamoDB leaves part of a batch unprocessed when a partition is over its throughput: more
+# patience than a delivery gets (eight attempts, backing off to a second), since giving up means
+# a failed clean-up or a broadcast that cannot resolve its endpoints.
+_UNPROCESSED = RetryPolicy(max_attempts=8, base_s=0.05, max_s=1.0)
 _FIRST_PAGE = 100  # a small first page gets the senders going while the big pages load
 _RAW_PAGES_ID = "wsfanout-registry-raw-pages"
 # The type keys of a binary value, the one type botocore decodes (base64 into bytes). A string
@@ -58,13 +70,13 @@ def _items_as_sent(
 ) -> None:
     """Hand a Scan or Query page to the caller as DynamoDB sent it, without botocore's parse.
 
-    botocore walks every attribute of every item against the service model to build the same
-    dicts ``json.loads`` already made: about 6 µs per item against 0.7 µs, on the read that
-    precedes every delivery of a broadcast (measured on 1,000-item pages). For every
-    attribute type but binary the two results are equal, so a page with a binary value (or
-    anything that looks like one) is left to botocore, as are errors. Registered on
-    ``before-parse``, the hook botocore itself uses to customise parsing: the body is parsed
-    here, botocore parses an empty object, and merges this result into its own.
+    botocore walks every attribute of every item against the service model, in Python, to
+    build the same dicts ``json.loads`` already made in C, and does so on the read that
+    precedes every delivery of a broadcast. For every attribute type but binary the two results
+    are equal, so a page with a binary value (or anything that looks like one) is left to
+    botocore, as are errors. Registered on ``before-parse``, the hook botocore itself uses to
+    customise parsing: the body is parsed here, botocore parses an empty object, and merges
+    this result into its own.
     """
     body = response_dict.get("body")
     if response_dict.get("status_code") != 200 or not isinstance(body, bytes):
@@ -113,13 +125,18 @@ def _rfc3339(moment: datetime) -> str:
 class Registry:
     """Connections, room memberships and targeted streams over one DynamoDB table.
 
-    The table layout is DESIGN.md's (see :mod:`wsfanout.aws.table`). Items written by a classic
-    ``$connect`` handler (only ``PK``, ``SK``, ``connectionId``, ``connectedAt``, ``ttl``) are read
-    like any other connection.
+    The table layout is the one in docs/contracts.md (see :mod:`wsfanout.aws.table`). Items
+    written by a classic ``$connect`` handler (only ``PK``, ``SK``, ``connectionId``,
+    ``connectedAt``, ``ttl``) are read like any other connection.
 
     It registers :func:`_items_as_sent` on ``client`` for Scan and Query (once per client), so
     any Scan or Query through that client is answered without botocore's parse, with equal
     results.
+
+    Every DynamoDB failure surfaces as :class:`RegistryError` (or a subclass), except a missing
+    table, which is a :class:`~wsfanout.exceptions.ConfigurationError`; the ``:raises:`` lines
+    below name only what a method adds to that. ``unprocessed`` bounds the retries of the
+    items a batch call leaves undone.
     """
 
     def __init__(
@@ -129,8 +146,10 @@ class Registry:
         *,
         page_size: int = 1000,
         ttl_seconds: int = 7800,
+        unprocessed: RetryPolicy = _UNPROCESSED,
     ) -> None:
         self._client = client
+        self._unprocessed = unprocessed
         for operation in ("Scan", "Query"):  # a unique id is the emitter's, not the event's
             client.meta.events.register(
                 f"before-parse.dynamodb.{operation}",
@@ -147,6 +166,10 @@ class Registry:
         """Store a new connection; refuses to overwrite one with the same id.
 
         Sets ``ttl`` from ``ttl_seconds`` when the connection has none; returns what was stored.
+
+        :raises ConnectionExistsError: a connection with this id is already stored.
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
         """
         if connection.ttl is None:
             connection = connection.model_copy(update={"ttl": int(time.time()) + self.ttl_seconds})
@@ -164,30 +187,27 @@ class Registry:
             item["userId"] = _s(connection.user_id)
             item[t.GSI1PK] = _s(t.user_gsi1pk(connection.user_id))
             item[t.GSI1SK] = _s(t.connection_pk(connection.connection_id))
-        try:
+        exists = {CONDITION_FAILED: lambda _: ConnectionExistsError(connection.connection_id)}
+        with self._errors("PutItem", on_code=exists):
             await self._client.put_item(
                 TableName=self.table_name,
                 Item=item,
                 ConditionExpression="attribute_not_exists(PK)",
             )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise ConnectionExistsError(connection.connection_id) from None
-            raise _registry_error("PutItem", exc) from exc
-        except BotoCoreError as exc:
-            raise _registry_error("PutItem", exc) from exc
         return connection
 
     async def get(self, connection_id: str) -> Connection | None:
-        """The stored connection, or ``None``."""
-        answer = await self._call(
-            "GetItem",
-            self._client.get_item(
+        """The stored connection, or ``None``.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
+        with self._errors("GetItem"):
+            answer = await self._client.get_item(
                 TableName=self.table_name,
                 Key=_key(t.connection_pk(connection_id), t.CONNECTION_SK),
                 ConsistentRead=True,
-            ),
-        )
+            )
         item = answer.get("Item")
         if not item:
             return None
@@ -203,13 +223,22 @@ class Registry:
         )
 
     async def delete(self, connection_id: str) -> int:
-        """Remove a connection and all its room memberships; return the items deleted."""
+        """Remove a connection and all its room memberships; return the items deleted.
+
+        :raises RegistryError: DynamoDB refused, could not be reached, or left deletes
+            unprocessed after every retry.
+        :raises ConfigurationError: the table does not exist.
+        """
         keys = [key async for key in self._keys_of(connection_id)]
         await self._batch_delete(keys)
         return len(keys)
 
     async def remove_connections(self, connection_ids: Sequence[str]) -> int:
-        """Remove several connections with all their memberships (one Query each)."""
+        """Remove several connections with all their memberships (one Query each).
+
+        :raises RegistryError: as :meth:`delete`.
+        :raises ConfigurationError: the table does not exist.
+        """
         keys: list[dict[str, Any]] = []
         for connection_id in connection_ids:
             keys.extend([key async for key in self._keys_of(connection_id)])
@@ -224,6 +253,9 @@ class Registry:
         per gone connection in the middle of a broadcast; instead a membership left behind is
         met by the next broadcast to its room, answers 410 in turn and is deleted then, and its
         ttl reaps it regardless.
+
+        :raises RegistryError: as :meth:`delete`.
+        :raises ConfigurationError: the table does not exist.
         """
         keys: dict[tuple[str, str], dict[str, Any]] = {}
         for recipient in recipients:
@@ -246,7 +278,8 @@ class Registry:
             }
             if start:
                 kwargs["ExclusiveStartKey"] = start
-            answer = await self._call("Query", self._client.query(**kwargs))
+            with self._errors("Query"):
+                answer = await self._client.query(**kwargs)
             for item in answer.get("Items", []):
                 yield {t.PK: item[t.PK], t.SK: item[t.SK]}
             start = answer.get("LastEvaluatedKey")
@@ -254,24 +287,33 @@ class Registry:
                 return
 
     async def _batch_delete(self, keys: Sequence[dict[str, Any]]) -> None:
+        async def send(
+            requests: Sequence[WriteRequestUnionTypeDef],
+        ) -> list[WriteRequestUnionTypeDef]:
+            with self._errors("BatchWriteItem"):
+                answer = await self._client.batch_write_item(
+                    RequestItems={self.table_name: requests}
+                )
+            return list(answer.get("UnprocessedItems", {}).get(self.table_name, []))
+
         for first in range(0, len(keys), _BATCH_WRITE_MAX):
-            requests: list[Any] = [
-                {"DeleteRequest": {"Key": key}} for key in keys[first : first + _BATCH_WRITE_MAX]
+            chunk = keys[first : first + _BATCH_WRITE_MAX]
+            requests: list[WriteRequestUnionTypeDef] = [
+                {"DeleteRequest": {"Key": key}} for key in chunk
             ]
-            for attempt in range(_UNPROCESSED_ATTEMPTS):
-                answer = await self._call(
-                    "BatchWriteItem",
-                    self._client.batch_write_item(RequestItems={self.table_name: requests}),
-                )
-                requests = list(answer.get("UnprocessedItems", {}).get(self.table_name, []))
-                if not requests:
-                    break
-                await anyio.sleep(min(0.05 * 2**attempt, 1.0))
-            else:
-                raise RegistryError(
-                    f"BatchWriteItem left {len(requests)} deletes unprocessed after "
-                    f"{_UNPROCESSED_ATTEMPTS} attempts on {self.table_name}"
-                )
+            await self._until_done(send, requests, "BatchWriteItem deletes")
+
+    async def _until_done(
+        self,
+        send: Callable[[Sequence[_Item]], Awaitable[Sequence[_Item]]],
+        pending: Sequence[_Item],
+        what: str,
+    ) -> None:
+        """Retry what a batch call left unprocessed; a :class:`RegistryError` after the bound."""
+        try:
+            await self._unprocessed.until_done(send, pending, what=f"{what} on {self.table_name}")
+        except LeftOverError as exc:
+            raise RegistryError(f"DynamoDB {exc}") from exc
 
     # -- rooms ----------------------------------------------------------------------------------
 
@@ -282,6 +324,10 @@ class Registry:
         membership behind; that is cheaper to tolerate than to prevent: the first room broadcast
         meets it as a 410 and removes it (and its ttl reaps it regardless), whereas a transaction
         would double the write cost of every join.
+
+        :raises ConnectionNotFoundError: the connection is not stored.
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
         """
         connection = await self.get(connection_id)
         if connection is None:
@@ -300,22 +346,29 @@ class Registry:
             item["endpoint"] = _s(connection.endpoint)
         if connection.user_id:
             item["userId"] = _s(connection.user_id)
-        await self._call("PutItem", self._client.put_item(TableName=self.table_name, Item=item))
+        with self._errors("PutItem"):
+            await self._client.put_item(TableName=self.table_name, Item=item)
 
     async def leave_room(self, connection_id: str, room: str) -> bool:
-        """Remove a membership; ``False`` when the connection was not in the room."""
-        answer = await self._call(
-            "DeleteItem",
-            self._client.delete_item(
+        """Remove a membership; ``False`` when the connection was not in the room.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
+        with self._errors("DeleteItem"):
+            answer = await self._client.delete_item(
                 TableName=self.table_name,
                 Key=_key(t.connection_pk(connection_id), t.room_sk(room)),
                 ReturnValues="ALL_OLD",
-            ),
-        )
+            )
         return bool(answer.get("Attributes"))
 
     async def rooms(self, connection_id: str) -> list[str]:
-        """The rooms a connection has joined."""
+        """The rooms a connection has joined.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
         prefix = t.ROOM_PREFIX
         return [
             key[t.SK]["S"][len(prefix) :]
@@ -338,6 +391,11 @@ class Registry:
         The order is stable for a given table, so a :class:`Cursor` taken from any recipient
         resumes exactly after it: Scan and Query accept the key of an item that has since been
         deleted (a gone connection) as ``ExclusiveStartKey``.
+
+        :raises InvalidInputError: ``segment`` is given for a target other than ``all``.
+        :raises RegistryError: a page could not be read (or, for listed ids, their endpoints
+            were still unprocessed after every retry).
+        :raises ConfigurationError: the table does not exist.
         """
         if segment is not None and not isinstance(target, AllTarget):
             raise InvalidInputError("parallel-scan segments apply only to an 'all' target")
@@ -363,8 +421,8 @@ class Registry:
     ) -> AsyncIterator[Sequence[Recipient]]:
         request: dict[str, Any] = {
             # Connection items only: memberships and job items share the table. Their SK is
-            # known, so it is not read: botocore's parsing costs microseconds per attribute,
-            # per item, and the registry is read once per broadcast.
+            # known, so it is not read: every attribute read is parsed for every item, and the
+            # whole registry is read once per broadcast.
             "FilterExpression": "SK = :conn",
             "ProjectionExpression": "PK, #ep",
             "ExpressionAttributeValues": {":conn": _s(t.CONNECTION_SK)},
@@ -415,7 +473,8 @@ class Registry:
         while True:
             if start:
                 request["ExclusiveStartKey"] = start
-            answer = await self._call(operation, call(**request))
+            with self._errors(operation):
+                answer = await call(**request)
             request["Limit"] = self.page_size
             page = [
                 Recipient(
@@ -452,59 +511,52 @@ class Registry:
             ]
 
     async def _endpoints_of(self, connection_ids: Sequence[str]) -> dict[str, str]:
-        pending: dict[str, Any] = {
-            self.table_name: {
-                "Keys": [
-                    _key(t.connection_pk(cid), t.CONNECTION_SK)
-                    for cid in dict.fromkeys(connection_ids)
-                ],
+        found: dict[str, str] = {}
+
+        async def send(keys: Sequence[_KeyTypeDef]) -> list[_KeyTypeDef]:
+            request: KeysAndAttributesTypeDef = {
+                "Keys": keys,
                 "ProjectionExpression": "PK, #ep",
                 "ExpressionAttributeNames": {"#ep": "endpoint"},
             }
-        }
-        found: dict[str, str] = {}
-        for attempt in range(_UNPROCESSED_ATTEMPTS):
-            answer = await self._call(
-                "BatchGetItem", self._client.batch_get_item(RequestItems=pending)
-            )
+            with self._errors("BatchGetItem"):
+                answer = await self._client.batch_get_item(RequestItems={self.table_name: request})
             for item in answer.get("Responses", {}).get(self.table_name, []):
                 endpoint = _endpoint(item)
                 if endpoint:
                     found[t.connection_id_from_pk(item[t.PK]["S"])] = endpoint
-            pending = dict(answer.get("UnprocessedKeys", {}))
-            if not pending:
-                return found
-            await anyio.sleep(min(0.05 * 2**attempt, 1.0))
-        raise RegistryError(f"BatchGetItem left keys unprocessed on {self.table_name}")
+            left = answer.get("UnprocessedKeys", {}).get(self.table_name)
+            return list(left["Keys"]) if left else []
+
+        keys: list[_KeyTypeDef] = [
+            _key(t.connection_pk(cid), t.CONNECTION_SK) for cid in dict.fromkeys(connection_ids)
+        ]
+        await self._until_done(send, keys, "BatchGetItem keys")
+        return found
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    async def _call(self, operation: str, call: Any) -> Any:
-        try:
-            return await call
-        except (ClientError, BotoCoreError) as exc:
-            raise _registry_error(operation, exc) from exc
+    def _errors(
+        self, operation: str, *, on_code: Mapping[str, ErrorFactory] | None = None
+    ) -> AbstractContextManager[None]:
+        """DynamoDB failures of ``operation`` on this table as :class:`RegistryError`."""
+        return map_botocore_errors(
+            f"DynamoDB {operation}", self.table_name, RegistryError, on_code=on_code
+        )
 
     async def count_connections(self) -> int:
-        """Count connection items with a full Scan (for tests, tools and small tables)."""
+        """Count connection items with a full Scan (for tests, tools and small tables).
+
+        :raises RegistryError: a page could not be read.
+        :raises ConfigurationError: the table does not exist.
+        """
         total = 0
         async for page in self.pages(AllTarget(all=True)):
             total += len(page)
         return total
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _registry_error(operation: str, exc: BaseException) -> WsFanoutError:
-    """Wrap a DynamoDB failure; a missing table is a configuration problem, not an outage."""
-    if isinstance(exc, ClientError) and _code(exc) == "ResourceNotFoundException":
-        return ConfigurationError(f"DynamoDB {operation}: {exc.response['Error'].get('Message')}")
-    return RegistryError(f"DynamoDB {operation} failed: {exc}")
-
-
-def _parse_connected_at(value: dict[str, str] | None) -> datetime:
+def _parse_connected_at(value: AttributeValueTypeDef | None) -> datetime:
     """``connectedAt`` as RFC 3339 (our layout) or epoch milliseconds (API Gateway's number)."""
     if not value:
         return datetime.fromtimestamp(0, UTC)

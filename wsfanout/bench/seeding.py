@@ -10,11 +10,17 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ..aws import table as t
+from ..core.pacing import RetryPolicy
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import WriteRequestUnionTypeDef
 
 __all__ = ["classic_item", "connection_ids", "seed_items"]
+
+# Seeding a large table at full speed is exactly what makes DynamoDB leave items unprocessed:
+# patient, but bounded, so a table that never takes the items fails the run instead of hanging it.
+SEEDING = RetryPolicy(max_attempts=10, base_s=0.05, max_s=1.0)
 
 
 def connection_ids(count: int, prefix: str = "c") -> list[str]:
@@ -39,12 +45,20 @@ async def seed_items(
     items: Iterable[dict[str, Any]],
     *,
     concurrency: int = 8,
+    retry: RetryPolicy = SEEDING,
 ) -> int:
     """Write items with BatchWriteItem (25 a call, ``concurrency`` calls at once).
 
     Items are consumed as they are written, so seeding a large table holds only the batches in
-    flight.
+    flight. What DynamoDB leaves unprocessed is written again under ``retry``.
+
+    :raises LeftOverError: items were still unprocessed after every retry.
     """
+
+    async def put(requests: Sequence[WriteRequestUnionTypeDef]) -> list[WriteRequestUnionTypeDef]:
+        answer = await client.batch_write_item(RequestItems={table_name: requests})
+        return list(answer.get("UnprocessedItems", {}).get(table_name, []))
+
     send, receive = anyio.create_memory_object_stream[Sequence[dict[str, Any]]](concurrency)
     written = 0
 
@@ -52,10 +66,10 @@ async def seed_items(
         nonlocal written
         async with inbox:
             async for chunk in inbox:
-                requests: list[Any] = [{"PutRequest": {"Item": item}} for item in chunk]
-                while requests:
-                    answer = await client.batch_write_item(RequestItems={table_name: requests})
-                    requests = list(answer.get("UnprocessedItems", {}).get(table_name, []))
+                requests: list[WriteRequestUnionTypeDef] = [
+                    {"PutRequest": {"Item": item}} for item in chunk
+                ]
+                await retry.until_done(put, requests, what=f"BatchWriteItem puts on {table_name}")
                 written += len(chunk)
 
     async with anyio.create_task_group() as tasks:

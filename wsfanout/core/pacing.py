@@ -10,12 +10,31 @@ one slot at a time as sends succeed: additive increase, multiplicative decrease,
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 import anyio
 
-__all__ = ["RetryPolicy", "Throttle", "is_testing", "set_testing"]
+__all__ = ["LeftOverError", "RetryPolicy", "Throttle", "is_testing", "set_testing"]
+
+_T = TypeVar("_T")
+_RNG = random.Random()  # for callers that bring none: jitter needs no reproducibility
+
+
+class LeftOverError(Exception):
+    """Raised by :meth:`RetryPolicy.until_done` when items are still pending after the bound.
+
+    ``left`` holds what the last attempt sent back unprocessed, so the caller can say how many
+    and map the failure to its own exception (a registry's or a queue's).
+    """
+
+    def __init__(self, what: str, left: Sequence[object], attempts: int) -> None:
+        super().__init__(f"{what}: {len(left)} left unprocessed after {attempts} attempts")
+        self.what = what
+        self.left = left
+        self.attempts = attempts
 
 
 @dataclass(slots=True)
@@ -85,6 +104,35 @@ class RetryPolicy:
         if _CONFIG.testing:
             return 0.0
         return rng.uniform(0.0, min(self.max_s, self.base_s * 2 ** (attempt - 1)))
+
+    async def until_done(
+        self,
+        send: Callable[[Sequence[_T]], Awaitable[Sequence[_T]]],
+        pending: Sequence[_T],
+        *,
+        what: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Call ``send(pending)`` until it sends back nothing, at most ``max_attempts`` times.
+
+        For the batch APIs that accept a call yet leave part of it undone (BatchWriteItem's
+        ``UnprocessedItems``, BatchGetItem's ``UnprocessedKeys``, SendMessageBatch's
+        ``Failed``): ``send`` sends what it is given and returns what is left, and only that is
+        sent again, after :meth:`delay` (so jittered, and zero under :func:`set_testing`).
+        Nothing is sent when ``pending`` is empty. An exception from ``send`` propagates at
+        once: a refused call is not a partly done one.
+
+        :raises LeftOverError: something was still left after ``max_attempts`` attempts; it
+            names ``what`` and holds what was left.
+        """
+        for attempt in range(1, self.max_attempts + 1):
+            if not pending:
+                return
+            if attempt > 1:
+                await anyio.sleep(self.delay(attempt - 1, rng or _RNG))
+            pending = await send(pending)
+        if pending:
+            raise LeftOverError(what, pending, self.max_attempts)
 
 
 class Throttle:

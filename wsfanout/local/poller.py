@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
-from botocore.exceptions import BotoCoreError, ClientError
 
+from ..aws.errors import BOTOCORE_ERRORS
 from ..exceptions import InvalidInputError, WsFanoutError
 from ..handlers.runtime import reset_runtime
 from . import containers as hosts
@@ -220,7 +220,7 @@ class SqsPoller:
         while True:
             try:
                 messages = await self._receive()
-            except (BotoCoreError, ClientError) as exc:
+            except BOTOCORE_ERRORS as exc:
                 failures += 1
                 pause = min(_RECEIVE_BACKOFF_MAX_S, 0.1 * 2**failures)
                 log.warning(
@@ -340,7 +340,7 @@ class SqsPoller:
                         for n, m in enumerate(chunk)
                     ],
                 )
-            except (BotoCoreError, ClientError) as exc:
+            except BOTOCORE_ERRORS as exc:
                 log.warning("could not delete %d handled messages (%s)", len(chunk), exc)
                 continue
             self.stats.deleted += len(answer.get("Successful", []))

@@ -1,0 +1,133 @@
+"""The botocore error map: built-by-hand ClientError/BotoCoreError, no server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+from wsfanout.aws.errors import (
+    CONDITION_FAILED,
+    ConditionFailedError,
+    error_code,
+    map_botocore_errors,
+)
+from wsfanout.exceptions import (
+    ConfigurationError,
+    ConnectionExistsError,
+    QueueError,
+    RegistryError,
+)
+
+
+def client_error(code: str | None, message: str = "from the test") -> ClientError:
+    error: dict[str, Any] = {"Message": message}
+    if code is not None:
+        error["Code"] = code
+    response: Any = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+    return ClientError(response, "PutItem")
+
+
+def raised_by(exc: BaseException, **kwargs: Any) -> BaseException:
+    """What ``map_botocore_errors`` turns ``exc`` into (RegistryError on table ``t1``)."""
+    with (
+        pytest.raises(BaseException) as info,  # noqa: PT011  (each test checks the type)
+        map_botocore_errors("DynamoDB PutItem", "t1", RegistryError, **kwargs),
+    ):
+        raise exc
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (client_error("GoneException"), "GoneException"),
+        (client_error(None), None),
+        (client_error(""), None),
+        (EndpointConnectionError(endpoint_url="https://x"), None),
+        (ValueError("not botocore"), None),
+    ],
+    ids=["code", "no-code", "empty-code", "botocore", "other"],
+)
+def test_error_code(exc: BaseException, expected: str | None) -> None:
+    assert error_code(exc) == expected
+
+
+def test_a_client_error_becomes_the_given_error_naming_operation_and_resource() -> None:
+    original = client_error("ProvisionedThroughputExceededException", "slow down")
+    mapped = raised_by(original)
+    assert type(mapped) is RegistryError
+    assert mapped.__cause__ is original
+    assert "DynamoDB PutItem" in str(mapped)
+    assert "t1" in str(mapped)
+    assert "slow down" in str(mapped)
+
+
+def test_a_botocore_error_becomes_the_given_error() -> None:
+    original = EndpointConnectionError(endpoint_url="https://dynamodb.local")
+    mapped = raised_by(original)
+    assert type(mapped) is RegistryError
+    assert mapped.__cause__ is original
+    assert "https://dynamodb.local" in str(mapped)
+
+
+def test_any_botocore_error_is_mapped_not_only_network_ones() -> None:
+    original = NoCredentialsError()
+    mapped = raised_by(original)
+    assert type(mapped) is RegistryError
+    assert mapped.__cause__ is original
+
+
+def test_a_missing_table_is_a_configuration_error() -> None:
+    original = client_error("ResourceNotFoundException", "Requested resource not found")
+    mapped = raised_by(original)
+    assert type(mapped) is ConfigurationError
+    assert mapped.__cause__ is original
+    assert "t1" in str(mapped)
+    assert "not found" in str(mapped)
+
+
+def test_a_failed_condition_is_its_own_registry_error() -> None:
+    original = client_error(CONDITION_FAILED)
+    mapped = raised_by(original)
+    assert type(mapped) is ConditionFailedError
+    assert isinstance(mapped, RegistryError)
+    assert mapped.__cause__ is original
+
+
+def test_on_code_comes_before_the_shared_table() -> None:
+    original = client_error(CONDITION_FAILED)
+    mapped = raised_by(original, on_code={CONDITION_FAILED: lambda _: ConnectionExistsError("a=")})
+    assert type(mapped) is ConnectionExistsError
+    assert mapped.connection_id == "a="
+    assert mapped.__cause__ is original
+
+
+def test_on_code_leaves_other_codes_to_the_default() -> None:
+    mapped = raised_by(
+        client_error("InternalServerError"),
+        on_code={CONDITION_FAILED: lambda _: ConnectionExistsError("a=")},
+    )
+    assert type(mapped) is RegistryError
+
+
+def test_the_error_type_is_the_callers() -> None:
+    original = client_error("AWS.SimpleQueueService.NonExistentQueue")
+    with (
+        pytest.raises(QueueError, match="SQS SendMessage on https://sqs/q failed") as info,
+        map_botocore_errors("SQS SendMessage", "https://sqs/q", QueueError),
+    ):
+        raise original
+    assert info.value.__cause__ is original
+
+
+@pytest.mark.parametrize("exc", [KeyError("Item"), ValueError("bug"), TimeoutError()], ids=repr)
+def test_anything_else_passes_through_untouched(exc: Exception) -> None:
+    assert raised_by(exc) is exc
+
+
+def test_nothing_raised_nothing_mapped() -> None:
+    with map_botocore_errors("DynamoDB GetItem", "t1", RegistryError):
+        answer: dict[str, Any] = {"Item": {}}
+    assert answer == {"Item": {}}

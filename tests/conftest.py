@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import aioboto3
 import pytest
 
+from wsfanout.aws.account import CREDENTIALS, REGION
 from wsfanout.aws.registry import Registry
 from wsfanout.aws.table import table_definition
-from wsfanout.local.account import CREDENTIALS, REGION
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.local.processes import moto_server
 

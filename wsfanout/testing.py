@@ -34,6 +34,8 @@ from typing import Any
 
 import anyio.lowlevel
 
+from .aws import events as _events
+from .aws.events import LambdaContext
 from .core.interfaces import Recipient
 from .core.jobs import Checkpoint
 from .core.models import (
@@ -48,8 +50,6 @@ from .core.models import (
 )
 from .core.outcomes import Outcome
 from .core.pacing import set_testing
-from .local import events as _events
-from .local.events import LambdaContext
 
 __all__ = [
     "LambdaContext",
@@ -402,7 +402,7 @@ def connect_event(
     """A ``$connect`` event: the upgrade's ``query`` and ``headers``, and ``authorizer`` as the
     context a REQUEST authorizer returned (values forwarded as strings, as API Gateway does).
 
-    :raises wsfanout.local.events.AuthorizerRejection: for an ``authorizer`` value that is an
+    :raises wsfanout.aws.events.AuthorizerRejection: for an ``authorizer`` value that is an
         object or an array, which API Gateway refuses too.
     """
     upgrade = _events.Upgrade(

@@ -10,8 +10,8 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
+from wsfanout.aws.account import REGION
 from wsfanout.aws.sigv4 import Credentials, PostSigner, host_header
-from wsfanout.local.account import REGION
 
 NOW = 1_764_100_000.0  # 2025-11-25T19:46:40Z
 ENDPOINTS = [

@@ -21,27 +21,7 @@ import asyncio
 import importlib
 import json
 import sys
-import time
-import uuid
 from typing import Any
-
-
-class Context:
-    """The attributes of a Lambda context the handlers and Powertools read."""
-
-    function_name = "wsfanout-artifact"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:wsfanout-artifact"
-    log_group_name = "/aws/lambda/wsfanout-artifact"
-    log_stream_name = "2026/11/26/[$LATEST]0123456789abcdef"
-
-    def __init__(self, seconds: float = 60.0) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self._deadline = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 async def open_clients() -> list[str]:
@@ -62,13 +42,17 @@ def main() -> None:
     sys.path.insert(0, sys.argv[1])
     request = json.load(sys.stdin)
     results: list[Any] = []
+    # the package's own stand-in (standard library only), from the artifact
+    from wsfanout.aws.events import LambdaContext  # noqa: PLC0415
+
     for call in request["calls"]:
         module_name, _, name = call["handler"].rpartition(".")
         handler = getattr(importlib.import_module(module_name), name)
         if not callable(handler):
             raise TypeError(f"{call['handler']} is not callable")
         event = call.get("event")
-        results.append(None if event is None else handler(event, Context()))
+        context = LambdaContext(seconds=60.0, function_name="wsfanout-artifact")
+        results.append(None if event is None else handler(event, context))
     services = asyncio.run(open_clients()) if request.get("clients") else None
     origins = {
         name: getattr(module, "__file__", None)

@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.deploy import cfn
 from tests.events import load_event
+from wsfanout.aws.account import CREDENTIALS, KEY_ID, REGION
 from wsfanout.aws.table import table_definition
-from wsfanout.local.account import CREDENTIALS, KEY_ID, REGION
 
 pytestmark = pytest.mark.timeout(600)  # the first test waits for both builds
 

@@ -23,13 +23,13 @@ import pytest
 
 from tests.events import load_event
 from wsfanout import testing
+from wsfanout.aws import events
+from wsfanout.aws.account import REGION
 from wsfanout.aws.table import table_definition
 from wsfanout.bench.seeding import SEEDING, classic_item
 from wsfanout.core.pacing import set_testing
 from wsfanout.handlers import broadcast, route
 from wsfanout.handlers.runtime import logger, reset_runtime
-from wsfanout.local import events
-from wsfanout.local.account import REGION
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.testing import LambdaContext
 

@@ -23,8 +23,8 @@ import botocore.exceptions
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from wsfanout.aws.account import KEY_ID, REGION, SECRET
 from wsfanout.exceptions import ConfigurationError, InvalidInputError
-from wsfanout.local.account import KEY_ID, REGION, SECRET
 from wsfanout.local.management import (
     STAT_KEYS,
     ConnectionInfo,

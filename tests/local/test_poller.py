@@ -23,11 +23,11 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 
 from tests.events import load_event
+from wsfanout.aws.account import REGION
+from wsfanout.aws.events import LambdaContext
 from wsfanout.exceptions import InvalidInputError
 from wsfanout.handlers import runtime as runtimes
 from wsfanout.local import poller as poller_module
-from wsfanout.local.account import REGION
-from wsfanout.local.events import LambdaContext
 from wsfanout.local.poller import DrainLimitError, SqsPoller, batch_item_failures
 
 pytestmark = pytest.mark.timeout(60)

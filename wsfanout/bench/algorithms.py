@@ -42,6 +42,7 @@ import anyio
 from botocore.exceptions import ClientError
 
 from ..aws import table as t
+from ..aws.account import KEY_ID, REGION, SECRET
 from ..aws.gateway import ManagementGateway
 from ..aws.lean import LeanGateway
 from ..aws.registry import Registry
@@ -49,7 +50,6 @@ from ..aws.sigv4 import Credentials, PostSigner
 from ..core.fanout import Fanout
 from ..core.interfaces import Recipient
 from ..core.models import AllTarget
-from ..local.account import KEY_ID, REGION, SECRET
 from . import ALGORITHMS
 from .seeding import connection_ids
 

@@ -23,6 +23,7 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
+from ..aws.account import KEY_ID, REGION, SECRET
 from ..aws.lean import LeanGateway
 from ..aws.progress import Checkpoints
 from ..aws.queue import JobQueue
@@ -31,7 +32,6 @@ from ..aws.table import table_definition
 from ..core.fanout import Fanout
 from ..core.jobs import JobRunner
 from ..core.models import AllTarget, BroadcastJob
-from ..local.account import KEY_ID, REGION, SECRET
 from ..local.management import Faults
 from ..local.processes import endpoint_process, moto_server
 from .seeding import classic_item, connection_ids, seed_items

@@ -2,7 +2,7 @@
 
 ``ws://127.0.0.1:PORT/{stage}`` is the client half: it accepts WebSocket clients, gives each an
 API Gateway-style connection id and invokes the route handler (and the REQUEST authorizer) with
-events shaped exactly like API Gateway's (:mod:`wsfanout.local.events`). The upgrade is answered
+events shaped exactly like API Gateway's (:mod:`wsfanout.aws.events`). The upgrade is answered
 only after ``$connect`` returned 2xx, as on AWS, so a handler that refuses a client refuses the
 handshake. ``http://127.0.0.1:PORT/{stage}/@connections/{id}`` is the server half: the
 :class:`~wsfanout.local.management.ManagementEndpoint`, backed here by the live sockets, so a
@@ -41,10 +41,11 @@ import anyio
 import anyio.to_thread
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..aws import events
+from ..aws.events import LambdaContext, Origin, Upgrade
 from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
-from . import containers, events
-from .events import LambdaContext, Origin, Upgrade
+from . import containers
 from .management import ConnectionInfo, ManagementEndpoint
 from .serving import serve_app
 

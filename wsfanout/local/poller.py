@@ -39,10 +39,10 @@ import anyio
 import anyio.to_thread
 
 from ..aws.errors import BOTOCORE_ERRORS
+from ..aws.events import LambdaContext, sqs_event
 from ..exceptions import InvalidInputError, WsFanoutError
 from ..handlers.runtime import reset_runtime
 from . import containers as hosts
-from .events import LambdaContext, sqs_event
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -38,13 +38,13 @@ import aioboto3
 import anyio
 import anyio.to_thread
 
+from ..aws.account import CREDENTIALS, REGION
 from ..aws.endpoints import STAGE_NAME
 from ..aws.table import TTL_ATTRIBUTE, table_definition
 from ..exceptions import ConfigurationError, InvalidInputError
 from ..handlers import authorizer, broadcast, route
 from ..settings import Settings
 from . import containers
-from .account import CREDENTIALS, REGION
 from .emulator import Emulator, serve_emulator
 from .poller import SqsPoller
 from .processes import moto_server

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..aws.endpoints import DEFAULT_REGION
+from .endpoints import DEFAULT_REGION
 
 __all__ = ["ACCOUNT_ID", "CREDENTIALS", "KEY_ID", "REGION", "SECRET"]
 

@@ -1,14 +1,17 @@
-"""What the local emulator hands to handlers: API Gateway's events and Lambda's context.
+"""The events AWS hands a Lambda function, and the context it runs in, built as AWS builds them.
 
-The route handler and the authorizer parse these events with the same models they use on AWS,
+API Gateway's WebSocket events, its REQUEST authorizer call, the SQS event source mapping's
+batch and Lambda's context object: the local emulator and poller hand these to the handlers,
+and :mod:`wsfanout.testing` builds them for tests (it ships with the package, so this module
+does too; it needs nothing beyond the standard library). The route handler and the authorizer parse these events with the same models they use on AWS,
 so every field API Gateway sends is here, named, ordered and typed as it sends it (compare
 ``tests/events/*.json``): headers and multi-value headers, query strings only when there is
 one, epoch milliseconds, ``requestTime`` in API Gateway's access-log format, base64-like ids.
 An authorizer's answer becomes ``requestContext.authorizer`` the way API Gateway forwards it:
 its ``context`` values as strings, plus ``principalId`` and ``integrationLatency``.
 
-The SQS batch event is here too, built from a ``ReceiveMessage`` answer as the event source
-mapping builds it (the local poller and :mod:`wsfanout.testing` share it).
+The SQS batch event is built from a ``ReceiveMessage`` answer as the event source mapping
+builds it.
 
 Pure functions with no aiohttp and no clock of their own beyond "now", so they can be tested
 and reused (a replay tool, a fixture generator) without a server.

@@ -37,7 +37,7 @@ import anyio.lowlevel
 from .aws import events as _events
 from .aws.events import LambdaContext
 from .core.interfaces import Recipient
-from .core.jobs import Checkpoint
+from .core.jobs import Checkpoint, Step
 from .core.models import (
     AllTarget,
     BroadcastJob,
@@ -288,63 +288,50 @@ class MemoryProgressStore:
         """The segment's item, or ``None``."""
         return self.items.get((job_id, segment))
 
-    async def claim(
-        self,
-        job_id: str,
-        segment: int | None,
-        *,
-        step: int,
-        owner: str,
-        seen: Checkpoint | None,
-        cursor: Cursor | None,
-    ) -> bool:
-        """Make ``owner`` the runner of ``step`` if the item is still as ``seen``."""
-        now = self.items.get((job_id, segment))
+    async def claim(self, step: Step, *, seen: Checkpoint | None, cursor: Cursor | None) -> bool:
+        """Make ``step.owner`` the runner of ``step`` if the item is still as ``seen``."""
+        key = step.job_id, step.segment
+        now = self.items.get(key)
         if seen is None:
             if now is not None:
                 return False
-            now = Checkpoint(step=step, owner=owner, cursor=cursor, complete=False)
+            now = Checkpoint(step=step.number, owner=step.owner, cursor=cursor)
         elif now is None or now.complete or (now.step, now.owner) != (seen.step, seen.owner):
             return False
-        self.items[job_id, segment] = replace(
-            now, step=step, owner=owner, cursor=cursor or now.cursor
+        self.items[key] = replace(
+            now, step=step.number, owner=step.owner, cursor=cursor or now.cursor
         )
         return True
 
-    def _owned(self, job_id: str, segment: int | None, step: int, owner: str) -> bool:
-        now = self.items.get((job_id, segment))
-        return now is not None and (now.step, now.owner) == (step, owner)
+    def _owned(self, step: Step) -> Checkpoint | None:
+        now = self.items.get((step.job_id, step.segment))
+        return (
+            now if now is not None and (now.step, now.owner) == (step.number, step.owner) else None
+        )
 
-    async def save(
-        self, job_id: str, segment: int | None, *, step: int, owner: str, cursor: Cursor
-    ) -> bool:
-        """Record a watermark while ``owner`` holds ``step``."""
-        if not self._owned(job_id, segment, step, owner):
+    async def save(self, step: Step, cursor: Cursor) -> bool:
+        """Record a watermark while ``step.owner`` holds the step."""
+        now = self._owned(step)
+        if now is None:
             return False
-        self.items[job_id, segment] = replace(self.items[job_id, segment], cursor=cursor)
+        self.items[step.job_id, step.segment] = replace(now, cursor=cursor)
         return True
 
-    async def finish_step(
-        self,
-        job_id: str,
-        segment: int | None,
-        *,
-        step: int,
-        owner: str,
-        report: FanoutReport,
-        next_cursor: Cursor | None,
-    ) -> bool:
+    async def finish(self, step: Step, report: FanoutReport, next_cursor: Cursor | None) -> bool:
         """Add the report's counts; advance to ``next_cursor`` or mark the segment complete."""
-        if not self._owned(job_id, segment, step, owner):
+        now = self._owned(step)
+        if now is None:
             return False
-        now = self.items[job_id, segment]
         delivered = now.delivered + report.delivered
         gone, failed = now.gone + report.gone, now.failed + report.failed
         if next_cursor is None:
             done = replace(now, owner=None, complete=True)
         else:
-            done = replace(now, step=step + 1, owner=None, cursor=next_cursor, advanced_by=owner)
-        self.items[job_id, segment] = replace(done, delivered=delivered, gone=gone, failed=failed)
+            number, owner = step.number + 1, step.owner
+            done = replace(now, step=number, owner=None, cursor=next_cursor, advanced_by=owner)
+        self.items[step.job_id, step.segment] = replace(
+            done, delivered=delivered, gone=gone, failed=failed
+        )
         return True
 
 

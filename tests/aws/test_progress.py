@@ -11,7 +11,7 @@ import pytest
 
 from wsfanout.aws import table as t
 from wsfanout.aws.progress import Checkpoints
-from wsfanout.core.jobs import Action, Checkpoint, decide
+from wsfanout.core.jobs import Action, Checkpoint, Step, decide
 from wsfanout.core.models import Cursor, FanoutReport
 
 if TYPE_CHECKING:
@@ -19,19 +19,6 @@ if TYPE_CHECKING:
 
 TTL = 3600
 CURSOR = Cursor(after={"PK": "CONN#abc=", "SK": "CONN"}, offset=7, user=2, step=3)
-
-
-def point(
-    step: int = 0,
-    owner: str | None = None,
-    *,
-    cursor: Cursor | None = None,
-    complete: bool = False,
-    advanced_by: str | None = None,
-) -> Checkpoint:
-    return Checkpoint(
-        step=step, owner=owner, cursor=cursor, complete=complete, advanced_by=advanced_by
-    )
 
 
 @pytest.fixture
@@ -54,20 +41,20 @@ async def test_load_missing_item(checkpoints: Checkpoints, job_id: str) -> None:
 
 
 async def test_claim_on_empty_item_succeeds_once(checkpoints: Checkpoints, job_id: str) -> None:
-    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
-    assert not await checkpoints.claim(job_id, 0, step=0, owner="m2", seen=None, cursor=None)
-    assert not await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
-    assert await checkpoints.load(job_id, 0) == point(0, "m1")
+    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    assert not await checkpoints.claim(Step(job_id, 0, 0, "m2"), seen=None, cursor=None)
+    assert not await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    assert await checkpoints.load(job_id, 0) == Checkpoint(0, "m1")
     # other segments of the same job are other items
     assert await checkpoints.load(job_id, 1) is None
-    assert await checkpoints.claim(job_id, 1, step=0, owner="m2", seen=None, cursor=None)
+    assert await checkpoints.claim(Step(job_id, 1, 0, "m2"), seen=None, cursor=None)
 
 
 async def test_unsharded_job_has_its_own_item(
     checkpoints: Checkpoints, job_id: str, dynamodb, table_name: str
 ) -> None:
-    assert await checkpoints.claim(job_id, None, step=0, owner="m1", seen=None, cursor=None)
-    assert await checkpoints.load(job_id, None) == point(0, "m1")
+    assert await checkpoints.claim(Step(job_id, None, 0, "m1"), seen=None, cursor=None)
+    assert await checkpoints.load(job_id, None) == Checkpoint(0, "m1")
     assert await checkpoints.load(job_id, 0) is None
     key = {t.PK: {"S": f"JOB#{job_id}"}, t.SK: {"S": "SEG#-"}}
     assert "Item" in await dynamodb.get_item(TableName=table_name, Key=key)
@@ -75,44 +62,42 @@ async def test_unsharded_job_has_its_own_item(
 
 @pytest.mark.parametrize(
     "stale",
-    [point(0, "m9"), point(1, "m1"), point(0, None), point(1, None)],
+    [Checkpoint(0, "m9"), Checkpoint(1, "m1"), Checkpoint(0, None), Checkpoint(1, None)],
     ids=["other-owner", "other-step", "no-owner", "no-owner-other-step"],
 )
 async def test_claim_with_stale_seen_fails(
     checkpoints: Checkpoints, job_id: str, stale: Checkpoint
 ) -> None:
-    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
-    assert not await checkpoints.claim(job_id, 0, step=0, owner="m2", seen=stale, cursor=None)
-    assert not await checkpoints.claim(job_id, 0, step=1, owner="m2", seen=stale, cursor=CURSOR)
-    assert await checkpoints.load(job_id, 0) == point(0, "m1")
+    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    assert not await checkpoints.claim(Step(job_id, 0, 0, "m2"), seen=stale, cursor=None)
+    assert not await checkpoints.claim(Step(job_id, 0, 1, "m2"), seen=stale, cursor=CURSOR)
+    assert await checkpoints.load(job_id, 0) == Checkpoint(0, "m1")
 
 
 async def test_redelivered_owner_claims_again(checkpoints: Checkpoints, job_id: str) -> None:
     first = Cursor(after={"PK": "CONN#a=", "SK": "CONN"})
-    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=first)
+    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=first)
     seen = await checkpoints.load(job_id, 0)
-    assert seen == point(0, "m1", cursor=first)
-    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=seen, cursor=seen.cursor)
+    assert seen == Checkpoint(0, "m1", cursor=first)
+    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=seen, cursor=seen.cursor)
     assert await checkpoints.load(job_id, 0) == seen
 
 
 async def test_claim_of_a_free_step_with_what_was_read(
     checkpoints: Checkpoints, job_id: str
 ) -> None:
-    await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
-    await checkpoints.finish_step(
-        job_id, 0, step=0, owner="m1", report=report(), next_cursor=CURSOR
-    )
+    await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    await checkpoints.finish(Step(job_id, 0, 0, "m1"), report=report(), next_cursor=CURSOR)
     seen = await checkpoints.load(job_id, 0)
     assert seen is not None
     assert seen.owner is None
-    assert await checkpoints.claim(job_id, 0, step=3, owner="m2", seen=seen, cursor=seen.cursor)
-    assert not await checkpoints.claim(job_id, 0, step=3, owner="m3", seen=seen, cursor=seen.cursor)
+    assert await checkpoints.claim(Step(job_id, 0, 3, "m2"), seen=seen, cursor=seen.cursor)
+    assert not await checkpoints.claim(Step(job_id, 0, 3, "m3"), seen=seen, cursor=seen.cursor)
     assert await checkpoints.load(job_id, 0) == replace(seen, step=3, owner="m2")
 
 
 async def test_cursor_round_trips_exactly(checkpoints: Checkpoints, job_id: str) -> None:
-    assert await checkpoints.claim(job_id, 0, step=3, owner="m1", seen=None, cursor=CURSOR)
+    assert await checkpoints.claim(Step(job_id, 0, 3, "m1"), seen=None, cursor=CURSOR)
     loaded = await checkpoints.load(job_id, 0)
     assert loaded is not None
     assert loaded.cursor == CURSOR
@@ -120,39 +105,39 @@ async def test_cursor_round_trips_exactly(checkpoints: Checkpoints, job_id: str)
         after={"PK": "CONN#z=", "SK": "ROOM#lobby", "GSI1PK": "ROOM#lobby", "GSI1SK": "CONN#z="},
         step=3,
     )
-    await checkpoints.save(job_id, 0, step=3, owner="m1", cursor=gsi)
+    await checkpoints.save(Step(job_id, 0, 3, "m1"), gsi)
     loaded = await checkpoints.load(job_id, 0)
     assert loaded is not None
     assert loaded.cursor == gsi
     assert loaded.cursor.offset is None
     listed = Cursor(offset=12345, step=3)
-    await checkpoints.save(job_id, 0, step=3, owner="m1", cursor=listed)
+    await checkpoints.save(Step(job_id, 0, 3, "m1"), listed)
     loaded = await checkpoints.load(job_id, 0)
     assert loaded is not None
     assert loaded.cursor == listed
 
 
 async def test_save_by_the_owner_moves_the_watermark(checkpoints: Checkpoints, job_id: str) -> None:
-    await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
     for n in range(3):
         mark = Cursor(after={"PK": f"CONN#{n}=", "SK": "CONN"})
-        assert await checkpoints.save(job_id, 0, step=0, owner="m1", cursor=mark)
-        assert await checkpoints.load(job_id, 0) == point(0, "m1", cursor=mark)
+        assert await checkpoints.save(Step(job_id, 0, 0, "m1"), mark)
+        assert await checkpoints.load(job_id, 0) == Checkpoint(0, "m1", cursor=mark)
 
 
 async def test_save_by_a_non_owner_is_refused(checkpoints: Checkpoints, job_id: str) -> None:
-    await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
-    assert not await checkpoints.save(job_id, 0, step=0, owner="m2", cursor=CURSOR)
-    assert not await checkpoints.save(job_id, 0, step=1, owner="m1", cursor=CURSOR)  # wrong step
-    assert not await checkpoints.save(job_id, 5, step=0, owner="m1", cursor=CURSOR)  # no item
-    assert await checkpoints.load(job_id, 0) == point(0, "m1")
+    await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    assert not await checkpoints.save(Step(job_id, 0, 0, "m2"), CURSOR)
+    assert not await checkpoints.save(Step(job_id, 0, 1, "m1"), CURSOR)  # wrong step
+    assert not await checkpoints.save(Step(job_id, 5, 0, "m1"), CURSOR)  # no item
+    assert await checkpoints.load(job_id, 0) == Checkpoint(0, "m1")
 
 
 async def test_finish_step_advances_then_completes(checkpoints: Checkpoints, job_id: str) -> None:
-    assert await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
     following = Cursor(after={"PK": "CONN#k=", "SK": "CONN"}, step=1)
-    assert await checkpoints.finish_step(
-        job_id, 0, step=0, owner="m1", report=report(3, 1, 0), next_cursor=following
+    assert await checkpoints.finish(
+        Step(job_id, 0, 0, "m1"), report=report(3, 1, 0), next_cursor=following
     )
     advanced = await checkpoints.load(job_id, 0)
     assert advanced == Checkpoint(
@@ -166,16 +151,16 @@ async def test_finish_step_advances_then_completes(checkpoints: Checkpoints, job
         failed=0,
     )
     # the old owner's late save is refused, and decide() sees the advance
-    assert not await checkpoints.save(job_id, 0, step=0, owner="m1", cursor=following)
+    assert not await checkpoints.save(Step(job_id, 0, 0, "m1"), following)
     assert decide(advanced, 0, "m1") is Action.REENQUEUE
     assert decide(advanced, 1, "m2") is Action.CLAIM
 
-    assert await checkpoints.claim(job_id, 0, step=1, owner="m2", seen=advanced, cursor=following)
-    assert not await checkpoints.finish_step(
-        job_id, 0, step=1, owner="m1", report=report(100), next_cursor=None
+    assert await checkpoints.claim(Step(job_id, 0, 1, "m2"), seen=advanced, cursor=following)
+    assert not await checkpoints.finish(
+        Step(job_id, 0, 1, "m1"), report=report(100), next_cursor=None
     )
-    assert await checkpoints.finish_step(
-        job_id, 0, step=1, owner="m2", report=report(2, 0, 4), next_cursor=None
+    assert await checkpoints.finish(
+        Step(job_id, 0, 1, "m2"), report=report(2, 0, 4), next_cursor=None
     )
     done = await checkpoints.load(job_id, 0)
     assert done is not None
@@ -185,13 +170,13 @@ async def test_finish_step_advances_then_completes(checkpoints: Checkpoints, job
     assert (done.delivered, done.gone, done.failed) == (5, 1, 4)
     assert decide(done, 1, "m2") is Action.SKIP_COMPLETE
     # a complete segment cannot be claimed again, not even with what was read
-    assert not await checkpoints.claim(job_id, 0, step=1, owner="m3", seen=done, cursor=None)
-    assert not await checkpoints.claim(job_id, 0, step=2, owner="m3", seen=done, cursor=None)
+    assert not await checkpoints.claim(Step(job_id, 0, 1, "m3"), seen=done, cursor=None)
+    assert not await checkpoints.claim(Step(job_id, 0, 2, "m3"), seen=done, cursor=None)
 
 
 async def test_finish_step_requires_the_claim(checkpoints: Checkpoints, job_id: str) -> None:
-    assert not await checkpoints.finish_step(
-        job_id, 0, step=0, owner="m1", report=report(1), next_cursor=None
+    assert not await checkpoints.finish(
+        Step(job_id, 0, 0, "m1"), report=report(1), next_cursor=None
     )
     assert await checkpoints.load(job_id, 0) is None
 
@@ -206,7 +191,7 @@ async def test_ttl_is_set_in_the_future(
         return int(item[t.TTL_ATTRIBUTE]["N"])
 
     before = int(time.time())
-    await checkpoints.claim(job_id, 0, step=0, owner="m1", seen=None, cursor=None)
+    await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
     assert before + TTL <= await ttl() <= int(time.time()) + TTL
-    await checkpoints.finish_step(job_id, 0, step=0, owner="m1", report=report(), next_cursor=None)
+    await checkpoints.finish(Step(job_id, 0, 0, "m1"), report=report(), next_cursor=None)
     assert before + TTL <= await ttl() <= int(time.time()) + TTL

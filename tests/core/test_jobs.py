@@ -15,6 +15,7 @@ from wsfanout.core.jobs import (
     JobOutcome,
     JobResult,
     JobRunner,
+    Step,
     decide,
 )
 from wsfanout.core.models import AllTarget, BroadcastJob, Cursor, FanoutReport, RoomTarget
@@ -22,19 +23,6 @@ from wsfanout.testing import MemoryJobSink, MemoryProgressStore
 
 TTL = 3600
 CURSOR = Cursor(after={"PK": "CONN#abc=", "SK": "CONN"}, offset=7, user=2, step=3)
-
-
-def point(
-    step: int = 0,
-    owner: str | None = None,
-    *,
-    cursor: Cursor | None = None,
-    complete: bool = False,
-    advanced_by: str | None = None,
-) -> Checkpoint:
-    return Checkpoint(
-        step=step, owner=owner, cursor=cursor, complete=complete, advanced_by=advanced_by
-    )
 
 
 # --- decide(): the whole table ----------------------------------------------------------------
@@ -47,29 +35,29 @@ def point(
         (None, 0, "m1", Action.CLAIM),
         (None, 3, "m1", Action.CLAIM),
         # a complete segment, whatever names it
-        (point(2, complete=True), 0, "m1", Action.SKIP_COMPLETE),
-        (point(2, complete=True), 2, "m1", Action.SKIP_COMPLETE),
-        (point(2, complete=True), 5, "m1", Action.SKIP_COMPLETE),
-        (point(2, "m1", complete=True), 2, "m1", Action.SKIP_COMPLETE),
-        (point(3, None, complete=True, advanced_by="m1"), 2, "m1", Action.SKIP_COMPLETE),
+        (Checkpoint(2, complete=True), 0, "m1", Action.SKIP_COMPLETE),
+        (Checkpoint(2, complete=True), 2, "m1", Action.SKIP_COMPLETE),
+        (Checkpoint(2, complete=True), 5, "m1", Action.SKIP_COMPLETE),
+        (Checkpoint(2, "m1", complete=True), 2, "m1", Action.SKIP_COMPLETE),
+        (Checkpoint(3, None, complete=True, advanced_by="m1"), 2, "m1", Action.SKIP_COMPLETE),
         # the item is ahead of the message
-        (point(3, None, advanced_by="m1"), 2, "m1", Action.REENQUEUE),
-        (point(3, "m2", advanced_by="m1"), 2, "m1", Action.SKIP_STALE),  # owner set
-        (point(4, None, advanced_by="m1"), 2, "m1", Action.SKIP_STALE),  # not step + 1
-        (point(3, None, advanced_by="m9"), 2, "m1", Action.SKIP_STALE),  # another advanced it
-        (point(3, None, advanced_by=None), 2, "m1", Action.SKIP_STALE),
-        (point(3, "m1", advanced_by="m1"), 2, "m1", Action.SKIP_STALE),
-        (point(9, "m2"), 0, "m1", Action.SKIP_STALE),
+        (Checkpoint(3, None, advanced_by="m1"), 2, "m1", Action.REENQUEUE),
+        (Checkpoint(3, "m2", advanced_by="m1"), 2, "m1", Action.SKIP_STALE),  # owner set
+        (Checkpoint(4, None, advanced_by="m1"), 2, "m1", Action.SKIP_STALE),  # not step + 1
+        (Checkpoint(3, None, advanced_by="m9"), 2, "m1", Action.SKIP_STALE),  # another advanced it
+        (Checkpoint(3, None, advanced_by=None), 2, "m1", Action.SKIP_STALE),
+        (Checkpoint(3, "m1", advanced_by="m1"), 2, "m1", Action.SKIP_STALE),
+        (Checkpoint(9, "m2"), 0, "m1", Action.SKIP_STALE),
         # same step
-        (point(2, None), 2, "m1", Action.CLAIM),
-        (point(2, None, advanced_by="m0"), 2, "m1", Action.CLAIM),
-        (point(2, "m1"), 2, "m1", Action.CLAIM),  # redelivery of the owner after a crash
-        (point(2, "m2"), 2, "m1", Action.SKIP_CLAIMED),
-        (point(0, "m2"), 0, "m1", Action.SKIP_CLAIMED),
+        (Checkpoint(2, None), 2, "m1", Action.CLAIM),
+        (Checkpoint(2, None, advanced_by="m0"), 2, "m1", Action.CLAIM),
+        (Checkpoint(2, "m1"), 2, "m1", Action.CLAIM),  # redelivery of the owner after a crash
+        (Checkpoint(2, "m2"), 2, "m1", Action.SKIP_CLAIMED),
+        (Checkpoint(0, "m2"), 0, "m1", Action.SKIP_CLAIMED),
         # the message is ahead of the item
-        (point(1, None), 2, "m1", Action.CLAIM),
-        (point(1, "m2"), 2, "m1", Action.CLAIM),
-        (point(0, "m2"), 7, "m1", Action.CLAIM),
+        (Checkpoint(1, None), 2, "m1", Action.CLAIM),
+        (Checkpoint(1, "m2"), 2, "m1", Action.CLAIM),
+        (Checkpoint(0, "m2"), 7, "m1", Action.CLAIM),
     ],
 )
 def test_decide(checkpoint: Checkpoint | None, step: int, message: str, action: Action) -> None:
@@ -193,7 +181,7 @@ async def test_incomplete_run_advances_and_continues_once() -> None:
     assert queue.sent[0].cursor == following
     assert queue.batches == []
     assert store.items["job-1", 1] == replace(
-        point(5, None, cursor=following, advanced_by="m4"), delivered=5
+        Checkpoint(5, None, cursor=following, advanced_by="m4"), delivered=5
     )
 
 
@@ -217,7 +205,7 @@ async def test_continuation_resumes_from_the_checkpoint() -> None:
 
 async def test_completed_segment_is_skipped_without_running() -> None:
     run, fanout, queue, store = runner()
-    store.items["job-1", 0] = point(3, None, complete=True, advanced_by="m2")
+    store.items["job-1", 0] = Checkpoint(3, None, complete=True, advanced_by="m2")
     for job, message in [(shard(), "m1"), (shard(cursor=Cursor(step=3)), "m3")]:
         assert await go(run, job, message) == JobResult(JobOutcome.SKIPPED_COMPLETE)
     assert fanout.calls == []
@@ -226,7 +214,7 @@ async def test_completed_segment_is_skipped_without_running() -> None:
 
 async def test_stale_and_claimed_copies_are_skipped() -> None:
     run, fanout, queue, store = runner()
-    store.items["job-1", 0] = point(2, "m2", cursor=Cursor(step=2))
+    store.items["job-1", 0] = Checkpoint(2, "m2", cursor=Cursor(step=2))
     assert await go(run, shard(cursor=Cursor(step=1)), "m1") == JobResult(JobOutcome.SKIPPED_STALE)
     assert await go(run, shard(cursor=Cursor(step=2)), "m9") == JobResult(
         JobOutcome.SKIPPED_CLAIMED
@@ -238,18 +226,18 @@ async def test_stale_and_claimed_copies_are_skipped() -> None:
 async def test_reenqueue_after_a_crash_between_advance_and_handover() -> None:
     run, fanout, queue, store = runner()
     saved = Cursor(after={"PK": "CONN#q=", "SK": "CONN"}, step=3)
-    store.items["job-1", 1] = point(3, None, cursor=saved, advanced_by="m2")
+    store.items["job-1", 1] = Checkpoint(3, None, cursor=saved, advanced_by="m2")
     job = shard(1, 2, cursor=Cursor(after={"PK": "CONN#b=", "SK": "CONN"}, step=2))
     assert await go(run, job, "m2") == JobResult(JobOutcome.REENQUEUED)
     assert queue.sent == [job.model_copy(update={"cursor": saved})]
     assert fanout.calls == []
-    assert store.items["job-1", 1] == point(3, None, cursor=saved, advanced_by="m2")
+    assert store.items["job-1", 1] == Checkpoint(3, None, cursor=saved, advanced_by="m2")
 
 
 async def test_redelivered_owner_resumes_from_its_watermark() -> None:
     run, fanout, _, store = runner()
     saved = Cursor(after={"PK": "CONN#w=", "SK": "CONN"}, step=2)
-    store.items["job-1", 0] = point(2, "m1", cursor=saved)
+    store.items["job-1", 0] = Checkpoint(2, "m1", cursor=saved)
     job = shard(cursor=Cursor(after={"PK": "CONN#a=", "SK": "CONN"}, step=2))
     assert (await go(run, job, "m1")).action is JobOutcome.COMPLETED
     assert fanout.calls[0]["cursor"] == saved
@@ -258,7 +246,7 @@ async def test_redelivered_owner_resumes_from_its_watermark() -> None:
 async def test_start_cursor_is_the_jobs_on_another_step() -> None:
     run, fanout, _, store = runner()
     older = Cursor(after={"PK": "CONN#o=", "SK": "CONN"}, step=1)
-    store.items["job-1", 0] = point(1, None, cursor=older)
+    store.items["job-1", 0] = Checkpoint(1, None, cursor=older)
     mine = Cursor(after={"PK": "CONN#n=", "SK": "CONN"}, step=2)
     assert (await go(run, shard(cursor=mine), "m5")).action is JobOutcome.COMPLETED
     assert fanout.calls[0]["cursor"] == mine
@@ -274,7 +262,7 @@ async def test_start_cursor_without_a_checkpoint_is_the_jobs() -> None:
 
 async def test_start_cursor_is_the_jobs_when_the_item_has_none() -> None:
     run, fanout, _, store = runner()
-    store.items["job-1", 0] = point(2, "m1")
+    store.items["job-1", 0] = Checkpoint(2, "m1")
     mine = Cursor(offset=4, step=2)
     assert (await go(run, shard(cursor=mine), "m1")).action is JobOutcome.COMPLETED
     assert fanout.calls[0]["cursor"] == mine
@@ -286,9 +274,9 @@ async def test_watermarks_are_saved_under_the_current_step() -> None:
     seen: list[Cursor | None] = []
     save = store.save
 
-    async def spy(job_id: str, segment: int | None, **kwargs: Any) -> bool:
-        saved = await save(job_id, segment, **kwargs)
-        seen.append(store.items[job_id, segment].cursor)
+    async def spy(step: Step, cursor: Cursor) -> bool:
+        saved = await save(step, cursor)
+        seen.append(store.items[step.job_id, step.segment].cursor)
         return saved
 
     store.save = spy  # type: ignore[method-assign]
@@ -298,29 +286,29 @@ async def test_watermarks_are_saved_under_the_current_step() -> None:
 
 async def test_lost_claim_mid_run_stops_without_handover() -> None:
     run, fanout, queue, store = runner(PARTIAL, marks=(Cursor(offset=1),))
-    store.items["job-1", 0] = point(0, "m1")
+    store.items["job-1", 0] = Checkpoint(0, "m1")
     save = store.save
 
-    async def stolen(job_id: str, segment: int | None, **kwargs: Any) -> bool:
-        store.items[job_id, segment] = point(0, "m2")  # another copy took the step over
-        return await save(job_id, segment, **kwargs)
+    async def stolen(step: Step, cursor: Cursor) -> bool:
+        store.items[step.job_id, step.segment] = Checkpoint(0, "m2")  # another copy took it over
+        return await save(step, cursor)
 
     store.save = stolen  # type: ignore[method-assign]
     assert await go(run, shard(), "m1") == JobResult(JobOutcome.LOST_CLAIM)
     assert len(fanout.calls) == 1
     assert queue.sent == []
-    assert store.items["job-1", 0] == point(0, "m2")
+    assert store.items["job-1", 0] == Checkpoint(0, "m2")
 
 
 async def test_lost_claim_at_handover_enqueues_nothing() -> None:
     run, _, queue, store = runner(PARTIAL)
-    finish = store.finish_step
+    finish = store.finish
 
-    async def stolen(job_id: str, segment: int | None, **kwargs: Any) -> bool:
-        store.items[job_id, segment] = point(0, "m2")
-        return await finish(job_id, segment, **kwargs)
+    async def stolen(step: Step, report: FanoutReport, next_cursor: Cursor | None) -> bool:
+        store.items[step.job_id, step.segment] = Checkpoint(0, "m2")
+        return await finish(step, report, next_cursor)
 
-    store.finish_step = stolen  # type: ignore[method-assign]
+    store.finish = stolen  # type: ignore[method-assign]
     assert await go(run, shard(), "m1") == JobResult(JobOutcome.LOST_CLAIM, PARTIAL)
     assert queue.sent == []
 

@@ -3,8 +3,10 @@
 API Gateway's WebSocket events, its REQUEST authorizer call, the SQS event source mapping's
 batch and Lambda's context object: the local emulator and poller hand these to the handlers,
 and :mod:`wsfanout.testing` builds them for tests (it ships with the package, so this module
-does too; it needs nothing beyond the standard library). The route handler and the authorizer parse these events with the same models they use on AWS,
-so every field API Gateway sends is here, named, ordered and typed as it sends it (compare
+does too; it needs nothing beyond the standard library).
+
+The route handler and the authorizer parse these events with the same models they use on AWS, so
+every field API Gateway sends is here, named, ordered and typed as it sends it (compare
 ``tests/events/*.json``): headers and multi-value headers, query strings only when there is
 one, epoch milliseconds, ``requestTime`` in API Gateway's access-log format, base64-like ids.
 An authorizer's answer becomes ``requestContext.authorizer`` the way API Gateway forwards it:

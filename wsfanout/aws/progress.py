@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..core.jobs import Checkpoint
+from ..core.jobs import Checkpoint, Step
 from ..core.models import Cursor, FanoutReport
 from ..exceptions import RegistryError
 from . import table as t
@@ -69,22 +69,24 @@ class Checkpoints:
 
     async def _update(
         self,
-        job_id: str,
-        segment: int | None,
+        step: Step,
         *,
         update: str,
         condition: str,
         values: dict[str, Any],
         names: dict[str, str],
     ) -> bool:
-        """One conditional UpdateItem; ``False`` when ``condition`` did not hold."""
+        """One conditional UpdateItem on ``step``'s item; ``False`` when ``condition`` did not
+        hold."""
         try:
             with map_botocore_errors(
-                f"DynamoDB UpdateItem (progress of job {job_id})", self.table_name, RegistryError
+                f"DynamoDB UpdateItem (progress of job {step.job_id})",
+                self.table_name,
+                RegistryError,
             ):
                 await self._client.update_item(
                     TableName=self.table_name,
-                    Key=self._key(job_id, segment),
+                    Key=self._key(step.job_id, step.segment),
                     UpdateExpression=update,
                     ConditionExpression=condition,
                     ExpressionAttributeValues=values,
@@ -97,17 +99,8 @@ class Checkpoints:
     def _ttl(self) -> dict[str, str]:
         return {"N": str(int(time.time()) + self.ttl_seconds)}
 
-    async def claim(
-        self,
-        job_id: str,
-        segment: int | None,
-        *,
-        step: int,
-        owner: str,
-        seen: Checkpoint | None,
-        cursor: Cursor | None,
-    ) -> bool:
-        """Make ``owner`` the runner of ``step``, if the item is still exactly as ``seen``.
+    async def claim(self, step: Step, *, seen: Checkpoint | None, cursor: Cursor | None) -> bool:
+        """Make ``step.owner`` the runner of ``step``, if the item is still exactly as ``seen``.
 
         :raises RegistryError: DynamoDB refused or could not be reached (not: the item changed,
             which is ``False``).
@@ -115,8 +108,8 @@ class Checkpoints:
         """
         names = {"#step": "step", "#owner": "owner", "#status": "status", "#ttl": t.TTL_ATTRIBUTE}
         values: dict[str, Any] = {
-            ":step": {"N": str(step)},
-            ":owner": {"S": owner},
+            ":step": {"N": str(step.number)},
+            ":owner": {"S": step.owner},
             ":running": {"S": _RUNNING},
             ":ttl": self._ttl(),
         }
@@ -137,52 +130,39 @@ class Checkpoints:
                 values[":seen_owner"] = {"S": seen.owner}
                 condition += "#owner = :seen_owner"
         return await self._update(
-            job_id, segment, update=update, condition=condition, values=values, names=names
+            step, update=update, condition=condition, values=values, names=names
         )
 
-    def _owned(self, step: int, owner: str) -> tuple[str, dict[str, Any]]:
+    def _owned(self, step: Step) -> tuple[str, dict[str, Any]]:
         return "#step = :step AND #owner = :owner", {
-            ":step": {"N": str(step)},
-            ":owner": {"S": owner},
+            ":step": {"N": str(step.number)},
+            ":owner": {"S": step.owner},
         }
 
-    async def save(
-        self, job_id: str, segment: int | None, *, step: int, owner: str, cursor: Cursor
-    ) -> bool:
-        """Record a watermark mid-run; ``False`` when ``owner`` no longer holds the step.
+    async def save(self, step: Step, cursor: Cursor) -> bool:
+        """Record a watermark mid-run; ``False`` when ``step.owner`` no longer holds the step.
 
         :raises RegistryError: DynamoDB refused or could not be reached.
         :raises ConfigurationError: the table does not exist.
         """
-        condition, values = self._owned(step, owner)
+        condition, values = self._owned(step)
         values[":cursor"] = {"S": cursor.model_dump_json(exclude_none=True)}
         return await self._update(
-            job_id,
-            segment,
+            step,
             update="SET #cursor = :cursor",
             condition=condition,
             values=values,
             names={"#step": "step", "#owner": "owner", "#cursor": "cursor"},
         )
 
-    async def finish_step(
-        self,
-        job_id: str,
-        segment: int | None,
-        *,
-        step: int,
-        owner: str,
-        report: FanoutReport,
-        next_cursor: Cursor | None,
-    ) -> bool:
-        """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``).
-
-        ``False`` when ``owner`` no longer holds the step.
+    async def finish(self, step: Step, report: FanoutReport, next_cursor: Cursor | None) -> bool:
+        """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``),
+        adding ``report``'s counts; ``False`` when ``step.owner`` no longer holds the step.
 
         :raises RegistryError: DynamoDB refused or could not be reached.
         :raises ConfigurationError: the table does not exist.
         """
-        condition, values = self._owned(step, owner)
+        condition, values = self._owned(step)
         values.update(
             {
                 ":delivered": {"N": str(report.delivered)},
@@ -197,11 +177,11 @@ class Checkpoints:
             values[":complete"] = {"S": _COMPLETE}
             update = "SET #status = :complete, #ttl = :ttl"
         else:
-            values[":next"] = {"N": str(step + 1)}
+            values[":next"] = {"N": str(step.number + 1)}
             values[":cursor"] = {"S": next_cursor.model_dump_json(exclude_none=True)}
             names["#cursor"] = "cursor"
             update = "SET #step = :next, #cursor = :cursor, advancedBy = :owner, #ttl = :ttl"
         update += " REMOVE #owner ADD delivered :delivered, gone :gone, failed :failed"
         return await self._update(
-            job_id, segment, update=update, condition=condition, values=values, names=names
+            step, update=update, condition=condition, values=values, names=names
         )

@@ -15,7 +15,7 @@ from .models import BroadcastJob, Cursor, FanoutReport, Target
 from .outcomes import Outcome
 
 if TYPE_CHECKING:
-    from .jobs import Checkpoint
+    from .jobs import Checkpoint, Step
 
 __all__ = ["Gateway", "JobSink", "ProgressStore", "Recipient", "RecipientSource"]
 
@@ -80,37 +80,18 @@ class ProgressStore(Protocol):
         """The segment's progress item, read consistently; ``None`` when there is none."""
         ...
 
-    async def claim(
-        self,
-        job_id: str,
-        segment: int | None,
-        *,
-        step: int,
-        owner: str,
-        seen: Checkpoint | None,
-        cursor: Cursor | None,
-    ) -> bool:
-        """Make ``owner`` the runner of ``step`` if the item is still exactly as ``seen``."""
+    async def claim(self, step: Step, *, seen: Checkpoint | None, cursor: Cursor | None) -> bool:
+        """Make ``step.owner`` the runner of ``step`` if the item is still exactly as ``seen``
+        (and record ``cursor`` as where it starts)."""
         ...
 
-    async def save(
-        self, job_id: str, segment: int | None, *, step: int, owner: str, cursor: Cursor
-    ) -> bool:
-        """Record a watermark mid-run; ``False`` when ``owner`` no longer holds the step."""
+    async def save(self, step: Step, cursor: Cursor) -> bool:
+        """Record a watermark mid-run; ``False`` when ``step.owner`` no longer holds the step."""
         ...
 
-    async def finish_step(
-        self,
-        job_id: str,
-        segment: int | None,
-        *,
-        step: int,
-        owner: str,
-        report: FanoutReport,
-        next_cursor: Cursor | None,
-    ) -> bool:
-        """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``);
-        ``False`` when ``owner`` no longer holds the step."""
+    async def finish(self, step: Step, report: FanoutReport, next_cursor: Cursor | None) -> bool:
+        """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``),
+        adding ``report``'s counts; ``False`` when ``step.owner`` no longer holds the step."""
         ...
 
 

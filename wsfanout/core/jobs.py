@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .fanout import Fanout
     from .interfaces import JobSink, ProgressStore
 
-__all__ = ["Action", "Checkpoint", "JobOutcome", "JobResult", "JobRunner", "decide"]
+__all__ = ["Action", "Checkpoint", "JobOutcome", "JobResult", "JobRunner", "Step", "decide"]
 
 
 class Action(enum.Enum):
@@ -53,13 +53,24 @@ class Checkpoint:
     """A segment's progress item."""
 
     step: int
-    owner: str | None
-    cursor: Cursor | None
-    complete: bool
+    owner: str | None = None
+    cursor: Cursor | None = None
+    complete: bool = False
     advanced_by: str | None = None
     delivered: int = 0
     gone: int = 0
     failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Step ``number`` of one job segment, run by the message ``owner``: what every progress
+    write names, so each write is conditional on that message still holding that step."""
+
+    job_id: str
+    segment: int | None
+    number: int
+    owner: str
 
 
 def decide(checkpoint: Checkpoint | None, step: int, message_id: str) -> Action:
@@ -159,21 +170,12 @@ class JobRunner:
         if action is not Action.CLAIM:
             return JobResult(_SKIPPED[action])
         start = seen.cursor if seen and seen.step == step and seen.cursor else job.cursor
-        claimed = await self._checkpoints.claim(
-            job.job_id, job.segment, step=step, owner=message_id, seen=seen, cursor=start
-        )
-        if not claimed:
+        mine = Step(job.job_id, job.segment, step, message_id)
+        if not await self._checkpoints.claim(mine, seen=seen, cursor=start):
             return JobResult(JobOutcome.SKIPPED_CLAIMED)
 
         async def checkpoint(cursor: Cursor, _: FanoutReport) -> None:
-            saved = await self._checkpoints.save(
-                job.job_id,
-                job.segment,
-                step=step,
-                owner=message_id,
-                cursor=cursor.model_copy(update={"step": step}),
-            )
-            if not saved:
+            if not await self._checkpoints.save(mine, cursor.model_copy(update={"step": step})):
                 raise _LostClaimError(job.job_id)
 
         try:
@@ -193,15 +195,7 @@ class JobRunner:
         if not report.complete:
             assert report.resume is not None  # noqa: S101  (an incomplete run always has one)
             following = report.resume.model_copy(update={"step": step + 1})
-        finished = await self._checkpoints.finish_step(
-            job.job_id,
-            job.segment,
-            step=step,
-            owner=message_id,
-            report=report,
-            next_cursor=following,
-        )
-        if not finished:
+        if not await self._checkpoints.finish(mine, report, following):
             return JobResult(JobOutcome.LOST_CLAIM, report)
         if following is None:
             return JobResult(JobOutcome.COMPLETED, report)

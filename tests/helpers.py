@@ -15,7 +15,8 @@ __all__ = ["receive_all", "registered_ids"]
 
 async def registered_ids(source: RecipientSource) -> set[str]:
     """The connection ids still registered in ``source`` (the registry, or a ``MemorySource``)."""
-    return {r.connection_id async for page in source.pages(AllTarget(all=True)) for r in page}
+    pages = source.pages(AllTarget(all=True), segment=None, total_segments=None, cursor=None)
+    return {r.connection_id async for page in pages for r in page}
 
 
 async def receive_all(sqs: Any, queue_url: str, *, rounds: int = 20) -> list[str]:

@@ -29,25 +29,17 @@ import inspect
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import anyio.lowlevel
 
 from .aws import events as _events
 from .aws.events import LambdaContext
+from .core import models
 from .core.interfaces import Recipient
 from .core.jobs import Checkpoint, Step
-from .core.models import (
-    AllTarget,
-    BroadcastJob,
-    ConnectionsTarget,
-    Cursor,
-    FanoutReport,
-    RoomTarget,
-    Target,
-    UsersTarget,
-)
+from .core.models import Cursor
 from .core.outcomes import Outcome
 from .core.pacing import set_testing
 
@@ -116,7 +108,7 @@ class MemorySource:
 
     async def pages(
         self,
-        target: Target,
+        target: models.Target,
         *,
         segment: int | None = None,
         total_segments: int | None = None,
@@ -126,7 +118,7 @@ class MemorySource:
 
         :raises ValueError: for segments of a target other than "all".
         """
-        if segment is not None and not isinstance(target, AllTarget):
+        if segment is not None and not isinstance(target, models.AllTarget):
             raise ValueError("parallel-scan segments apply only to an 'all' target")
         for page in self._paged(self._recipients(target, segment, total_segments, cursor)):
             await anyio.lowlevel.checkpoint()  # a real source awaits its store at every page
@@ -134,26 +126,26 @@ class MemorySource:
 
     def _recipients(
         self,
-        target: Target,
+        target: models.Target,
         segment: int | None,
         total_segments: int | None,
         cursor: Cursor | None,
     ) -> Iterable[Recipient]:
-        if isinstance(target, ConnectionsTarget):
+        if isinstance(target, models.ConnectionsTarget):
             first = cursor.offset if cursor and cursor.offset else 0
             for index in range(first, len(target.connection_ids)):
                 cid = target.connection_ids[index]
                 yield Recipient(cid, self._endpoints.get(cid), None, index)
-        elif isinstance(target, AllTarget):
+        elif isinstance(target, models.AllTarget):
             order = self._order
             if segment is not None and total_segments:
                 order = order[segment::total_segments]
             yield from self._after(order, cursor, _CONNECTION_SK, 0)
-        elif isinstance(target, RoomTarget):
+        elif isinstance(target, models.RoomTarget):
             members = self.rooms.get(target.room, [])
             yield from self._after(members, cursor, _ROOM_SK + target.room, 0)
         else:
-            assert isinstance(target, UsersTarget)  # noqa: S101  (the last kind of target)
+            assert isinstance(target, models.UsersTarget)  # noqa: S101  (the last kind of target)
             first = cursor.user if cursor else 0
             for index in range(first, len(target.user_ids)):
                 ids = self.users.get(target.user_ids[index], [])
@@ -262,15 +254,15 @@ class MemoryJobSink:
     """A :class:`~wsfanout.core.interfaces.JobSink` that keeps what it is given."""
 
     def __init__(self) -> None:
-        self.sent: list[BroadcastJob] = []
-        self.batches: list[list[BroadcastJob]] = []
+        self.sent: list[models.BroadcastJob] = []
+        self.batches: list[list[models.BroadcastJob]] = []
 
-    async def enqueue(self, job: BroadcastJob) -> str:
+    async def enqueue(self, job: models.BroadcastJob) -> str:
         """Keep ``job`` in :attr:`sent`; its message id is ``msg-{n}``."""
         self.sent.append(job)
         return f"msg-{len(self.sent)}"
 
-    async def enqueue_many(self, jobs: Sequence[BroadcastJob]) -> int:
+    async def enqueue_many(self, jobs: Sequence[models.BroadcastJob]) -> int:
         """Keep ``jobs`` as one batch in :attr:`batches`."""
         self.batches.append(list(jobs))
         return len(jobs)
@@ -317,7 +309,9 @@ class MemoryProgressStore:
         self.items[step.job_id, step.segment] = replace(now, cursor=cursor)
         return True
 
-    async def finish(self, step: Step, report: FanoutReport, next_cursor: Cursor | None) -> bool:
+    async def finish(
+        self, step: Step, report: models.FanoutReport, next_cursor: Cursor | None
+    ) -> bool:
         """Add the report's counts; advance to ``next_cursor`` or mark the segment complete."""
         now = self._owned(step)
         if now is None:
@@ -351,16 +345,10 @@ class _Client:
 
 
 def _origin(connection_id: str | None, authorizer: Mapping[str, Any] | None) -> _events.Origin:
-    client = _Client()
     return _events.Origin(
         connection_id=connection_id or _events.new_id(),
-        connected_at_ms=client.connected_at_ms,
-        domain_name=client.domain_name,
-        stage=client.stage,
-        api_id=client.api_id,
-        source_ip=client.source_ip,
-        user_agent=client.user_agent,
         authorizer=_forwarded(authorizer),
+        **asdict(_Client()),
     )
 
 
@@ -430,7 +418,7 @@ def disconnect_event(
 
 
 def sqs_event(
-    bodies: Iterable[str | BroadcastJob],
+    bodies: Iterable[str | models.BroadcastJob],
     *,
     queue_arn: str = "arn:aws:sqs:eu-west-1:123456789012:wsfanout-broadcast",
     receive_count: int = 1,
@@ -458,7 +446,7 @@ def sqs_event(
     return _events.sqs_event(messages, queue_arn)
 
 
-def _job_body(job: BroadcastJob) -> str:
+def _job_body(job: models.BroadcastJob) -> str:
     # Imported here: the queue adapter brings botocore, which only job bodies need.
     from .aws.queue import job_body  # noqa: PLC0415  (keeps `import wsfanout.testing` light)
 

@@ -7,9 +7,7 @@ variables, which is how moto server and the local stack are reached.
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import aioboto3
 from botocore.config import Config
@@ -19,6 +17,7 @@ from ..core.interfaces import Gateway
 from ..core.jobs import JobRunner
 from ..core.pacing import RetryPolicy
 from ..settings import Settings
+from .base import Owner
 from .gateway import ManagementGateway
 from .lean import LeanGateway
 from .progress import Checkpoints
@@ -32,15 +31,15 @@ if TYPE_CHECKING:
 __all__ = ["Clients"]
 
 
-class Clients:
+class Clients(Owner):
     """The registry, the management gateway and (when configured) SQS, sharing one session;
     and what is built on them (engine, job queue, job progress, job runner), configured from
     the settings here and nowhere else."""
 
     def __init__(self, settings: Settings, *, session: aioboto3.Session | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.session = session or aioboto3.Session(region_name=settings.aws_region)
-        self._stack = AsyncExitStack()
         self._dynamodb: DynamoDBClient | None = None
         self._registry: Registry | None = None
         self._gateway: ManagementGateway | None = None
@@ -49,19 +48,9 @@ class Clients:
         self._job_queue: JobQueue | None = None
         self._progress: Checkpoints | None = None
 
-    async def __aenter__(self) -> Self:
-        await self._stack.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _forget(self) -> None:
         self._dynamodb = self._registry = self._gateway = self._sender = self._sqs = None
         self._job_queue = self._progress = None
-        await self._stack.__aexit__(exc_type, exc, tb)
 
     async def dynamodb(self) -> DynamoDBClient:
         """The DynamoDB client (created on first use)."""
@@ -92,13 +81,7 @@ class Clients:
         """The full management API (GetConnection, DeleteConnection too) over aiobotocore."""
         if self._gateway is None:
             self._gateway = await self._stack.enter_async_context(
-                ManagementGateway(
-                    self.session,
-                    default_endpoint=self.settings.apigw_management_endpoint,
-                    region=self.settings.aws_region,
-                    pool_size=self.settings.fanout_concurrency,
-                    timeout_s=self.settings.fanout_request_timeout_s,
-                )
+                ManagementGateway.from_settings(self.session, self.settings)
             )
         return self._gateway
 
@@ -110,13 +93,7 @@ class Clients:
                 self._sender = await self.gateway()
             else:
                 self._sender = await self._stack.enter_async_context(
-                    LeanGateway(
-                        self.session,
-                        default_endpoint=settings.apigw_management_endpoint,
-                        region=settings.aws_region,
-                        pool_size=settings.fanout_concurrency,
-                        timeout_s=settings.fanout_request_timeout_s,
-                    )
+                    LeanGateway.from_settings(self.session, settings)
                 )
         return self._sender
 

@@ -8,75 +8,42 @@ request is neither retried blindly by botocore nor hidden from the pool-wide lim
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from botocore.config import Config
 
 from ..core.outcomes import Outcome
 from ..exceptions import DeliveryError, ForbiddenError
-from .endpoints import region_of_endpoint, resolve_endpoint
+from .base import ManagementTransport
 from .errors import BOTOCORE_ERRORS, DELIVERY_ERRORS, classify_exception
 
 if TYPE_CHECKING:
-    import aioboto3
     from types_aiobotocore_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
 __all__ = ["ManagementGateway"]
 
 
-class ManagementGateway:
+class ManagementGateway(ManagementTransport):
     """PostToConnection / GetConnection / DeleteConnection through pooled aiobotocore clients.
 
     Use it as an async context manager; clients are created on first use per endpoint and closed
     on exit.
     """
 
-    def __init__(
-        self,
-        session: aioboto3.Session,
-        *,
-        default_endpoint: str | None = None,
-        region: str | None = None,
-        pool_size: int = 128,
-        timeout_s: float = 10.0,
-    ) -> None:
-        self._session = session
-        self._default_endpoint = default_endpoint.rstrip("/") if default_endpoint else None
-        self._region = region
+    def _setup(self) -> None:
         self._config = Config(
-            max_pool_connections=max(pool_size, 10),
+            max_pool_connections=self._pool_size,
             retries={"total_max_attempts": 1},
-            connect_timeout=timeout_s,
-            read_timeout=timeout_s,
+            connect_timeout=self._timeout_s,
+            read_timeout=self._timeout_s,
             tcp_keepalive=True,
         )
         self._clients: dict[str, ApiGatewayManagementApiClient] = {}
-        self._stack = AsyncExitStack()
         self._lock = anyio.Lock()
 
-    @property
-    def default_endpoint(self) -> str | None:
-        """The endpoint for connections whose registry item names none."""
-        return self._default_endpoint
-
-    async def __aenter__(self) -> Self:
-        await self._stack.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _forget(self) -> None:
         self._clients.clear()
-        await self._stack.__aexit__(exc_type, exc, tb)
-
-    def _resolve(self, endpoint: str | None) -> str:
-        return resolve_endpoint(endpoint, self._default_endpoint)
 
     async def client(self, endpoint: str | None = None) -> ApiGatewayManagementApiClient:
         """The pooled client for ``endpoint`` (or the default), created once.
@@ -93,7 +60,7 @@ class ManagementGateway:
                     self._session.client(
                         "apigatewaymanagementapi",
                         endpoint_url=url,
-                        region_name=region_of_endpoint(url, self._region),
+                        region_name=self._region_of(url),
                         config=self._config,
                     )
                 )

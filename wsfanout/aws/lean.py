@@ -13,7 +13,6 @@ DeleteConnection) and the fallback transport (``FANOUT_TRANSPORT=botocore``).
 from __future__ import annotations
 
 import time
-from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import aiohttp
@@ -21,11 +20,11 @@ import anyio
 
 from ..core.outcomes import Outcome, classify
 from ..exceptions import ConfigurationError
-from .endpoints import region_of_endpoint, resolve_endpoint
+from .base import ManagementTransport
 from .sigv4 import Credentials, PostSigner
 
 if TYPE_CHECKING:
-    import aioboto3
+    pass
 
 __all__ = ["LeanGateway"]
 
@@ -33,7 +32,7 @@ _CREDENTIALS_MAX_AGE_S = 60.0
 _DOT_SEGMENTS = frozenset({".", ".."})
 
 
-class LeanGateway:
+class LeanGateway(ManagementTransport):
     """PostToConnection over a keep-alive aiohttp pool, signed with SigV4.
 
     Same contract as :meth:`~wsfanout.aws.gateway.ManagementGateway.post`: it never raises for
@@ -42,52 +41,29 @@ class LeanGateway:
     re-read every minute, so refreshable role credentials never go stale mid-broadcast.
     """
 
-    def __init__(
-        self,
-        session: aioboto3.Session,
-        *,
-        default_endpoint: str | None = None,
-        region: str | None = None,
-        pool_size: int = 128,
-        timeout_s: float = 10.0,
-    ) -> None:
-        self._session = session
-        self._default_endpoint = default_endpoint.rstrip("/") if default_endpoint else None
-        self._region = region
-        self._pool_size = max(pool_size, 10)
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+    def _setup(self) -> None:
         self._http: aiohttp.ClientSession | None = None
         self._signers: dict[str, PostSigner] = {}
         self._credentials: Credentials | None = None
         self._fresh_until = 0.0
         self._refresh = anyio.Lock()
 
-    @property
-    def default_endpoint(self) -> str | None:
-        """The endpoint for connections whose registry item names none."""
-        return self._default_endpoint
-
     async def __aenter__(self) -> Self:
+        await super().__aenter__()
         connector = aiohttp.TCPConnector(
             limit=self._pool_size,
             limit_per_host=self._pool_size,
             ttl_dns_cache=300,
             keepalive_timeout=60,
         )
-        self._http = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=False
+        timeout = aiohttp.ClientTimeout(total=self._timeout_s)
+        self._http = await self._stack.enter_async_context(
+            aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+    def _forget(self) -> None:
+        self._http = None
 
     async def credentials(self) -> Credentials:
         """The current credentials, re-read from the session's chain at most once a minute.
@@ -110,10 +86,10 @@ class LeanGateway:
         return self._credentials
 
     def _signer(self, endpoint: str | None) -> PostSigner:
-        base = resolve_endpoint(endpoint, self._default_endpoint)
+        base = self._resolve(endpoint)
         signer = self._signers.get(base)
         if signer is None:
-            signer = PostSigner(base, region_of_endpoint(base, self._region))
+            signer = PostSigner(base, self._region_of(base))
             self._signers[base] = signer
         return signer
 

@@ -47,11 +47,16 @@ class RecipientSource(Protocol):
         self,
         target: Target,
         *,
-        segment: int | None = None,
-        total_segments: int | None = None,
-        cursor: Cursor | None = None,
+        segment: int | None,
+        total_segments: int | None,
+        cursor: Cursor | None,
     ) -> AsyncIterator[Sequence[Recipient]]:
-        """Yield pages of recipients in a stable order, starting after ``cursor``."""
+        """Yield pages of recipients in a stable order, starting after ``cursor``.
+
+        ``segment`` of ``total_segments`` is one parallel-scan shard of an "all" target
+        (``None`` for the whole target). The engine passes all three; implementations may give
+        them defaults.
+        """
         ...
 
     async def remove_gone(self, recipients: Sequence[Recipient]) -> int:

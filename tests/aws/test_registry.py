@@ -338,3 +338,13 @@ async def test_a_missing_table_is_a_configuration_error(dynamodb) -> None:
     assert isinstance(info.value.__cause__, ClientError)
     with pytest.raises(ConfigurationError):
         await registry.put(Connection(connection_id="a=", connected_at=NOW))
+
+
+async def test_connection_ids_are_every_connection_and_nothing_else(
+    registry: Registry, dynamodb, table_name: str
+) -> None:
+    ids = connection_ids(130, "all")  # more than the first, small page
+    await seed_items(dynamodb, table_name, [classic_item(i) for i in ids])
+    await registry.join_room(ids[0], "lobby")  # a membership item is no connection
+    assert await registry.connection_ids() == set(ids)
+    assert await registry.count_connections() == len(ids)

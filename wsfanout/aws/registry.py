@@ -544,6 +544,15 @@ class Registry:
             f"DynamoDB {operation}", self.table_name, RegistryError, on_code=on_code
         )
 
+    async def connection_ids(self) -> set[str]:
+        """Every registered connection id, from a full Scan (for tests, tools and small tables:
+        it holds them all in memory, where a broadcast streams them).
+
+        :raises RegistryError: a page could not be read.
+        :raises ConfigurationError: the table does not exist.
+        """
+        return {r.connection_id async for page in self.pages(AllTarget(all=True)) for r in page}
+
     async def count_connections(self) -> int:
         """Count connection items with a full Scan (for tests, tools and small tables).
 

@@ -27,7 +27,6 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ..aws.registry import Registry
 from ..aws.table import table_definition
-from ..core.models import AllTarget
 from ..exceptions import ConfigurationError, InvalidInputError
 from ..local.management import Faults
 from ..local.processes import endpoint_process, moto_server
@@ -222,8 +221,7 @@ class Bench:
         await self._dynamodb.delete_table(TableName=name)
 
     async def registered(self, table: str) -> set[str]:
-        registry = Registry(self._dynamodb, table)
-        return {r.connection_id async for p in registry.pages(AllTarget(all=True)) for r in p}
+        return await Registry(self._dynamodb, table).connection_ids()
 
     async def restore(self, table: str, ids: Sequence[str], left: set[str]) -> None:
         """Register again what a run removed, so the next run starts from the same table."""

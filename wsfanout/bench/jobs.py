@@ -129,7 +129,7 @@ async def _measure(
             elapsed = time.monotonic() - started - 3.0  # the last idle polls
         async with http.get(f"{base_url}/_wsfanout/counts") as answer:
             counts: dict[str, int] = await answer.json()
-        left = {r.connection_id async for p in registry.pages(AllTarget(all=True)) for r in p}
+        left = await registry.connection_ids()
         await dynamodb.delete_table(TableName=table)
         await sqs.delete_queue(QueueUrl=queue_url)
     live = set(ids) - gone

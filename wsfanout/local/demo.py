@@ -286,8 +286,7 @@ async def _enqueue(stack: Stack, job: BroadcastJob) -> None:
 
 async def _registry_ids(stack: Stack) -> set[str]:
     async with _session(stack).client("dynamodb", endpoint_url=stack.moto_url) as dynamodb:
-        registry = Registry(dynamodb, stack.table)
-        return {r.connection_id async for page in registry.pages(AllTarget(all=True)) for r in page}
+        return await Registry(dynamodb, stack.table).connection_ids()
 
 
 async def _settle(stack: Stack) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -200,3 +201,15 @@ def test_importing_it_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+async def test_the_readme_example_runs_as_written() -> None:
+    """The README shows these doubles in a test; that test must pass as printed there."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Testing code built on it", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102  (our own README's code)
+    with anyio.fail_after(10):
+        await namespace["test_gone_connections_are_forgotten"]()
+    assert not is_testing(), "the example's with-block restored the switch"

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 import anyio
 import pytest
 
-from wsfanout.core import pacing
 from wsfanout.core.pacing import LeftOverError, RetryPolicy, Throttle, is_testing, set_testing
 
 pytestmark = pytest.mark.timeout(30)
@@ -77,18 +75,6 @@ class Batches:
     async def send(self, pending: Sequence[str]) -> list[str]:
         self.calls.append(list(pending))
         return list(pending[self.per_call :])
-
-
-@pytest.fixture
-def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The helper's backoff pauses, recorded instead of slept."""
-    recorded: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        recorded.append(seconds)
-
-    monkeypatch.setattr(pacing, "anyio", SimpleNamespace(sleep=sleep))
-    return recorded
 
 
 async def test_until_done_sends_only_what_is_left(pauses: list[float]) -> None:

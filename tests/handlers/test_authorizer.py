@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.core.test_auth import forge_hs256
 from tests.events import load_event
+from tests.helpers import policy
 from wsfanout.handlers import authorizer
 from wsfanout.handlers import runtime as runtime_module
 from wsfanout.handlers.runtime import reset_runtime, runtime
@@ -94,28 +95,12 @@ def invoke(token_value: str | None) -> dict[str, Any]:
 
 
 def assert_allowed(response: dict[str, Any], user: str, can_broadcast: bool) -> None:
-    assert response == {
-        "principalId": user,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": METHOD_ARN}
-            ],
-        },
-        "context": {"userId": user, "canBroadcast": can_broadcast},
-    }
+    context = {"userId": user, "canBroadcast": can_broadcast}
+    assert response == policy("Allow", METHOD_ARN, context, principal=user)
 
 
 def assert_denied(response: dict[str, Any]) -> None:
-    assert response == {
-        "principalId": "anonymous",
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": METHOD_ARN}
-            ],
-        },
-    }
+    assert response == policy("Deny", METHOD_ARN, principal="anonymous")
 
 
 # --- allowed --------------------------------------------------------------------------------

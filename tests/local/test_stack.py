@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,11 +16,11 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from websockets.asyncio.client import connect
 
+from tests.helpers import WSFANOUT, run_wsfanout
 from wsfanout.exceptions import ConfigurationError
 from wsfanout.handlers import authorizer
 from wsfanout.local.stack import local_stack
 
-WSFANOUT = str(Path(sys.executable).parent / "wsfanout")
 EXPORTED = {
     "AWS_ENDPOINT_URL_DYNAMODB",
     "AWS_ENDPOINT_URL_SQS",
@@ -175,13 +172,7 @@ async def test_wsfanout_dev_prints_where_everything_is_and_stops_on_sigint(tmp_p
 
 
 def test_wsfanout_dev_refuses_a_bad_stage_name() -> None:
-    result = subprocess.run(  # noqa: S603  (the installed script, fixed arguments)
-        [WSFANOUT, "dev", "--stage", "no spaces"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_wsfanout("dev", "--stage", "no spaces")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "not a stage name" in result.stderr

@@ -16,18 +16,10 @@ from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.aws.lean import LeanGateway
 from wsfanout.aws.registry import Registry
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
+from wsfanout.core import models
 from wsfanout.core.fanout import Fanout, RunHooks
 from wsfanout.core.interfaces import Gateway, Recipient
-from wsfanout.core.models import (
-    AllTarget,
-    Connection,
-    ConnectionsTarget,
-    Cursor,
-    FanoutReport,
-    RoomTarget,
-    Target,
-    UsersTarget,
-)
+from wsfanout.core.models import AllTarget, ConnectionsTarget, Cursor, RoomTarget
 from wsfanout.core.outcomes import Outcome
 from wsfanout.core.pacing import RetryPolicy
 from wsfanout.exceptions import ForbiddenError, PayloadTooLargeError
@@ -73,7 +65,7 @@ async def test_all_target_delivers_exactly_once(registry, dynamodb, gateway, end
 async def test_room_user_and_list_targets(registry, dynamodb, gateway, endpoint) -> None:
     fake, _ = endpoint
     for cid, user in (("a=", "u1"), ("b=", "u1"), ("c=", "u2"), ("d=", "u3")):
-        await registry.put(Connection(connection_id=cid, connected_at=NOW, user_id=user))
+        await registry.put(models.Connection(connection_id=cid, connected_at=NOW, user_id=user))
     await registry.join_room("a=", "lobby")
     await registry.join_room("d=", "lobby")
     fanout = engine(registry, gateway)
@@ -83,7 +75,7 @@ async def test_room_user_and_list_targets(registry, dynamodb, gateway, endpoint)
     assert fake.counts() == {"a=": 1, "d=": 1}
 
     fake.reset()
-    report = await fanout.run(UsersTarget(user_ids=["u1", "u3"]), b"users")
+    report = await fanout.run(models.UsersTarget(user_ids=["u1", "u3"]), b"users")
     assert fake.counts() == {"a=": 1, "b=": 1, "d=": 1}
 
     fake.reset()
@@ -245,7 +237,7 @@ async def test_deadline_and_resume_reach_everyone_exactly_once(
     fake, _ = endpoint
     fake.faults = Faults(latency_s=0.004, gone_rate=0.05, seed=11)
     ids = await seed(registry, dynamodb, 600)
-    target: Target
+    target: models.Target
     if target_kind == "room":
         for cid in ids[:300]:
             await registry.join_room(cid, "lobby")
@@ -435,7 +427,7 @@ async def test_a_raising_checkpoint_aborts_the_run_and_is_reraised_unwrapped() -
     raised = LostClaimError("the step is no longer ours")
     marks: list[Cursor] = []
 
-    async def checkpoint(cursor: Cursor, report: FanoutReport) -> None:
+    async def checkpoint(cursor: Cursor, report: models.FanoutReport) -> None:
         marks.append(cursor)
         if len(marks) == 2:
             raise raised
@@ -454,7 +446,7 @@ async def test_checkpoints_carry_a_moving_watermark_and_progress_counts_attempts
     marks: list[tuple[Cursor, int]] = []
     progressed: list[int] = []
 
-    async def checkpoint(cursor: Cursor, report: FanoutReport) -> None:
+    async def checkpoint(cursor: Cursor, report: models.FanoutReport) -> None:
         marks.append((cursor, report.delivered))
 
     fanout = Fanout(MemorySource(ids, page_size=10), ScriptedGateway(), concurrency=4)

@@ -21,17 +21,14 @@ from wsfanout.exceptions import ConfigurationError
 from wsfanout.handlers import authorizer
 from wsfanout.local.stack import local_stack
 
-EXPORTED = {
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_ENDPOINT_URL_SQS",
-    "CONNECTIONS_TABLE",
-    "BROADCAST_QUEUE_URL",
-    "APIGW_MANAGEMENT_ENDPOINT",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-}
+# What ``wsfanout dev`` prints as ``export`` lines: the stack's endpoints and names, and the
+# dummy credentials and region a shell needs to reach them.
+EXPORTED = set(
+    """
+    AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_SQS CONNECTIONS_TABLE BROADCAST_QUEUE_URL
+    APIGW_MANAGEMENT_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_DEFAULT_REGION
+    """.split()  # noqa: SIM905  (a list literal would be formatted one name a line)
+)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +13,21 @@ import pytest
 
 from tests.helpers import run_wsfanout
 
+Bench = Callable[[str], tuple[Any, subprocess.CompletedProcess[str]]]
 
-def bench(tmp_path: Path, *args: str) -> tuple[Any, subprocess.CompletedProcess[str]]:
-    """Run ``wsfanout bench *args --json FILE``, check it exits 0, and return what it wrote to
-    FILE (parsed) with the finished process (for its stdout)."""
-    out = tmp_path / "bench.json"
-    result = run_wsfanout("bench", *args, "--json", str(out), timeout=240)
-    assert result.returncode == 0, result.stderr + result.stdout
-    return json.loads(out.read_text()), result
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Bench:
+    """Run ``wsfanout bench <command line> --json FILE``, check it exits 0, and return what it
+    wrote to FILE (parsed) with the finished process (for its stdout)."""
+
+    def run(command_line: str) -> tuple[Any, subprocess.CompletedProcess[str]]:
+        out = tmp_path / "bench.json"
+        result = run_wsfanout("bench", *shlex.split(command_line), "--json", str(out), timeout=240)
+        assert result.returncode == 0, result.stderr + result.stdout
+        return json.loads(out.read_text()), result
+
+    return run
 
 
 def rows_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -27,10 +36,8 @@ def rows_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_compares_every_algorithm_against_one_endpoint(tmp_path: Path) -> None:
-    document, result = bench(
-        tmp_path, "--connections=150", "--latency=0.001", "--gone-rate=0.1", "--repeat=1"
-    )
+def test_bench_compares_every_algorithm_against_one_endpoint(bench: Bench) -> None:
+    document, result = bench("--connections 150 --latency 0.001 --gone-rate 0.1 --repeat 1")
     rows = rows_by_name(document)
     assert list(rows) == ["seed", "gather", "floor", "engine", "engine-botocore"]
     for name in ("seed", "gather", "engine", "engine-botocore"):
@@ -54,11 +61,10 @@ def test_bench_compares_every_algorithm_against_one_endpoint(tmp_path: Path) -> 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_under_throttling_the_engine_still_reaches_everyone(tmp_path: Path) -> None:
+def test_bench_under_throttling_the_engine_still_reaches_everyone(bench: Bench) -> None:
     document, _ = bench(
-        tmp_path,
-        *("--connections", "300", "--latency", "0", "--gone-rate", "0"),
-        *("--throttle-rate", "0.3", "--algorithms", "gather,engine", "--repeat", "1"),
+        "--connections 300 --latency 0 --gone-rate 0 --throttle-rate 0.3"
+        " --algorithms gather,engine --repeat 1"
     )
     rows = rows_by_name(document)
     engine = rows["engine"]
@@ -71,10 +77,8 @@ def test_bench_under_throttling_the_engine_still_reaches_everyone(tmp_path: Path
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_against_motos_management_api(tmp_path: Path) -> None:
-    document, result = bench(
-        tmp_path, "--gateway=moto", "--connections=80", "--algorithms=floor,engine", "--repeat=1"
-    )
+def test_bench_against_motos_management_api(bench: Bench) -> None:
+    document, result = bench("--gateway moto --connections 80 --algorithms floor,engine --repeat 1")
     rows = rows_by_name(document)
     for row in rows.values():
         assert row["delivered"] == 80
@@ -85,12 +89,10 @@ def test_bench_against_motos_management_api(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_scaling_writes_json_and_a_plot(tmp_path: Path) -> None:
+def test_bench_scaling_writes_json_and_a_plot(bench: Bench, tmp_path: Path) -> None:
     plot = tmp_path / "scaling.png"
     document, result = bench(
-        tmp_path,
-        *("scaling", "--sizes", "60,180", "--concurrency", "4,16", "--latency", "0.001"),
-        *("--plot", str(plot)),
+        f"scaling --sizes 60,180 --concurrency 4,16 --latency 0.001 --plot {shlex.quote(str(plot))}"
     )
     grid = {(r["connections"], r["concurrency"]) for r in document["runs"]}
     assert grid == {(60, 4), (60, 16), (180, 4), (180, 16)}
@@ -102,10 +104,8 @@ def test_bench_scaling_writes_json_and_a_plot(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_distributed_splits_one_job_across_workers(tmp_path: Path) -> None:
-    document, _ = bench(
-        tmp_path, "distributed", "--connections=240", "--segments=1,3", "--latency=0.001"
-    )
+def test_bench_distributed_splits_one_job_across_workers(bench: Bench) -> None:
+    document, _ = bench("distributed --connections 240 --segments 1,3 --latency 0.001")
     runs = document["runs"]
     assert [r["name"] for r in runs] == ["S=1", "S=3"]
     for entry in runs:
@@ -116,11 +116,9 @@ def test_bench_distributed_splits_one_job_across_workers(tmp_path: Path) -> None
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_jobs_carries_a_job_across_invocations(tmp_path: Path) -> None:
+def test_bench_jobs_carries_a_job_across_invocations(bench: Bench) -> None:
     document, _ = bench(
-        tmp_path,
-        *("jobs", "--connections", "600", "--segments", "2", "--workers", "2"),
-        *("--worker-seconds", "0.7", "--latency", "0.003"),
+        "jobs --connections 600 --segments 2 --workers 2 --worker-seconds 0.7 --latency 0.003"
     )
     assert document["missed"] == 0
     assert document["duplicated"] == 0

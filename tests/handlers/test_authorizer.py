@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.core.test_auth import AUTH_ENV as AUTH_VARIABLES
 from tests.core.test_auth import forge_hs256
 from tests.events import load_event
 from tests.helpers import policy
@@ -29,14 +30,7 @@ from wsfanout.testing import LambdaContext
 SECRET = "handler-secret-0123456789abcdef0123456789abcdef"
 OTHER_SECRET = "another-secret-0123456789abcdef0123456789abcdef"
 METHOD_ARN = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/$connect"
-AUTH_ENV = (
-    "AUTH_JWT_SECRET",
-    "AUTH_JWT_PUBLIC_KEY",
-    "AUTH_JWT_ISSUER",
-    "AUTH_JWT_AUDIENCE",
-    "AUTH_BROADCAST_CLAIM",
-    "POWERTOOLS_LOGGER_LOG_EVENT",
-)
+AUTH_ENV = (*AUTH_VARIABLES, "POWERTOOLS_LOGGER_LOG_EVENT")
 
 
 @pytest.fixture(scope="session")

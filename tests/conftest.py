@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import aioboto3
@@ -18,11 +19,13 @@ import pytest
 from wsfanout.aws.account import CREDENTIALS, REGION
 from wsfanout.aws.registry import Registry
 from wsfanout.aws.table import table_definition
+from wsfanout.core import pacing
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.local.processes import moto_server
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_sqs import SQSClient
 
 STAGE = "test"
 
@@ -80,6 +83,24 @@ async def table_name(dynamodb: DynamoDBClient) -> AsyncIterator[str]:
 @pytest.fixture
 def registry(dynamodb: DynamoDBClient, table_name: str) -> Registry:
     return Registry(dynamodb, table_name, page_size=100)
+
+
+@pytest.fixture
+async def sqs(moto_url: str, session: aioboto3.Session) -> AsyncIterator[SQSClient]:
+    async with session.client("sqs", endpoint_url=moto_url) as client:
+        yield client
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The retry helpers' backoff pauses (``wsfanout.core.pacing``), recorded instead of slept."""
+    recorded: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(pacing, "anyio", SimpleNamespace(sleep=sleep))
+    return recorded
 
 
 @pytest.fixture

@@ -1,16 +1,43 @@
-"""Test plumbing shared across the suite: what is still registered, and what is on a queue.
+"""Test plumbing shared across the suite: what is still registered, what is on a queue, the
+installed console script, and an authorizer's answer.
 
-One bounded helper each, so no test module grows its own polling loop.
+One bounded helper each, so no test module grows its own polling loop or subprocess call.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from wsfanout.core.interfaces import RecipientSource
 from wsfanout.core.models import AllTarget
 
-__all__ = ["receive_all", "registered_ids"]
+__all__ = ["WSFANOUT", "policy", "receive_all", "registered_ids", "run_wsfanout"]
+
+# The console script the package installs beside this interpreter: tests run what users run.
+WSFANOUT = str(Path(sys.executable).parent / "wsfanout")
+
+
+def run_wsfanout(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``wsfanout *args`` to the end (text output captured, any exit code).
+
+    :raises subprocess.TimeoutExpired: when it runs longer than ``timeout`` seconds.
+    """
+    return subprocess.run(  # noqa: S603  (our own console script, arguments from the test)
+        [WSFANOUT, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def policy(
+    effect: str, resource: str, context: dict[str, Any] | None = None, *, principal: str = "u_1"
+) -> dict[str, Any]:
+    """A REQUEST authorizer's answer: ``effect`` on ``resource``, with ``context`` if given."""
+    statement = {"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}
+    document = {"Version": "2012-10-17", "Statement": [statement]}
+    answer = {"principalId": principal, "policyDocument": document}
+    return answer if context is None else {**answer, "context": context}
 
 
 async def registered_ids(source: RecipientSource) -> set[str]:

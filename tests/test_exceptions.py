@@ -9,17 +9,6 @@ import re
 import pytest
 
 from wsfanout import exceptions
-from wsfanout.exceptions import (
-    ConfigurationError,
-    ConnectionExistsError,
-    ConnectionNotFoundError,
-    DeliveryError,
-    ForbiddenError,
-    InvalidInputError,
-    PayloadTooLargeError,
-    RegistryError,
-    WsFanoutError,
-)
 
 
 def _drawn_tree() -> dict[type[Exception], type[Exception]]:
@@ -42,17 +31,22 @@ def _drawn_tree() -> dict[type[Exception], type[Exception]]:
 # child -> parent, exactly as the module docstring draws it.
 TREE = _drawn_tree()
 
-BRANCHES = (ConfigurationError, InvalidInputError, RegistryError, DeliveryError)
+BRANCHES = (
+    exceptions.ConfigurationError,
+    exceptions.InvalidInputError,
+    exceptions.RegistryError,
+    exceptions.DeliveryError,
+)
 
 
 def test_tree_covers_every_exported_class() -> None:
     exported = {getattr(exceptions, name) for name in exceptions.__all__}
-    assert exported == set(TREE) | {WsFanoutError}
+    assert exported == set(TREE) | {exceptions.WsFanoutError}
 
 
 def test_root_is_a_plain_exception() -> None:
-    assert issubclass(WsFanoutError, Exception)
-    assert WsFanoutError.__bases__ == (Exception,)
+    assert issubclass(exceptions.WsFanoutError, Exception)
+    assert exceptions.WsFanoutError.__bases__ == (Exception,)
 
 
 @pytest.mark.parametrize(("child", "parent"), TREE.items(), ids=lambda c: c.__name__)
@@ -60,7 +54,7 @@ def test_each_class_hangs_where_the_drawing_says(
     child: type[Exception], parent: type[Exception]
 ) -> None:
     assert issubclass(child, parent)
-    assert issubclass(child, WsFanoutError)
+    assert issubclass(child, exceptions.WsFanoutError)
     assert parent in child.__bases__
 
 
@@ -73,15 +67,20 @@ def test_branches_do_not_overlap(branch: type[Exception]) -> None:
 
 
 def test_invalid_input_is_also_a_value_error() -> None:
-    assert issubclass(InvalidInputError, ValueError)
-    assert issubclass(PayloadTooLargeError, ValueError)
+    assert issubclass(exceptions.InvalidInputError, ValueError)
+    assert issubclass(exceptions.PayloadTooLargeError, ValueError)
     with pytest.raises(ValueError, match="bad frame"):
-        raise InvalidInputError("bad frame")
+        raise exceptions.InvalidInputError("bad frame")
 
 
 @pytest.mark.parametrize(
     "cls",
-    [ConfigurationError, RegistryError, DeliveryError, ForbiddenError],
+    [
+        exceptions.ConfigurationError,
+        exceptions.RegistryError,
+        exceptions.DeliveryError,
+        exceptions.ForbiddenError,
+    ],
     ids=lambda c: c.__name__,
 )
 def test_other_branches_are_not_value_errors(cls: type[Exception]) -> None:
@@ -89,27 +88,33 @@ def test_other_branches_are_not_value_errors(cls: type[Exception]) -> None:
 
 
 @pytest.mark.parametrize(
-    "cls", [ConnectionExistsError, ConnectionNotFoundError], ids=lambda c: c.__name__
+    "cls",
+    [exceptions.ConnectionExistsError, exceptions.ConnectionNotFoundError],
+    ids=lambda c: c.__name__,
 )
-def test_connection_errors_carry_the_connection_id(cls: type[RegistryError]) -> None:
+def test_connection_errors_carry_the_connection_id(cls: type[exceptions.RegistryError]) -> None:
     error = cls("L0SM9cOFvHcCIhw=")
     assert error.connection_id == "L0SM9cOFvHcCIhw="  # type: ignore[attr-defined]
     assert "L0SM9cOFvHcCIhw=" in str(error)
 
 
 def test_exists_and_not_found_say_different_things() -> None:
-    assert str(ConnectionExistsError("a")) != str(ConnectionNotFoundError("a"))
+    assert str(exceptions.ConnectionExistsError("a")) != str(
+        exceptions.ConnectionNotFoundError("a")
+    )
 
 
 def test_payload_too_large_carries_size_and_limit() -> None:
-    error = PayloadTooLargeError(200_001, 131_072)
+    error = exceptions.PayloadTooLargeError(200_001, 131_072)
     assert (error.size, error.limit) == (200_001, 131_072)
     assert "200001" in str(error)
     assert "131072" in str(error)
 
 
-@pytest.mark.parametrize("cls", [DeliveryError, ForbiddenError], ids=lambda c: c.__name__)
-def test_delivery_errors_carry_the_endpoint(cls: type[DeliveryError]) -> None:
+@pytest.mark.parametrize(
+    "cls", [exceptions.DeliveryError, exceptions.ForbiddenError], ids=lambda c: c.__name__
+)
+def test_delivery_errors_carry_the_endpoint(cls: type[exceptions.DeliveryError]) -> None:
     url = "https://abc123.execute-api.eu-west-2.amazonaws.com/prod"
     error = cls(f"{url} answered 403", endpoint=url)
     assert error.endpoint == url
@@ -117,46 +122,48 @@ def test_delivery_errors_carry_the_endpoint(cls: type[DeliveryError]) -> None:
 
 
 def test_delivery_error_endpoint_defaults_to_none() -> None:
-    assert DeliveryError("refused").endpoint is None
-    assert ForbiddenError("refused").endpoint is None
+    assert exceptions.DeliveryError("refused").endpoint is None
+    assert exceptions.ForbiddenError("refused").endpoint is None
 
 
 def test_endpoint_is_keyword_only() -> None:
     with pytest.raises(TypeError):
-        DeliveryError("refused", "https://example.com/prod")  # type: ignore[call-arg]  # on purpose
+        exceptions.DeliveryError("refused", "https://example.com/prod")  # type: ignore[call-arg]  # on purpose
 
 
 @pytest.mark.parametrize(
     ("error", "context"),
     [
         pytest.param(
-            DeliveryError("refused", endpoint="https://x/prod"),
+            exceptions.DeliveryError("refused", endpoint="https://x/prod"),
             {"endpoint": "https://x/prod"},
             id="DeliveryError",
         ),
         pytest.param(
-            ForbiddenError("refused", endpoint="https://x/prod"),
+            exceptions.ForbiddenError("refused", endpoint="https://x/prod"),
             {"endpoint": "https://x/prod"},
             id="ForbiddenError",
         ),
         pytest.param(
-            ConnectionExistsError("abc="),
+            exceptions.ConnectionExistsError("abc="),
             {"connection_id": "abc="},
             id="ConnectionExistsError",
         ),
         pytest.param(
-            ConnectionNotFoundError("abc="),
+            exceptions.ConnectionNotFoundError("abc="),
             {"connection_id": "abc="},
             id="ConnectionNotFoundError",
         ),
         pytest.param(
-            PayloadTooLargeError(200_001, 131_072),
+            exceptions.PayloadTooLargeError(200_001, 131_072),
             {"size": 200_001, "limit": 131_072},
             id="PayloadTooLargeError",
         ),
     ],
 )
-def test_errors_survive_pickle_and_copy(error: WsFanoutError, context: dict[str, object]) -> None:
+def test_errors_survive_pickle_and_copy(
+    error: exceptions.WsFanoutError, context: dict[str, object]
+) -> None:
     """Errors cross process boundaries (workers, subprocess benchmarks) and get copied."""
     for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):  # noqa: S301
         assert type(clone) is type(error)

@@ -237,21 +237,16 @@ async def test_delete_connection_true_then_false(gateway, endpoint) -> None:
     assert await gateway.post(CID, b"x") is Outcome.GONE
 
 
-async def test_get_connection_when_forbidden_raises(gateway, endpoint) -> None:
+@pytest.mark.parametrize("operation", ["get_connection", "delete_connection"])
+async def test_connection_calls_when_forbidden_raise_naming_the_endpoint(
+    gateway, endpoint, operation: str
+) -> None:
     fake, url = endpoint
     fake.forbid_all = True
     with pytest.raises(ForbiddenError) as raised:
-        await gateway.get_connection(CID)
+        await getattr(gateway, operation)(CID)
     assert raised.value.endpoint == url
     assert url in str(raised.value)
-
-
-async def test_delete_connection_when_forbidden_raises(gateway, endpoint) -> None:
-    fake, url = endpoint
-    fake.forbid_all = True
-    with pytest.raises(ForbiddenError) as raised:
-        await gateway.delete_connection(CID)
-    assert raised.value.endpoint == url
 
 
 async def test_wrong_stage_is_forbidden_and_names_the_endpoint(session) -> None:

@@ -6,26 +6,17 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.helpers import receive_all
 from wsfanout.aws.queue import JobQueue, job_body
-from wsfanout.core import pacing
 from wsfanout.core.models import AllTarget, BroadcastJob, Cursor, UsersTarget
 from wsfanout.exceptions import ConfigurationError, QueueError
 
 if TYPE_CHECKING:
-    import aioboto3
     from types_aiobotocore_sqs import SQSClient
-
-
-@pytest.fixture
-async def sqs(moto_url: str, session: aioboto3.Session) -> AsyncIterator[SQSClient]:
-    async with session.client("sqs", endpoint_url=moto_url) as client:
-        yield client
 
 
 @pytest.fixture
@@ -159,18 +150,6 @@ class FlakyBatches:
                 for e in Entries[:count]
             ],
         }
-
-
-@pytest.fixture
-def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The retry helper's backoff pauses, recorded instead of slept."""
-    recorded: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        recorded.append(seconds)
-
-    monkeypatch.setattr(pacing, "anyio", SimpleNamespace(sleep=sleep))
-    return recorded
 
 
 async def test_enqueue_many_retries_only_failed_entries(pauses: list[float]) -> None:

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-WSFANOUT = str(Path(sys.executable).parent / "wsfanout")
+from tests.helpers import run_wsfanout
+
+Bench = Callable[[str], tuple[Any, subprocess.CompletedProcess[str]]]
 
 
-def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603  (our own console script)
-        [WSFANOUT, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+@pytest.fixture
+def bench(tmp_path: Path) -> Bench:
+    """Run ``wsfanout bench <command line> --json FILE``, check it exits 0, and return what it
+    wrote to FILE (parsed) with the finished process (for its stdout)."""
+
+    def run(command_line: str) -> tuple[Any, subprocess.CompletedProcess[str]]:
+        out = tmp_path / "bench.json"
+        result = run_wsfanout("bench", *shlex.split(command_line), "--json", str(out), timeout=240)
+        assert result.returncode == 0, result.stderr + result.stdout
+        return json.loads(out.read_text()), result
+
+    return run
 
 
 def rows_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -25,23 +36,8 @@ def rows_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_compares_every_algorithm_against_one_endpoint(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    result = run(
-        "bench",
-        "--connections",
-        "150",
-        "--latency",
-        "0.001",
-        "--gone-rate",
-        "0.1",
-        "--repeat",
-        "1",
-        "--json",
-        str(out),
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    document = json.loads(out.read_text())
+def test_bench_compares_every_algorithm_against_one_endpoint(bench: Bench) -> None:
+    document, result = bench("--connections 150 --latency 0.001 --gone-rate 0.1 --repeat 1")
     rows = rows_by_name(document)
     assert list(rows) == ["seed", "gather", "floor", "engine", "engine-botocore"]
     for name in ("seed", "gather", "engine", "engine-botocore"):
@@ -65,16 +61,12 @@ def test_bench_compares_every_algorithm_against_one_endpoint(tmp_path: Path) -> 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_under_throttling_the_engine_still_reaches_everyone(tmp_path: Path) -> None:
-    out = tmp_path / "throttled.json"
-    result = run(
-        "bench",
-        *("--connections", "300", "--latency", "0", "--gone-rate", "0"),
-        *("--throttle-rate", "0.3", "--algorithms", "gather,engine", "--repeat", "1"),
-        *("--json", str(out)),
+def test_bench_under_throttling_the_engine_still_reaches_everyone(bench: Bench) -> None:
+    document, _ = bench(
+        "--connections 300 --latency 0 --gone-rate 0 --throttle-rate 0.3"
+        " --algorithms gather,engine --repeat 1"
     )
-    assert result.returncode == 0, result.stderr + result.stdout
-    rows = rows_by_name(json.loads(out.read_text()))
+    rows = rows_by_name(document)
     engine = rows["engine"]
     assert engine["missed"] == 0
     assert engine["duplicated"] == 0
@@ -85,15 +77,9 @@ def test_bench_under_throttling_the_engine_still_reaches_everyone(tmp_path: Path
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_against_motos_management_api(tmp_path: Path) -> None:
-    out = tmp_path / "moto.json"
-    result = run(
-        "bench",
-        *("--gateway", "moto", "--connections", "80", "--algorithms", "floor,engine"),
-        *("--repeat", "1", "--json", str(out)),
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    rows = rows_by_name(json.loads(out.read_text()))
+def test_bench_against_motos_management_api(bench: Bench) -> None:
+    document, result = bench("--gateway moto --connections 80 --algorithms floor,engine --repeat 1")
+    rows = rows_by_name(document)
     for row in rows.values():
         assert row["delivered"] == 80
         assert row["missed"] is None  # moto keeps no delivery records to check against
@@ -103,16 +89,11 @@ def test_bench_against_motos_management_api(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_scaling_writes_json_and_a_plot(tmp_path: Path) -> None:
-    out, plot = tmp_path / "scaling.json", tmp_path / "scaling.png"
-    result = run(
-        "bench",
-        "scaling",
-        *("--sizes", "60,180", "--concurrency", "4,16", "--latency", "0.001"),
-        *("--json", str(out), "--plot", str(plot)),
+def test_bench_scaling_writes_json_and_a_plot(bench: Bench, tmp_path: Path) -> None:
+    plot = tmp_path / "scaling.png"
+    document, result = bench(
+        f"scaling --sizes 60,180 --concurrency 4,16 --latency 0.001 --plot {shlex.quote(str(plot))}"
     )
-    assert result.returncode == 0, result.stderr + result.stdout
-    document = json.loads(out.read_text())
     grid = {(r["connections"], r["concurrency"]) for r in document["runs"]}
     assert grid == {(60, 4), (60, 16), (180, 4), (180, 16)}
     assert all(r["correct"] and r["missed"] == 0 for r in document["runs"])
@@ -123,16 +104,9 @@ def test_bench_scaling_writes_json_and_a_plot(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_distributed_splits_one_job_across_workers(tmp_path: Path) -> None:
-    out = tmp_path / "distributed.json"
-    result = run(
-        "bench",
-        "distributed",
-        *("--connections", "240", "--segments", "1,3", "--latency", "0.001"),
-        *("--json", str(out)),
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    runs = json.loads(out.read_text())["runs"]
+def test_bench_distributed_splits_one_job_across_workers(bench: Bench) -> None:
+    document, _ = bench("distributed --connections 240 --segments 1,3 --latency 0.001")
+    runs = document["runs"]
     assert [r["name"] for r in runs] == ["S=1", "S=3"]
     for entry in runs:
         assert entry["delivered"] == 240
@@ -142,16 +116,10 @@ def test_bench_distributed_splits_one_job_across_workers(tmp_path: Path) -> None
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_jobs_carries_a_job_across_invocations(tmp_path: Path) -> None:
-    out = tmp_path / "jobs.json"
-    result = run(
-        "bench",
-        "jobs",
-        *("--connections", "600", "--segments", "2", "--workers", "2"),
-        *("--worker-seconds", "0.7", "--latency", "0.003", "--json", str(out)),
+def test_bench_jobs_carries_a_job_across_invocations(bench: Bench) -> None:
+    document, _ = bench(
+        "jobs --connections 600 --segments 2 --workers 2 --worker-seconds 0.7 --latency 0.003"
     )
-    assert result.returncode == 0, result.stderr + result.stdout
-    document = json.loads(out.read_text())
     assert document["missed"] == 0
     assert document["duplicated"] == 0
     assert document["gone_left"] == 0
@@ -173,7 +141,7 @@ def test_bench_jobs_carries_a_job_across_invocations(tmp_path: Path) -> None:
     ],
 )
 def test_bench_rejects_bad_arguments_in_one_line(args: tuple[str, ...], reason: str) -> None:
-    result = run(*args, timeout=60)
+    result = run_wsfanout(*args)
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert reason in result.stderr

@@ -14,18 +14,16 @@ import re
 import subprocess
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.helpers import registered_ids
+from tests.helpers import WSFANOUT, registered_ids
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
 from wsfanout.core.models import Connection
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 
-WSFANOUT = str(Path(sys.executable).parent / "wsfanout")
 TIMEOUT_S = 60
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 REPORT_KEYS = {"delivered", "gone", "failed", "retries", "throttled", "elapsed_s"}

@@ -14,17 +14,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from wsfanout.core.models import (
-    MAX_PAYLOAD_BYTES,
-    AllTarget,
-    BroadcastJob,
-    Connection,
-    ConnectionsTarget,
-    Cursor,
-    FanoutReport,
-    RoomTarget,
-    UsersTarget,
-)
+from wsfanout.core import models
+from wsfanout.core.models import MAX_PAYLOAD_BYTES, BroadcastJob, Connection, Cursor, FanoutReport
 
 
 def job_json(**fields: Any) -> str:
@@ -51,12 +42,12 @@ def test_max_payload_is_api_gateways_128_kib() -> None:
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        ({"all": True}, AllTarget(all=True)),
-        ({"userIds": ["u1", "u2"]}, UsersTarget(user_ids=["u1", "u2"])),
-        ({"room": "lobby"}, RoomTarget(room="lobby")),
+        ({"all": True}, models.AllTarget(all=True)),
+        ({"userIds": ["u1", "u2"]}, models.UsersTarget(user_ids=["u1", "u2"])),
+        ({"room": "lobby"}, models.RoomTarget(room="lobby")),
         (
             {"connectionIds": ["abc=", "d/e+f="]},
-            ConnectionsTarget(connection_ids=["abc=", "d/e+f="]),
+            models.ConnectionsTarget(connection_ids=["abc=", "d/e+f="]),
         ),
     ],
     ids=["all", "users", "room", "connections"],

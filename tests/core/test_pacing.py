@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
-from wsfanout.core import pacing
 from wsfanout.core.pacing import LeftOverError, RetryPolicy, Throttle, is_testing, set_testing
 
 pytestmark = pytest.mark.timeout(30)
@@ -77,18 +76,6 @@ class Batches:
     async def send(self, pending: Sequence[str]) -> list[str]:
         self.calls.append(list(pending))
         return list(pending[self.per_call :])
-
-
-@pytest.fixture
-def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The helper's backoff pauses, recorded instead of slept."""
-    recorded: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        recorded.append(seconds)
-
-    monkeypatch.setattr(pacing, "anyio", SimpleNamespace(sleep=sleep))
-    return recorded
 
 
 async def test_until_done_sends_only_what_is_left(pauses: list[float]) -> None:
@@ -300,30 +287,40 @@ class Probe:
             self.inside -= 1
         self.done.append(n)
 
+    async def start(self, tasks: TaskGroup, numbers: range) -> None:
+        """Send requests ``numbers`` and wait until each is inside or waiting to enter."""
+        for n in numbers:
+            tasks.start_soon(self.request, n)
+        await anyio.wait_all_tasks_blocked()
+
+    async def release(self, n: int) -> None:
+        """Let request ``n`` out, and wait until whoever may enter in its place has entered."""
+        self.gates[n].set()
+        await anyio.wait_all_tasks_blocked()
+
+    async def release_all(self, count: int) -> None:
+        """Let every request out, later entrants too, until ``count`` of them are done."""
+        while len(self.done) < count:
+            for gate in self.gates.values():
+                gate.set()
+            await anyio.wait_all_tasks_blocked()
+
 
 async def test_limit_caps_requests_in_flight() -> None:
     probe = Probe(Throttle(2))
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tasks:
-            for n in range(5):
-                tasks.start_soon(probe.request, n)
-            await anyio.wait_all_tasks_blocked()
+            await probe.start(tasks, range(5))
             assert probe.inside == 2
             assert len(probe.entered) == 2
 
             first = probe.entered[0]
-            probe.gates[first].set()
-            await anyio.wait_all_tasks_blocked()
+            await probe.release(first)
             assert probe.done == [first]
             assert probe.inside == 2
             assert len(probe.entered) == 3
 
-            for gate in probe.gates.values():
-                gate.set()
-            while len(probe.done) < 5:
-                await anyio.wait_all_tasks_blocked()
-                for gate in probe.gates.values():
-                    gate.set()
+            await probe.release_all(5)
     assert probe.peak == 2
     assert sorted(probe.done) == list(range(5))
     assert probe.throttle.limit == 2
@@ -333,35 +330,26 @@ async def test_a_cut_holds_new_requests_until_in_flight_drops_below_it() -> None
     probe = Probe(Throttle(4, pause_s=0.0))
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tasks:
-            for n in range(4):
-                tasks.start_soon(probe.request, n)
-            await anyio.wait_all_tasks_blocked()
+            await probe.start(tasks, range(4))
             assert probe.inside == 4
 
             probe.throttle.throttled()
             assert probe.throttle.limit == 2
-            for n in range(4, 7):
-                tasks.start_soon(probe.request, n)
-            await anyio.wait_all_tasks_blocked()
+            await probe.start(tasks, range(4, 7))
             assert probe.entered == [0, 1, 2, 3]
 
             # 4 -> 3 -> 2 in flight: still at the new limit, nobody else may enter.
-            for n in (0, 1):
-                probe.gates[n].set()
-                await anyio.wait_all_tasks_blocked()
+            await probe.release(0)
+            await probe.release(1)
             assert probe.inside == 2
             assert len(probe.entered) == 4
 
             # 2 -> 1: one waiting request takes the freed slot, and only one.
-            probe.gates[2].set()
-            await anyio.wait_all_tasks_blocked()
+            await probe.release(2)
             assert probe.inside == 2
             assert len(probe.entered) == 5
 
-            while len(probe.done) < 7:
-                for gate in probe.gates.values():
-                    gate.set()
-                await anyio.wait_all_tasks_blocked()
+            await probe.release_all(7)
     assert sorted(probe.done) == list(range(7))
 
 
@@ -372,8 +360,7 @@ async def test_a_cut_pauses_new_entries_for_the_cool_down() -> None:
     assert probe.throttle.limit == 2
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(probe.request, 0)
-            await anyio.wait_all_tasks_blocked()
+            await probe.start(tasks, range(1))
             assert probe.entered == []
             tasks.cancel_scope.cancel()
 
@@ -382,8 +369,7 @@ async def test_no_pause_without_a_cut() -> None:
     probe = Probe(Throttle(4, pause_s=LONG, max_pause_s=LONG))
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(probe.request, 0)
-            await anyio.wait_all_tasks_blocked()
+            await probe.start(tasks, range(1))
             assert probe.entered == [0]
             probe.gates[0].set()
     assert probe.done == [0]

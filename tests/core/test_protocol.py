@@ -9,20 +9,9 @@ from typing import Any
 import pytest
 from pydantic import JsonValue
 
+from wsfanout.core import protocol
 from wsfanout.core.models import MAX_PAYLOAD_BYTES
-from wsfanout.core.protocol import (
-    Broadcast,
-    JoinRoom,
-    LeaveRoom,
-    SendMessage,
-    ToConnection,
-    ToRoom,
-    ToUser,
-    ack_frame,
-    error_frame,
-    message_frame,
-    parse_frame,
-)
+from wsfanout.core.protocol import ack_frame, error_frame, message_frame, parse_frame
 from wsfanout.exceptions import FrameError, InvalidInputError
 
 SENDER = {"connectionId": "abc=", "userId": "u_123"}
@@ -76,9 +65,13 @@ def refused(raw: str | None, code: str, **kwargs: Any) -> FrameError:
 # --- valid frames ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("action", "model"), [("joinRoom", JoinRoom), ("leaveRoom", LeaveRoom)])
+@pytest.mark.parametrize(
+    ("action", "model"), [("joinRoom", protocol.JoinRoom), ("leaveRoom", protocol.LeaveRoom)]
+)
 @pytest.mark.parametrize("room", ["lobby", "r", "salle-été", "a:b/c.d_e-f", "r" * 128])
-def test_room_frames(action: str, model: type[JoinRoom | LeaveRoom], room: str) -> None:
+def test_room_frames(
+    action: str, model: type[protocol.JoinRoom | protocol.LeaveRoom], room: str
+) -> None:
     frame = parse_frame(body({"action": action, "room": room}))
     assert isinstance(frame, model)
     assert frame.action == action
@@ -89,15 +82,15 @@ def test_room_frames(action: str, model: type[JoinRoom | LeaveRoom], room: str) 
 @pytest.mark.parametrize(
     ("to", "model", "field"),
     [
-        ({"user": "u_456"}, ToUser, "user"),
-        ({"room": "lobby"}, ToRoom, "room"),
-        ({"connection": "Zx9_abc="}, ToConnection, "connection"),
+        ({"user": "u_456"}, protocol.ToUser, "user"),
+        ({"room": "lobby"}, protocol.ToRoom, "room"),
+        ({"connection": "Zx9_abc="}, protocol.ToConnection, "connection"),
     ],
     ids=["user", "room", "connection"],
 )
 def test_send_message_frames(data: Any, to: dict[str, str], model: type, field: str) -> None:
     frame = parse_frame(body({"action": "sendMessage", "to": to, "data": data}))
-    assert isinstance(frame, SendMessage)
+    assert isinstance(frame, protocol.SendMessage)
     assert isinstance(frame.to, model)
     assert getattr(frame.to, field) == to[field]
     assert frame.data == data
@@ -107,14 +100,14 @@ def test_send_message_frames(data: Any, to: dict[str, str], model: type, field: 
 @pytest.mark.parametrize("data", DATA_VALUES, ids=DATA_IDS)
 def test_broadcast_frames(data: Any) -> None:
     frame = parse_frame(body({"action": "broadcast", "data": data}))
-    assert isinstance(frame, Broadcast)
+    assert isinstance(frame, protocol.Broadcast)
     assert frame.data == data
     assert type(frame.data) is type(data)
 
 
 def test_whitespace_around_a_valid_frame_is_fine() -> None:
     frame = parse_frame('  \n{ "action" : "joinRoom", "room" : "lobby" }\n')
-    assert frame == JoinRoom(action="joinRoom", room="lobby")
+    assert frame == protocol.JoinRoom(action="joinRoom", room="lobby")
 
 
 # --- bad_frame --------------------------------------------------------------------------------
@@ -319,7 +312,7 @@ def test_message_frame_round_trips(data: Any) -> None:
 def test_parsed_frame_data_goes_out_unchanged() -> None:
     data = {"text": "hé", "n": [1, 2.5, None, False]}
     frame = parse_frame(body({"action": "sendMessage", "to": {"room": "lobby"}, "data": data}))
-    assert isinstance(frame, SendMessage)
+    assert isinstance(frame, protocol.SendMessage)
     assert json.loads(message_frame(SENDER, frame.data))["data"] == data
 
 
@@ -379,7 +372,7 @@ def outgoing(raw: str) -> bytes | None:
     """What a client's frame turns into on the wire, or None when it is refused."""
     try:
         frame = parse_frame(raw)
-        assert isinstance(frame, SendMessage | Broadcast)
+        assert isinstance(frame, protocol.SendMessage | protocol.Broadcast)
         return message_frame(SENDER, frame.data)
     except FrameError:
         return None

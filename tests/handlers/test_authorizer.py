@@ -17,8 +17,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.core.test_auth import AUTH_ENV as AUTH_VARIABLES
 from tests.core.test_auth import forge_hs256
 from tests.events import load_event
+from tests.helpers import policy
 from wsfanout.handlers import authorizer
 from wsfanout.handlers import runtime as runtime_module
 from wsfanout.handlers.runtime import reset_runtime, runtime
@@ -28,14 +30,7 @@ from wsfanout.testing import LambdaContext
 SECRET = "handler-secret-0123456789abcdef0123456789abcdef"
 OTHER_SECRET = "another-secret-0123456789abcdef0123456789abcdef"
 METHOD_ARN = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/$connect"
-AUTH_ENV = (
-    "AUTH_JWT_SECRET",
-    "AUTH_JWT_PUBLIC_KEY",
-    "AUTH_JWT_ISSUER",
-    "AUTH_JWT_AUDIENCE",
-    "AUTH_BROADCAST_CLAIM",
-    "POWERTOOLS_LOGGER_LOG_EVENT",
-)
+AUTH_ENV = (*AUTH_VARIABLES, "POWERTOOLS_LOGGER_LOG_EVENT")
 
 
 @pytest.fixture(scope="session")
@@ -94,28 +89,12 @@ def invoke(token_value: str | None) -> dict[str, Any]:
 
 
 def assert_allowed(response: dict[str, Any], user: str, can_broadcast: bool) -> None:
-    assert response == {
-        "principalId": user,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": METHOD_ARN}
-            ],
-        },
-        "context": {"userId": user, "canBroadcast": can_broadcast},
-    }
+    context = {"userId": user, "canBroadcast": can_broadcast}
+    assert response == policy("Allow", METHOD_ARN, context, principal=user)
 
 
 def assert_denied(response: dict[str, Any]) -> None:
-    assert response == {
-        "principalId": "anonymous",
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": METHOD_ARN}
-            ],
-        },
-    }
+    assert response == policy("Deny", METHOD_ARN, principal="anonymous")
 
 
 # --- allowed --------------------------------------------------------------------------------

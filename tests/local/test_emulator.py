@@ -36,6 +36,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from tests.events import load_event
+from tests.helpers import policy
 from wsfanout.aws.account import KEY_ID, REGION, SECRET
 from wsfanout.aws.endpoints import endpoint_for
 from wsfanout.aws.events import new_id, request_time
@@ -391,19 +392,6 @@ async def test_subprotocol_chosen_by_connect_is_negotiated() -> None:
 
 
 # -- the authorizer ----------------------------------------------------------------------------
-
-
-def policy(effect: str, resource: str, context: dict[str, Any] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "principalId": "u_1",
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
-        },
-    }
-    if context is not None:
-        answer["context"] = context
-    return answer
 
 
 async def test_authorizer_context_reaches_every_later_event() -> None:

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioboto3
 import anyio
 import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
@@ -58,12 +57,6 @@ class Recorder:
     @property
     def records(self) -> list[dict[str, Any]]:
         return [record for event in self.events for record in event["Records"]]
-
-
-@pytest.fixture
-async def sqs(moto_url: str, session: aioboto3.Session) -> AsyncIterator[Any]:
-    async with session.client("sqs", endpoint_url=moto_url) as client:
-        yield client
 
 
 @pytest.fixture

@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from wsfanout.aws.errors import (
     CONDITION_FAILED,
     ConditionFailedError,
+    classify_exception,
     error_code,
     map_botocore_errors,
 )
+from wsfanout.core.outcomes import Outcome
 from wsfanout.exceptions import (
     ConfigurationError,
     ConnectionExistsError,
@@ -132,3 +140,53 @@ def test_nothing_raised_nothing_mapped() -> None:
     with map_botocore_errors("DynamoDB GetItem", "t1", RegistryError):
         answer: dict[str, Any] = {"Item": {}}
     assert answer == {"Item": {}}
+
+
+# -- classify_exception: what a failed post comes to ---------------------------------------------
+
+
+def answered(code: str, status: int | None) -> ClientError:
+    """A PostToConnection error answer; ``None``: no status in the response metadata."""
+    response: dict[str, Any] = {"Error": {"Code": code, "Message": "from the test"}}
+    if status is not None:
+        response["ResponseMetadata"] = {"HTTPStatusCode": status}
+    return ClientError(response, "PostToConnection")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("GoneException", 410, Outcome.GONE),
+        ("GoneException", None, Outcome.GONE),
+        ("LimitExceededException", 429, Outcome.THROTTLED),
+        ("InternalServerErrorException", 500, Outcome.SERVER_ERROR),
+        ("502", 502, Outcome.SERVER_ERROR),
+        ("PayloadTooLargeException", 413, Outcome.TOO_LARGE),
+        ("ForbiddenException", 403, Outcome.FORBIDDEN),
+        ("BadRequestException", 400, Outcome.REJECTED),
+    ],
+)
+def test_classify_client_error(code: str, status: int | None, expected: Outcome) -> None:
+    assert classify_exception(answered(code, status)) is expected
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionClosedError(endpoint_url="https://x/prod"),
+        ReadTimeoutError(endpoint_url="https://x/prod"),
+        EndpointConnectionError(endpoint_url="https://x/prod"),
+        ConnectionResetError("reset by peer"),
+        TimeoutError(),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_network_failures_are_network_errors(exc: BaseException) -> None:
+    assert classify_exception(exc) is Outcome.NETWORK_ERROR
+
+
+@pytest.mark.parametrize("exc", [KeyError("ConnectionId"), ValueError("bug")], ids=repr)
+def test_unrelated_exceptions_are_re_raised(exc: Exception) -> None:
+    with pytest.raises(type(exc)) as raised:
+        classify_exception(exc)
+    assert raised.value is exc

@@ -1,7 +1,6 @@
-"""The management API gateway: the error table of docs/contracts.md, and a real aiobotocore
-client against the local ``@connections`` endpoint (which answers with the same statuses and
-``x-amzn-ErrorType`` headers as API Gateway, so botocore's own error mapping is part of what is
-tested)."""
+"""The management API gateway: a real aiobotocore client against the local ``@connections``
+endpoint, which answers with the same statuses and ``x-amzn-ErrorType`` headers as API Gateway,
+so botocore's own error mapping is part of what is tested."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 import aioboto3
 import anyio
@@ -17,16 +15,11 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import (
     ClientError,
-    ConnectionClosedError,
-    EndpointConnectionError,
-    ReadTimeoutError,
 )
 
-from wsfanout.aws.endpoints import DEFAULT_REGION, region_of_endpoint
-from wsfanout.aws.errors import classify_exception
 from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.core.models import MAX_PAYLOAD_BYTES
-from wsfanout.core.outcomes import Outcome, classify
+from wsfanout.core.outcomes import Outcome
 from wsfanout.exceptions import ConfigurationError, DeliveryError, ForbiddenError
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.local.serving import serve_app
@@ -34,125 +27,6 @@ from wsfanout.local.serving import serve_app
 pytestmark = pytest.mark.timeout(60)
 
 CID = "L0SM9cOFvHcCIhw="
-
-# -- classify: the error table of docs/contracts.md ---------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "error_type", "expected"),
-    [
-        (200, None, Outcome.DELIVERED),
-        (204, None, Outcome.DELIVERED),
-        (410, None, Outcome.GONE),
-        (410, "GoneException", Outcome.GONE),
-        (400, "GoneException", Outcome.GONE),
-        (500, "GoneException", Outcome.GONE),
-        (429, None, Outcome.THROTTLED),
-        (429, "LimitExceededException", Outcome.THROTTLED),
-        (400, "LimitExceededException", Outcome.THROTTLED),
-        (429, "TooManyRequestsException", Outcome.THROTTLED),
-        (400, "TooManyRequestsException", Outcome.THROTTLED),
-        (500, None, Outcome.SERVER_ERROR),
-        (500, "InternalServerErrorException", Outcome.SERVER_ERROR),
-        (502, None, Outcome.SERVER_ERROR),
-        (503, None, Outcome.SERVER_ERROR),
-        (504, None, Outcome.SERVER_ERROR),
-        (413, None, Outcome.TOO_LARGE),
-        (413, "PayloadTooLargeException", Outcome.TOO_LARGE),
-        (400, "PayloadTooLargeException", Outcome.TOO_LARGE),
-        (403, None, Outcome.FORBIDDEN),
-        (403, "ForbiddenException", Outcome.FORBIDDEN),
-        (400, "ForbiddenException", Outcome.FORBIDDEN),
-        (400, None, Outcome.REJECTED),
-        (400, "BadRequestException", Outcome.REJECTED),
-        (404, None, Outcome.REJECTED),
-    ],
-)
-def test_classify(status: int, error_type: str | None, expected: Outcome) -> None:
-    assert classify(status, error_type) is expected
-
-
-def _client_error(code: str, status: int | None) -> ClientError:
-    response: dict[str, Any] = {"Error": {"Code": code, "Message": "from the test"}}
-    if status is not None:
-        response["ResponseMetadata"] = {"HTTPStatusCode": status}
-    return ClientError(response, "PostToConnection")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("code", "status", "expected"),
-    [
-        ("GoneException", 410, Outcome.GONE),
-        ("GoneException", None, Outcome.GONE),
-        ("LimitExceededException", 429, Outcome.THROTTLED),
-        ("InternalServerErrorException", 500, Outcome.SERVER_ERROR),
-        ("502", 502, Outcome.SERVER_ERROR),
-        ("PayloadTooLargeException", 413, Outcome.TOO_LARGE),
-        ("ForbiddenException", 403, Outcome.FORBIDDEN),
-        ("BadRequestException", 400, Outcome.REJECTED),
-    ],
-)
-def test_classify_client_error(code: str, status: int | None, expected: Outcome) -> None:
-    assert classify_exception(_client_error(code, status)) is expected
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [
-        ConnectionClosedError(endpoint_url="https://x/prod"),
-        ReadTimeoutError(endpoint_url="https://x/prod"),
-        EndpointConnectionError(endpoint_url="https://x/prod"),
-        ConnectionResetError("reset by peer"),
-        TimeoutError(),
-    ],
-    ids=lambda exc: type(exc).__name__,
-)
-def test_network_failures_are_network_errors(exc: BaseException) -> None:
-    assert classify_exception(exc) is Outcome.NETWORK_ERROR
-
-
-@pytest.mark.parametrize("exc", [KeyError("ConnectionId"), ValueError("bug")], ids=repr)
-def test_unrelated_exceptions_are_re_raised(exc: Exception) -> None:
-    with pytest.raises(type(exc)) as raised:
-        classify_exception(exc)
-    assert raised.value is exc
-
-
-RETRYABLE = {
-    Outcome.DELIVERED: False,
-    Outcome.GONE: False,
-    Outcome.THROTTLED: True,
-    Outcome.SERVER_ERROR: True,
-    Outcome.NETWORK_ERROR: True,
-    Outcome.FORBIDDEN: False,
-    Outcome.TOO_LARGE: False,
-    Outcome.REJECTED: False,
-}
-
-
-def test_retryable_table_covers_every_outcome() -> None:
-    assert set(RETRYABLE) == set(Outcome)
-
-
-@pytest.mark.parametrize(("outcome", "expected"), RETRYABLE.items(), ids=str)
-def test_outcome_retryable(outcome: Outcome, expected: bool) -> None:
-    assert outcome.retryable is expected
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "default", "expected"),
-    [
-        ("https://abc123.execute-api.eu-west-2.amazonaws.com/prod", None, "eu-west-2"),
-        ("https://abc123.execute-api.eu-west-2.amazonaws.com/prod", "us-west-1", "eu-west-2"),
-        ("https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod", None, "cn-north-1"),
-        ("https://ws.example.com/prod", "ap-southeast-2", "ap-southeast-2"),
-        ("https://ws.example.com/prod", None, DEFAULT_REGION),
-        ("http://127.0.0.1:8080/test", "", DEFAULT_REGION),
-    ],
-)
-def test_region_of_endpoint(endpoint: str, default: str | None, expected: str) -> None:
-    assert region_of_endpoint(endpoint, default) == expected
-
 
 # -- ManagementGateway against the local endpoint ----------------------------------------------
 

@@ -17,12 +17,14 @@ STAGE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 _REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+_AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn")
 
 
 def endpoint_for(domain_name: str, stage: str) -> str:
     """The management endpoint of a connection, from its route event's domain name and stage.
 
-    ``{api}.execute-api.{region}.amazonaws.com`` serves ``https://{domain}/{stage}``. A custom
+    ``{api}.execute-api.{region}.amazonaws.com`` (``.amazonaws.com.cn`` in the China regions)
+    serves ``https://{domain}/{stage}``. A custom
     domain is taken to map the API at its root (``https://{domain}``); other mappings set
     ``APIGW_MANAGEMENT_ENDPOINT``. A loopback host (the local emulator) is plain http.
     """
@@ -30,7 +32,7 @@ def endpoint_for(domain_name: str, stage: str) -> str:
     host = domain.rsplit(":", 1)[0] if not domain.endswith("]") else domain
     if host in _LOCAL_HOSTS:
         return f"http://{domain}/{stage}"
-    if domain.endswith(".amazonaws.com"):
+    if domain.endswith(_AWS_DOMAINS):
         return f"https://{domain}/{stage}"
     return f"https://{domain}"
 

@@ -154,7 +154,18 @@ class JobRunner:
         return shards
 
     async def run(self, job: BroadcastJob, *, message_id: str, deadline: float) -> JobResult:
-        """Handle one job message before ``deadline`` (a :func:`time.monotonic` value)."""
+        """Handle one job message before ``deadline`` (a :func:`time.monotonic` value).
+
+        Another copy running the step, a stale copy, a finished segment and a claim lost
+        mid-run are outcomes, not errors (see :class:`JobOutcome`): SQS may deliver any message
+        twice, and each copy must be acknowledged.
+
+        :raises PayloadTooLargeError: the management API answered 413.
+        :raises ForbiddenError: the management API answered 403 (wrong endpoint or credentials).
+        :raises RegistryError: the registry or the progress store could not be read or written.
+        :raises QueueError: a split or a continuation could not be enqueued; SQS redelivers the
+            message and the progress item makes the retry safe.
+        """
         if isinstance(job.target, AllTarget) and job.segment is None:
             total = job.total_segments or self._segments
             if total > 1:

@@ -5,6 +5,7 @@ layer that detects it::
 
     WsFanoutError
     ├── ConfigurationError            settings missing or contradictory (no table, no endpoint)
+    ├── ConnectionRefused             an app's $connect hook turns a connection away (a 4xx)
     ├── InvalidInputError             a job, frame, target or argument that cannot be accepted
     │   ├── PayloadTooLargeError      payload above API Gateway's 128 KiB, caught before any send
     │   └── FrameError                a client frame breaks the protocol; carries the error code
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionExistsError",
     "ConnectionNotFoundError",
+    "ConnectionRefused",
     "DeliveryError",
     "ForbiddenError",
     "FrameError",
@@ -42,6 +44,22 @@ class WsFanoutError(Exception):
 
 class ConfigurationError(WsFanoutError):
     """Raised when settings are missing or contradictory, before any AWS call is made."""
+
+
+class ConnectionRefused(WsFanoutError):  # noqa: N818  (a refusal an app raises, not a failure)
+    """Raised by an app's ``$connect`` hook to turn the connection away with ``status`` (a 4xx:
+    401 for "who are you?", 403 for "not you", 429 for "not now"); API Gateway answers the
+    client's handshake with it and no connection is stored."""
+
+    def __init__(self, status: int = 403, reason: str = "") -> None:
+        if not 400 <= status < 500:
+            raise ValueError(f"a refused connection is answered with a 4xx status, not {status}")
+        super().__init__(reason or f"connection refused ({status})")
+        self.status = status
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[ConnectionRefused], tuple[int, str]]:
+        return type(self), (self.status, self.reason)
 
 
 class InvalidInputError(WsFanoutError, ValueError):

@@ -11,13 +11,21 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .models import BroadcastJob, Cursor, FanoutReport, Target
+from .models import BroadcastJob, Connection, Cursor, FanoutReport, Target
 from .outcomes import Outcome
 
 if TYPE_CHECKING:
     from .jobs import Checkpoint, Step
 
-__all__ = ["Gateway", "JobSink", "ProgressStore", "Recipient", "RecipientSource"]
+__all__ = [
+    "ConnectionManager",
+    "ConnectionStore",
+    "Gateway",
+    "JobSink",
+    "ProgressStore",
+    "Recipient",
+    "RecipientSource",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,4 +117,40 @@ class JobSink(Protocol):
 
     async def enqueue_many(self, jobs: Sequence[BroadcastJob]) -> int:
         """Hand over several jobs; returns how many."""
+        ...
+
+
+class ConnectionStore(RecipientSource, Protocol):
+    """The registry an app runs on: connections with their attributes, and room memberships."""
+
+    async def put(self, connection: Connection) -> Connection:
+        """Store a new connection (its attributes included); refuse an id already stored."""
+        ...
+
+    async def get(self, connection_id: str) -> Connection | None:
+        """The stored connection, or ``None``."""
+        ...
+
+    async def delete(self, connection_id: str) -> int:
+        """Remove a connection and its memberships; return the items removed."""
+        ...
+
+    async def join_room(self, connection_id: str, room: str) -> None:
+        """Add a membership; the connection must be stored."""
+        ...
+
+    async def leave_room(self, connection_id: str, room: str) -> bool:
+        """Remove a membership; ``False`` when there was none."""
+        ...
+
+    async def is_member(self, connection_id: str, room: str) -> bool:
+        """Whether the connection has joined the room."""
+        ...
+
+
+class ConnectionManager(Protocol):
+    """What the management API does beyond posting: closing a connection."""
+
+    async def delete_connection(self, connection_id: str, endpoint: str | None = None) -> bool:
+        """DeleteConnection (API Gateway closes the socket); ``False`` when already gone."""
         ...

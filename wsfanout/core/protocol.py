@@ -28,6 +28,7 @@ __all__ = [
     "ack_frame",
     "error_frame",
     "message_frame",
+    "no_constants",
     "parse_frame",
 ]
 
@@ -103,7 +104,7 @@ def parse_frame(body: str | None, *, is_base64_encoded: bool = False) -> ClientF
     if not body:
         raise FrameError("bad_frame", "empty frame; send a JSON object with an 'action'")
     try:
-        raw = json.loads(body, parse_constant=_no_constants)
+        raw = json.loads(body, parse_constant=no_constants)
     except (ValueError, RecursionError):
         raise FrameError("bad_frame", "the frame is not valid JSON") from None
     if not isinstance(raw, dict):
@@ -125,8 +126,12 @@ def parse_frame(body: str | None, *, is_base64_encoded: bool = False) -> ClientF
         raise FrameError("invalid_field", f"{action}: {where}: {first['msg']}") from None
 
 
-def _no_constants(name: str) -> Any:
-    """NaN and Infinity are not JSON; browsers' ``JSON.parse`` would choke on them."""
+def no_constants(name: str) -> Any:
+    """``json.loads``'s ``parse_constant``: NaN and Infinity are not JSON, and browsers'
+    ``JSON.parse`` would choke on them.
+
+    :raises ValueError: always.
+    """
     raise ValueError(f"{name} is not JSON")
 
 

@@ -9,23 +9,18 @@ a 200: nothing a client sends raises out of here or changes the registry.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import (
-    APIGatewayWebSocketConnectEventModel,
-    APIGatewayWebSocketConnectEventRequestContext,
     APIGatewayWebSocketDisconnectEventModel,
     APIGatewayWebSocketEventRequestContextBase,
-    APIGatewayWebSocketMessageEventModel,
-    APIGatewayWebSocketMessageEventRequestContext,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from ..app.events import ConnectEvent, MessageEvent, deadline_of, endpoint_of
 from ..aws.clients import Clients
-from ..aws.endpoints import endpoint_for
 from ..core.models import BroadcastJob, Connection, ConnectionsTarget, UsersTarget
 from ..core.protocol import (
     Broadcast,
@@ -55,59 +50,8 @@ _INLINE_MARGIN_S = 1.0  # leave this much of the invocation for the ack and the 
 OK: dict[str, Any] = {"statusCode": 200}
 
 
-class Authorizer(BaseModel):
-    """``requestContext.authorizer``: what our $connect authorizer returned, as API Gateway
-    forwards it to every route of the connection (context values may arrive as strings)."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
-
-    principal_id: str | None = Field(default=None, alias="principalId")
-    user_id: str | None = Field(default=None, alias="userId")
-    can_broadcast: bool = Field(default=False, alias="canBroadcast")
-
-    @property
-    def user(self) -> str | None:
-        return self.user_id or self.principal_id
-
-
-class _WithAuthorizer(BaseModel):
-    authorizer: Authorizer | None = None
-
-
-class ConnectContext(APIGatewayWebSocketConnectEventRequestContext, _WithAuthorizer):
-    """The $connect request context with the authorizer's output."""
-
-
-class MessageContext(APIGatewayWebSocketMessageEventRequestContext, _WithAuthorizer):
-    """A message's request context with the authorizer's output."""
-
-
-class ConnectEvent(APIGatewayWebSocketConnectEventModel):
-    """Powertools' $connect model plus the fields it leaves out."""
-
-    request_context: ConnectContext = Field(alias="requestContext")
-    query_string_parameters: dict[str, str] | None = Field(
-        default=None, alias="queryStringParameters"
-    )
-
-
-class MessageEvent(APIGatewayWebSocketMessageEventModel):
-    """Powertools' message model plus the authorizer context."""
-
-    request_context: MessageContext = Field(alias="requestContext")
-
-
 def _endpoint(rt: Runtime, context: APIGatewayWebSocketEventRequestContextBase) -> str:
-    configured = rt.settings.apigw_management_endpoint
-    return configured or endpoint_for(context.domain_name, context.stage)
-
-
-def _deadline(lambda_context: Any) -> float | None:
-    remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
-    if remaining is None:
-        return None
-    seconds = float(remaining()) / 1000
-    return time.monotonic() + max(0.0, seconds - _INLINE_MARGIN_S)
+    return endpoint_of(rt.settings, context)
 
 
 # log_event=False pins it off even if POWERTOOLS_LOGGER_LOG_EVENT is set: a $connect event
@@ -125,7 +69,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if kind == "DISCONNECT":
             disconnect = parse(event=event, model=APIGatewayWebSocketDisconnectEventModel)
             return rt.run(_disconnect(rt, disconnect))
-        return rt.run(_message(rt, parse(event=event, model=MessageEvent), _deadline(context)))
+        return rt.run(
+            _message(
+                rt, parse(event=event, model=MessageEvent), deadline_of(context, _INLINE_MARGIN_S)
+            )
+        )
     except ValidationError as exc:  # API Gateway's envelope, not the client's frame, is wrong
         logger.error("not an API Gateway WebSocket event", extra={"problems": str(exc)[:2000]})
         return {"statusCode": 400}

@@ -1,25 +1,8 @@
-"""Test doubles for code built on wsfanout, shipped with it as httpx ships ``MockTransport``.
+"""In-memory doubles of the seams the engine and the job runner are typed against.
 
-Everything here runs in memory: no DynamoDB, no SQS, no HTTP, no clock but the real monotonic
-one. The doubles implement the protocols of :mod:`wsfanout.core.interfaces`, so the engine and
-the job runner run on them unchanged; the event builders make what API Gateway and SQS hand a
-Lambda handler, in the shapes AWS sends (one implementation, shared with the local emulator)::
-
-    from wsfanout.core.fanout import Fanout
-    from wsfanout.core.models import AllTarget
-    from wsfanout.core.outcomes import Outcome
-    from wsfanout.testing import MemorySource, ScriptedGateway, set_testing
-
-    source = MemorySource(["a=", "b=", "c="], page_size=2)
-    gateway = ScriptedGateway(lambda cid, data: Outcome.GONE if cid == "b=" else Outcome.DELIVERED)
-    with set_testing():  # retries wait for nothing
-        report = await Fanout(source, gateway).run(AllTarget(all=True), b"hi")
-    assert report.delivered == 2 and source.ids() == ["a=", "c="]
-
-:class:`LambdaContext` is the context Lambda's Python runtime passes a handler; the event
-builders (:func:`connect_event`, :func:`message_event`, :func:`disconnect_event`,
-:func:`sqs_event`) take plain arguments and fill in the rest as API Gateway and the SQS event
-source mapping do.
+They implement the protocols of :mod:`wsfanout.core.interfaces`, so the engine and the job
+runner run on them unchanged; the event builders make what API Gateway and SQS hand a Lambda
+handler, in the shapes AWS sends (one implementation, shared with the local emulator).
 """
 
 from __future__ import annotations
@@ -34,14 +17,14 @@ from typing import Any
 
 import anyio.lowlevel
 
-from .aws import events as _events
-from .aws.events import LambdaContext
-from .core import models
-from .core.interfaces import Recipient
-from .core.jobs import Checkpoint, Step
-from .core.models import Cursor
-from .core.outcomes import Outcome
-from .core.pacing import set_testing
+from ..aws import events as _events
+from ..aws.events import LambdaContext
+from ..core import models
+from ..core.interfaces import Recipient
+from ..core.jobs import Checkpoint, Step
+from ..core.models import Cursor
+from ..core.outcomes import Outcome
+from ..core.pacing import set_testing
 
 __all__ = [
     "LambdaContext",
@@ -448,6 +431,6 @@ def sqs_event(
 
 def _job_body(job: models.BroadcastJob) -> str:
     # Imported here: the queue adapter brings botocore, which only job bodies need.
-    from .aws.queue import job_body  # noqa: PLC0415  (keeps `import wsfanout.testing` light)
+    from ..aws.queue import job_body  # noqa: PLC0415  (keeps `import wsfanout.testing` light)
 
     return job_body(job)

@@ -1,0 +1,349 @@
+"""``App``: a WebSocket app on API Gateway, written as decorated coroutines.
+
+::
+
+    app = App()
+
+    @app.on_connect
+    async def connect(ctx):
+        ctx.attributes["tenant"] = ctx.query["tenant"]
+
+    @app.route("typing")
+    async def typing(ctx):
+        await ctx.send({"type": "typing"}, room=ctx.json["room"], exclude=[ctx.connection_id])
+
+    handler = app.lambda_handler        # the Lambda entrypoint of every route
+
+The framework owns what every such app needs: the registry item of each connection (with the
+attributes its ``$connect`` hook set), rooms, fan-out (inline, or as broadcast jobs), the rules
+of who may send where (:class:`~wsfanout.app.rules.Rules`), and error frames. What a client
+sends can cost it an error frame, never the connection, and never an ERROR log line: those are
+kept for failures of the app's own code and of AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from pydantic import ValidationError
+
+from ..core.models import Connection
+from ..core.protocol import error_frame
+from ..exceptions import ConnectionExistsError, ConnectionRefused, FrameError, WsFanoutError
+from ..handlers.runtime import Runtime, bind_log_keys, logger, runtime
+from .context import Context, Data, EventType, Sent, deliver, encode, target_of
+from .events import ConnectEvent, DisconnectEvent, MessageEvent, deadline_of, endpoint_of
+from .routing import Handler, Router
+from .rules import Rules
+
+if TYPE_CHECKING:
+    from ..aws.clients import Clients
+    from ..settings import Settings
+    from .services import Services
+
+__all__ = ["App"]
+
+_INLINE_MARGIN_S = 1.0  # of the invocation, kept back for handing the rest to a job and the logs
+_OK: dict[str, Any] = {"statusCode": 200}
+
+
+class App(Router):
+    """An app: routes and hooks (see :class:`~wsfanout.app.routing.Router`), its rules, and the
+    entrypoint Lambda calls.
+
+    ``load_attributes`` reads the connection's registry item once before every route and the
+    ``$disconnect`` hook, so ``ctx.attributes`` holds what ``$connect`` stored (one consistent
+    GetItem per invocation); an app that stores none may turn it off.
+    """
+
+    def __init__(
+        self,
+        *,
+        rules: Rules | None = None,
+        settings: Settings | None = None,
+        load_attributes: bool = True,
+    ) -> None:
+        super().__init__()
+        self.rules = rules or Rules()
+        self.load_attributes = load_attributes
+        self._settings = settings
+        self._outside: Clients | None = None
+        # log_event=False pins it off even if POWERTOOLS_LOGGER_LOG_EVENT is set: a $connect
+        # event carries the client's token in its query string.
+        decorate = logger.inject_lambda_context(log_event=False, clear_state=True)
+        self.lambda_handler: Callable[[dict[str, Any], Any], dict[str, Any]] = decorate(
+            self._lambda_handler
+        )
+
+    # -- Lambda ---------------------------------------------------------------------------------
+
+    def _lambda_handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        request = event.get("requestContext") or {}
+        bind_log_keys(connection_id=request.get("connectionId"), route=request.get("routeKey"))
+        rt = runtime()
+        return rt.run(self._invoke(rt, event, deadline_of(context, _INLINE_MARGIN_S)))
+
+    async def _invoke(
+        self, rt: Runtime, event: Mapping[str, Any], deadline: float | None
+    ) -> dict[str, Any]:
+        return await self.handle(event, await rt.clients(), deadline=deadline)
+
+    async def handle(
+        self, event: Mapping[str, Any], services: Services, *, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """Serve one API Gateway WebSocket event on ``services``; the Lambda entrypoint and
+        the test client both come here. Returns what API Gateway expects of the integration.
+        """
+        request = event.get("requestContext") or {}
+        kind = request.get("eventType")
+        try:
+            if kind == "CONNECT":
+                return await self._connect(ConnectEvent.model_validate(event), services)
+            if kind == "DISCONNECT":
+                return await self._disconnect(DisconnectEvent.model_validate(event), services)
+            message = MessageEvent.model_validate(event)
+        except ValidationError as exc:  # API Gateway's envelope, not a client's frame
+            logger.warning(
+                "not an API Gateway WebSocket event", extra={"problems": str(exc)[:2000]}
+            )
+            return {"statusCode": 400}
+        return await self._message(message, services, deadline)
+
+    # -- the three kinds of event ------------------------------------------------------------
+
+    def _context(
+        self,
+        kind: EventType,
+        services: Services,
+        request: Any,
+        *,
+        deadline: float | None = None,
+        **fields: Any,
+    ) -> Context:
+        authorizer = request.authorizer
+        forwarded = request.model_dump(by_alias=True).get("authorizer") or {}
+        return Context(
+            connection_id=request.connection_id,
+            event_type=kind,
+            route_key=request.route_key,
+            endpoint=endpoint_of(services.settings, request),
+            request_context=request.model_dump(by_alias=True, mode="json"),
+            services=services,
+            rules=self.rules,
+            user_id=authorizer.user if authorizer else None,
+            claims=forwarded,
+            can_broadcast=bool(authorizer and authorizer.can_broadcast),
+            deadline=deadline,
+            **fields,
+        )
+
+    async def _connect(self, event: ConnectEvent, services: Services) -> dict[str, Any]:
+        request = event.request_context
+        ctx = self._context(
+            "CONNECT",
+            services,
+            request,
+            query=dict(event.query_string_parameters or {}),
+            headers=dict(event.headers or {}),
+        )
+        if services.settings.auth_required and not ctx.user_id:
+            logger.warning("connection refused: no authorizer identified a user")
+            return {"statusCode": 401}
+        try:
+            chosen = await self._call(ctx, self.connect_hook)
+        except ConnectionRefused as refused:
+            logger.info("connection refused", extra={"status": refused.status})
+            return {"statusCode": refused.status}
+        except Exception:  # the app's own code failed: the client learns nothing more
+            logger.exception("the $connect hook failed")
+            return {"statusCode": 500}
+        connected_at = request.connected_at
+        try:
+            connection = Connection(
+                connection_id=ctx.connection_id,
+                connected_at=connected_at
+                if connected_at.tzinfo
+                else connected_at.replace(tzinfo=UTC),
+                user_id=ctx.user_id,
+                endpoint=ctx.endpoint,
+                can_broadcast=ctx.can_broadcast,
+                attributes=ctx.attributes,
+            )
+        except ValidationError as exc:  # an identity or attributes the registry cannot hold
+            logger.warning(
+                "connection refused: it does not fit the registry",
+                extra={"problems": str(exc)[:2000]},
+            )
+            return {"statusCode": 403}
+        try:
+            await (await services.registry()).put(connection)
+        except ConnectionExistsError:
+            logger.info("connection already registered")
+        except WsFanoutError:
+            logger.exception("could not register the connection")
+            return {"statusCode": 500}
+        logger.info("connected", extra={"user_id": ctx.user_id})
+        if isinstance(chosen, str):
+            return {**_OK, "headers": {"Sec-WebSocket-Protocol": chosen}}
+        return _OK
+
+    async def _load(self, ctx: Context) -> None:
+        """Attributes (and, without an authorizer, the identity) from the registry item."""
+        if not self.load_attributes:
+            return
+        stored = await (await ctx.services.registry()).get(ctx.connection_id)
+        if stored is None:
+            return
+        ctx.attributes = dict(stored.attributes)
+        if ctx.user_id is None:
+            ctx.user_id = stored.user_id
+            ctx.can_broadcast = ctx.can_broadcast or stored.can_broadcast
+
+    async def _disconnect(self, event: DisconnectEvent, services: Services) -> dict[str, Any]:
+        ctx = self._context("DISCONNECT", services, event.request_context)
+        try:
+            await self._load(ctx)
+            await self._call(ctx, self.disconnect_hook)
+        except Exception:
+            logger.exception("the $disconnect hook failed; the connection is removed anyway")
+        try:
+            removed = await (await services.registry()).delete(ctx.connection_id)
+        except WsFanoutError:
+            # API Gateway ignores the answer to $disconnect; the items' ttl reaps what is left.
+            logger.exception("could not remove the connection; its ttl will")
+            return _OK
+        logger.info("disconnected", extra={"items_removed": removed})
+        return _OK
+
+    async def _message(
+        self, event: MessageEvent, services: Services, deadline: float | None
+    ) -> dict[str, Any]:
+        body: str | bytes | None = event.body if isinstance(event.body, str) else None
+        if event.is_base64_encoded and body is not None:
+            body = base64.b64decode(body)
+        ctx = self._context(
+            "MESSAGE", services, event.request_context, body=body, deadline=deadline
+        )
+        try:
+            await self._load(ctx)
+            result = await self._call(ctx, self._route_of(ctx))
+        except FrameError as exc:
+            logger.info("refused a frame", extra={"code": exc.code, "reason": str(exc)})
+            await ctx.reply(error_frame(exc.code, str(exc)))
+            return _OK
+        except WsFanoutError as exc:
+            logger.exception("could not serve a frame")
+            await ctx.reply(error_frame("unavailable", f"could not serve the frame: {exc}"))
+            return _OK
+        except Exception:  # a bug must cost the sender one error frame, never the connection
+            logger.exception("unexpected failure serving a frame")
+            await ctx.reply(error_frame("internal", "the frame could not be served"))
+            return _OK
+        if result is None:
+            return _OK
+        payload, _ = encode(result)
+        return {**_OK, "body": payload.decode(errors="replace")}
+
+    def _route_of(self, ctx: Context) -> Handler:
+        """The route API Gateway selected, else the frame's ``action`` (a template that routes
+        everything to ``$default``), else the default hook.
+
+        :raises FrameError: (``unknown_action``) nothing matches and there is no default hook.
+        """
+        handler = self.routes.get(ctx.route_key)
+        if handler is None:
+            try:
+                frame = ctx.json
+            except FrameError:
+                frame = None
+            action = frame.get("action") if isinstance(frame, dict) else None
+            handler = self.routes.get(action) if isinstance(action, str) else None
+        handler = handler or self.default_hook
+        if handler is None:
+            raise FrameError(
+                "unknown_action", f"no route for this frame; use one of {self._keys()}"
+            )
+        return handler
+
+    def _keys(self) -> str:
+        return ", ".join(sorted(self.routes)) or "none"
+
+    async def _call(self, ctx: Context, handler: Handler | None) -> Any:
+        """``handler`` inside the middleware, the first added outermost."""
+
+        async def innermost(c: Context) -> Any:
+            return await handler(c) if handler is not None else None
+
+        call: Callable[[Context], Any] = innermost
+        for middleware in reversed(self.middlewares):
+            call = _wrap(middleware, call)
+        return await call(ctx)
+
+    # -- outside routes ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        from ..aws.clients import Clients  # noqa: PLC0415  (AWS clients only when used outside)
+        from ..settings import Settings  # noqa: PLC0415
+
+        clients = Clients(self._settings or Settings())
+        await clients.__aenter__()
+        self._outside = clients
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        clients, self._outside = self._outside, None
+        if clients is not None:
+            await clients.__aexit__(exc_type, exc, tb)
+
+    def _services(self) -> Services:
+        if self._outside is None:
+            raise RuntimeError("send from outside a route inside 'async with app:'")
+        return self._outside
+
+    async def send(
+        self,
+        data: Data,
+        *,
+        user: str | None = None,
+        users: Collection[str] | None = None,
+        room: str | None = None,
+        connection: str | None = None,
+        connections: Collection[str] | None = None,
+        everyone: bool = False,
+        exclude: Collection[str] = (),
+    ) -> Sent:
+        """Send from outside a route (a backend, a cron job): the same targets and bytes as
+        ``ctx.send``, and no rules (the app's own code is trusted).
+
+        :raises RuntimeError: outside ``async with app:``.
+        :raises TypeError: not exactly one target named.
+        """
+        target = target_of(
+            user=user,
+            users=users,
+            room=room,
+            connection=connection,
+            connections=connections,
+            everyone=everyone,
+        )
+        return await deliver(self._services(), target, data, exclude=exclude)
+
+    async def broadcast(self, data: Data, *, exclude: Collection[str] = ()) -> Sent:
+        """Send to every connection (a broadcast job), from outside a route."""
+        return await self.send(data, everyone=True, exclude=exclude)
+
+
+def _wrap(middleware: Any, call_next: Callable[[Context], Any]) -> Callable[[Context], Any]:
+    async def call(ctx: Context) -> Any:
+        return await middleware(ctx, call_next)
+
+    return call

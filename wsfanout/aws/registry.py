@@ -171,6 +171,8 @@ class Registry:
         """Store a new connection; refuses to overwrite one with the same id.
 
         Sets ``ttl`` from ``ttl_seconds`` when the connection has none; returns what was stored.
+        Its ``attributes`` are stored as one JSON text attribute, and only when there are some,
+        so a connection without them costs no more than before they existed.
 
         :raises ConnectionExistsError: a connection with this id is already stored.
         :raises RegistryError: DynamoDB refused or could not be reached.

@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from pydantic import JsonValue, ValidationError
 
 from wsfanout.aws import table as t
 from wsfanout.aws.registry import Registry, _items_as_sent
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
 from wsfanout.core.models import (
+    MAX_ATTRIBUTES_BYTES,
     AllTarget,
     Connection,
     ConnectionsTarget,
@@ -83,6 +85,141 @@ async def test_delete_removes_memberships(registry: Registry, dynamodb) -> None:
     assert await collect(registry, RoomTarget(room="lobby")) == ["b="]
     scan = await dynamodb.scan(TableName=registry.table_name)
     assert {item["PK"]["S"] for item in scan["Items"]} == {t.connection_pk("b=")}
+
+
+# -- attributes and membership checks -------------------------------------------------------------
+
+ATTRIBUTES: dict[str, JsonValue] = {
+    "tenant": "acme",
+    "roles": ["admin", "éditeur ✓"],
+    "limits": {"rooms": 3, "ratio": 0.5, "beta": True, "note": None},
+}
+
+
+async def stored_item(dynamodb, registry: Registry, sk: str = t.CONNECTION_SK) -> dict[str, Any]:
+    key = {t.PK: {"S": "CONN#a="}, t.SK: {"S": sk}}
+    answer = await dynamodb.get_item(TableName=registry.table_name, Key=key, ConsistentRead=True)
+    item: dict[str, Any] = answer["Item"]
+    return item
+
+
+async def test_attributes_round_trip_as_sorted_compact_json(registry: Registry, dynamodb) -> None:
+    stored = await registry.put(
+        Connection(connection_id="a=", connected_at=NOW, attributes=ATTRIBUTES)
+    )
+    got = await registry.get("a=")
+    assert got is not None
+    assert got == stored
+    assert got.attributes == ATTRIBUTES
+    text = (await stored_item(dynamodb, registry))["attributes"]["S"]
+    assert text.startswith('{"limits":{"beta":true,"note":null,"ratio":0.5,"rooms":3},')
+    assert "éditeur ✓" in text  # UTF-8 text, not \u escapes
+    assert " " not in text.replace("éditeur ✓", "")
+
+
+async def test_no_attributes_write_no_attribute(registry: Registry, dynamodb) -> None:
+    await registry.put(Connection(connection_id="a=", connected_at=NOW))
+    assert "attributes" not in await stored_item(dynamodb, registry)
+    got = await registry.get("a=")
+    assert got is not None
+    assert got.attributes == {}
+
+
+async def test_a_classic_item_has_no_attributes(registry: Registry, dynamodb) -> None:
+    await seed_items(dynamodb, registry.table_name, [classic_item("a=")])
+    got = await registry.get("a=")
+    assert got is not None
+    assert got.attributes == {}
+
+
+async def test_stored_attributes_that_break_the_bounds_are_a_registry_error(
+    registry: Registry, dynamodb
+) -> None:
+    await seed_items(
+        dynamodb, registry.table_name, [{**classic_item("a="), "attributes": {"S": "[1, 2]"}}]
+    )
+    with pytest.raises(RegistryError, match="invalid attributes"):
+        await registry.get("a=")
+
+
+async def test_memberships_do_not_copy_attributes(registry: Registry, dynamodb) -> None:
+    await registry.put(Connection(connection_id="a=", connected_at=NOW, attributes=ATTRIBUTES))
+    await registry.join_room("a=", "lobby")
+    assert "attributes" not in await stored_item(dynamodb, registry, t.room_sk("lobby"))
+
+
+async def test_set_attributes_replaces_and_empties(registry: Registry, dynamodb) -> None:
+    stored = await registry.put(
+        Connection(connection_id="a=", connected_at=NOW, user_id="u1", attributes={"old": 1})
+    )
+    await registry.set_attributes("a=", ATTRIBUTES)
+    got = await registry.get("a=")
+    assert got == stored.model_copy(update={"attributes": ATTRIBUTES})  # nothing else changed
+
+    await registry.set_attributes("a=", {"tenant": "other"})
+    got = await registry.get("a=")
+    assert got is not None
+    assert got.attributes == {"tenant": "other"}, "replaced, not merged"
+
+    await registry.set_attributes("a=", {})
+    assert "attributes" not in await stored_item(dynamodb, registry)
+    assert await registry.get("a=") == stored.model_copy(update={"attributes": {}})
+    await registry.set_attributes("a=", {})  # removing what is absent is no error
+
+
+async def test_set_attributes_on_a_classic_item(registry: Registry, dynamodb) -> None:
+    await seed_items(dynamodb, registry.table_name, [classic_item("a=")])
+    await registry.set_attributes("a=", {"tenant": "acme"})
+    got = await registry.get("a=")
+    assert got is not None
+    assert got.attributes == {"tenant": "acme"}
+
+
+async def test_set_attributes_of_a_missing_connection(registry: Registry, dynamodb) -> None:
+    for attributes in ({"tenant": "acme"}, {}):
+        with pytest.raises(ConnectionNotFoundError) as info:
+            await registry.set_attributes("ghost=", attributes)
+        assert info.value.connection_id == "ghost="
+        assert isinstance(info.value.__cause__, ClientError)
+    scan = await dynamodb.scan(TableName=registry.table_name)
+    assert scan["Items"] == [], "no item was created"
+
+
+async def test_set_attributes_checks_the_bounds_before_writing(registry: Registry) -> None:
+    await registry.put(Connection(connection_id="a=", connected_at=NOW, attributes={"k": 1}))
+    with pytest.raises(ValidationError):
+        await registry.set_attributes("a=", {"k": float("nan")})
+    with pytest.raises(ValidationError):
+        await registry.set_attributes("a=", {"k": "x" * MAX_ATTRIBUTES_BYTES})
+    got = await registry.get("a=")
+    assert got is not None
+    assert got.attributes == {"k": 1}
+
+
+async def test_is_member(registry: Registry) -> None:
+    await registry.put(Connection(connection_id="a=", connected_at=NOW))
+    await registry.put(Connection(connection_id="b=", connected_at=NOW))
+    await registry.join_room("a=", "lobby")
+    assert await registry.is_member("a=", "lobby") is True
+    assert await registry.is_member("a=", "games") is False
+    assert await registry.is_member("b=", "lobby") is False
+    assert await registry.is_member("ghost=", "lobby") is False
+    await registry.leave_room("a=", "lobby")
+    assert await registry.is_member("a=", "lobby") is False
+
+
+async def test_is_member_reads_only_the_membership_key(registry: Registry, dynamodb) -> None:
+    await registry.put(Connection(connection_id="a=", connected_at=NOW, endpoint="https://e/s"))
+    await registry.join_room("a=", "lobby")
+    requests: list[dict[str, Any]] = []
+    dynamodb.meta.events.register(
+        "provide-client-params.dynamodb.GetItem", lambda params, **_: requests.append(params)
+    )
+    assert await registry.is_member("a=", "lobby") is True
+    (request,) = requests
+    assert request["Key"] == {t.PK: {"S": "CONN#a="}, t.SK: {"S": "ROOM#lobby"}}
+    assert request["ConsistentRead"] is True
+    assert request["ProjectionExpression"] == "PK"
 
 
 async def test_rooms_join_leave(registry: Registry) -> None:

@@ -12,10 +12,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from wsfanout.core import models
-from wsfanout.core.models import MAX_PAYLOAD_BYTES, BroadcastJob, Connection, Cursor, FanoutReport
+from wsfanout.core.models import (
+    MAX_ATTRIBUTES_BYTES,
+    MAX_PAYLOAD_BYTES,
+    BroadcastJob,
+    Connection,
+    Cursor,
+    FanoutReport,
+    attributes_from_text,
+    attributes_text,
+)
 
 
 def job_json(**fields: Any) -> str:
@@ -307,7 +316,12 @@ def test_connection_by_python_names_and_dump_by_alias() -> None:
     conn = Connection(connection_id="a=", connected_at=moment)
     assert (conn.user_id, conn.endpoint, conn.ttl, conn.can_broadcast) == (None, None, None, False)
     dumped = conn.model_dump(by_alias=True, exclude_none=True)
-    assert dumped == {"connectionId": "a=", "connectedAt": moment, "canBroadcast": False}
+    assert dumped == {
+        "connectionId": "a=",
+        "connectedAt": moment,
+        "canBroadcast": False,
+        "attributes": {},
+    }
     assert Connection.model_validate(dumped) == conn
 
 
@@ -324,3 +338,103 @@ def test_connection_by_python_names_and_dump_by_alias() -> None:
 def test_invalid_connections_are_rejected(body: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         Connection.model_validate(body)
+
+
+# -- Connection attributes ---------------------------------------------------------------------
+
+MOMENT = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def with_attributes(attributes: Any) -> Connection:
+    return Connection(connection_id="a=", connected_at=MOMENT, attributes=attributes)
+
+
+def padded_to(size: int) -> dict[str, Any]:
+    """Attributes whose JSON text is exactly ``size`` bytes: ``{"k":"xxx…"}``."""
+    return {"k": "x" * (size - len('{"k":""}'))}
+
+
+def test_max_attributes_is_16_kib() -> None:
+    assert MAX_ATTRIBUTES_BYTES == 16384
+
+
+def test_attributes_of_exactly_the_limit_are_accepted() -> None:
+    attributes = padded_to(MAX_ATTRIBUTES_BYTES)
+    assert len(attributes_text(attributes).encode()) == MAX_ATTRIBUTES_BYTES
+    assert with_attributes(attributes).attributes == attributes
+
+
+def test_attributes_limit_counts_utf8_bytes() -> None:
+    with pytest.raises(ValidationError, match=f"at most {MAX_ATTRIBUTES_BYTES}"):
+        with_attributes(padded_to(MAX_ATTRIBUTES_BYTES + 1))
+    # "é" is two bytes: half as many characters reach the same limit
+    text = "é" * ((MAX_ATTRIBUTES_BYTES - len('{"k":""}')) // 2 + 1)
+    with pytest.raises(ValidationError, match="bytes of JSON"):
+        with_attributes({"k": text})
+
+
+@pytest.mark.parametrize("key", ["k", "k" * 128, "ключ", "a.b#c d"])
+def test_attribute_keys_of_1_to_128_characters(key: str) -> None:
+    assert with_attributes({key: 1}).attributes == {key: 1}
+
+
+@pytest.mark.parametrize("key", ["", "k" * 129], ids=["empty", "129-chars"])
+def test_attribute_keys_out_of_bounds_are_refused(key: str) -> None:
+    with pytest.raises(
+        ValidationError, match=r"\[key\][\s\S]*String should have at (least 1|most 128) character"
+    ):
+        with_attributes({key: 1})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), -float("inf"), {"deep": [1, float("nan")]}],
+    ids=["nan", "infinity", "minus-infinity", "nested-nan"],
+)
+def test_attributes_refuse_nan_and_infinity(value: Any) -> None:
+    with pytest.raises(ValidationError, match="not JSON"):
+        with_attributes({"k": value})
+    with pytest.raises(ValidationError, match="not JSON"):
+        attributes_text({"k": value})
+
+
+def test_attributes_refuse_text_that_is_not_unicode() -> None:
+    with pytest.raises(ValidationError, match="not valid Unicode"):
+        with_attributes({"k": "\ud800"})
+
+
+@pytest.mark.parametrize("attributes", [{"k": object()}, {"k": b"bytes"}, ["not", "an", "object"]])
+def test_attributes_are_a_json_object(attributes: Any) -> None:
+    with pytest.raises(ValidationError):
+        with_attributes(attributes)
+
+
+def test_attributes_default_to_empty_and_validate_by_alias() -> None:
+    assert Connection(connection_id="a=", connected_at=MOMENT).attributes == {}
+    conn = Connection.model_validate_json(
+        json.dumps(
+            {
+                "connectionId": "a=",
+                "connectedAt": "2026-11-26T00:00:00Z",
+                "attributes": {"tenant": "acme", "roles": ["admin"], "n": 1.5},
+            }
+        )
+    )
+    assert conn.attributes == {"tenant": "acme", "roles": ["admin"], "n": 1.5}
+
+
+def test_json_text_of_attributes_refuses_nan() -> None:
+    with pytest.raises(ValidationError, match="not JSON"):
+        Connection.model_validate_json(
+            '{"connectionId": "a=", "connectedAt": "2026-11-26T00:00:00Z",'
+            ' "attributes": {"k": NaN}}'
+        )
+
+
+def test_attributes_text_is_compact_sorted_and_round_trips() -> None:
+    attributes: dict[str, JsonValue] = {"b": {"y": [1, None, True]}, "a": "héllo ✓"}
+    text = attributes_text(attributes)
+    assert text == '{"a":"héllo ✓","b":{"y":[1,null,true]}}'
+    assert attributes_from_text(text) == attributes
+    with pytest.raises(ValidationError):
+        attributes_from_text("[1]")

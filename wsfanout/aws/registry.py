@@ -17,6 +17,8 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import JsonValue, ValidationError
+
 from ..core.interfaces import Recipient
 from ..core.models import (
     AllTarget,
@@ -26,6 +28,8 @@ from ..core.models import (
     RoomTarget,
     Target,
     UsersTarget,
+    attributes_from_text,
+    attributes_text,
 )
 from ..core.pacing import LeftOverError, RetryPolicy
 from ..exceptions import (
@@ -63,6 +67,7 @@ _RAW_PAGES_ID = "wsfanout-registry-raw-pages"
 # The type keys of a binary value, the one type botocore decodes (base64 into bytes). A string
 # or a name that reads the same only sends its page through botocore's parse.
 _BINARY_MARKERS = (b'"B"', b'"BS"')
+_ATTRIBUTES = "attributes"  # the app's attributes of a connection, JSON text (S)
 
 
 def _items_as_sent(
@@ -166,6 +171,8 @@ class Registry:
         """Store a new connection; refuses to overwrite one with the same id.
 
         Sets ``ttl`` from ``ttl_seconds`` when the connection has none; returns what was stored.
+        Its ``attributes`` are stored as one JSON text attribute, and only when there are some,
+        so a connection without them costs no more than before they existed.
 
         :raises ConnectionExistsError: a connection with this id is already stored.
         :raises RegistryError: DynamoDB refused or could not be reached.
@@ -183,6 +190,8 @@ class Registry:
             item["endpoint"] = _s(connection.endpoint)
         if connection.can_broadcast:
             item["canBroadcast"] = {"BOOL": True}
+        if connection.attributes:
+            item[_ATTRIBUTES] = _s(attributes_text(connection.attributes))
         if connection.user_id:
             item["userId"] = _s(connection.user_id)
             item[t.GSI1PK] = _s(t.user_gsi1pk(connection.user_id))
@@ -199,7 +208,12 @@ class Registry:
     async def get(self, connection_id: str) -> Connection | None:
         """The stored connection, or ``None``.
 
-        :raises RegistryError: DynamoDB refused or could not be reached.
+        An item without ``attributes`` (classic layout, or stored before they existed) reads
+        as a connection with none.
+
+        :raises RegistryError: DynamoDB refused or could not be reached, or the stored
+            ``attributes`` are not a JSON object within the bounds of
+            :class:`~wsfanout.core.models.Connection` (written by something else than this).
         :raises ConfigurationError: the table does not exist.
         """
         with self._errors("GetItem"):
@@ -220,7 +234,48 @@ class Registry:
             endpoint=_endpoint(item),
             ttl=int(ttl["N"]) if ttl else None,
             can_broadcast=bool(item.get("canBroadcast", {}).get("BOOL", False)),
+            attributes=self._attributes_of(connection_id, item),
         )
+
+    def _attributes_of(self, connection_id: str, item: dict[str, Any]) -> dict[str, JsonValue]:
+        value = item.get(_ATTRIBUTES)
+        if not value:
+            return {}
+        try:
+            return attributes_from_text(value["S"])
+        except ValidationError as exc:
+            raise RegistryError(
+                f"connection {connection_id!r} on {self.table_name} has invalid attributes: "
+                f"{exc.errors()[0]['msg']}"
+            ) from exc
+
+    async def set_attributes(self, connection_id: str, attributes: Mapping[str, JsonValue]) -> None:
+        """Replace the stored attributes of a connection (none left when ``attributes`` is empty).
+
+        For the app, which stores what its ``$connect`` hook set after :meth:`put` wrote the
+        connection. Memberships do not carry attributes, so only the connection item changes.
+
+        :raises pydantic.ValidationError: ``attributes`` break the bounds of
+            :class:`~wsfanout.core.models.Connection` (checked before anything is written).
+        :raises ConnectionNotFoundError: the connection is not stored.
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": _key(t.connection_pk(connection_id), t.CONNECTION_SK),
+            # never creates an item: a connection gone meanwhile stays gone
+            "ConditionExpression": "attribute_exists(PK)",
+            "ExpressionAttributeNames": {"#attributes": _ATTRIBUTES},
+        }
+        if attributes:
+            request["UpdateExpression"] = "SET #attributes = :attributes"
+            request["ExpressionAttributeValues"] = {":attributes": _s(attributes_text(attributes))}
+        else:
+            request["UpdateExpression"] = "REMOVE #attributes"
+        missing = {CONDITION_FAILED: lambda _: ConnectionNotFoundError(connection_id)}
+        with self._errors("UpdateItem", on_code=missing):
+            await self._client.update_item(**request)
 
     async def delete(self, connection_id: str) -> int:
         """Remove a connection and all its room memberships; return the items deleted.
@@ -362,6 +417,24 @@ class Registry:
                 ReturnValues="ALL_OLD",
             )
         return bool(answer.get("Attributes"))
+
+    async def is_member(self, connection_id: str, room: str) -> bool:
+        """Whether the connection has joined ``room``: one consistent read of the membership key.
+
+        Cheap enough for a rule checked on every post to a room ("only members post"); an
+        unknown connection is a member of nothing.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
+        with self._errors("GetItem"):
+            answer = await self._client.get_item(
+                TableName=self.table_name,
+                Key=_key(t.connection_pk(connection_id), t.room_sk(room)),
+                ConsistentRead=True,
+                ProjectionExpression="PK",
+            )
+        return "Item" in answer
 
     async def rooms(self, connection_id: str) -> list[str]:
         """The rooms a connection has joined.

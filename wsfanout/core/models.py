@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     NonNegativeInt,
     StringConstraints,
+    TypeAdapter,
     model_validator,
 )
 
 __all__ = [
+    "MAX_ATTRIBUTES_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_SKIP",
     "AllTarget",
@@ -33,6 +39,9 @@ __all__ = [
     "RoomTarget",
     "Target",
     "UsersTarget",
+    "attributes_from_text",
+    "attributes_text",
+    "json_bytes",
 ]
 
 MAX_PAYLOAD_BYTES = 128 * 1024
@@ -41,7 +50,67 @@ MAX_PAYLOAD_BYTES = 128 * 1024
 MAX_SKIP = 2000
 """Most ids a cursor carries in ``skip`` (keeps a continuation message far below SQS's 256 KB)."""
 
+MAX_ATTRIBUTES_BYTES = 16 * 1024
+"""Most UTF-8 bytes of a connection's attributes as JSON text: they live on its registry item
+and are read on every route of the connection, so they stay small (and far below DynamoDB's
+400 KB item limit)."""
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+def json_bytes(value: Any, *, sort_keys: bool = False) -> bytes:
+    """Compact UTF-8 JSON of ``value``, as the registry stores and clients receive it.
+
+    NaN and Infinity are refused: they are not JSON, and browsers' ``JSON.parse`` would choke
+    on them.
+
+    :raises ValueError: ``value`` holds NaN or Infinity.
+    :raises UnicodeEncodeError: ``value`` holds text that is not valid Unicode (a lone
+        surrogate, as a ``"\\ud800"`` escape produces).
+    """
+    text = json.dumps(
+        value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=sort_keys
+    )
+    return text.encode()
+
+
+def _bounded(attributes: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    try:
+        size = len(json_bytes(attributes, sort_keys=True))
+    except UnicodeEncodeError:
+        raise ValueError("the attributes contain text that is not valid Unicode") from None
+    except ValueError as exc:
+        raise ValueError(f"the attributes are not JSON: {exc}") from None
+    if size > MAX_ATTRIBUTES_BYTES:
+        raise ValueError(
+            f"the attributes are {size} bytes of JSON; at most {MAX_ATTRIBUTES_BYTES} allowed"
+        )
+    return attributes
+
+
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Attributes = Annotated[dict[AttributeKey, JsonValue], AfterValidator(_bounded)]
+"""A JSON object of at most :data:`MAX_ATTRIBUTES_BYTES`, keys of 1 to 128 characters."""
+
+_ATTRIBUTES: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(Attributes)
+
+
+def attributes_text(attributes: Mapping[str, JsonValue]) -> str:
+    """The stored form of connection attributes: compact JSON text with sorted keys.
+
+    :raises pydantic.ValidationError: the attributes break the bounds of :data:`Attributes`
+        (a key empty or over 128 characters, NaN or Infinity, text that is not valid Unicode,
+        more than :data:`MAX_ATTRIBUTES_BYTES` of JSON).
+    """
+    return json_bytes(_ATTRIBUTES.validate_python(dict(attributes)), sort_keys=True).decode()
+
+
+def attributes_from_text(text: str | bytes) -> dict[str, JsonValue]:
+    """Inverse of :func:`attributes_text`, with the same bounds.
+
+    :raises pydantic.ValidationError: ``text`` is not a JSON object, or breaks the bounds.
+    """
+    return _ATTRIBUTES.validate_json(text)
 
 
 class _Contract(BaseModel):
@@ -49,7 +118,16 @@ class _Contract(BaseModel):
 
 
 class Connection(_Contract):
-    """One live WebSocket connection as the registry stores it."""
+    """One live WebSocket connection as the registry stores it.
+
+    ``attributes`` are what the app's ``$connect`` hook stored on the connection (a tenant,
+    say), readable on every later route of it. Like every contract model it is frozen (the
+    ``attributes`` dict inside is not: treat it as read-only): a changed connection is a
+    :meth:`model_copy`, and changed attributes are stored with ``Registry.set_attributes``.
+
+    :raises pydantic.ValidationError: from construction or ``model_validate(_json)`` when a
+        field breaks its bounds, among them ``attributes`` as :func:`attributes_text` states.
+    """
 
     connection_id: Name = Field(alias="connectionId")
     connected_at: datetime = Field(alias="connectedAt")
@@ -59,6 +137,7 @@ class Connection(_Contract):
     )
     ttl: int | None = None
     can_broadcast: bool = Field(default=False, alias="canBroadcast")
+    attributes: Attributes = Field(default_factory=dict, alias="attributes")
 
 
 class AllTarget(_Contract):

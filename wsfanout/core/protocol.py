@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
 from ..exceptions import FrameError
-from .models import MAX_PAYLOAD_BYTES
+from .models import MAX_PAYLOAD_BYTES, json_bytes
 
 __all__ = [
     "Broadcast",
@@ -136,9 +136,8 @@ def no_constants(name: str) -> Any:
 
 
 def _dump(frame: dict[str, Any]) -> bytes:
-    text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
-        return text.encode()
+        return json_bytes(frame)
     except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape: not sendable text
         raise FrameError(
             "invalid_field", "the data contains text that is not valid Unicode"

@@ -2,8 +2,8 @@
 
 - ``wsfanout/core/`` is pure: no botocore, aiohttp, aioboto3, Powertools, and nothing of
   ``wsfanout.aws`` or of the edges;
-- ``core/``, ``aws/`` and ``handlers/`` never import the edges that need the ``local`` and
-  ``bench`` extras (``local/``, ``bench/``) or the command line (``cli/``).
+- ``core/``, ``aws/``, ``handlers/``, ``app/`` and ``testing/`` never import the edges that need
+  the ``local`` and ``bench`` extras (``local/``, ``bench/``) or the command line (``cli/``).
 
 Imports under ``if TYPE_CHECKING:`` count too: a type that names botocore is a dependency on it.
 """
@@ -30,9 +30,18 @@ THIRD_PARTY_OUT_OF_CORE = (
 )
 EDGES = ("wsfanout.bench", "wsfanout.cli", "wsfanout.local")
 RULES: dict[str, tuple[str, ...]] = {
-    "core": (*THIRD_PARTY_OUT_OF_CORE, "wsfanout.aws", "wsfanout.handlers", *EDGES),
-    "aws": (*EDGES, "wsfanout.handlers"),
+    "core": (
+        *THIRD_PARTY_OUT_OF_CORE,
+        "wsfanout.aws",
+        "wsfanout.handlers",
+        "wsfanout.app",
+        "wsfanout.testing",
+        *EDGES,
+    ),
+    "aws": (*EDGES, "wsfanout.handlers", "wsfanout.app"),
     "handlers": EDGES,
+    "app": EDGES,
+    "testing": EDGES,
 }
 
 

@@ -18,9 +18,9 @@ import wsfanout
 # One sorted string, so the list reads as a whole rather than as a copy of ``__all__``.
 EXPECTED_EXPORTS = set(
     """
-    AllTarget BroadcastJob Clients ConfigurationError Connection ConnectionExistsError
-    ConnectionNotFoundError ConnectionsTarget Cursor DeliveryError Fanout FanoutReport
-    ForbiddenError Gateway InvalidInputError LeanGateway ManagementGateway Outcome
+    AllTarget App BroadcastJob Clients ConfigurationError Connection ConnectionExistsError
+    ConnectionNotFoundError ConnectionRefused ConnectionsTarget Cursor DeliveryError Fanout
+    FanoutReport ForbiddenError Gateway InvalidInputError LeanGateway ManagementGateway Outcome
     PayloadTooLargeError Recipient RecipientSource Registry RegistryError RetryPolicy RoomTarget
     Settings Target UsersTarget WsFanoutError __version__
     """.split()  # noqa: SIM905  (a list literal would be formatted one name a line, like __all__)

@@ -13,6 +13,7 @@ from .exceptions import (
     ConfigurationError,
     ConnectionExistsError,
     ConnectionNotFoundError,
+    ConnectionRefused,
     DeliveryError,
     ForbiddenError,
     InvalidInputError,
@@ -22,6 +23,7 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:  # the names below load on first use; see __getattr__
+    from .app import App
     from .aws.clients import Clients
     from .aws.gateway import ManagementGateway
     from .aws.lean import LeanGateway
@@ -47,6 +49,7 @@ if TYPE_CHECKING:  # the names below load on first use; see __getattr__
 # pay for aioboto3 and aiohttp at cold start.
 _LAZY: dict[str, str] = {
     "AllTarget": ".core.models",
+    "App": ".app",
     "BroadcastJob": ".core.models",
     "Clients": ".aws.clients",
     "Connection": ".core.models",
@@ -86,12 +89,14 @@ __version__ = _metadata.version("wsfanout")
 
 __all__ = [
     "AllTarget",
+    "App",
     "BroadcastJob",
     "Clients",
     "ConfigurationError",
     "Connection",
     "ConnectionExistsError",
     "ConnectionNotFoundError",
+    "ConnectionRefused",
     "ConnectionsTarget",
     "Cursor",
     "DeliveryError",

@@ -37,6 +37,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.events import load_event
 from tests.helpers import policy
+from wsfanout.app.events import ConnectEvent, MessageEvent
 from wsfanout.aws.account import KEY_ID, REGION, SECRET
 from wsfanout.aws.endpoints import endpoint_for
 from wsfanout.aws.events import new_id, request_time
@@ -44,7 +45,6 @@ from wsfanout.core.pacing import set_testing
 from wsfanout.exceptions import ConfigurationError, InvalidInputError
 from wsfanout.handlers import authorizer as real_authorizer
 from wsfanout.handlers import route
-from wsfanout.handlers.route import ConnectEvent, MessageEvent
 from wsfanout.handlers.runtime import close_all_runtimes
 from wsfanout.local.emulator import Emulator, LambdaContext, Limits, serve_emulator
 

@@ -71,7 +71,8 @@ class App(Router):
         self.rules = rules or Rules()
         self.load_attributes = load_attributes
         self._settings = settings
-        self._outside: Clients | None = None
+        self._outside: Services | None = None
+        self._opened: Clients | None = None
         # log_event=False pins it off even if POWERTOOLS_LOGGER_LOG_EVENT is set: a $connect
         # event carries the client's token in its query string.
         decorate = logger.inject_lambda_context(log_event=False, clear_state=True)
@@ -291,6 +292,7 @@ class App(Router):
 
         clients = Clients(self._settings or Settings())
         await clients.__aenter__()
+        self._opened = clients
         self._outside = clients
         return self
 
@@ -300,7 +302,7 @@ class App(Router):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        clients, self._outside = self._outside, None
+        clients, self._opened, self._outside = self._opened, None, None
         if clients is not None:
             await clients.__aexit__(exc_type, exc, tb)
 
@@ -308,6 +310,12 @@ class App(Router):
         if self._outside is None:
             raise RuntimeError("send from outside a route inside 'async with app:'")
         return self._outside
+
+    def bind(self, services: Services | None) -> Services | None:
+        """Make ``services`` what :meth:`send` uses outside routes (the test client binds its
+        in-memory ones for its block); returns what was bound before."""
+        previous, self._outside = self._outside, services
+        return previous
 
     async def send(
         self,

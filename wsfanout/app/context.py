@@ -28,7 +28,7 @@ from ..core.models import (
     UsersTarget,
 )
 from ..core.outcomes import Outcome
-from ..core.protocol import error_frame, no_constants
+from ..core.protocol import error_frame, strict_loads
 from ..exceptions import ConnectionNotFoundError, FrameError, PayloadTooLargeError
 from ..handlers.runtime import logger
 
@@ -186,7 +186,7 @@ class Context:
             if not isinstance(self.body, str) or not self.body:
                 raise FrameError("bad_frame", "the frame must be JSON text")
             try:
-                self._json = json.loads(self.body, parse_constant=no_constants)
+                self._json = strict_loads(self.body)
             except (ValueError, RecursionError):
                 raise FrameError("bad_frame", "the frame is not valid JSON") from None
             self._parsed = True

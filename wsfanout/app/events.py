@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketConnectEventModel,
     APIGatewayWebSocketConnectEventRequestContext,
     APIGatewayWebSocketDisconnectEventModel,
+    APIGatewayWebSocketDisconnectEventRequestContext,
     APIGatewayWebSocketMessageEventModel,
     APIGatewayWebSocketMessageEventRequestContext,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Authorizer",
     "ConnectContext",
     "ConnectEvent",
+    "DisconnectContext",
     "DisconnectEvent",
     "MessageContext",
     "MessageEvent",
@@ -82,7 +84,14 @@ class MessageEvent(APIGatewayWebSocketMessageEventModel):
     request_context: MessageContext = Field(alias="requestContext")
 
 
-DisconnectEvent = APIGatewayWebSocketDisconnectEventModel
+class DisconnectContext(APIGatewayWebSocketDisconnectEventRequestContext, _WithAuthorizer):
+    """A ``$disconnect`` request context with the authorizer's output."""
+
+
+class DisconnectEvent(APIGatewayWebSocketDisconnectEventModel):
+    """Powertools' ``$disconnect`` model plus the authorizer context."""
+
+    request_context: DisconnectContext = Field(alias="requestContext")
 
 
 def endpoint_of(settings: Settings, context: APIGatewayWebSocketEventRequestContextBase) -> str:

@@ -9,6 +9,7 @@ handler or touch the registry.
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
@@ -27,9 +28,11 @@ __all__ = [
     "ToUser",
     "ack_frame",
     "error_frame",
+    "finite_float",
     "message_frame",
     "no_constants",
     "parse_frame",
+    "strict_loads",
 ]
 
 RoomName = Annotated[
@@ -104,7 +107,7 @@ def parse_frame(body: str | None, *, is_base64_encoded: bool = False) -> ClientF
     if not body:
         raise FrameError("bad_frame", "empty frame; send a JSON object with an 'action'")
     try:
-        raw = json.loads(body, parse_constant=no_constants)
+        raw = strict_loads(body)
     except (ValueError, RecursionError):
         raise FrameError("bad_frame", "the frame is not valid JSON") from None
     if not isinstance(raw, dict):
@@ -133,6 +136,27 @@ def no_constants(name: str) -> Any:
     :raises ValueError: always.
     """
     raise ValueError(f"{name} is not JSON")
+
+
+def finite_float(text: str) -> float:
+    """``json.loads``'s ``parse_float``: a number too large for a float (``1e999``) would become
+    Infinity, which no JSON encoder will write back.
+
+    :raises ValueError: for such a number.
+    """
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
+def strict_loads(text: str) -> Any:
+    """``json.loads`` for what clients send: NaN, Infinity and numbers too large for a float
+    are refused, since nothing could send them on as JSON.
+
+    :raises ValueError: ``text`` is not such JSON (``RecursionError`` for absurd nesting).
+    """
+    return json.loads(text, parse_constant=no_constants, parse_float=finite_float)
 
 
 def _dump(frame: dict[str, Any]) -> bytes:

@@ -32,7 +32,11 @@ builders (:func:`connect_event`, :func:`message_event`, :func:`disconnect_event`
 source mapping do.
 """
 
-from .apps import AppConnection, MemoryRegistry, MemoryServices, TestClient
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .doubles import (
     LambdaContext,
     MemoryJobSink,
@@ -46,6 +50,20 @@ from .doubles import (
     set_testing,
     sqs_event,
 )
+
+if TYPE_CHECKING:  # loaded on first use: an app brings Powertools (and with it botocore)
+    from .apps import AppConnection, MemoryRegistry, MemoryServices, TestClient
+
+_APPS = frozenset({"AppConnection", "MemoryRegistry", "MemoryServices", "TestClient"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _APPS:
+        raise AttributeError(f"module 'wsfanout.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(".apps", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AppConnection",

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from ..app.context import encode
 from ..core.fanout import Fanout
 from ..core.models import BroadcastJob, Connection
 from ..core.outcomes import Outcome
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from ..app import App
     from ..app.context import Data
+    from ..app.services import Services
     from ..core.interfaces import Recipient
 
 __all__ = ["AppConnection", "MemoryRegistry", "MemoryServices", "TestClient"]
@@ -108,9 +110,7 @@ class MemoryRegistry(MemorySource):
         """Whether the connection has joined the room."""
         return connection_id in self.rooms.get(room, ())
 
-    async def set_attributes(
-        self, connection_id: str, attributes: Mapping[str, JsonValue]
-    ) -> None:
+    async def set_attributes(self, connection_id: str, attributes: Mapping[str, JsonValue]) -> None:
         """Replace a stored connection's attributes.
 
         :raises ConnectionNotFoundError: the connection is not stored.
@@ -118,9 +118,7 @@ class MemoryRegistry(MemorySource):
         stored = self.connections.get(connection_id)
         if stored is None:
             raise ConnectionNotFoundError(connection_id)
-        self.connections[connection_id] = stored.model_copy(
-            update={"attributes": dict(attributes)}
-        )
+        self.connections[connection_id] = stored.model_copy(update={"attributes": dict(attributes)})
 
 
 class _Switchboard:
@@ -237,11 +235,8 @@ class AppConnection:
         """
         if self.closed:
             raise RuntimeError(f"connection {self.connection_id} is closed")
-        body: str | bytes
-        if isinstance(frame, bytes | str):
-            body = frame
-        else:
-            body = json.dumps(frame, separators=(",", ":"))
+        payload, text = encode(frame)
+        body: str | bytes = payload.decode() if text else payload
         event = message_event(
             self.connection_id,
             body,
@@ -273,6 +268,7 @@ class TestClient:
     def __init__(self, app: App, *, settings: Settings | None = None) -> None:
         self.app = app
         self.services = MemoryServices(settings)
+        self._bound: Services | None = None
 
     @property
     def registry(self) -> MemoryRegistry:
@@ -285,6 +281,7 @@ class TestClient:
         return self.services.queue.jobs
 
     async def __aenter__(self) -> Self:
+        self._bound = self.app.bind(self.services)  # ``await app.send(...)`` works in the block
         return self
 
     async def __aexit__(
@@ -293,8 +290,11 @@ class TestClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for connection in list(self.services.switchboard.open.values()):
-            await connection.close(1001, "the test client ended")
+        try:
+            for connection in list(self.services.switchboard.open.values()):
+                await connection.close(1001, "the test client ended")
+        finally:
+            self.app.bind(self._bound)
 
     async def connect(
         self,

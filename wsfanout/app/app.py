@@ -103,16 +103,17 @@ class App(Router):
         kind = request.get("eventType")
         try:
             if kind == "CONNECT":
-                return await self._connect(ConnectEvent.model_validate(event), services)
+                return await self._connect(ConnectEvent.model_validate(event), request, services)
             if kind == "DISCONNECT":
-                return await self._disconnect(DisconnectEvent.model_validate(event), services)
+                disconnect = DisconnectEvent.model_validate(event)
+                return await self._disconnect(disconnect, request, services)
             message = MessageEvent.model_validate(event)
         except ValidationError as exc:  # API Gateway's envelope, not a client's frame
             logger.warning(
                 "not an API Gateway WebSocket event", extra={"problems": str(exc)[:2000]}
             )
             return {"statusCode": 400}
-        return await self._message(message, services, deadline)
+        return await self._message(message, request, services, deadline)
 
     # -- the three kinds of event ------------------------------------------------------------
 
@@ -121,33 +122,36 @@ class App(Router):
         kind: EventType,
         services: Services,
         request: Any,
+        raw: Mapping[str, Any],
         *,
         deadline: float | None = None,
         **fields: Any,
     ) -> Context:
         authorizer = request.authorizer
-        forwarded = request.model_dump(by_alias=True).get("authorizer") or {}
         return Context(
             connection_id=request.connection_id,
             event_type=kind,
             route_key=request.route_key,
             endpoint=endpoint_of(services.settings, request),
-            request_context=request.model_dump(by_alias=True, mode="json"),
+            request_context=raw,
             services=services,
             rules=self.rules,
             user_id=authorizer.user if authorizer else None,
-            claims=forwarded,
+            claims=dict(raw.get("authorizer") or {}),
             can_broadcast=bool(authorizer and authorizer.can_broadcast),
             deadline=deadline,
             **fields,
         )
 
-    async def _connect(self, event: ConnectEvent, services: Services) -> dict[str, Any]:
+    async def _connect(
+        self, event: ConnectEvent, raw: Mapping[str, Any], services: Services
+    ) -> dict[str, Any]:
         request = event.request_context
         ctx = self._context(
             "CONNECT",
             services,
             request,
+            raw,
             query=dict(event.query_string_parameters or {}),
             headers=dict(event.headers or {}),
         )
@@ -204,8 +208,10 @@ class App(Router):
             ctx.user_id = stored.user_id
             ctx.can_broadcast = ctx.can_broadcast or stored.can_broadcast
 
-    async def _disconnect(self, event: DisconnectEvent, services: Services) -> dict[str, Any]:
-        ctx = self._context("DISCONNECT", services, event.request_context)
+    async def _disconnect(
+        self, event: DisconnectEvent, raw: Mapping[str, Any], services: Services
+    ) -> dict[str, Any]:
+        ctx = self._context("DISCONNECT", services, event.request_context, raw)
         try:
             await self._load(ctx)
             await self._call(ctx, self.disconnect_hook)
@@ -221,13 +227,17 @@ class App(Router):
         return _OK
 
     async def _message(
-        self, event: MessageEvent, services: Services, deadline: float | None
+        self,
+        event: MessageEvent,
+        raw: Mapping[str, Any],
+        services: Services,
+        deadline: float | None,
     ) -> dict[str, Any]:
         body: str | bytes | None = event.body if isinstance(event.body, str) else None
         if event.is_base64_encoded and body is not None:
             body = base64.b64decode(body)
         ctx = self._context(
-            "MESSAGE", services, event.request_context, body=body, deadline=deadline
+            "MESSAGE", services, event.request_context, raw, body=body, deadline=deadline
         )
         try:
             await self._load(ctx)

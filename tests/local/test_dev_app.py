@@ -82,6 +82,15 @@ async def test_the_app_serves_its_custom_route_on_the_local_stack(tmp_path, impo
         assert await _typing(stack.ws_url, "ada") == {"type": "typing", "nick": "ada", "text": "hi"}
 
 
+def test_a_plain_lambda_handler_is_used_as_is(tmp_path, imports) -> None:
+    (tmp_path / "devapp_plain.py").write_text(
+        "def handler(event, context):\n    return {'statusCode': 200}\n"
+    )
+    handler = load_handler("devapp_plain:handler", tmp_path)
+    assert handler is sys.modules["devapp_plain"].handler
+    assert handler({}, None) == {"statusCode": 200}
+
+
 # -- --reload, end to end through the console script ------------------------------------------
 
 

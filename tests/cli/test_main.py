@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -69,14 +70,18 @@ async def run_cli(
     return _text(result)
 
 
-def run_cli_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the console script for a case that fails before any network call."""
+def run_cli_sync(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script (in ``cwd``, if given) for a case that fails before any network
+    call."""
     result = subprocess.run(  # noqa: S603  (the installed script, fixed arguments)
         [WSFANOUT, *args],
         capture_output=True,
         check=False,
         timeout=TIMEOUT_S,
         env=cli_env() if env is None else env,
+        cwd=cwd,
     )
     return _text(result)
 
@@ -417,3 +422,63 @@ def test_broadcast_help() -> None:
     for option in ("--data", "--room", "--user", "--connection", "--exclude", "--json"):
         assert option in result.stdout
     assert result.stderr == ""
+
+
+# -- dev --app ---------------------------------------------------------------------------------
+
+# A module beside the developer, with one thing of each kind --app must refuse.
+NOT_APPS = """
+number = 1
+
+
+class Handler:
+    pass
+
+
+def three(event, context, extra):
+    return {"statusCode": 200}
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        pytest.param(["--app", "notapp"], ("MODULE:ATTRIBUTE", "':' is missing"), id="no-colon"),
+        pytest.param(["--app", "notapp:"], ("MODULE:ATTRIBUTE", "'notapp:'"), id="empty-attribute"),
+        pytest.param(
+            ["--app", "absent_mod:app"],
+            ("no module named 'absent_mod'", "current directory"),
+            id="no-module",
+        ),
+        pytest.param(
+            ["--app", "not_apps:app"], ("'not_apps'", "no attribute 'app'"), id="no-attribute"
+        ),
+        pytest.param(["--app", "not_apps:number"], ("not a wsfanout.App", "int"), id="number"),
+        pytest.param(["--app", "not_apps:Handler"], ("the class Handler",), id="class"),
+        pytest.param(["--app", "not_apps:three"], ("not a wsfanout.App",), id="signature"),
+        pytest.param(
+            ["--app", "broken_dep:app"],
+            ("importing 'broken_dep' failed", "no_such_dependency"),
+            id="missing-dependency",
+        ),
+        pytest.param(
+            ["--app", "broken_raise:app"],
+            ("importing 'broken_raise' failed", "RuntimeError", "boom on two lines"),
+            id="raises",
+        ),
+        pytest.param(["--reload"], ("--reload needs --app",), id="reload-without-app"),
+        pytest.param(
+            ["--reload", "--app", "absent_mod:app"],
+            ("no module named 'absent_mod'",),
+            id="reload-no-module",
+        ),
+    ],
+)
+def test_dev_refuses_an_app_it_cannot_serve(tmp_path, args: list[str], needles: tuple[str]) -> None:
+    (tmp_path / "not_apps.py").write_text(NOT_APPS)
+    (tmp_path / "broken_dep.py").write_text("import no_such_dependency\n")
+    (tmp_path / "broken_raise.py").write_text('raise RuntimeError("boom on\\ntwo lines")\n')
+    result = run_cli_sync("dev", *args, cwd=tmp_path)
+    assert_usage_error(result, *needles)
+    if "absent_mod" in " ".join(args):
+        assert str(tmp_path.resolve()) in result.stderr  # which directory it looked in

@@ -106,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the WebSocket, management and page server (default: a free one)",
     )
     dev.add_argument("--stage", type=_stage, default="local", help="stage name (default: local)")
+    dev.add_argument(
+        "--app",
+        metavar="MODULE:ATTRIBUTE",
+        help="serve every route with this wsfanout.App or Lambda handler, imported from the "
+        "current directory (as in main:app); default: the built-in chat handler",
+    )
+    dev.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the stack when a .py file under the app's directory changes (needs --app)",
+    )
     dev.set_defaults(run=_cmd_dev)
 
     demo = commands.add_parser(
@@ -272,10 +283,25 @@ def _stage(text: str) -> str:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from ..local.stack import run_dev  # noqa: PLC0415  (the local stack loads for dev only)
 
+    if args.reload:
+        return _dev_reloading(args)
     try:
-        return run_dev(args.port, args.stage)
+        return run_dev(args.port, args.stage, app=args.app)
     except OSError as exc:  # the port is taken, or not ours to bind
         return _fail(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}")
+
+
+def _dev_reloading(args: argparse.Namespace) -> int:
+    """``dev --reload``: this process supervises a ``dev`` child without ``--reload`` (see
+    :mod:`wsfanout.local.reload`); the app is checked to exist here, but imported only there."""
+    from ..local.apps import app_directory  # noqa: PLC0415  (the local stack loads for dev only)
+    from ..local.reload import run_reloading  # noqa: PLC0415
+
+    if not args.app:
+        return _fail("--reload needs --app MODULE:ATTRIBUTE (the app whose files it watches)")
+    directory = app_directory(args.app)
+    child = [sys.executable, "-m", "wsfanout.cli", "dev", "--port", str(args.port)]
+    return run_reloading([*child, "--stage", args.stage, "--app", args.app], directory, sys.stdout)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,7 +45,8 @@ from ..exceptions import ConfigurationError, InvalidInputError
 from ..handlers import authorizer, broadcast, route
 from ..settings import Settings
 from . import containers
-from .emulator import Emulator, serve_emulator
+from .apps import load_handler
+from .emulator import Emulator, Handler, serve_emulator
 from .poller import SqsPoller
 from .processes import moto_server
 
@@ -115,6 +116,7 @@ async def local_stack(
     *,
     set_management_endpoint: bool = False,
     environ: Mapping[str, str] | None = None,
+    route_handler: Handler | None = None,
     # One broadcast "container" by default: Powertools' Metrics keeps one metric set per process,
     # which concurrent invocations in one process would share (on AWS each has its own process).
     concurrency: int = 1,
@@ -179,7 +181,7 @@ async def local_stack(
             settings = Settings()
             has_jwt = bool(settings.auth_jwt_secret or settings.auth_jwt_public_key)
             emulator = Emulator(
-                route_handler=route.handler,
+                route_handler=route_handler or route.handler,
                 authorizer=authorizer.handler if has_jwt else None,
                 stage=stage,
             )
@@ -332,12 +334,22 @@ def _environment(values: Mapping[str, str], *, hide_others: bool = True) -> Iter
 # -- wsfanout dev --------------------------------------------------------------------------------
 
 
-def run_dev(port: int = 0, stage: str = "local", *, out: TextIO | None = None) -> int:
-    """Run the stack until SIGINT (Ctrl-C) or SIGTERM; print where everything is. Returns 0."""
-    return anyio.run(_dev, port, stage, out or sys.stdout)
+def run_dev(
+    port: int = 0, stage: str = "local", *, app: str | None = None, out: TextIO | None = None
+) -> int:
+    """Run the stack until SIGINT (Ctrl-C) or SIGTERM; print where everything is. Returns 0.
+
+    ``app`` (``MODULE:ATTRIBUTE``) is imported from the current directory before the stack
+    starts and serves every route (see :mod:`wsfanout.local.apps`); without it the built-in
+    handler does.
+
+    :raises InvalidInputError: ``app`` cannot be loaded (nothing has started yet).
+    """
+    handler = load_handler(app) if app else None
+    return anyio.run(_dev, port, stage, app, handler, out or sys.stdout)
 
 
-async def _dev(port: int, stage: str, out: TextIO) -> int:
+async def _dev(port: int, stage: str, app: str | None, handler: Handler | None, out: TextIO) -> int:
     def say(text: str = "") -> None:
         out.write(text + "\n")
         out.flush()  # a pipe (a test, a supervisor) must see the URLs now, not at exit
@@ -345,8 +357,9 @@ async def _dev(port: int, stage: str, out: TextIO) -> int:
     # Signals are taken before anything starts, so Ctrl-C during start-up still shuts down in
     # order (it is acted on once the stack is up) instead of leaving moto running.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with local_stack(port, stage) as stack:
+        async with local_stack(port, stage, route_handler=handler) as stack:
             say("wsfanout dev: the local stack is running")
+            say(f"  app         {app or 'the built-in chat handler'}")
             say(f"  WebSocket   {stack.ws_url}")
             say(f"  management  {stack.management_url}")
             say(f"  page        {stack.page_url}")

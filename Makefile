@@ -33,13 +33,13 @@ test-browser: install
 	$(BIN)/python -m pytest -m browser -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff format --check wsfanout tests deploy
-	$(BIN)/ruff check wsfanout tests deploy
+	$(BIN)/ruff format --check wsfanout tests deploy examples
+	$(BIN)/ruff check wsfanout tests deploy examples
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format wsfanout tests deploy
-	$(BIN)/ruff check --fix wsfanout tests deploy
+	$(BIN)/ruff format wsfanout tests deploy examples
+	$(BIN)/ruff check --fix wsfanout tests deploy examples
 
 # The main job: the whole system on this machine, 1,000 real WebSocket clients, with a report.
 demo: install

@@ -42,6 +42,7 @@ from ..exceptions import (
 )
 from ..settings import Settings
 from .arguments import OneLineParser, port, positive_int
+from .new import add_new_command
 
 __all__ = ["main"]
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(run=_cmd_broadcast)
 
     add_bench_commands(commands)
+    add_new_command(commands)
 
     dev = commands.add_parser(
         "dev",

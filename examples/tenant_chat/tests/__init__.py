@@ -1,0 +1,1 @@
+"""The tenant chat's tests, on wsfanout's in-memory test client."""

@@ -6,7 +6,7 @@ so a malformed one is answered the same error frame whichever route or hook it r
 framework does the rest: the connection's registry item at ``$connect``, its removal at
 ``$disconnect``, the sender's identity (the authorizer's, else the registry's), the rules (only a
 room's members post to it; only connections allowed to broadcast broadcast), inline sends and
-jobs. The answers are the protocol's acks; recipients get ``message_frame``\\ s.
+jobs. The answers are the protocol's acks; recipients get what ``message_frame`` makes.
 """
 
 from __future__ import annotations

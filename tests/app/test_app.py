@@ -323,3 +323,34 @@ def test_a_send_names_exactly_one_target() -> None:
         target_of()
     with pytest.raises(TypeError, match="got user, room"):
         target_of(user="u", room="r")
+
+
+async def test_a_refused_send_says_what_was_refused() -> None:
+    app = App()
+
+    @app.route("post")
+    async def post(ctx: Context) -> None:
+        if ctx.json.get("room"):
+            await ctx.send("x", room=ctx.json["room"])
+        else:
+            await ctx.send("x", everyone=True)
+
+    async with TestClient(app) as client:
+        conn = await client.connect(user="u1")
+        await conn.send({"action": "post", "room": "lobby"})
+        await conn.send({"action": "post"})
+        assert [(f["code"], f["message"]) for f in conn.received] == [
+            ("forbidden", "this connection may not send to room 'lobby'"),
+            ("forbidden", "this connection may not broadcast"),
+        ]
+
+
+async def test_the_disconnect_log_line_carries_the_close_code_and_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with TestClient(App()) as client:
+        conn = await client.connect()
+        with caplog.at_level("INFO", logger="wsfanout"):
+            await conn.close(4001, "bye now")
+    [line] = [r for r in caplog.records if r.getMessage() == "disconnected"]
+    assert (vars(line)["status_code"], vars(line)["reason"]) == (4001, "bye now")

@@ -23,6 +23,7 @@ import pytest
 
 from tests.events import load_event
 from wsfanout import testing
+from wsfanout.apps import chat
 from wsfanout.aws import events
 from wsfanout.aws.account import REGION
 from wsfanout.aws.table import table_definition
@@ -34,6 +35,7 @@ from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.testing import LambdaContext
 
 STAGE = "prod"
+ROUTES = frozenset(chat.app.routes)  # the route keys of deploy/template.yaml
 
 
 class ThreadedEndpoint:
@@ -131,6 +133,9 @@ class Stack:
     ) -> dict[str, Any]:
         event = load_event("ws_message", body=body, isBase64Encoded=base64)
         event["requestContext"]["connectionId"] = connection_id
+        # the route API Gateway selects with $request.body.action (binary frames: $default)
+        selected = "$default" if base64 or body is None else events.select_route(body, ROUTES)
+        event["requestContext"]["routeKey"] = selected
         if user is None:
             event["requestContext"].pop("authorizer", None)
         else:

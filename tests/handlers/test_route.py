@@ -12,6 +12,7 @@ import pytest
 
 from tests.events import load_event
 from tests.handlers.conftest import Stack
+from wsfanout.apps import chat
 from wsfanout.handlers import route
 from wsfanout.handlers.runtime import reset_runtime
 from wsfanout.local.containers import hosting
@@ -131,6 +132,24 @@ def test_send_to_a_room_goes_through_the_queue(stack: Stack) -> None:
     assert frames(stack, "s=") == [ack], "the sender is excluded"
 
 
+def test_only_members_send_to_a_room(stack: Stack) -> None:
+    """Rooms are not open: a connection that has not joined is refused (issue #13)."""
+    for cid in ("out=", "m="):
+        stack.connect(cid)
+    stack.message("m=", '{"action":"joinRoom","room":"lobby"}')
+    stack.fake.reset()
+    stack.message("out=", '{"action":"sendMessage","to":{"room":"lobby"},"data":"hi"}')
+    assert frames(stack, "out=") == [
+        {
+            "type": "error",
+            "code": "forbidden",
+            "message": "this connection may not send to room 'lobby'",
+        }
+    ]
+    assert stack.receive() == [], "nothing was enqueued"
+    assert frames(stack, "m=") == []
+
+
 def test_broadcast_allowed(stack: Stack) -> None:
     ids = [f"c{i}=" for i in range(30)]
     for cid in ids:
@@ -243,7 +262,9 @@ def test_endpoint_derived_from_the_event(stack: Stack, monkeypatch: pytest.Monke
     assert route.handler(event, LambdaContext()) == {"statusCode": 200}
     assert connection_items(stack)["CONN#local=|CONN"]["endpoint"]["S"] == f"http://{host}/dev"
     message = load_event("ws_message", body='{"action":"joinRoom","room":"r"}')
-    message["requestContext"].update(connectionId="local=", domainName=host, stage="dev")
+    message["requestContext"].update(
+        connectionId="local=", domainName=host, stage="dev", routeKey="joinRoom"
+    )
     route.handler(message, LambdaContext())
     assert frames(stack, "local=") == [{"type": "ack", "action": "joinRoom", "room": "r"}]
 
@@ -283,7 +304,7 @@ def test_every_log_line_of_a_warm_container_names_its_own_connection(
             lines = json_logs()[before:]
             assert len(lines) >= 2
             assert [line["connection_id"] for line in lines] == [connection_id] * len(lines)
-            routes = ["$connect"] + ["sendMessage"] * (len(lines) - 1)  # the fixture's route key
+            routes = ["$connect"] + ["joinRoom"] * (len(lines) - 1)  # selected by the action
             assert [line["route"] for line in lines] == routes
 
 
@@ -292,11 +313,13 @@ def log_event(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """``POWERTOOLS_LOGGER_LOG_EVENT=true``, read when the handler is decorated: the module is
     imported again with it set (as a cold container would), then restored."""
     monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    importlib.reload(chat)  # the app decorates its entrypoint when it is built
     importlib.reload(route)
     try:
         yield
     finally:
         monkeypatch.delenv("POWERTOOLS_LOGGER_LOG_EVENT")
+        importlib.reload(chat)
         importlib.reload(route)
 
 

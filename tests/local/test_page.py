@@ -105,7 +105,10 @@ async def test_two_tabs_join_send_broadcast_and_leave_through_the_page(tmp_path)
                 await alice.click("#join")
                 await _frame(alice, kind="ack", action="joinRoom", room="lobby")
 
-                # B sends to the room; A sees the message frame with the data, live.
+                # B joins too (only members post to a room), then sends to it; A sees the
+                # message frame with the data, live.
+                await bob.click("#join")
+                await _frame(bob, kind="ack", action="joinRoom", room="lobby")
                 await bob.fill("#data", "hi from the other tab")
                 await bob.click("#send")
                 await _frame(bob, kind="ack", action="sendMessage", room="lobby")

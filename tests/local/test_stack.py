@@ -71,6 +71,8 @@ async def test_a_room_message_reaches_the_member_through_sqs(monkeypatch) -> Non
                 "action": "joinRoom",
                 "room": "lobby",
             }
+            await bob.send(json.dumps({"action": "joinRoom", "room": "lobby"}))  # members post
+            assert (await _frame_of_type(bob, "ack"))["action"] == "joinRoom"
             await bob.send(
                 json.dumps({"action": "sendMessage", "to": {"room": "lobby"}, "data": {"n": 1}})
             )

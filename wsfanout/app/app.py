@@ -223,7 +223,15 @@ class App(Router):
             # API Gateway ignores the answer to $disconnect; the items' ttl reaps what is left.
             logger.exception("could not remove the connection; its ttl will")
             return _OK
-        logger.info("disconnected", extra={"items_removed": removed})
+        request = event.request_context
+        logger.info(
+            "disconnected",
+            extra={
+                "items_removed": removed,
+                "status_code": request.disconnect_status_code,
+                "reason": request.disconnect_reason,
+            },
+        )
         return _OK
 
     async def _message(

@@ -232,7 +232,7 @@ class Context:
             everyone=everyone,
         )
         if not await self.rules.may_send(self, target):
-            raise FrameError("forbidden", f"this connection may not send to {_name(target)}")
+            raise FrameError("forbidden", _refusal(target))
         return await deliver(self.services, target, data, exclude=exclude, deadline=self.deadline)
 
     async def join(self, room: str) -> None:
@@ -263,11 +263,12 @@ class Context:
         await (await self.services.gateway()).delete_connection(self.connection_id, self.endpoint)
 
 
-def _name(target: Target) -> str:
+def _refusal(target: Target) -> str:
+    """The ``forbidden`` message: a room is named, users and connections are not."""
+    if isinstance(target, AllTarget):
+        return "this connection may not broadcast"
     if isinstance(target, RoomTarget):
-        return f"room {target.room!r}"
+        return f"this connection may not send to room {target.room!r}"
     if isinstance(target, UsersTarget):
-        return "these users"
-    if isinstance(target, ConnectionsTarget):
-        return "these connections"
-    return "everyone"
+        return "this connection may not send to these users"
+    return "this connection may not send to these connections"

@@ -2,8 +2,9 @@
 
 - ``wsfanout/core/`` is pure: no botocore, aiohttp, aioboto3, Powertools, and nothing of
   ``wsfanout.aws`` or of the edges;
-- ``core/``, ``aws/``, ``handlers/``, ``app/``, ``apps/`` and ``testing/`` never import the edges that need
-  the ``local`` and ``bench`` extras (``local/``, ``bench/``) or the command line (``cli/``).
+- ``core/``, ``aws/``, ``handlers/``, ``app/``, ``apps/`` and ``testing/`` never import the
+  edges that need the ``local`` and ``bench`` extras (``local/``, ``bench/``) or the command line
+  (``cli/``).
 
 Imports under ``if TYPE_CHECKING:`` count too: a type that names botocore is a dependency on it.
 """

@@ -320,9 +320,13 @@ async def test_an_inline_send_out_of_time_hands_the_rest_to_a_job() -> None:
 
 def test_a_send_names_exactly_one_target() -> None:
     with pytest.raises(TypeError, match="exactly one"):
-        target_of()
-    with pytest.raises(TypeError, match="got user, room"):
-        target_of(user="u", room="r")
+        target_of({})
+    with pytest.raises(TypeError, match="exactly one"):
+        target_of({"everyone": False})
+    with pytest.raises(TypeError, match="got room, user"):
+        target_of({"user": "u", "room": "r"})
+    assert target_of({"connection": "c="}).model_dump() == {"connection_ids": ["c="]}
+    assert target_of({"users": ["a", "b"]}).model_dump() == {"user_ids": ["a", "b"]}
 
 
 async def test_a_refused_send_says_what_was_refused() -> None:

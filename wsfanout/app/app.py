@@ -26,22 +26,21 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from pydantic import ValidationError
 
+from ..aws.base import Owner
 from ..core.models import Connection
 from ..core.protocol import error_frame
 from ..exceptions import ConnectionExistsError, ConnectionRefused, FrameError, WsFanoutError
 from ..handlers.runtime import Runtime, bind_log_keys, logger, runtime
-from .context import Context, Data, EventType, Sent, deliver, encode, target_of
+from .context import Context, Data, EventType, Sent, To, deliver, encode, target_of
 from .events import ConnectEvent, DisconnectEvent, MessageEvent, deadline_of, endpoint_of
 from .routing import Handler, Router
 from .rules import Rules
 
 if TYPE_CHECKING:
-    from ..aws.clients import Clients
     from ..settings import Settings
     from .services import Services
 
@@ -51,7 +50,7 @@ _INLINE_MARGIN_S = 1.0  # of the invocation, kept back for handing the rest to a
 _OK: dict[str, Any] = {"statusCode": 200}
 
 
-class App(Router):
+class App(Router, Owner):
     """An app: routes and hooks (see :class:`~wsfanout.app.routing.Router`), its rules, and the
     entrypoint Lambda calls.
 
@@ -67,12 +66,12 @@ class App(Router):
         settings: Settings | None = None,
         load_attributes: bool = True,
     ) -> None:
-        super().__init__()
+        Router.__init__(self)
+        Owner.__init__(self)  # what ``async with app:`` opens, closed when the block ends
         self.rules = rules or Rules()
         self.load_attributes = load_attributes
         self._settings = settings
         self._outside: Services | None = None
-        self._opened: Clients | None = None
         # log_event=False pins it off even if POWERTOOLS_LOGGER_LOG_EVENT is set: a $connect
         # event carries the client's token in its query string.
         decorate = logger.inject_lambda_context(log_event=False, clear_state=True)
@@ -308,21 +307,13 @@ class App(Router):
         from ..aws.clients import Clients  # noqa: PLC0415  (AWS clients only when used outside)
         from ..settings import Settings  # noqa: PLC0415
 
+        await super().__aenter__()
         clients = Clients(self._settings or Settings())
-        await clients.__aenter__()
-        self._opened = clients
-        self._outside = clients
+        self._outside = await self._stack.enter_async_context(clients)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        clients, self._opened, self._outside = self._opened, None, None
-        if clients is not None:
-            await clients.__aexit__(exc_type, exc, tb)
+    def _forget(self) -> None:
+        self._outside = None
 
     def _services(self) -> Services:
         if self._outside is None:
@@ -335,33 +326,15 @@ class App(Router):
         previous, self._outside = self._outside, services
         return previous
 
-    async def send(
-        self,
-        data: Data,
-        *,
-        user: str | None = None,
-        users: Collection[str] | None = None,
-        room: str | None = None,
-        connection: str | None = None,
-        connections: Collection[str] | None = None,
-        everyone: bool = False,
-        exclude: Collection[str] = (),
-    ) -> Sent:
-        """Send from outside a route (a backend, a cron job): the same targets and bytes as
-        ``ctx.send``, and no rules (the app's own code is trusted).
+    async def send(self, data: Data, *, exclude: Collection[str] = (), **to: Unpack[To]) -> Sent:
+        """Send from outside a route (a backend, a cron job): the same targets (see
+        :class:`~wsfanout.app.context.To`) and bytes as ``ctx.send``, and no rules (the app's
+        own code is trusted).
 
         :raises RuntimeError: outside ``async with app:``.
         :raises TypeError: not exactly one target named.
         """
-        target = target_of(
-            user=user,
-            users=users,
-            room=room,
-            connection=connection,
-            connections=connections,
-            everyone=everyone,
-        )
-        return await deliver(self._services(), target, data, exclude=exclude)
+        return await deliver(self._services(), target_of(to), data, exclude=exclude)
 
     async def broadcast(self, data: Data, *, exclude: Collection[str] = ()) -> Sent:
         """Send to every connection (a broadcast job), from outside a route."""

@@ -14,7 +14,7 @@ import base64
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from pydantic import JsonValue
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .rules import Rules
     from .services import Services
 
-__all__ = ["Context", "Data", "EventType", "Sent", "deliver", "encode"]
+__all__ = ["Context", "Data", "EventType", "Sent", "To", "deliver", "encode", "target_of"]
 
 Data = Mapping[str, Any] | list[Any] | str | bytes
 """What an app sends: JSON (an object or a list), text, or bytes."""
@@ -107,43 +107,36 @@ async def deliver(
     return Sent(delivered=report.delivered, job_id=rest.job_id)
 
 
-def target_of(
-    *,
-    user: str | None = None,
-    users: Collection[str] | None = None,
-    room: str | None = None,
-    connection: str | None = None,
-    connections: Collection[str] | None = None,
-    everyone: bool = False,
-) -> Target:
-    """The one target named by a send's keyword arguments.
+class To(TypedDict, total=False):
+    """Whom a send is for: exactly one of these keyword arguments (``everyone=True`` for all)."""
+
+    user: str
+    users: Collection[str]
+    room: str
+    connection: str
+    connections: Collection[str]
+    everyone: bool
+
+
+def target_of(to: To) -> Target:
+    """The one target a send's keyword arguments name.
 
     :raises TypeError: none of them, or more than one.
     """
-    given = [
-        name
-        for name, value in (
-            ("user", user),
-            ("users", users),
-            ("room", room),
-            ("connection", connection),
-            ("connections", connections),
-        )
-        if value is not None
-    ] + (["everyone"] if everyone else [])
+    given = sorted(name for name, value in to.items() if value not in (None, False))
     if len(given) != 1:
         raise TypeError(
             "name exactly one of user=, users=, room=, connection=, connections=, everyone=True"
             + (f" (got {', '.join(given)})" if given else "")
         )
-    if user is not None or users is not None:
-        return UsersTarget(user_ids=[user] if user is not None else list(users or ()))
-    if room is not None:
-        return RoomTarget(room=room)
-    if connection is not None or connections is not None:
-        ids = [connection] if connection is not None else list(connections or ())
-        return ConnectionsTarget(connection_ids=ids)
-    return AllTarget(all=True)
+    if "user" in given or "users" in given:
+        return UsersTarget(user_ids=[to["user"]] if "user" in given else list(to["users"]))
+    if "room" in given:
+        return RoomTarget(room=to["room"])
+    if "everyone" in given:
+        return AllTarget(all=True)
+    ids = [to["connection"]] if "connection" in given else list(to["connections"])
+    return ConnectionsTarget(connection_ids=ids)
 
 
 @dataclass(slots=True)
@@ -204,33 +197,15 @@ class Context:
         """Answer the sender ``{"type": "error", "code": code, "message": message}``."""
         await self.reply(error_frame(code, message))
 
-    async def send(
-        self,
-        data: Data,
-        *,
-        user: str | None = None,
-        users: Collection[str] | None = None,
-        room: str | None = None,
-        connection: str | None = None,
-        connections: Collection[str] | None = None,
-        everyone: bool = False,
-        exclude: Collection[str] = (),
-    ) -> Sent:
-        """Send ``data`` to exactly one target, if the app's :class:`~wsfanout.app.Rules` allow
-        this connection to.
+    async def send(self, data: Data, *, exclude: Collection[str] = (), **to: Unpack[To]) -> Sent:
+        """Send ``data`` to exactly one target (see :class:`To`), if the app's
+        :class:`~wsfanout.app.Rules` allow this connection to.
 
         :raises FrameError: (``forbidden``) the rules refuse it; the sender gets the error frame.
         :raises TypeError: not exactly one target named.
         :raises PayloadTooLargeError: ``data`` is over 128 KiB.
         """
-        target = target_of(
-            user=user,
-            users=users,
-            room=room,
-            connection=connection,
-            connections=connections,
-            everyone=everyone,
-        )
+        target = target_of(to)
         if not await self.rules.may_send(self, target):
             raise FrameError("forbidden", _refusal(target))
         return await deliver(self.services, target, data, exclude=exclude, deadline=self.deadline)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from ..app.context import encode
+from ..aws.base import Owner
 from ..core.fanout import Fanout
 from ..core.models import BroadcastJob, Connection
 from ..core.outcomes import Outcome
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
     from ..app import App
     from ..app.context import Data
-    from ..app.services import Services
     from ..core.interfaces import Recipient
 
 __all__ = ["AppConnection", "MemoryRegistry", "MemoryServices", "TestClient"]
@@ -259,16 +258,16 @@ class AppConnection:
             await self.client.invoke(event)
 
 
-class TestClient:
+class TestClient(Owner):
     """Runs an app in memory: ``async with TestClient(app) as client:`` then
     ``await client.connect(...)`` for each fake connection."""
 
     __test__ = False  # a class pytest would otherwise try to collect from test modules
 
     def __init__(self, app: App, *, settings: Settings | None = None) -> None:
+        super().__init__()
         self.app = app
         self.services = MemoryServices(settings)
-        self._bound: Services | None = None
 
     @property
     def registry(self) -> MemoryRegistry:
@@ -281,20 +280,15 @@ class TestClient:
         return self.services.queue.jobs
 
     async def __aenter__(self) -> Self:
-        self._bound = self.app.bind(self.services)  # ``await app.send(...)`` works in the block
+        await super().__aenter__()
+        bound = self.app.bind(self.services)  # ``await app.send(...)`` works in the block
+        self._stack.callback(self.app.bind, bound)
+        self._stack.push_async_callback(self._leave_all)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            for connection in list(self.services.switchboard.open.values()):
-                await connection.close(1001, "the test client ended")
-        finally:
-            self.app.bind(self._bound)
+    async def _leave_all(self) -> None:
+        for connection in list(self.services.switchboard.open.values()):
+            await connection.close(1001, "the test client ended")
 
     async def connect(
         self,

@@ -16,7 +16,7 @@ def _drawn_tree() -> dict[type[Exception], type[Exception]]:
     tree: dict[type[Exception], type[Exception]] = {}
     stack: list[type[Exception]] = []
     for line in (exceptions.__doc__ or "").splitlines():
-        match = re.match(r"^(\s*)((?:[│ ]   )*)(?:[├└]── )?([A-Z]\w+Error)\b", line)
+        match = re.match(r"^(\s*)((?:[│ ]   )*)(?:[├└]── )?([A-Z]\w+(?:Error|Refused))\b", line)
         if not match:
             continue
         depth = len(match.group(2)) // 4 + (1 if "──" in line else 0)
@@ -153,6 +153,11 @@ def test_endpoint_is_keyword_only() -> None:
             exceptions.ConnectionNotFoundError("abc="),
             {"connection_id": "abc="},
             id="ConnectionNotFoundError",
+        ),
+        pytest.param(
+            exceptions.ConnectionRefused(401, "who are you?"),
+            {"status": 401, "reason": "who are you?"},
+            id="ConnectionRefused",
         ),
         pytest.param(
             exceptions.PayloadTooLargeError(200_001, 131_072),

@@ -139,15 +139,14 @@ def test_only_members_send_to_a_room(stack: Stack) -> None:
     stack.message("m=", '{"action":"joinRoom","room":"lobby"}')
     stack.fake.reset()
     stack.message("out=", '{"action":"sendMessage","to":{"room":"lobby"},"data":"hi"}')
-    assert frames(stack, "out=") == [
-        {
-            "type": "error",
-            "code": "forbidden",
-            "message": "this connection may not send to room 'lobby'",
-        }
-    ]
+    assert_forbidden(stack, "out=", "this connection may not send to room 'lobby'", "m=")
+
+
+def assert_forbidden(stack: Stack, sender: str, message: str, bystander: str) -> None:
+    """The sender got exactly the ``forbidden`` frame; nothing was enqueued or delivered."""
+    assert frames(stack, sender) == [{"type": "error", "code": "forbidden", "message": message}]
     assert stack.receive() == [], "nothing was enqueued"
-    assert frames(stack, "m=") == []
+    assert frames(stack, bystander) == []
 
 
 def test_broadcast_allowed(stack: Stack) -> None:
@@ -177,14 +176,7 @@ def test_broadcast_denied(stack: Stack, via: str) -> None:
     stack.connect("pleb=", user="pleb")
     user = "pleb" if via == "authorizer" else None
     stack.message("pleb=", '{"action":"broadcast","data":"spam"}', user=user)
-    [answer] = frames(stack, "pleb=")
-    assert answer == {
-        "type": "error",
-        "code": "forbidden",
-        "message": "this connection may not broadcast",
-    }
-    assert stack.receive() == [], "nothing was enqueued"
-    assert frames(stack, "c=") == []
+    assert_forbidden(stack, "pleb=", "this connection may not broadcast", "c=")
 
 
 def test_broadcast_permission_from_the_registry(stack: Stack) -> None:

@@ -427,12 +427,10 @@ class Registry:
         :raises RegistryError: DynamoDB refused or could not be reached.
         :raises ConfigurationError: the table does not exist.
         """
+        key = _key(t.connection_pk(connection_id), t.room_sk(room))
         with self._errors("GetItem"):
             answer = await self._client.get_item(
-                TableName=self.table_name,
-                Key=_key(t.connection_pk(connection_id), t.room_sk(room)),
-                ConsistentRead=True,
-                ProjectionExpression="PK",
+                TableName=self.table_name, Key=key, ConsistentRead=True, ProjectionExpression="PK"
             )
         return "Item" in answer
 

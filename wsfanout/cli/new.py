@@ -24,15 +24,16 @@ TEMPLATES = files("wsfanout.cli") / "templates" / "project"
 _PLACEHOLDER = "{{name}}"
 
 
+_HELP = "write a ready project for an app into DIR"
+_DESCRIPTION = (
+    "Write app.py (an App with one route), its tests, pyproject.toml, a Makefile (make test, "
+    "make dev), a SAM template.yaml and a README into DIR, which must be new or empty."
+)
+
+
 def add_new_command(commands: Any) -> None:
     """Add ``new`` to the ``wsfanout`` subcommands."""
-    new = commands.add_parser(
-        "new",
-        help="write a ready project for an app into DIR",
-        description="Write app.py (an App with one route), its tests, pyproject.toml, a Makefile "
-        "(make test, make dev), a SAM template.yaml and a README into DIR, which must be new "
-        "or empty.",
-    )
+    new = commands.add_parser("new", help=_HELP, description=_DESCRIPTION)
     new.add_argument("directory", metavar="DIR", type=Path, help="where to write the project")
     new.set_defaults(run=_cmd_new)
 

@@ -358,3 +358,27 @@ async def test_the_disconnect_log_line_carries_the_close_code_and_reason(
             await conn.close(4001, "bye now")
     [line] = [r for r in caplog.records if r.getMessage() == "disconnected"]
     assert (vars(line)["status_code"], vars(line)["reason"]) == (4001, "bye now")
+
+
+async def test_an_identity_the_registry_cannot_hold_is_refused_without_an_error_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with TestClient(App()) as client:
+        with pytest.raises(ConnectionRefused) as refused:
+            await client.connect(user="u" * 600)  # a token's sub over 512 characters
+        assert refused.value.status == 403
+        assert client.registry.connections == {}
+    assert not [r for r in caplog.records if r.levelname in {"ERROR", "CRITICAL"}]
+
+
+async def test_attributes_too_large_for_the_registry_are_the_apps_bug() -> None:
+    app = App()
+
+    @app.on_connect
+    async def connect(ctx: Context) -> None:
+        ctx.attributes["blob"] = "x" * 20_000  # over the registry's 16 KiB
+
+    async with TestClient(app) as client:
+        with pytest.raises(RuntimeError, match="answered 500"):
+            await client.connect()
+        assert client.registry.connections == {}

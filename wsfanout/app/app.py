@@ -177,9 +177,14 @@ class App(Router, Owner):
                 can_broadcast=ctx.can_broadcast,
                 attributes=ctx.attributes,
             )
-        except ValidationError as exc:  # an identity or attributes the registry cannot hold
+        except ValidationError as exc:
+            if any(error["loc"][:1] == ("attributes",) for error in exc.errors()):
+                # the app's hook stored what the registry cannot hold: the app's bug
+                logger.exception("the $connect hook set attributes the registry cannot hold")
+                return {"statusCode": 500}
+            # an identity the registry cannot hold (a user id over 512 characters, say)
             logger.warning(
-                "connection refused: it does not fit the registry",
+                "connection refused: its identity does not fit the registry",
                 extra={"problems": str(exc)[:2000]},
             )
             return {"statusCode": 403}

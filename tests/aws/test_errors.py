@@ -18,6 +18,7 @@ from wsfanout.aws.errors import (
     ConditionFailedError,
     classify_exception,
     error_code,
+    is_throttling,
     map_botocore_errors,
 )
 from wsfanout.core.outcomes import Outcome
@@ -190,3 +191,22 @@ def test_unrelated_exceptions_are_re_raised(exc: Exception) -> None:
     with pytest.raises(type(exc)) as raised:
         classify_exception(exc)
     assert raised.value is exc
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("ProvisionedThroughputExceededException", True),
+        ("ThrottlingException", True),
+        ("RequestLimitExceeded", True),
+        ("ValidationException", False),
+        ("ConditionalCheckFailedException", False),
+        (None, False),
+    ],
+)
+def test_is_throttling_tells_throttling_apart(code: str | None, expected: bool) -> None:
+    assert is_throttling(client_error(code)) is expected
+
+
+def test_is_throttling_of_no_client_error_is_false() -> None:
+    assert is_throttling(OSError("reset")) is False

@@ -9,9 +9,11 @@ import pytest
 from botocore.exceptions import ClientError
 from pydantic import JsonValue, ValidationError
 
+from tests.aws.throttling import CODES, Throttled
 from wsfanout.aws import table as t
-from wsfanout.aws.registry import Registry, _items_as_sent
+from wsfanout.aws.registry import _UNPROCESSED, Registry, _items_as_sent
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
+from wsfanout.core.interfaces import Recipient
 from wsfanout.core.models import (
     MAX_ATTRIBUTES_BYTES,
     AllTarget,
@@ -485,3 +487,52 @@ async def test_connection_ids_are_every_connection_and_nothing_else(
     await registry.join_room(ids[0], "lobby")  # a membership item is no connection
     assert await registry.connection_ids() == set(ids)
     assert await registry.count_connections() == len(ids)
+
+
+# -- throttling ------------------------------------------------------------------------------------
+
+
+async def test_throttled_pages_and_deletes_complete(
+    dynamodb, table_name: str, pauses: list[float]
+) -> None:
+    ids = connection_ids(250)
+    await seed_items(dynamodb, table_name, [classic_item(i) for i in ids])
+    for cid in ids[:30]:
+        await Registry(dynamodb, table_name).join_room(cid, "lobby")
+    throttled = Throttled(dynamodb, burst=3)
+    registry = Registry(throttled, table_name, page_size=100)  # type: ignore[arg-type]
+
+    assert await registry.connection_ids() == set(ids)
+    assert sorted(await collect(registry, RoomTarget(room="lobby"))) == sorted(ids[:30])
+    assert await registry.remove_connections(ids[:30]) == 60  # connection + membership each
+    assert await registry.remove_gone([Recipient(cid, None) for cid in ids[30:80]]) == 50
+
+    assert throttled.passed == {"Scan": 3, "Query": 31, "BatchWriteItem": 5}
+    assert throttled.refused == {op: 3 * n for op, n in throttled.passed.items()}
+    assert len(pauses) == throttled.refused.total(), "one backoff pause before each resend"
+    assert all(0.0 <= pause <= _UNPROCESSED.max_s for pause in pauses)
+    assert await Registry(dynamodb, table_name).connection_ids() == set(ids[80:])
+
+
+@pytest.mark.parametrize("code", CODES)
+async def test_a_throttle_storm_past_the_bound_is_a_registry_error(
+    dynamodb, table_name: str, code: str
+) -> None:
+    await seed_items(dynamodb, table_name, [classic_item(i) for i in connection_ids(5)])
+    throttled = Throttled(dynamodb, burst=4, code=code)
+    registry = Registry(throttled, table_name, unprocessed=RetryPolicy(max_attempts=4))  # type: ignore[arg-type]
+    with set_testing(), pytest.raises(RegistryError, match=f"DynamoDB Scan .*{code}") as info:
+        await registry.connection_ids()
+    assert isinstance(info.value.__cause__, ClientError)
+    with set_testing(), pytest.raises(RegistryError, match="DynamoDB BatchWriteItem"):
+        await registry.remove_gone([Recipient("c000000=", None)])
+    assert throttled.refused == {"Scan": 4, "BatchWriteItem": 4}
+    assert throttled.passed == {}
+    assert await Registry(dynamodb, table_name).count_connections() == 5
+
+
+async def test_an_error_other_than_throttling_is_not_retried(dynamodb, table_name: str) -> None:
+    throttled = Throttled(dynamodb, burst=1, code="ValidationException")
+    with set_testing(), pytest.raises(RegistryError, match="ValidationException"):
+        await Registry(throttled, table_name).connection_ids()  # type: ignore[arg-type]
+    assert throttled.refused == {"Scan": 1}

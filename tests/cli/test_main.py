@@ -13,17 +13,21 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from aiohttp import ClientSession, web
 
 from tests.helpers import WSFANOUT, registered_ids
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
 from wsfanout.core.models import Connection
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
+from wsfanout.local.serving import serve_app
 
 TIMEOUT_S = 60
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -231,6 +235,57 @@ async def test_failed_sends_exit_1(dynamodb, table_name, endpoint) -> None:
     assert report["failed_by_reason"] == {"server_error": 8}
     assert fake.stats()["errors"] == 16
     assert fake.counts() == {}
+
+
+@asynccontextmanager
+async def refuse_batch_writes(moto_url: str) -> AsyncIterator[tuple[list[str], str]]:
+    """moto behind a proxy that refuses every BatchWriteItem as AccessDenied (a role without
+    ``dynamodb:BatchWriteItem``); every other call passes through. Yields the targets seen
+    (``DynamoDB_20120810.Scan`` ...) and the proxy's URL."""
+    seen: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        target = request.headers.get("X-Amz-Target", "")
+        seen.append(target)
+        if target.endswith(".BatchWriteItem"):
+            refusal = {"__type": "AccessDeniedException", "message": "not allowed"}
+            return web.json_response(refusal, status=400)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with (
+            ClientSession() as client,
+            client.post(moto_url, data=await request.read(), headers=headers) as answer,
+        ):
+            return web.Response(
+                body=await answer.read(), status=answer.status, content_type=answer.content_type
+            )
+
+    app = web.Application()
+    app.router.add_post("/", forward)
+    async with serve_app(app) as url:
+        yield seen, url
+
+
+async def test_gone_connections_left_in_the_registry_exit_1(
+    moto_url, registry, dynamodb, table_name, endpoint
+) -> None:
+    fake, url = endpoint
+    fake.faults = Faults(gone_rate=0.2, seed=3)
+    ids = await seed(dynamodb, table_name, 60)
+    gone = {cid for cid in ids if fake.faults.is_gone(cid)}
+    assert gone
+    async with refuse_batch_writes(moto_url) as (seen, proxy_url):
+        env = cli_env(AWS_ENDPOINT_URL_DYNAMODB=proxy_url)
+        result = await run_cli(
+            "broadcast", "--data", "x", "--table", table_name, "--endpoint", url, "--json", env=env
+        )
+    assert result.returncode == 1, result
+    report = json_report(result)
+    assert report["delivered"] == 60 - len(gone)
+    assert (report["gone"], report["failed"]) == (len(gone), 0)
+    assert (report["cleaned_up"], report["cleanup_failed"]) == (0, len(gone))
+    assert "DynamoDB_20120810.BatchWriteItem" in seen, "the clean-up went through the proxy"
+    assert fake.counts() == dict.fromkeys(set(ids) - gone, 1)
+    assert await registered_ids(registry) == set(ids), "the gone connections are still there"
 
 
 # -- configuration ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.aws.throttling import Throttled
 from tests.helpers import registered_ids
 from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.aws.lean import LeanGateway
@@ -118,6 +119,31 @@ async def test_gone_connections_are_cleaned_up(registry, dynamodb, gateway, endp
     assert report.delivered == 20 - len(gone_members)
     members = {r.connection_id async for p in registry.pages(RoomTarget(room="lobby")) for r in p}
     assert members == set(ids[:20]) - gone
+
+
+async def test_a_throttled_registry_still_delivers_to_everyone_once(
+    dynamodb, table_name, gateway, endpoint
+) -> None:
+    """Every Scan page and every clean-up batch is throttled twice before DynamoDB takes it."""
+    fake, _ = endpoint
+    fake.faults = Faults(gone_rate=0.1, seed=5)
+    ids = connection_ids(300)
+    await seed_items(dynamodb, table_name, [classic_item(i) for i in ids])
+    gone = {cid for cid in ids if fake.faults.is_gone(cid)}
+    assert 10 < len(gone) < 60
+    throttled = Throttled(dynamodb, burst=2)
+    registry = Registry(throttled, table_name, page_size=50)  # type: ignore[arg-type]
+
+    with set_testing():
+        report = await engine(registry, gateway).run(AllTarget(all=True), b"x")
+    assert (report.delivered, report.gone, report.failed) == (300 - len(gone), len(gone), 0)
+    assert (report.cleaned_up, report.cleanup_failed) == (len(gone), 0)
+    assert report.complete
+    assert fake.counts() == dict.fromkeys(set(ids) - gone, 1)
+    assert throttled.passed["Scan"] == 300 // 50
+    assert throttled.passed["BatchWriteItem"] >= 1
+    assert throttled.refused == {op: 2 * n for op, n in throttled.passed.items()}
+    assert await registered_ids(Registry(dynamodb, table_name)) == set(ids) - gone
 
 
 class CountingRegistry(Registry):

@@ -170,6 +170,62 @@ async def test_until_done_under_set_testing_still_bounds_attempts(pauses: list[f
     assert pauses == [0.0, 0.0]
 
 
+class Refusals:
+    """A call refused with ``Busy`` its first ``refusals`` times, answering ``"done"`` after."""
+
+    def __init__(self, refusals: int, error: type[Exception]) -> None:
+        self.refusals, self.error, self.calls = refusals, error, 0
+
+    async def call(self) -> str:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise self.error(f"refused {self.calls}")
+        return "done"
+
+
+class BusyError(Exception):
+    """What :class:`Refusals` raises when a retry is due."""
+
+
+def busy(exc: BaseException) -> bool:
+    return isinstance(exc, BusyError)
+
+
+async def test_retrying_resends_until_the_call_passes(pauses: list[float]) -> None:
+    refusals = Refusals(4, BusyError)
+    policy = RetryPolicy(max_attempts=5, base_s=0.1, max_s=0.5)
+    assert await policy.retrying(refusals.call, retry_if=busy, rng=random.Random(7)) == "done"
+    assert refusals.calls == 5, "passed on the last attempt"
+    expected = random.Random(7)
+    assert pauses == [policy.delay(attempt, expected) for attempt in range(1, 5)]
+
+
+async def test_retrying_gives_up_after_max_attempts_with_the_last_error(
+    pauses: list[float],
+) -> None:
+    refusals = Refusals(99, BusyError)
+    with pytest.raises(BusyError, match="refused 3"):
+        await RetryPolicy(max_attempts=3).retrying(refusals.call, retry_if=busy)
+    assert refusals.calls == 3
+    assert len(pauses) == 2, "no pause after the last attempt"
+
+
+async def test_retrying_does_not_retry_what_retry_if_refuses(pauses: list[float]) -> None:
+    refusals = Refusals(1, ValueError)
+    with pytest.raises(ValueError, match="refused 1"):
+        await RetryPolicy().retrying(refusals.call, retry_if=busy)
+    assert refusals.calls == 1
+    assert pauses == []
+
+
+async def test_retrying_under_set_testing_waits_for_nothing() -> None:
+    refusals = Refusals(3, BusyError)
+    policy = RetryPolicy(max_attempts=4, base_s=LONG, max_s=LONG)
+    with set_testing(), anyio.fail_after(5):
+        assert await policy.retrying(refusals.call, retry_if=busy) == "done"
+    assert refusals.calls == 4
+
+
 # -- Throttle: the limit ------------------------------------------------------------------------
 
 

@@ -34,10 +34,12 @@ __all__ = [
     "BOTOCORE_ERRORS",
     "CONDITION_FAILED",
     "DELIVERY_ERRORS",
+    "THROTTLING_CODES",
     "ConditionFailedError",
     "ErrorFactory",
     "classify_exception",
     "error_code",
+    "is_throttling",
     "map_botocore_errors",
 ]
 
@@ -51,6 +53,14 @@ DELIVERY_ERRORS: tuple[type[Exception], ...] = (*BOTOCORE_ERRORS, OSError)
 
 #: DynamoDB's code when a write's ``ConditionExpression`` does not hold.
 CONDITION_FAILED = "ConditionalCheckFailedException"
+
+#: The codes DynamoDB answers a call with when a partition, table or account is over its rate
+#: (``ProvisionedThroughputExceededException`` for provisioned capacity, ``ThrottlingException``
+#: for the control plane and on-demand tables, ``RequestLimitExceeded`` for the account): the
+#: call was refused as it stands and may succeed as sent later.
+THROTTLING_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
 
 #: Builds the exception to raise from the message :func:`map_botocore_errors` composed. An
 #: exception class is one; so is ``lambda _: ConnectionExistsError(connection_id)``.
@@ -80,6 +90,12 @@ def error_code(exc: BaseException) -> str | None:
         return None
     code = exc.response.get("Error", {}).get("Code")
     return str(code) if code else None
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """Whether ``exc`` is DynamoDB refusing a call for its rate (a code in
+    :data:`THROTTLING_CODES`), which is worth sending again after a pause."""
+    return error_code(exc) in THROTTLING_CODES
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import JsonValue, ValidationError
@@ -39,7 +40,7 @@ from ..exceptions import (
     RegistryError,
 )
 from . import table as t
-from .errors import CONDITION_FAILED, ErrorFactory, map_botocore_errors
+from .errors import CONDITION_FAILED, ErrorFactory, is_throttling, map_botocore_errors
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -55,12 +56,13 @@ if TYPE_CHECKING:
 __all__ = ["Registry"]
 
 _Item = TypeVar("_Item")
+_Answer = TypeVar("_Answer")
 
 _BATCH_WRITE_MAX = 25
 _BATCH_GET_MAX = 100
-# DynamoDB leaves part of a batch unprocessed when a partition is over its throughput: more
-# patience than a delivery gets (eight attempts, backing off to a second), since giving up means
-# a failed clean-up or a broadcast that cannot resolve its endpoints.
+# DynamoDB leaves part of a batch unprocessed, or throttles a call outright, when a partition is
+# over its throughput: more patience than a delivery gets (eight attempts, backing off to a
+# second), since giving up means a failed clean-up or a broadcast that cannot read its targets.
 _UNPROCESSED = RetryPolicy(max_attempts=8, base_s=0.05, max_s=1.0)
 _FIRST_PAGE = 100  # a small first page gets the senders going while the big pages load
 _RAW_PAGES_ID = "wsfanout-registry-raw-pages"
@@ -141,7 +143,8 @@ class Registry:
     Every DynamoDB failure surfaces as :class:`RegistryError` (or a subclass), except a missing
     table, which is a :class:`~wsfanout.exceptions.ConfigurationError`; the ``:raises:`` lines
     below name only what a method adds to that. ``unprocessed`` bounds the retries of the
-    items a batch call leaves undone.
+    items a batch call leaves undone, and of a Scan, Query or batch call DynamoDB still
+    throttles after botocore's own retries (see :meth:`_call`).
     """
 
     def __init__(
@@ -333,8 +336,7 @@ class Registry:
             }
             if start:
                 kwargs["ExclusiveStartKey"] = start
-            with self._errors("Query"):
-                answer = await self._client.query(**kwargs)
+            answer = await self._call("Query", partial(self._client.query, **kwargs))
             for item in answer.get("Items", []):
                 yield {t.PK: item[t.PK], t.SK: item[t.SK]}
             start = answer.get("LastEvaluatedKey")
@@ -345,10 +347,10 @@ class Registry:
         async def send(
             requests: Sequence[WriteRequestUnionTypeDef],
         ) -> list[WriteRequestUnionTypeDef]:
-            with self._errors("BatchWriteItem"):
-                answer = await self._client.batch_write_item(
-                    RequestItems={self.table_name: requests}
-                )
+            answer = await self._call(
+                "BatchWriteItem",
+                partial(self._client.batch_write_item, RequestItems={self.table_name: requests}),
+            )
             return list(answer.get("UnprocessedItems", {}).get(self.table_name, []))
 
         for first in range(0, len(keys), _BATCH_WRITE_MAX):
@@ -544,8 +546,7 @@ class Registry:
         while True:
             if start:
                 request["ExclusiveStartKey"] = start
-            with self._errors(operation):
-                answer = await call(**request)
+            answer = await self._call(operation, partial(call, **request))
             request["Limit"] = self.page_size
             page = [
                 Recipient(
@@ -590,8 +591,10 @@ class Registry:
                 "ProjectionExpression": "PK, #ep",
                 "ExpressionAttributeNames": {"#ep": "endpoint"},
             }
-            with self._errors("BatchGetItem"):
-                answer = await self._client.batch_get_item(RequestItems={self.table_name: request})
+            answer = await self._call(
+                "BatchGetItem",
+                partial(self._client.batch_get_item, RequestItems={self.table_name: request}),
+            )
             for item in answer.get("Responses", {}).get(self.table_name, []):
                 endpoint = _endpoint(item)
                 if endpoint:
@@ -606,6 +609,18 @@ class Registry:
         return found
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[_Answer]]) -> _Answer:
+        """``await call()``, a Scan, Query or batch call of ``operation`` on this table.
+
+        botocore's standard retry mode already retries a throttled call, but only three
+        attempts in all, and from a retry quota a throttle storm empties (then not at all):
+        too little for a broadcast that must read every page and delete every gone
+        connection. So a call still throttled after botocore is sent again, with
+        ``unprocessed``'s bound and jittered backoff; anything else fails at once.
+        """
+        with self._errors(operation):
+            return await self._unprocessed.retrying(call, retry_if=is_throttling)
 
     def _errors(
         self, operation: str, *, on_code: Mapping[str, ErrorFactory] | None = None

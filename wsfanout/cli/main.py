@@ -2,7 +2,8 @@
 
 It reads arguments, builds :class:`~wsfanout.settings.Settings` (arguments override the
 environment), runs one core coroutine and prints the result. Exit status: 0 when nothing failed,
-1 when some sends failed, 2 for bad input or configuration, always with a one-line reason.
+1 when some sends failed or gone connections could not be removed, 2 for bad input or
+configuration, always with a one-line reason.
 """
 
 from __future__ import annotations
@@ -239,7 +240,8 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
         sys.stdout.write(report.model_dump_json() + "\n")
     else:
         Console().print(report_table(report))
-    return EXIT_FAILED if report.failed else EXIT_OK
+    # a gone connection left registered is met again by every broadcast: a failure too
+    return EXIT_FAILED if report.failed or report.cleanup_failed else EXIT_OK
 
 
 def report_table(report: FanoutReport, title: str = "broadcast") -> Table:

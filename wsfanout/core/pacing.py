@@ -134,6 +134,32 @@ class RetryPolicy:
         if pending:
             raise LeftOverError(what, pending, self.max_attempts)
 
+    async def retrying(
+        self,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        retry_if: Callable[[BaseException], bool],
+        rng: random.Random | None = None,
+    ) -> _T:
+        """``await call()``, again after :meth:`delay` while it raises what ``retry_if``
+        accepts, at most ``max_attempts`` times in all.
+
+        For a call refused as a whole, but only for now (DynamoDB's throttling): the sibling of
+        :meth:`until_done`, which retries what a call accepted yet left undone, and with the same
+        jittered pauses (zero under :func:`set_testing`). An exception ``retry_if`` refuses
+        propagates at once.
+
+        :raises Exception: what the last attempt raised, once ``max_attempts`` were refused.
+        """
+        for attempt in range(1, self.max_attempts):
+            try:
+                return await call()
+            except Exception as exc:  # retry_if decides; whatever it refuses is re-raised
+                if not retry_if(exc):
+                    raise
+            await anyio.sleep(self.delay(attempt, rng or _RNG))
+        return await call()
+
 
 class Throttle:
     """Caps requests in flight; shrinks on 429s and grows back on successes.

@@ -3,6 +3,11 @@
 Benchmarks and tests run these apart from the code under test, so the server's CPU is not billed
 to the engine and neither shares the other's event loop or GIL. Both bind to 127.0.0.1 on a free
 port, and both are stopped when their ``with`` block ends, however it ends.
+
+A child's pipe that nobody reads fills (the OS buffers some 64 KiB) and then blocks the child
+on its next write: the management endpoint logs a traceback for every aborted request, so a
+benchmark that aborts a hundred would freeze it. What a child writes to stderr is therefore
+read as it comes, on a thread, and only its last lines are kept, for the error message.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import IO
 
 from ..exceptions import ConfigurationError
 
@@ -34,13 +42,40 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+class _Tail:
+    """Reads a child's pipe to its end on a daemon thread, keeping only its last ``keep`` lines.
+
+    The child never waits on the pipe, and memory stays bounded however much it writes (a line
+    is read at most ``_LINE_MAX`` bytes at a time).
+    """
+
+    _LINE_MAX = 4096
+
+    def __init__(self, pipe: IO[bytes], keep: int = 20) -> None:
+        self._pipe = pipe
+        self._lines: deque[bytes] = deque(maxlen=keep)
+        self._thread = threading.Thread(target=self._drain, name="wsfanout-stderr", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        for line in iter(lambda: self._pipe.readline(self._LINE_MAX), b""):
+            self._lines.append(line)
+
+    def text(self, timeout: float = 10.0) -> str:
+        """The last lines, once the pipe ended (the child exited) or ``timeout`` passed."""
+        self._thread.join(timeout)
+        return b"".join(self._lines).decode(errors="replace").strip()
+
+
+def _stop(proc: subprocess.Popen[bytes], tail: _Tail | None = None) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+    if tail is not None:
+        tail.text()  # the reader is done with the pipe before it is closed
     for pipe in (proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
@@ -79,7 +114,11 @@ def moto_server(startup_timeout: float = 30.0) -> Iterator[str]:
 def endpoint_process(args: Sequence[str] = (), startup_timeout: float = 30.0) -> Iterator[str]:
     """Run the local management endpoint (``python -m wsfanout.local.management ARGS``).
 
-    Yields its base URL (no stage) once it printed ``READY``.
+    Yields its base URL (no stage) once it printed ``READY``. Its stderr is drained all along
+    (see :class:`_Tail`), so however much it logs it keeps serving.
+
+    :raises ConfigurationError: it exited or printed something else instead of ``READY``; the
+        message carries the last lines of its stderr.
     """
     proc = subprocess.Popen(  # noqa: S603  (our own interpreter, our own module)
         [sys.executable, "-m", "wsfanout.local.management", "--port", "0", *args],
@@ -87,14 +126,16 @@ def endpoint_process(args: Sequence[str] = (), startup_timeout: float = 30.0) ->
         stderr=subprocess.PIPE,
         env=_clean_env(),
     )
+    assert proc.stdout is not None  # noqa: S101  (PIPE was requested)
+    assert proc.stderr is not None  # noqa: S101  (PIPE was requested)
+    tail = _Tail(proc.stderr)
     try:
-        assert proc.stdout is not None  # noqa: S101  (PIPE was requested)
         ready, _, _ = select.select([proc.stdout], [], [], startup_timeout)
         line = proc.stdout.readline().decode().strip() if ready else ""
         if not line.startswith("READY "):
             proc.wait(timeout=startup_timeout)
-            error = proc.stderr.read().decode().strip() if proc.stderr else ""
+            error = tail.text()
             raise ConfigurationError(f"management endpoint did not start: {error or line}")
         yield line.split(" ", 1)[1]
     finally:
-        _stop(proc)
+        _stop(proc, tail)

@@ -1,0 +1,64 @@
+"""The management endpoint in its own process: it keeps serving however much it writes to stderr.
+
+aiohttp logs a traceback (about a kilobyte) for every request whose client resets the connection
+mid-body. Unread, those fill the child's stderr pipe (some 64 KiB) within about a hundred aborted
+requests and the child blocks in its next write, its event loop with it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import urllib.request
+from urllib.parse import urlsplit
+
+import pytest
+
+from wsfanout.exceptions import ConfigurationError
+from wsfanout.local.processes import endpoint_process
+
+ANSWER_TIMEOUT_S = 10
+ROUNDS, ABORTS_PER_ROUND = 20, 10  # 200 tracebacks: some 200 KiB, three pipe buffers
+
+
+def abort_a_request(host: str, port: int) -> None:
+    """Send a POST whose body never comes in full, then reset the connection (RST, no FIN)."""
+    with socket.create_connection((host, port), timeout=ANSWER_TIMEOUT_S) as sock:
+        sock.sendall(
+            b"POST /test/@connections/abc%3D HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc"
+        )
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def answer(url: str, data: bytes | None = None) -> tuple[int, bytes]:
+    """Status and body of a request that must be answered within the bound."""
+    with urllib.request.urlopen(url, data=data, timeout=ANSWER_TIMEOUT_S) as reply:  # noqa: S310  (our loopback endpoint)
+        return int(reply.status), bytes(reply.read())
+
+
+@pytest.mark.timeout(120)
+def test_endpoint_keeps_serving_after_flooding_its_stderr() -> None:
+    with endpoint_process(["--allow-unsigned"]) as base_url:
+        split = urlsplit(base_url)
+        assert split.hostname is not None
+        assert split.port is not None
+        for round_ in range(ROUNDS):
+            for _ in range(ABORTS_PER_ROUND):
+                abort_a_request(split.hostname, split.port)
+            # the post is queued behind the aborted ones: answered only if their logging is
+            status, _ = answer(f"{base_url}/test/@connections/live{round_}%3D", b"hi")
+            assert status == 200
+        _, body = answer(f"{base_url}/_wsfanout/stats")
+        stats = json.loads(body)
+        _, body = answer(f"{base_url}/_wsfanout/counts")
+    assert stats["posts"] == ROUNDS * (ABORTS_PER_ROUND + 1), "every aborted post was handled"
+    assert json.loads(body) == {f"live{n}=": 1 for n in range(ROUNDS)}
+
+
+def test_a_start_that_fails_names_the_childs_error() -> None:
+    with (
+        pytest.raises(ConfigurationError, match="must not be negative: -1"),
+        endpoint_process(["--latency", "-1"], startup_timeout=30),
+    ):
+        pytest.fail("the endpoint started with a negative latency")

@@ -1,8 +1,11 @@
-"""deploy/package.py: the Lambda artifact, built with pip's platform options and no Docker.
+"""deploy/package.py and ``wsfanout package``: the Lambda artifact, built with pip's platform
+options and no Docker.
 
-The module builds two artifacts at once, the real one (arm64, Python 3.12) and one for this
-machine, then imports and runs the handlers from the local one in a clean interpreter (only the
-standard library and the artifact on ``sys.path``), against moto server for DynamoDB and SQS.
+The module builds three artifacts at once: wsfanout's own (``make package``) for arm64 and
+Python 3.12 and for this machine, and, for this machine, a project made by ``wsfanout new`` with
+a route, a package and a dependency of its own. It then imports and runs the handlers from the
+local ones in a clean interpreter (only the standard library and the artifact on ``sys.path``),
+against moto server for DynamoDB and SQS.
 """
 
 from __future__ import annotations
@@ -28,12 +31,18 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import wsfanout
 from tests.deploy import cfn
 from tests.events import load_event
+from wsfanout.aws import table
 from wsfanout.aws.account import CREDENTIALS, KEY_ID, REGION
 from wsfanout.aws.table import table_definition
+from wsfanout.cli import package as package_cli
+from wsfanout.cli.main import main
+from wsfanout.cli.new import create_project
+from wsfanout.testing import connect_event, message_event
 
-pytestmark = pytest.mark.timeout(600)  # the first test waits for both builds
+pytestmark = pytest.mark.timeout(600)  # the first test waits for the three builds
 
 SCRIPT = cfn.ROOT / "deploy" / "package.py"
 INVOKE = Path(__file__).with_name("invoke.py")
@@ -61,13 +70,64 @@ class Built:
     report: str
 
 
+# The project's own route, in a package of its own that imports a dependency of its own.
+ROUTE = '''
+
+from topics import room_for
+
+
+@app.route("follow")
+async def follow(ctx: Context) -> None:
+    """``{"action": "follow", "topic": "news"}``: the sender joins the topic's room."""
+    await ctx.join(room_for(ctx.json["topic"]))
+'''
+TOPICS = '''"""Rooms by topic."""
+
+import iniconfig  # a dependency of the project's own (pyproject.toml)
+
+PARSER = iniconfig.IniConfig
+
+
+def room_for(topic: str) -> str:
+    return f"topic-{topic}"
+'''
+NOT_CODE = ("tests/test_more.py", "conftest.py", ".venv-x/lib/m.py", "build/old.py", "docs/a.md")
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
-    """Both artifacts, built in parallel by the command line ``make package`` runs."""
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project from ``wsfanout new`` with a route, a package and a dependency of its own, and
+    files that are not its code."""
+    directory = tmp_path_factory.mktemp("projects") / "chat-app"
+    create_project(directory)
+    app = directory / "app.py"
+    handler = "\nhandler = app.lambda_handler\n"
+    app.write_text(app.read_text().replace(handler, ROUTE + handler))
+    (directory / "topics").mkdir()
+    (directory / "topics" / "__init__.py").write_text(TOPICS)
+    (directory / "topics" / "__pycache__").mkdir()
+    (directory / "topics" / "__pycache__" / "x.cpython-312.pyc").write_bytes(b"")
+    pyproject = directory / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('["wsfanout"]', '["wsfanout", "iniconfig"]'))
+    for relative in NOT_CODE:
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        (directory / relative).write_text("")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, project: Path) -> dict[str, Built]:
+    """The three artifacts, built in parallel by ``make package``'s script and ``wsfanout
+    package``."""
+    commands = {
+        "arm64": [str(SCRIPT)],
+        "local": [str(SCRIPT), "--local"],
+        "project": ["-m", "wsfanout.cli", "package", "--app-dir", str(project), "--local"],
+    }
     runs = {}
-    for kind, extra in {"arm64": [], "local": ["--local"]}.items():
+    for kind, arguments in commands.items():
         out = tmp_path_factory.mktemp(f"artifact-{kind}")
-        command = [sys.executable, str(SCRIPT), "--out", str(out), *extra]
+        command = [sys.executable, *arguments, "--out", str(out)]
         process = subprocess.Popen(  # noqa: S603  (our interpreter, our script)
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -164,7 +224,7 @@ def test_within_lambdas_size_limits(built: dict[str, Built], kind: str) -> None:
     assert artifact.zip_path.stat().st_size < 50 * 2**20  # small enough to upload directly
 
 
-@pytest.mark.parametrize("kind", ["arm64", "local"])
+@pytest.mark.parametrize("kind", ["arm64", "local", "project"])
 def test_ships_the_versions_the_tests_ran_against(built: dict[str, Built], kind: str) -> None:
     shipped = {}
     for info in built[kind].directory.glob("*.dist-info"):
@@ -175,7 +235,7 @@ def test_ships_the_versions_the_tests_ran_against(built: dict[str, Built], kind:
         assert version == importlib.metadata.version(name), name
 
 
-@pytest.mark.parametrize("kind", ["arm64", "local"])
+@pytest.mark.parametrize("kind", ["arm64", "local", "project"])
 def test_leaves_out_what_lambda_never_runs(built: dict[str, Built], kind: str) -> None:
     directory = built[kind].directory
     shipped = {
@@ -224,6 +284,11 @@ def test_every_handler_imports_from_the_artifact_alone(
         assert modules[name].startswith(str(artifact)), name
     # the async AWS clients load with the first invocation that needs them, not at import
     assert "aioboto3" not in modules
+    assert_only_from(artifact, modules)
+
+
+def assert_only_from(artifact: Path, modules: dict[str, str | None]) -> None:
+    """Every module came from the artifact or the standard library, none from the CLI's extras."""
     outside = {
         name: path
         for name, path in modules.items()
@@ -334,6 +399,163 @@ def test_the_authorizer_verifies_rs256_from_the_artifact(
     assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert allowed["context"] == {"userId": "u_42", "canBroadcast": True}
     assert denied["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+# -- a project's artifact (wsfanout package) ---------------------------------------------------
+
+
+def test_a_projects_artifact_holds_its_code_and_not_its_tests(
+    built: dict[str, Built], project: Path
+) -> None:
+    artifact = built["project"]
+    directory = artifact.directory
+    assert (directory / "app.py").read_text() == (project / "app.py").read_text()
+    assert (directory / "topics" / "__init__.py").read_text() == TOPICS
+    assert (directory / "iniconfig").is_dir()
+    for relative in (*NOT_CODE, "tests", "pyproject.toml", "Makefile", "template.yaml"):
+        assert not (directory / relative).exists(), relative
+    assert artifact.report.endswith("; the project's code: app.py, topics")
+    with zipfile.ZipFile(artifact.zip_path) as zf:
+        assert {"app.py", "topics/__init__.py"} <= set(zf.namelist())
+
+
+def test_a_projects_handler_runs_from_its_artifact_alone(
+    built: dict[str, Built], aws: dict[str, Any], tmp_path: Path
+) -> None:
+    artifact = built["project"].directory
+    connection_id = "cProject="
+    calls = [
+        {"handler": "app.handler", "event": connect_event(connection_id, authorizer=AUTHORIZER)},
+        {"handler": "app.handler", "event": message_event(connection_id, FOLLOW)},
+    ]
+    result = run_in_artifact(artifact, tmp_path, calls, env=aws["env"])
+    assert result["results"] == [{"statusCode": 200}, {"statusCode": 200}]
+    modules = result["modules"]
+    assert modules["app"] == str(artifact / "app.py")
+    assert modules["topics"] == str(artifact / "topics" / "__init__.py")
+    assert modules["iniconfig"].startswith(str(artifact))
+    assert_only_from(artifact, modules)
+    # $connect stored the connection; the project's route joined it to the topic's room
+    pk = {"S": table.connection_pk(connection_id)}
+    item = aws["dynamodb"].get_item(TableName=aws["table"], Key={"PK": pk, "SK": {"S": "CONN"}})
+    assert item["Item"]["userId"] == {"S": "u_7"}
+    membership = {"PK": pk, "SK": {"S": table.room_sk("topic-news")}}
+    assert "Item" in aws["dynamodb"].get_item(TableName=aws["table"], Key=membership)
+
+
+AUTHORIZER = {"userId": "u_7"}
+FOLLOW = json.dumps({"action": "follow", "topic": "news"})
+
+
+@pytest.mark.parametrize(
+    ("files", "arguments", "reason"),
+    [
+        ([], [], "has no pyproject.toml: not a project to package"),
+        (["pyproject.toml"], [], "has no Python code to package (no .py file)"),
+        (["pyproject.toml", "tests/t.py", ".venv/m.py"], [], "has no Python code to package"),
+        (["pyproject.toml", "app.py"], ["--out", "app.py"], "--out is not a directory"),
+        (["app.py"], ["--app-dir", "app.py"], "--app-dir is not a directory"),
+    ],
+)
+def test_what_is_no_project_is_refused_with_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    files: list[str],
+    arguments: list[str],
+    reason: str,
+) -> None:
+    for relative in files:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("")
+    arguments = [str(tmp_path / a) if a == "app.py" else a for a in arguments]
+    assert main(["package", "--app-dir", str(tmp_path), "--local", *arguments]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("wsfanout: error: ")
+    assert captured.err.count("\n") == 1
+    assert reason in captured.err
+    assert not (tmp_path / "build").exists()
+
+
+def test_app_code_is_the_projects_modules_and_packages(tmp_path: Path) -> None:
+    for relative in (
+        "app.py",
+        "setup.py",
+        "conftest.py",
+        "shared/util.py",
+        "shared/data.json",
+        "docs/index.md",
+        "tests/test_app.py",
+        "test/test_x.py",
+        ".venv-3.12/lib/m.py",
+        "venv/lib/m.py",
+        ".hidden/m.py",
+        "build/lambda/app.py",
+        "dist/m.py",
+        "elsewhere/m.py",
+        "thing.egg-info/m.py",
+    ):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("")
+    code = package_cli.app_code(tmp_path, out=tmp_path / "elsewhere")
+    assert [path.name for path in code] == ["app.py", "shared"]
+
+
+def test_a_projects_requirements_leave_wsfanout_out(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["wsfanout>=0.1", "WsFanout[local]", "httpx<1"]\n'
+    )
+    assert package_cli.project_requirements(pyproject) == ["httpx<1"]
+    pyproject.write_text('[project]\nname = "x"\n')
+    assert package_cli.project_requirements(pyproject) == []
+
+
+def test_the_wsfanout_a_project_ships_is_the_one_running_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = package_cli.wsfanout_source()
+    assert source.path == cfn.ROOT, "the checkout imported, whatever pip installed"
+    assert source.requirements == package.runtime_requirements(cfn.ROOT / "pyproject.toml")
+
+    class Installed(importlib.metadata.Distribution):
+        """wsfanout installed from ``url``, imported from site-packages."""
+
+        def __init__(self, url: str | None) -> None:
+            self.url = url
+
+        def read_text(self, filename: str) -> str | None:
+            if filename == "METADATA":
+                requires = ["anyio", "rich", "moto; extra == 'local'"]
+                lines = [
+                    "Name: wsfanout",
+                    "Version: 9.8.7",
+                    *(f"Requires-Dist: {r}" for r in requires),
+                ]
+                return "\n".join(lines) + "\n"
+            if filename == "direct_url.json" and self.url:
+                return json.dumps({"url": self.url, "dir_info": {}})
+            return None
+
+        def locate_file(self, path: Any) -> Path:
+            return tmp_path / str(path)
+
+    site = tmp_path / "site-packages" / "wsfanout" / "__init__.py"
+    monkeypatch.setattr(wsfanout, "__file__", str(site))
+    wheel = tmp_path / "wsfanout-9.8.7-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    expected: list[tuple[str | None, Path | None, str | None]] = [
+        (cfn.ROOT.as_uri(), cfn.ROOT, None),  # pip install /path/to/checkout
+        (wheel.as_uri(), wheel, None),  # pip install wsfanout-….whl
+        (None, None, "wsfanout==9.8.7"),  # from an index
+        ("https://example.com/wsfanout.tar.gz", None, "wsfanout==9.8.7"),
+    ]
+    for url, path, requirement in expected:
+        distribution = Installed(url)
+        monkeypatch.setattr(importlib.metadata, "distribution", lambda name, d=distribution: d)
+        source = package_cli.wsfanout_source()
+        assert (source.path, source.requirement) == (path, requirement), url
+        assert source.requirements == ["anyio"]
 
 
 # -- the script's parts and its command line ---------------------------------------------------

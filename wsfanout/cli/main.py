@@ -44,6 +44,7 @@ from ..exceptions import (
 from ..settings import Settings
 from .arguments import OneLineParser, port, positive_int
 from .new import add_new_command
+from .package import add_package_command
 
 __all__ = ["main"]
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_commands(commands)
     add_new_command(commands)
+    add_package_command(commands)
 
     dev = commands.add_parser(
         "dev",

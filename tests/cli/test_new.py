@@ -20,7 +20,6 @@ FILES = {
     "app.py",
     "tests/test_app.py",
     "pyproject.toml",
-    "requirements.txt",
     "Makefile",
     "template.yaml",
     "README.md",

@@ -476,14 +476,16 @@ def run_package(args: argparse.Namespace, prog: str) -> int:
     return 0
 
 
+_HELP = "build the Lambda artifact (DIR/build/lambda.zip) for arm64, Python 3.12"
+_DESCRIPTION = (
+    "Install the project's code, wsfanout and their dependencies into DIR/build/lambda/ with "
+    "pip's platform options (no Docker), prune what Lambda never loads and zip it reproducibly "
+    "into DIR/build/lambda.zip."
+)
+
+
 def add_package_command(commands: Any) -> None:
     """Add ``package`` to the ``wsfanout`` subcommands."""
-    package = commands.add_parser(
-        "package",
-        help="build the Lambda artifact (DIR/build/lambda.zip) for arm64, Python 3.12",
-        description="Install the project's code, wsfanout and their dependencies into "
-        "DIR/build/lambda/ with pip's platform options (no Docker), prune what Lambda never "
-        "loads and zip it reproducibly into DIR/build/lambda.zip.",
-    )
+    package = commands.add_parser("package", help=_HELP, description=_DESCRIPTION)
     add_package_arguments(package)
     package.set_defaults(run=lambda args: run_package(args, "wsfanout"))

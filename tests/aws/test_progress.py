@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -31,6 +31,32 @@ def job_id() -> str:
     return uuid.uuid4().hex
 
 
+NOW = 1_800_000_000.25  # the callers' clock: DynamoDB compares leases with the time it is given
+LEASE = NOW + 60
+
+
+def step(job_id: str, segment: int | None, number: int, owner: str, token: str = "") -> Step:
+    """The step as message ``owner``'s invocation ``token`` (``t-{owner}`` unless told) runs it."""
+    return Step(job_id, segment, number, owner, token or f"t-{owner}")
+
+
+async def claim(
+    checkpoints: Checkpoints,
+    mine: Step,
+    *,
+    seen: Checkpoint | None,
+    cursor: Cursor | None,
+    now: float = NOW,
+    lease_until: float = LEASE,
+) -> bool:
+    return await checkpoints.claim(mine, seen=seen, cursor=cursor, lease_until=lease_until, now=now)
+
+
+def held(number: int, owner: str, **fields: Any) -> Checkpoint:
+    """The item as :func:`claim` leaves it for message ``owner``."""
+    return Checkpoint(number, owner, token=f"t-{owner}", lease_until=LEASE, **fields)
+
+
 def report(delivered: int = 0, gone: int = 0, failed: int = 0) -> FanoutReport:
     return FanoutReport(delivered=delivered, gone=gone, failed=failed)
 
@@ -41,20 +67,20 @@ async def test_load_missing_item(checkpoints: Checkpoints, job_id: str) -> None:
 
 
 async def test_claim_on_empty_item_succeeds_once(checkpoints: Checkpoints, job_id: str) -> None:
-    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
-    assert not await checkpoints.claim(Step(job_id, 0, 0, "m2"), seen=None, cursor=None)
-    assert not await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
-    assert await checkpoints.load(job_id, 0) == Checkpoint(0, "m1")
+    assert await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    assert not await claim(checkpoints, step(job_id, 0, 0, "m2"), seen=None, cursor=None)
+    assert not await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    assert await checkpoints.load(job_id, 0) == held(0, "m1")
     # other segments of the same job are other items
     assert await checkpoints.load(job_id, 1) is None
-    assert await checkpoints.claim(Step(job_id, 1, 0, "m2"), seen=None, cursor=None)
+    assert await claim(checkpoints, step(job_id, 1, 0, "m2"), seen=None, cursor=None)
 
 
 async def test_unsharded_job_has_its_own_item(
     checkpoints: Checkpoints, job_id: str, dynamodb, table_name: str
 ) -> None:
-    assert await checkpoints.claim(Step(job_id, None, 0, "m1"), seen=None, cursor=None)
-    assert await checkpoints.load(job_id, None) == Checkpoint(0, "m1")
+    assert await claim(checkpoints, step(job_id, None, 0, "m1"), seen=None, cursor=None)
+    assert await checkpoints.load(job_id, None) == held(0, "m1")
     assert await checkpoints.load(job_id, 0) is None
     key = {t.PK: {"S": f"JOB#{job_id}"}, t.SK: {"S": "SEG#-"}}
     assert "Item" in await dynamodb.get_item(TableName=table_name, Key=key)
@@ -62,42 +88,89 @@ async def test_unsharded_job_has_its_own_item(
 
 @pytest.mark.parametrize(
     "stale",
-    [Checkpoint(0, "m9"), Checkpoint(1, "m1"), Checkpoint(0, None), Checkpoint(1, None)],
-    ids=["other-owner", "other-step", "no-owner", "no-owner-other-step"],
+    [
+        Checkpoint(0, "m9"),
+        Checkpoint(1, "m1"),
+        Checkpoint(0, None),
+        Checkpoint(1, None),
+        Checkpoint(0, "m1"),
+        Checkpoint(0, "m1", token="t-other", lease_until=LEASE),
+    ],
+    ids=[
+        "other-owner",
+        "other-step",
+        "no-owner",
+        "no-owner-other-step",
+        "no-token",
+        "other-token",
+    ],
 )
 async def test_claim_with_stale_seen_fails(
     checkpoints: Checkpoints, job_id: str, stale: Checkpoint
 ) -> None:
-    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
-    assert not await checkpoints.claim(Step(job_id, 0, 0, "m2"), seen=stale, cursor=None)
-    assert not await checkpoints.claim(Step(job_id, 0, 1, "m2"), seen=stale, cursor=CURSOR)
-    assert await checkpoints.load(job_id, 0) == Checkpoint(0, "m1")
+    assert await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    assert not await claim(checkpoints, step(job_id, 0, 0, "m2"), seen=stale, cursor=None)
+    assert not await claim(checkpoints, step(job_id, 0, 1, "m2"), seen=stale, cursor=CURSOR)
+    assert await checkpoints.load(job_id, 0) == held(0, "m1")
 
 
-async def test_redelivered_owner_claims_again(checkpoints: Checkpoints, job_id: str) -> None:
+async def test_a_copy_of_the_owner_cannot_claim_while_the_lease_is_live(
+    checkpoints: Checkpoints, job_id: str
+) -> None:
     first = Cursor(after={"PK": "CONN#a=", "SK": "CONN"})
-    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=first)
+    assert await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=first)
     seen = await checkpoints.load(job_id, 0)
-    assert seen == Checkpoint(0, "m1", cursor=first)
-    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=seen, cursor=seen.cursor)
+    assert seen == held(0, "m1", cursor=first)
+    copy = step(job_id, 0, 0, "m1", "t-copy")
+    for now in (NOW, LEASE - 0.01):
+        assert not await claim(checkpoints, copy, seen=seen, cursor=first, now=now)
     assert await checkpoints.load(job_id, 0) == seen
+    # the holder still checkpoints: nobody took its step
+    assert await checkpoints.save(step(job_id, 0, 0, "m1"), CURSOR)
+
+
+async def test_redelivered_owner_takes_over_after_the_lease(
+    checkpoints: Checkpoints, job_id: str
+) -> None:
+    first = Cursor(after={"PK": "CONN#a=", "SK": "CONN"})
+    assert await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=first)
+    seen = await checkpoints.load(job_id, 0)
+    assert seen is not None
+    assert decide(seen, 0, "m1", LEASE) is Action.CLAIM
+    copy = step(job_id, 0, 0, "m1", "t-copy")
+    later = LEASE + 30
+    assert await claim(
+        checkpoints, copy, seen=seen, cursor=seen.cursor, now=LEASE, lease_until=later
+    )
+    assert await checkpoints.load(job_id, 0) == replace(seen, token="t-copy", lease_until=later)
+    # the first invocation lost its lease: its checkpoints and its hand-over are refused
+    assert not await checkpoints.save(step(job_id, 0, 0, "m1"), CURSOR)
+    assert not await checkpoints.finish(step(job_id, 0, 0, "m1"), report(9), next_cursor=None)
+    assert await checkpoints.save(copy, CURSOR)
+    assert await checkpoints.finish(copy, report(2), next_cursor=None)
+    done = await checkpoints.load(job_id, 0)
+    assert done is not None
+    assert (done.complete, done.delivered, done.cursor) == (True, 2, CURSOR)
+    assert (done.owner, done.token, done.lease_until) == (None, None, None)
 
 
 async def test_claim_of_a_free_step_with_what_was_read(
     checkpoints: Checkpoints, job_id: str
 ) -> None:
-    await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
-    await checkpoints.finish(Step(job_id, 0, 0, "m1"), report=report(), next_cursor=CURSOR)
+    await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    await checkpoints.finish(step(job_id, 0, 0, "m1"), report=report(), next_cursor=CURSOR)
     seen = await checkpoints.load(job_id, 0)
     assert seen is not None
     assert seen.owner is None
-    assert await checkpoints.claim(Step(job_id, 0, 3, "m2"), seen=seen, cursor=seen.cursor)
-    assert not await checkpoints.claim(Step(job_id, 0, 3, "m3"), seen=seen, cursor=seen.cursor)
-    assert await checkpoints.load(job_id, 0) == replace(seen, step=3, owner="m2")
+    assert await claim(checkpoints, step(job_id, 0, 3, "m2"), seen=seen, cursor=seen.cursor)
+    assert not await claim(checkpoints, step(job_id, 0, 3, "m3"), seen=seen, cursor=seen.cursor)
+    assert await checkpoints.load(job_id, 0) == replace(
+        seen, step=3, owner="m2", token="t-m2", lease_until=LEASE
+    )
 
 
 async def test_cursor_round_trips_exactly(checkpoints: Checkpoints, job_id: str) -> None:
-    assert await checkpoints.claim(Step(job_id, 0, 3, "m1"), seen=None, cursor=CURSOR)
+    assert await claim(checkpoints, step(job_id, 0, 3, "m1"), seen=None, cursor=CURSOR)
     loaded = await checkpoints.load(job_id, 0)
     assert loaded is not None
     assert loaded.cursor == CURSOR
@@ -105,39 +178,39 @@ async def test_cursor_round_trips_exactly(checkpoints: Checkpoints, job_id: str)
         after={"PK": "CONN#z=", "SK": "ROOM#lobby", "GSI1PK": "ROOM#lobby", "GSI1SK": "CONN#z="},
         step=3,
     )
-    await checkpoints.save(Step(job_id, 0, 3, "m1"), gsi)
+    await checkpoints.save(step(job_id, 0, 3, "m1"), gsi)
     loaded = await checkpoints.load(job_id, 0)
     assert loaded is not None
     assert loaded.cursor == gsi
     assert loaded.cursor.offset is None
     listed = Cursor(offset=12345, step=3)
-    await checkpoints.save(Step(job_id, 0, 3, "m1"), listed)
+    await checkpoints.save(step(job_id, 0, 3, "m1"), listed)
     loaded = await checkpoints.load(job_id, 0)
     assert loaded is not None
     assert loaded.cursor == listed
 
 
 async def test_save_by_the_owner_moves_the_watermark(checkpoints: Checkpoints, job_id: str) -> None:
-    await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=None)
     for n in range(3):
         mark = Cursor(after={"PK": f"CONN#{n}=", "SK": "CONN"})
-        assert await checkpoints.save(Step(job_id, 0, 0, "m1"), mark)
-        assert await checkpoints.load(job_id, 0) == Checkpoint(0, "m1", cursor=mark)
+        assert await checkpoints.save(step(job_id, 0, 0, "m1"), mark)
+        assert await checkpoints.load(job_id, 0) == held(0, "m1", cursor=mark)
 
 
 async def test_save_by_a_non_owner_is_refused(checkpoints: Checkpoints, job_id: str) -> None:
-    await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
-    assert not await checkpoints.save(Step(job_id, 0, 0, "m2"), CURSOR)
-    assert not await checkpoints.save(Step(job_id, 0, 1, "m1"), CURSOR)  # wrong step
-    assert not await checkpoints.save(Step(job_id, 5, 0, "m1"), CURSOR)  # no item
-    assert await checkpoints.load(job_id, 0) == Checkpoint(0, "m1")
+    await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    assert not await checkpoints.save(step(job_id, 0, 0, "m2"), CURSOR)
+    assert not await checkpoints.save(step(job_id, 0, 1, "m1"), CURSOR)  # wrong step
+    assert not await checkpoints.save(step(job_id, 5, 0, "m1"), CURSOR)  # no item
+    assert await checkpoints.load(job_id, 0) == held(0, "m1")
 
 
 async def test_finish_step_advances_then_completes(checkpoints: Checkpoints, job_id: str) -> None:
-    assert await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    assert await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=None)
     following = Cursor(after={"PK": "CONN#k=", "SK": "CONN"}, step=1)
     assert await checkpoints.finish(
-        Step(job_id, 0, 0, "m1"), report=report(3, 1, 0), next_cursor=following
+        step(job_id, 0, 0, "m1"), report=report(3, 1, 0), next_cursor=following
     )
     advanced = await checkpoints.load(job_id, 0)
     assert advanced == Checkpoint(
@@ -151,16 +224,16 @@ async def test_finish_step_advances_then_completes(checkpoints: Checkpoints, job
         failed=0,
     )
     # the old owner's late save is refused, and decide() sees the advance
-    assert not await checkpoints.save(Step(job_id, 0, 0, "m1"), following)
-    assert decide(advanced, 0, "m1") is Action.REENQUEUE
-    assert decide(advanced, 1, "m2") is Action.CLAIM
+    assert not await checkpoints.save(step(job_id, 0, 0, "m1"), following)
+    assert decide(advanced, 0, "m1", NOW) is Action.REENQUEUE
+    assert decide(advanced, 1, "m2", NOW) is Action.CLAIM
 
-    assert await checkpoints.claim(Step(job_id, 0, 1, "m2"), seen=advanced, cursor=following)
+    assert await claim(checkpoints, step(job_id, 0, 1, "m2"), seen=advanced, cursor=following)
     assert not await checkpoints.finish(
-        Step(job_id, 0, 1, "m1"), report=report(100), next_cursor=None
+        step(job_id, 0, 1, "m1"), report=report(100), next_cursor=None
     )
     assert await checkpoints.finish(
-        Step(job_id, 0, 1, "m2"), report=report(2, 0, 4), next_cursor=None
+        step(job_id, 0, 1, "m2"), report=report(2, 0, 4), next_cursor=None
     )
     done = await checkpoints.load(job_id, 0)
     assert done is not None
@@ -168,15 +241,15 @@ async def test_finish_step_advances_then_completes(checkpoints: Checkpoints, job
     assert done.owner is None
     assert done.step == 1
     assert (done.delivered, done.gone, done.failed) == (5, 1, 4)
-    assert decide(done, 1, "m2") is Action.SKIP_COMPLETE
+    assert decide(done, 1, "m2", NOW) is Action.SKIP_COMPLETE
     # a complete segment cannot be claimed again, not even with what was read
-    assert not await checkpoints.claim(Step(job_id, 0, 1, "m3"), seen=done, cursor=None)
-    assert not await checkpoints.claim(Step(job_id, 0, 2, "m3"), seen=done, cursor=None)
+    assert not await claim(checkpoints, step(job_id, 0, 1, "m3"), seen=done, cursor=None)
+    assert not await claim(checkpoints, step(job_id, 0, 2, "m3"), seen=done, cursor=None)
 
 
 async def test_finish_step_requires_the_claim(checkpoints: Checkpoints, job_id: str) -> None:
     assert not await checkpoints.finish(
-        Step(job_id, 0, 0, "m1"), report=report(1), next_cursor=None
+        step(job_id, 0, 0, "m1"), report=report(1), next_cursor=None
     )
     assert await checkpoints.load(job_id, 0) is None
 
@@ -191,7 +264,7 @@ async def test_ttl_is_set_in_the_future(
         return int(item[t.TTL_ATTRIBUTE]["N"])
 
     before = int(time.time())
-    await checkpoints.claim(Step(job_id, 0, 0, "m1"), seen=None, cursor=None)
+    await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=None)
     assert before + TTL <= await ttl() <= int(time.time()) + TTL
-    await checkpoints.finish(Step(job_id, 0, 0, "m1"), report=report(), next_cursor=None)
+    await checkpoints.finish(step(job_id, 0, 0, "m1"), report=report(), next_cursor=None)
     assert before + TTL <= await ttl() <= int(time.time()) + TTL

@@ -6,10 +6,12 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import pytest
 
 from wsfanout.core.fanout import RunHooks
 from wsfanout.core.jobs import (
+    CLOCK_SKEW_S,
     Action,
     Checkpoint,
     JobOutcome,
@@ -17,11 +19,13 @@ from wsfanout.core.jobs import (
     JobRunner,
     Step,
     decide,
+    wall_clock,
 )
 from wsfanout.core.models import AllTarget, BroadcastJob, Cursor, FanoutReport, RoomTarget
 from wsfanout.testing import MemoryJobSink, MemoryProgressStore
 
 TTL = 3600
+NOW = 1_800_000_000.0
 CURSOR = Cursor(after={"PK": "CONN#abc=", "SK": "CONN"}, offset=7, user=2, step=3)
 
 
@@ -61,7 +65,34 @@ CURSOR = Cursor(after={"PK": "CONN#abc=", "SK": "CONN"}, offset=7, user=2, step=
     ],
 )
 def test_decide(checkpoint: Checkpoint | None, step: int, message: str, action: Action) -> None:
-    assert decide(checkpoint, step, message) is action
+    assert decide(checkpoint, step, message, NOW) is action
+
+
+def leased(step: int, owner: str, until: float, **fields: Any) -> Checkpoint:
+    return Checkpoint(step, owner, token="t-other", lease_until=until, **fields)
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "step", "message", "action"),
+    [
+        # a copy of the owner (another invocation, same message id)
+        (leased(2, "m1", NOW + 30), 2, "m1", Action.SKIP_LEASED),
+        (leased(2, "m1", NOW + 0.001), 2, "m1", Action.SKIP_LEASED),
+        (leased(2, "m1", NOW), 2, "m1", Action.CLAIM),  # the lease ends at its deadline
+        (leased(2, "m1", NOW - 30), 2, "m1", Action.CLAIM),  # lapsed: the owner crashed
+        # another message never takes a step over, leased or not
+        (leased(2, "m2", NOW + 30), 2, "m1", Action.SKIP_CLAIMED),
+        (leased(2, "m2", NOW - 30), 2, "m1", Action.SKIP_CLAIMED),
+        # a lease does not outlive the step, nor a complete segment, nor stale copies
+        (leased(1, "m1", NOW + 30), 2, "m1", Action.CLAIM),
+        (leased(2, "m1", NOW + 30, complete=True), 2, "m1", Action.SKIP_COMPLETE),
+        (leased(3, "m2", NOW + 30, advanced_by="m1"), 2, "m1", Action.SKIP_STALE),
+    ],
+)
+def test_decide_with_a_lease(
+    checkpoint: Checkpoint, step: int, message: str, action: Action
+) -> None:
+    assert decide(checkpoint, step, message, NOW) is action
 
 
 # --- JobRunner with in-memory doubles -------------------------------------------------------------
@@ -322,3 +353,130 @@ async def test_lost_race_for_the_claim_is_skipped() -> None:
     store.claim = refuse  # type: ignore[method-assign]
     assert await go(run, shard(), "m1") == JobResult(JobOutcome.SKIPPED_CLAIMED)
     assert fanout.calls == []
+
+
+# --- leases: two invocations of one message -------------------------------------------------------
+
+
+async def test_a_copy_of_a_leased_step_is_skipped() -> None:
+    run, fanout, queue, store = runner()
+    item = Checkpoint(
+        2, "m1", cursor=Cursor(step=2), token="t-other", lease_until=wall_clock() + 60
+    )
+    store.items["job-1", 0] = item
+    assert await go(run, shard(cursor=Cursor(step=2)), "m1") == JobResult(JobOutcome.SKIPPED_LEASED)
+    assert fanout.calls == []
+    assert queue.sent == []
+    assert store.items["job-1", 0] == item
+
+
+async def test_a_lapsed_lease_is_taken_over_from_the_watermark() -> None:
+    run, fanout, _, store = runner()
+    saved = Cursor(after={"PK": "CONN#w=", "SK": "CONN"}, step=2)
+    lapsed = wall_clock() - 1
+    store.items["job-1", 0] = Checkpoint(2, "m1", cursor=saved, token="t-dead", lease_until=lapsed)
+    job = shard(cursor=Cursor(after={"PK": "CONN#a=", "SK": "CONN"}, step=2))
+    assert (await go(run, job, "m1")).action is JobOutcome.COMPLETED
+    assert fanout.calls[0]["cursor"] == saved
+    done = store.items["job-1", 0]
+    assert done.complete
+    assert (done.owner, done.token, done.lease_until) == (None, None, None)
+
+
+class HeldFanout(FakeFanout):
+    """Records the progress item while the step runs, then waits to be released."""
+
+    def __init__(self, store: MemoryProgressStore) -> None:
+        super().__init__(DONE)
+        self.store = store
+        self.running: list[Checkpoint] = []
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+    async def run(self, target: Any, payload: bytes, **kwargs: Any) -> FanoutReport:
+        self.running.append(self.store.items["job-1", 0])
+        self.entered.set()
+        await self.release.wait()
+        return await super().run(target, payload, **kwargs)
+
+
+def held_runner() -> tuple[JobRunner, HeldFanout, MemoryProgressStore]:
+    store = MemoryProgressStore()
+    fanout = HeldFanout(store)
+    runner = JobRunner(fanout, MemoryJobSink(), store, lease_margin_s=5)  # type: ignore[arg-type]
+    return runner, fanout, store
+
+
+@pytest.mark.parametrize("lease_s", [None, 300.0])
+async def test_the_lease_covers_the_workers_deadline(lease_s: float | None) -> None:
+    run, fanout, _ = held_runner()
+    results: list[JobResult] = []
+
+    async def first() -> None:
+        results.append(
+            await run.run(shard(), message_id="m1", deadline=time.monotonic() + 60, lease_s=lease_s)
+        )
+
+    before = wall_clock()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(first)
+            await fanout.entered.wait()
+            fanout.release.set()
+    [running] = fanout.running
+    expected = (60 + 5 if lease_s is None else lease_s) + CLOCK_SKEW_S
+    assert running.owner == "m1"
+    assert running.token
+    assert running.lease_until is not None
+    assert before + expected - 1 <= running.lease_until <= wall_clock() + expected
+    assert results == [JobResult(JobOutcome.COMPLETED, DONE)]
+
+
+async def test_two_invocations_of_one_message_at_once_run_the_step_once() -> None:
+    run, fanout, store = held_runner()
+    results: list[JobResult] = []
+
+    async def first() -> None:
+        results.append(await go(run, shard(), "m1"))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(first)
+            await fanout.entered.wait()
+            copy = await go(run, shard(), "m1")
+            fanout.release.set()
+    assert copy == JobResult(JobOutcome.SKIPPED_LEASED)
+    assert results == [JobResult(JobOutcome.COMPLETED, DONE)]
+    assert len(fanout.calls) == 1
+    assert store.items["job-1", 0].complete
+
+
+async def test_a_lost_race_to_a_copy_of_the_same_message_is_skipped_leased() -> None:
+    run, fanout, _, store = runner()
+    claim = store.claim
+
+    async def copy_first(mine: Step, **kwargs: Any) -> bool:
+        other = replace(mine, token="t-copy")
+        assert await claim(other, **kwargs)  # the copy read the same item and wrote first
+        return await claim(mine, **kwargs)
+
+    store.claim = copy_first  # type: ignore[method-assign,assignment]
+    assert await go(run, shard(), "m1") == JobResult(JobOutcome.SKIPPED_LEASED)
+    assert fanout.calls == []
+    assert store.items["job-1", 0].token == "t-copy"
+
+
+async def test_a_copy_that_took_the_step_over_stops_the_first_at_its_checkpoint() -> None:
+    run, _, queue, store = runner(PARTIAL, marks=(Cursor(offset=1),))
+    save = store.save
+
+    async def taken_over(step: Step, cursor: Cursor) -> bool:
+        taken = replace(store.items[step.job_id, step.segment], token="t-copy")
+        store.items[step.job_id, step.segment] = taken  # same message id, another invocation
+        return await save(step, cursor)
+
+    store.save = taken_over  # type: ignore[method-assign]
+    assert await go(run, shard(), "m1") == JobResult(JobOutcome.LOST_CLAIM)
+    assert queue.sent == []
+    assert store.items["job-1", 0].token == "t-copy"
+    assert store.items["job-1", 0].cursor is None, "the first's watermark was refused"

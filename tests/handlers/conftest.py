@@ -28,6 +28,7 @@ from wsfanout.aws import events
 from wsfanout.aws.account import REGION
 from wsfanout.aws.table import table_definition
 from wsfanout.bench.seeding import SEEDING, classic_item
+from wsfanout.core import jobs
 from wsfanout.core.pacing import set_testing
 from wsfanout.handlers import broadcast, route
 from wsfanout.handlers.runtime import logger, reset_runtime
@@ -220,6 +221,14 @@ class Stack:
 
 
 QUEUE_ARN = load_event("sqs_batch")["Records"][0]["eventSourceARN"]
+VISIBILITY_TIMEOUT_S = 1800.0  # the broadcast queue's in deploy/template.yaml
+
+
+def visibility_timeout_lapses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on the workers' lease clock reads a visibility timeout later: SQS redelivers a
+    message nobody acknowledged only then, after any invocation that had it has ended."""
+    real = jobs.wall_clock
+    monkeypatch.setattr(jobs, "wall_clock", lambda: real() + VISIBILITY_TIMEOUT_S)
 
 
 def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import aioboto3
 import pytest
 
-from tests.handlers.conftest import Stack, body_record, sqs_event
+from tests.handlers.conftest import Stack, body_record, sqs_event, visibility_timeout_lapses
 from wsfanout.aws.lean import LeanGateway
 from wsfanout.bench.seeding import connection_ids
 from wsfanout.handlers import broadcast
@@ -138,6 +138,7 @@ def test_crash_and_redelivery_resends_at_most_a_page(stack: Stack, monkeypatch) 
         reset_runtime()  # the container is gone
     assert 700 <= sum(stack.fake.counts().values()) <= 730
     # SQS redelivers the same message (same id) after its visibility timeout.
+    visibility_timeout_lapses(monkeypatch)
     posts = count_posts(monkeypatch)
     response = broadcast.handler(sqs_event([message]), LambdaContext())
     assert response == {"batchItemFailures": []}
@@ -167,7 +168,9 @@ def test_a_copy_of_a_running_step_is_skipped(stack: Stack, monkeypatch) -> None:
         "batchItemFailures": []
     }
     assert posts == [], "the copy sent nothing"
-    # The owner's redelivery finishes the job; a later copy finds it complete.
+    # The owner's redelivery (after the visibility timeout) finishes the job; a later copy
+    # finds it complete.
+    visibility_timeout_lapses(monkeypatch)
     broadcast.handler({"Records": [body_record(body, "first")]}, LambdaContext())
     assert set(stack.fake.counts()) == set(ids)
     posts.clear()

@@ -1,7 +1,8 @@
 """Progress items of broadcast jobs in the registry table (``JOB#{jobId}`` / ``SEG#{segment}``).
 
-Every write is conditional on the state its caller read or owns, so two copies of one job message
-can never both hold a step; :func:`wsfanout.core.jobs.decide` says what to do with what is read.
+Every write is conditional on the state its caller read or on the lease it holds (its
+invocation's token), so two copies of one job message can never both hold a step;
+:func:`wsfanout.core.jobs.decide` says what to do with what is read.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["Checkpoints"]
 
 _RUNNING, _COMPLETE = "running", "complete"
+_TOKEN, _LEASE = "leaseToken", "leaseUntil"
 
 
 class Checkpoints:
@@ -65,6 +67,8 @@ class Checkpoints:
             delivered=int(item.get("delivered", {}).get("N", "0")),
             gone=int(item.get("gone", {}).get("N", "0")),
             failed=int(item.get("failed", {}).get("N", "0")),
+            token=item.get(_TOKEN, {}).get("S"),
+            lease_until=float(item[_LEASE]["N"]) if _LEASE in item else None,
         )
 
     async def _update(
@@ -99,21 +103,43 @@ class Checkpoints:
     def _ttl(self) -> dict[str, str]:
         return {"N": str(int(time.time()) + self.ttl_seconds)}
 
-    async def claim(self, step: Step, *, seen: Checkpoint | None, cursor: Cursor | None) -> bool:
-        """Make ``step.owner`` the runner of ``step``, if the item is still exactly as ``seen``.
+    async def claim(
+        self,
+        step: Step,
+        *,
+        seen: Checkpoint | None,
+        cursor: Cursor | None,
+        lease_until: float,
+        now: float,
+    ) -> bool:
+        """Lease ``step`` to ``step.token`` until ``lease_until``, if the item is still exactly as
+        ``seen`` (owner and token) and, when ``seen`` holds this very step, its lease lapsed by
+        ``now`` (both epoch seconds: DynamoDB has no clock of its own to compare with).
 
         :raises RegistryError: DynamoDB refused or could not be reached (not: the item changed,
             which is ``False``).
         :raises ConfigurationError: the table does not exist.
         """
-        names = {"#step": "step", "#owner": "owner", "#status": "status", "#ttl": t.TTL_ATTRIBUTE}
+        names = {
+            "#step": "step",
+            "#owner": "owner",
+            "#status": "status",
+            "#ttl": t.TTL_ATTRIBUTE,
+            "#token": _TOKEN,
+            "#lease": _LEASE,
+        }
         values: dict[str, Any] = {
             ":step": {"N": str(step.number)},
             ":owner": {"S": step.owner},
             ":running": {"S": _RUNNING},
             ":ttl": self._ttl(),
+            ":token": {"S": step.token},
+            ":lease": {"N": f"{lease_until:.3f}"},
         }
-        update = "SET #step = :step, #owner = :owner, #status = :running, #ttl = :ttl"
+        update = (
+            "SET #step = :step, #owner = :owner, #status = :running, #ttl = :ttl,"
+            " #token = :token, #lease = :lease"
+        )
         if cursor is not None:
             update += ", #cursor = :cursor"
             names["#cursor"] = "cursor"
@@ -129,40 +155,53 @@ class Checkpoints:
             else:
                 values[":seen_owner"] = {"S": seen.owner}
                 condition += "#owner = :seen_owner"
+            if seen.token is None:
+                condition += " AND attribute_not_exists(#token)"
+            else:
+                values[":seen_token"] = {"S": seen.token}
+                condition += " AND #token = :seen_token"
+            if seen.owner is not None and seen.step == step.number:
+                values[":now"] = {"N": f"{now:.3f}"}
+                condition += " AND (attribute_not_exists(#lease) OR #lease <= :now)"
         return await self._update(
             step, update=update, condition=condition, values=values, names=names
         )
 
-    def _owned(self, step: Step) -> tuple[str, dict[str, Any]]:
-        return "#step = :step AND #owner = :owner", {
-            ":step": {"N": str(step.number)},
-            ":owner": {"S": step.owner},
-        }
+    def _owned(self, step: Step) -> tuple[str, dict[str, Any], dict[str, str]]:
+        """The condition that ``step.token`` still holds the step, with its values and names."""
+        return (
+            "#step = :step AND #owner = :owner AND #token = :token",
+            {
+                ":step": {"N": str(step.number)},
+                ":owner": {"S": step.owner},
+                ":token": {"S": step.token},
+            },
+            {"#step": "step", "#owner": "owner", "#token": _TOKEN},
+        )
 
     async def save(self, step: Step, cursor: Cursor) -> bool:
-        """Record a watermark mid-run; ``False`` when ``step.owner`` no longer holds the step.
+        """Record a watermark mid-run; ``False`` when ``step.token`` no longer holds the step
+        (another invocation took it over).
 
         :raises RegistryError: DynamoDB refused or could not be reached.
         :raises ConfigurationError: the table does not exist.
         """
-        condition, values = self._owned(step)
+        condition, values, names = self._owned(step)
         values[":cursor"] = {"S": cursor.model_dump_json(exclude_none=True)}
+        names["#cursor"] = "cursor"
         return await self._update(
-            step,
-            update="SET #cursor = :cursor",
-            condition=condition,
-            values=values,
-            names={"#step": "step", "#owner": "owner", "#cursor": "cursor"},
+            step, update="SET #cursor = :cursor", condition=condition, values=values, names=names
         )
 
     async def finish(self, step: Step, report: FanoutReport, next_cursor: Cursor | None) -> bool:
         """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``),
-        adding ``report``'s counts; ``False`` when ``step.owner`` no longer holds the step.
+        adding ``report``'s counts and releasing the lease; ``False`` when ``step.token`` no
+        longer holds the step.
 
         :raises RegistryError: DynamoDB refused or could not be reached.
         :raises ConfigurationError: the table does not exist.
         """
-        condition, values = self._owned(step)
+        condition, values, names = self._owned(step)
         values.update(
             {
                 ":delivered": {"N": str(report.delivered)},
@@ -171,7 +210,8 @@ class Checkpoints:
                 ":ttl": self._ttl(),
             }
         )
-        names = {"#step": "step", "#owner": "owner", "#ttl": t.TTL_ATTRIBUTE}
+        names["#ttl"] = t.TTL_ATTRIBUTE
+        names["#lease"] = _LEASE
         if next_cursor is None:
             names["#status"] = "status"
             values[":complete"] = {"S": _COMPLETE}
@@ -181,7 +221,9 @@ class Checkpoints:
             values[":cursor"] = {"S": next_cursor.model_dump_json(exclude_none=True)}
             names["#cursor"] = "cursor"
             update = "SET #step = :next, #cursor = :cursor, advancedBy = :owner, #ttl = :ttl"
-        update += " REMOVE #owner ADD delivered :delivered, gone :gone, failed :failed"
+        update += (
+            " REMOVE #owner, #token, #lease ADD delivered :delivered, gone :gone, failed :failed"
+        )
         return await self._update(
             step, update=update, condition=condition, values=values, names=names
         )

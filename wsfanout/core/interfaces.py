@@ -93,18 +93,28 @@ class ProgressStore(Protocol):
         """The segment's progress item, read consistently; ``None`` when there is none."""
         ...
 
-    async def claim(self, step: Step, *, seen: Checkpoint | None, cursor: Cursor | None) -> bool:
-        """Make ``step.owner`` the runner of ``step`` if the item is still exactly as ``seen``
-        (and record ``cursor`` as where it starts)."""
+    async def claim(
+        self,
+        step: Step,
+        *,
+        seen: Checkpoint | None,
+        cursor: Cursor | None,
+        lease_until: float,
+        now: float,
+    ) -> bool:
+        """Lease ``step`` to ``step.token`` (message ``step.owner``) until ``lease_until`` (epoch
+        seconds) if the item is still exactly as ``seen``, and, when ``seen`` holds this very
+        step, its lease lapsed by ``now``; record ``cursor`` as where it starts."""
         ...
 
     async def save(self, step: Step, cursor: Cursor) -> bool:
-        """Record a watermark mid-run; ``False`` when ``step.owner`` no longer holds the step."""
+        """Record a watermark mid-run; ``False`` when ``step.token`` no longer holds the step."""
         ...
 
     async def finish(self, step: Step, report: FanoutReport, next_cursor: Cursor | None) -> bool:
         """Advance to the next step at ``next_cursor``, or mark the segment complete (``None``),
-        adding ``report``'s counts; ``False`` when ``step.owner`` no longer holds the step."""
+        adding ``report``'s counts and releasing the lease; ``False`` when ``step.token`` no
+        longer holds the step."""
         ...
 
 

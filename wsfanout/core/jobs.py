@@ -7,10 +7,15 @@ number. Each job segment has one progress item (``JOB#{jobId}`` / ``SEG#{segment
 step, the cursor, and which SQS message owns the step:
 
 - a message *claims* its step with a conditional write on exactly the state it read, so of two
-  copies of one message only one runs; a redelivery of the owner (same message id, after a
-  crash) may claim again and resumes from the last checkpoint;
+  copies of one message only one runs. The claim is a *lease*: a token unique to the invocation
+  (:meth:`JobRunner.run` call) and a deadline in epoch seconds, until when Lambda could still be
+  running that invocation (its remaining time plus :data:`CLOCK_SKEW_S`). A copy of the owner
+  (same message id, another token: SQS redelivered it while the first still runs) is skipped
+  while the lease is live; once it lapsed, the owner must have stopped (a crash), so the copy
+  takes the step over and resumes from the last checkpoint;
 - while running, the engine's watermark (every connection before it finished) is saved every
-  page, so a crash re-sends at most what was in flight since;
+  page, conditional on the token, so a crash re-sends at most what was in flight since, and a
+  worker whose step was taken over stops at its next checkpoint;
 - at the deadline the item advances to the next step (recording which message advanced it)
   *before* the continuation is enqueued; if the worker dies in between, the redelivered message
   sees that it advanced the job itself and enqueues the continuation again;
@@ -24,6 +29,8 @@ The decision is the pure function :func:`decide`; :class:`JobRunner` runs it aga
 from __future__ import annotations
 
 import enum
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,7 +42,27 @@ if TYPE_CHECKING:
     from .fanout import Fanout
     from .interfaces import JobSink, ProgressStore
 
-__all__ = ["Action", "Checkpoint", "JobOutcome", "JobResult", "JobRunner", "Step", "decide"]
+__all__ = [
+    "CLOCK_SKEW_S",
+    "Action",
+    "Checkpoint",
+    "JobOutcome",
+    "JobResult",
+    "JobRunner",
+    "Step",
+    "decide",
+    "wall_clock",
+]
+
+CLOCK_SKEW_S = 1.0
+"""Added to every lease: workers on different hosts compare one another's wall clocks."""
+
+
+def wall_clock() -> float:
+    """Epoch seconds, the clock leases are written and compared in (not :func:`time.monotonic`:
+    a lease is read by other processes on other hosts). Tests replace it to play a lapse of
+    time, such as a visibility timeout."""
+    return time.time()
 
 
 class Action(enum.Enum):
@@ -44,13 +71,15 @@ class Action(enum.Enum):
     CLAIM = "claim"  # run this step
     SKIP_COMPLETE = "skipped-complete"  # the segment is done: acknowledge
     SKIP_STALE = "skipped-stale"  # an older step's copy: acknowledge
-    SKIP_CLAIMED = "skipped-claimed"  # another copy of this step runs it: acknowledge
+    SKIP_CLAIMED = "skipped-claimed"  # another message of this step runs it: acknowledge
+    SKIP_LEASED = "skipped-leased"  # a live invocation of this same message runs it: acknowledge
     REENQUEUE = "reenqueued"  # this message advanced the job but died before handing it over
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A segment's progress item."""
+    """A segment's progress item. ``token`` and ``lease_until`` (epoch seconds) are the owner's
+    lease: which invocation holds the step, and until when; both go with the owner."""
 
     step: int
     owner: str | None = None
@@ -60,21 +89,32 @@ class Checkpoint:
     delivered: int = 0
     gone: int = 0
     failed: int = 0
+    token: str | None = None
+    lease_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """Step ``number`` of one job segment, run by the message ``owner``: what every progress
-    write names, so each write is conditional on that message still holding that step."""
+    """Step ``number`` of one job segment, run by the message ``owner`` in the invocation
+    ``token``: what every progress write names, so each write is conditional on that invocation
+    still holding that step."""
 
     job_id: str
     segment: int | None
     number: int
     owner: str
+    token: str
 
 
-def decide(checkpoint: Checkpoint | None, step: int, message_id: str) -> Action:
-    """Pure: what message ``message_id`` carrying ``step`` should do, given the progress item."""
+def decide(checkpoint: Checkpoint | None, step: int, message_id: str, now: float) -> Action:
+    """Pure: what message ``message_id`` carrying ``step`` should do at ``now`` (epoch seconds),
+    given the progress item.
+
+    The caller is a new invocation, so an item owned by ``message_id`` is held by another
+    invocation of the same message: while its lease is live that one may still be running
+    (:attr:`Action.SKIP_LEASED`); after it, it cannot be, and the step is taken over. An item
+    owned without a lease (written before leases) is taken over as a crash's redelivery.
+    """
     if checkpoint is None:
         return Action.CLAIM
     if checkpoint.complete:
@@ -87,8 +127,11 @@ def decide(checkpoint: Checkpoint | None, step: int, message_id: str) -> Action:
         ):
             return Action.REENQUEUE
         return Action.SKIP_STALE
-    if checkpoint.step == step and checkpoint.owner not in (None, message_id):
-        return Action.SKIP_CLAIMED
+    if checkpoint.step == step and checkpoint.owner is not None:
+        if checkpoint.owner != message_id:
+            return Action.SKIP_CLAIMED
+        if checkpoint.lease_until is not None and checkpoint.lease_until > now:
+            return Action.SKIP_LEASED
     return Action.CLAIM  # same step, free or ours; or a message ahead of a lost item
 
 
@@ -102,6 +145,7 @@ class JobOutcome(enum.Enum):
     SKIPPED_COMPLETE = Action.SKIP_COMPLETE.value
     SKIPPED_STALE = Action.SKIP_STALE.value
     SKIPPED_CLAIMED = Action.SKIP_CLAIMED.value
+    SKIPPED_LEASED = Action.SKIP_LEASED.value
     REENQUEUED = Action.REENQUEUE.value
 
 
@@ -109,6 +153,7 @@ _SKIPPED = {
     Action.SKIP_COMPLETE: JobOutcome.SKIPPED_COMPLETE,
     Action.SKIP_STALE: JobOutcome.SKIPPED_STALE,
     Action.SKIP_CLAIMED: JobOutcome.SKIPPED_CLAIMED,
+    Action.SKIP_LEASED: JobOutcome.SKIPPED_LEASED,
 }
 
 
@@ -122,7 +167,7 @@ class JobResult:
 
 
 class _LostClaimError(Exception):
-    """Raised by the checkpoint callback when the progress item no longer names this message;
+    """Raised by the checkpoint callback when the progress item no longer names this invocation;
     the engine re-raises it unwrapped and the runner reports :attr:`JobOutcome.LOST_CLAIM`."""
 
 
@@ -137,12 +182,14 @@ class JobRunner:
         *,
         segments: int = 4,
         checkpoint_every: int = 1000,
+        lease_margin_s: float = 5.0,
     ) -> None:
         self._fanout = fanout
         self._queue = queue
         self._checkpoints = checkpoints
         self._segments = segments
         self._checkpoint_every = checkpoint_every
+        self._lease_margin_s = lease_margin_s
 
     async def split(self, job: BroadcastJob, total: int) -> Sequence[BroadcastJob]:
         """Enqueue one job per parallel-scan segment; returns them."""
@@ -153,8 +200,21 @@ class JobRunner:
         await self._queue.enqueue_many(shards)
         return shards
 
-    async def run(self, job: BroadcastJob, *, message_id: str, deadline: float) -> JobResult:
+    async def run(
+        self,
+        job: BroadcastJob,
+        *,
+        message_id: str,
+        deadline: float,
+        lease_s: float | None = None,
+    ) -> JobResult:
         """Handle one job message before ``deadline`` (a :func:`time.monotonic` value).
+
+        A claimed step is leased to this call for ``lease_s`` seconds from now: as long as the
+        process may still write (the Lambda handler passes the invocation's remaining time),
+        so a live worker always holds a live lease. Without it, the lease runs to ``deadline``
+        plus ``lease_margin_s`` (the time the sends in flight and the hand-over may take).
+        :data:`CLOCK_SKEW_S` is added either way.
 
         Another copy running the step, a stale copy, a finished segment and a claim lost
         mid-run are outcomes, not errors (see :class:`JobOutcome`): SQS may deliver any message
@@ -173,7 +233,8 @@ class JobRunner:
             job = job.model_copy(update={"segment": 0, "total_segments": 1})
         step = job.cursor.step if job.cursor else 0
         seen = await self._checkpoints.load(job.job_id, job.segment)
-        action = decide(seen, step, message_id)
+        now = wall_clock()
+        action = decide(seen, step, message_id, now)
         if action is Action.REENQUEUE:
             assert seen is not None  # noqa: S101  (decide() only says so with an item)
             await self._queue.enqueue(job.model_copy(update={"cursor": seen.cursor}))
@@ -181,9 +242,17 @@ class JobRunner:
         if action is not Action.CLAIM:
             return JobResult(_SKIPPED[action])
         start = seen.cursor if seen and seen.step == step and seen.cursor else job.cursor
-        mine = Step(job.job_id, job.segment, step, message_id)
-        if not await self._checkpoints.claim(mine, seen=seen, cursor=start):
-            return JobResult(JobOutcome.SKIPPED_CLAIMED)
+        mine = Step(job.job_id, job.segment, step, message_id, uuid.uuid4().hex)
+        if lease_s is None:
+            lease_s = max(0.0, deadline - time.monotonic()) + self._lease_margin_s
+        lease_until = now + lease_s + CLOCK_SKEW_S
+        if not await self._checkpoints.claim(
+            mine, seen=seen, cursor=start, lease_until=lease_until, now=now
+        ):
+            # Another message or invocation wrote first: say which, as if it had been read.
+            seen = await self._checkpoints.load(job.job_id, job.segment)
+            lost = decide(seen, step, message_id, now)
+            return JobResult(_SKIPPED.get(lost, JobOutcome.SKIPPED_CLAIMED))
 
         async def checkpoint(cursor: Cursor, _: FanoutReport) -> None:
             if not await self._checkpoints.save(mine, cursor.model_copy(update={"step": step})):

@@ -33,9 +33,11 @@ class OutOfTimeError(RuntimeError):
     """Raised for a record reached too late in the invocation to start; SQS redelivers it."""
 
 
-async def _run(rt: Runtime, job: BroadcastJob, message_id: str, deadline: float) -> JobResult:
+async def _run(
+    rt: Runtime, job: BroadcastJob, message_id: str, deadline: float, lease_s: float
+) -> JobResult:
     runner = await (await rt.clients()).job_runner()
-    return await runner.run(job, message_id=message_id, deadline=deadline)
+    return await runner.run(job, message_id=message_id, deadline=deadline, lease_s=lease_s)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -59,13 +61,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             metrics.add_metric(name="InvalidJobs", unit=MetricUnit.Count, value=1)
             raise
         bind_log_keys(message_id=record.messageId, job_id=job.job_id, segment=job.segment)
-        seconds_left = context.get_remaining_time_in_millis() / 1000 - margin
+        # The step's lease lasts as long as Lambda may run this invocation, no longer: a copy of
+        # the message redelivered after that finds the step free to take over.
+        lease_s = context.get_remaining_time_in_millis() / 1000
+        seconds_left = lease_s - margin
         if seconds_left <= 0:
             logger.warning("no time left in this invocation; SQS will redeliver the job")
             raise OutOfTimeError("no time left to start this job")
         started = time.monotonic()
         try:
-            result = rt.run(_run(rt, job, record.messageId, started + seconds_left))
+            result = rt.run(_run(rt, job, record.messageId, started + seconds_left, lease_s))
         except Exception:
             logger.exception("the job failed; SQS will redeliver it")
             raise

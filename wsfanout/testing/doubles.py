@@ -253,8 +253,9 @@ class MemoryJobSink:
 
 class MemoryProgressStore:
     """A :class:`~wsfanout.core.interfaces.ProgressStore` in a dict, with the same conditions as
-    the DynamoDB one: a claim succeeds only on exactly the state it saw, and a save or a step's
-    end only while the owner still holds the step."""
+    the DynamoDB one: a claim succeeds only on exactly the state it saw (and, on the step it
+    holds, only after the lease lapsed), and a save or a step's end only while the claiming
+    invocation's token still holds the step."""
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, int | None], Checkpoint] = {}
@@ -263,53 +264,76 @@ class MemoryProgressStore:
         """The segment's item, or ``None``."""
         return self.items.get((job_id, segment))
 
-    async def claim(self, step: Step, *, seen: Checkpoint | None, cursor: Cursor | None) -> bool:
-        """Make ``step.owner`` the runner of ``step`` if the item is still as ``seen``."""
+    async def claim(
+        self,
+        step: Step,
+        *,
+        seen: Checkpoint | None,
+        cursor: Cursor | None,
+        lease_until: float,
+        now: float,
+    ) -> bool:
+        """Lease ``step`` to ``step.token`` if the item is still as ``seen`` (and, on the step
+        ``seen`` holds, its lease lapsed by ``now``)."""
         key = step.job_id, step.segment
-        now = self.items.get(key)
+        current = self.items.get(key)
         if seen is None:
-            if now is not None:
+            if current is not None:
                 return False
-            now = Checkpoint(step=step.number, owner=step.owner, cursor=cursor)
-        elif now is None or now.complete or (now.step, now.owner) != (seen.step, seen.owner):
+            current = Checkpoint(step=step.number, owner=step.owner, cursor=cursor)
+        elif current is None or current.complete or _holder(current) != _holder(seen):
+            return False
+        leased = current.lease_until is not None and current.lease_until > now
+        if leased and seen is not None and seen.owner is not None and seen.step == step.number:
             return False
         self.items[key] = replace(
-            now, step=step.number, owner=step.owner, cursor=cursor or now.cursor
+            current,
+            step=step.number,
+            owner=step.owner,
+            cursor=cursor or current.cursor,
+            token=step.token,
+            lease_until=lease_until,
         )
         return True
 
     def _owned(self, step: Step) -> Checkpoint | None:
-        now = self.items.get((step.job_id, step.segment))
-        return (
-            now if now is not None and (now.step, now.owner) == (step.number, step.owner) else None
-        )
+        current = self.items.get((step.job_id, step.segment))
+        held = (step.number, step.owner, step.token)
+        return current if current is not None and _holder(current) == held else None
 
     async def save(self, step: Step, cursor: Cursor) -> bool:
-        """Record a watermark while ``step.owner`` holds the step."""
-        now = self._owned(step)
-        if now is None:
+        """Record a watermark while ``step.token`` holds the step."""
+        current = self._owned(step)
+        if current is None:
             return False
-        self.items[step.job_id, step.segment] = replace(now, cursor=cursor)
+        self.items[step.job_id, step.segment] = replace(current, cursor=cursor)
         return True
 
     async def finish(
         self, step: Step, report: models.FanoutReport, next_cursor: Cursor | None
     ) -> bool:
-        """Add the report's counts; advance to ``next_cursor`` or mark the segment complete."""
-        now = self._owned(step)
-        if now is None:
+        """Add the report's counts; advance to ``next_cursor`` or mark the segment complete;
+        release the lease."""
+        current = self._owned(step)
+        if current is None:
             return False
-        delivered = now.delivered + report.delivered
-        gone, failed = now.gone + report.gone, now.failed + report.failed
+        delivered = current.delivered + report.delivered
+        gone, failed = current.gone + report.gone, current.failed + report.failed
+        released = replace(current, owner=None, token=None, lease_until=None)
         if next_cursor is None:
-            done = replace(now, owner=None, complete=True)
+            done = replace(released, complete=True)
         else:
             number, owner = step.number + 1, step.owner
-            done = replace(now, step=number, owner=None, cursor=next_cursor, advanced_by=owner)
+            done = replace(released, step=number, cursor=next_cursor, advanced_by=owner)
         self.items[step.job_id, step.segment] = replace(
             done, delivered=delivered, gone=gone, failed=failed
         )
         return True
+
+
+def _holder(checkpoint: Checkpoint) -> tuple[int, str | None, str | None]:
+    """Which step, message and invocation a progress item names."""
+    return checkpoint.step, checkpoint.owner, checkpoint.token
 
 
 # -- events ----------------------------------------------------------------------------------------

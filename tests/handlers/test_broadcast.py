@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import aioboto3
+import anyio
 import pytest
 
 from tests.handlers.conftest import Stack, body_record, sqs_event, visibility_timeout_lapses
@@ -13,6 +15,7 @@ from wsfanout.aws.lean import LeanGateway
 from wsfanout.bench.seeding import connection_ids
 from wsfanout.handlers import broadcast
 from wsfanout.handlers.runtime import reset_runtime
+from wsfanout.local import containers
 from wsfanout.local.management import Faults
 from wsfanout.testing import LambdaContext
 
@@ -256,3 +259,63 @@ def test_every_record_logs_its_own_message_and_job(stack: Stack, json_logs) -> N
         ("m2", "job-m2"),
         ("m3", "job-m3"),
     ]
+
+
+def test_two_copies_of_one_message_at_once_send_once(stack: Stack, monkeypatch, json_logs) -> None:
+    """SQS hands a message whose visibility timeout lapsed to a second worker while the first
+    still runs it: two invocations (two warm containers, two threads) with one message id. The
+    copy must find the step leased and send nothing; the first must not be stopped by it."""
+    monkeypatch.setenv("BROADCAST_SEGMENTS", "1")
+    monkeypatch.setenv("REGISTRY_PAGE_SIZE", "100")
+    reset_runtime()
+    stack.fake.faults = Faults(latency_s=0.003)
+    ids = connection_ids(1200, "t")
+    stack.seed(ids)
+    stack.enqueue(job(jobId="j-twice", target={"all": True}))
+    [message] = stack.receive()
+    # The first pauses its sends after a few pages until the copy has finished: so the copy
+    # runs while the first holds the step, whatever the threads' timing.
+    first_sent, copy_done = threading.Event(), threading.Event()
+    original = LeanGateway.post
+    first_posts = 0
+
+    async def post(self, connection_id, data, endpoint=None):
+        nonlocal first_posts
+        if threading.current_thread().name == "first":
+            first_posts += 1
+            if first_posts >= 300:
+                first_sent.set()
+                await anyio.to_thread.run_sync(copy_done.wait, 30)
+        return await original(self, connection_id, data, endpoint)
+
+    monkeypatch.setattr(LeanGateway, "post", post)
+    responses: dict[str, Any] = {}
+
+    def invoke(name: str) -> None:
+        try:
+            responses[name] = broadcast.handler(sqs_event([message]), LambdaContext())
+        except BaseException as exc:  # reported by the assertions below
+            responses[name] = exc
+        finally:
+            copy_done.set()  # also when the first fails first: nobody waits forever
+
+    with containers.hosting():
+        first = threading.Thread(target=invoke, args=("first",), name="first")
+        copy = threading.Thread(target=invoke, args=("copy",), name="copy")
+        first.start()
+        assert first_sent.wait(30), "the first never reached its third page"
+        copy.start()
+        for thread in (first, copy):
+            thread.join(timeout=60)
+            assert not thread.is_alive(), f"{thread.name} did not end"
+    assert responses == {"first": {"batchItemFailures": []}, "copy": {"batchItemFailures": []}}
+    counts = stack.fake.counts()
+    duplicates = sum(n - 1 for n in counts.values())
+    assert duplicates == 0, f"{duplicates} of {len(ids)} connections got the broadcast twice"
+    assert counts == dict.fromkeys(ids, 1)
+    done = [entry for entry in json_logs() if entry["message"] == "job step done"]
+    assert {entry["message_id"] for entry in done} == {message["MessageId"]}
+    assert sorted(entry["action"] for entry in done) == ["completed", "skipped-leased"]
+    progress = stack.progress()["SEG#0"]
+    assert progress["status"]["S"] == "complete"
+    assert int(progress["delivered"]["N"]) == len(ids)

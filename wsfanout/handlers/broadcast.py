@@ -22,11 +22,16 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import ValidationError
 
-from ..core.jobs import JobResult
+from ..core.jobs import JobOutcome, JobResult
 from ..core.models import BroadcastJob
 from .runtime import Runtime, bind_log_keys, logger, metrics, runtime
 
 __all__ = ["handler"]
+
+
+class LeasedElsewhereError(RuntimeError):
+    """Raised for a copy of a message whose step another invocation holds the lease of; the
+    record fails, so SQS keeps the message until that invocation finished or died."""
 
 
 class OutOfTimeError(RuntimeError):
@@ -91,7 +96,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             metrics.add_metric(
                 name="Duration", unit=MetricUnit.Milliseconds, value=report.elapsed_s * 1000
             )
-        return result.action.value
+        if result.action is JobOutcome.SKIPPED_LEASED:
+            # Not acknowledged: if the invocation holding the lease dies, this copy is what
+            # SQS redelivers; it then finds the lease lapsed and takes the step over (or the
+            # step done, and is acknowledged).
+            raise LeasedElsewhereError("another invocation holds this step; SQS redelivers it")
+        action: str = result.action.value
+        return action
 
     # A processor per invocation: it holds the batch's results, and the local poller runs
     # invocations on several threads at once.

@@ -438,6 +438,30 @@ async def test_two_segments_reach_everyone_once(dynamodb, table_name, endpoint) 
     assert fake.counts() == dict.fromkeys(ids, 1)
 
 
+async def test_an_interrupted_segment_resumes_within_its_segment(
+    dynamodb, table_name, endpoint
+) -> None:
+    """The token carries the segment: the resumed run finishes segment 0 alone, and segment 1
+    then reaches exactly the others."""
+    fake, url = endpoint
+    fake.faults = SLOW
+    ids = await seed(dynamodb, table_name, MANY)
+    where = ("--table", table_name, "--endpoint", url, *SLOW_SENDERS, "--json")
+    zero = ("broadcast", "--data", "m", "--segment", "0", "--total-segments", "2", *where)
+    first = json_report(await run_cli_interrupted(fake, signal.SIGINT, *zero))
+    rest = await run_cli("broadcast", "--data", "m", "--resume", first["resume_token"], *where)
+    assert rest.returncode == 0, rest
+    segment_zero = first["delivered"] + json_report(rest)["delivered"]
+    assert 0 < segment_zero < MANY, "the resume stayed within segment 0"
+    assert max(fake.counts().values()) == 1
+    one = await run_cli(
+        "broadcast", "--data", "m", "--segment", "1", "--total-segments", "2", *where
+    )
+    assert one.returncode == 0, one
+    assert segment_zero + json_report(one)["delivered"] == MANY
+    assert fake.counts() == dict.fromkeys(ids, 1)
+
+
 # -- configuration ---------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from wsfanout.aws.lean import LeanGateway
 from wsfanout.aws.registry import Registry
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
 from wsfanout.core import models
-from wsfanout.core.fanout import Fanout, InterruptedRunError, RunHooks
+from wsfanout.core.fanout import Fanout, MidRunRegistryError, RunHooks
 from wsfanout.core.interfaces import Gateway, Recipient
 from wsfanout.core.models import AllTarget, ConnectionsTarget, Cursor, RoomTarget
 from wsfanout.core.outcomes import Outcome
@@ -585,7 +585,7 @@ async def test_a_registry_failure_mid_run_sends_what_was_fetched_and_carries_the
     ids = [f"g{i:03d}" for i in range(100)]
     scripted = ScriptedGateway()
     fanout = Fanout(FailingAfter(ids, page_size=10, pages_ok=3), scripted, concurrency=4)
-    with anyio.fail_after(10), pytest.raises(InterruptedRunError, match="Scan failed") as caught:
+    with anyio.fail_after(10), pytest.raises(MidRunRegistryError, match="Scan failed") as caught:
         await fanout.run(AllTarget(all=True), b"x")
     assert isinstance(caught.value, RegistryError), "callers catching RegistryError still do"
     assert isinstance(caught.value.__cause__, RegistryError)

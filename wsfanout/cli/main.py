@@ -27,7 +27,7 @@ from rich.table import Table
 
 from ..aws.clients import Clients
 from ..bench.commands import add_bench_commands
-from ..core.fanout import InterruptedRunError, RunHooks
+from ..core.fanout import MidRunRegistryError, RunHooks
 from ..core.models import (
     MAX_PAYLOAD_BYTES,
     AllTarget,
@@ -323,7 +323,7 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
     ) as progress:
         task = progress.add_task("broadcast", total=None)
 
-        async def go(stop: anyio.Event) -> tuple[FanoutReport, InterruptedRunError | None]:
+        async def go(stop: anyio.Event) -> tuple[FanoutReport, MidRunRegistryError | None]:
             async with Clients(settings) as clients:
                 fanout = await clients.fanout()
                 try:
@@ -337,7 +337,7 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
                         stop=stop,
                         hooks=RunHooks(progress=lambda n: progress.advance(task, n)),
                     )
-                except InterruptedRunError as exc:  # the registry failed: report what finished
+                except MidRunRegistryError as exc:  # the registry failed: report what finished
                     return exc.report, exc
                 return report, None
 

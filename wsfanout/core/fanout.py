@@ -15,7 +15,7 @@ after the longest prefix of the stream whose sends all finished, plus the ids pa
 finished too (``skip``). A later run from there reaches exactly the connections not yet
 attempted. A ``stop`` event set while running stops the run the same way ("a deadline now"), and
 a registry page that cannot be read mid-run lets what was already fetched finish, then raises
-:class:`InterruptedRunError` carrying the report and that watermark. The same watermark,
+:class:`MidRunRegistryError` carrying the report and that watermark. The same watermark,
 reported while running, is the checkpoint from which a crashed worker's successor resumes.
 """
 
@@ -39,14 +39,14 @@ from .models import MAX_PAYLOAD_BYTES, MAX_SKIP, Cursor, FanoutReport, Target
 from .outcomes import Outcome
 from .pacing import RetryPolicy, Throttle
 
-__all__ = ["Fanout", "InterruptedRunError", "RunHooks"]
+__all__ = ["Fanout", "MidRunRegistryError", "RunHooks"]
 
 _Item = tuple[int, Recipient, Recipient | None]  # (sequence, recipient, the one before it)
 _DONE_PRUNE_AT = 4096
 _LINGER_STEP_S = 0.01
 
 
-class InterruptedRunError(RegistryError):
+class MidRunRegistryError(RegistryError):
     """The registry failed mid-run: what had been fetched was sent, then the run stopped.
 
     ``report`` is what the run did up to there; its ``resume`` is the watermark cursor from which
@@ -59,7 +59,7 @@ class InterruptedRunError(RegistryError):
         super().__init__(message)
         self.report = report
 
-    def __reduce__(self) -> tuple[type[InterruptedRunError], tuple[str, FanoutReport]]:
+    def __reduce__(self) -> tuple[type[MidRunRegistryError], tuple[str, FanoutReport]]:
         return type(self), (str(self), self.report)
 
 
@@ -136,7 +136,7 @@ class _Run:
     next_checkpoint: int = 0
     # what the checkpoint hook raised: re-raised by ``Fanout.run`` as it is
     checkpoint_error: Exception | None = None
-    # the registry failure that ended the stream early: raised as ``InterruptedRunError``
+    # the registry failure that ended the stream early: raised as ``MidRunRegistryError``
     source_error: RegistryError | None = None
     senders_done: anyio.Event = field(default_factory=anyio.Event)
 
@@ -339,7 +339,7 @@ class Fanout:
         :raises ForbiddenError: when the management API answers 403; every sender stops at once.
         :raises InvalidInputError: when the source refuses the target (segments of a non-"all"
             target, say).
-        :raises InterruptedRunError: (a :class:`~wsfanout.exceptions.RegistryError`) when a
+        :raises MidRunRegistryError: (a :class:`~wsfanout.exceptions.RegistryError`) when a
             page of the source cannot be read: the recipients already fetched are sent first,
             and the error carries the report and its ``resume`` watermark (cleanup failures are
             only counted, in ``cleanup_failed``).
@@ -399,7 +399,7 @@ class Fanout:
         )
         report = run.report(complete=complete, resume=None if complete else run.watermark())
         if run.source_error is not None:
-            raise InterruptedRunError(str(run.source_error), report) from run.source_error
+            raise MidRunRegistryError(str(run.source_error), report) from run.source_error
         return report
 
     async def _send_all(

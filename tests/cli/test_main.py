@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 REPORT_KEYS = {"delivered", "gone", "failed", "retries", "throttled", "elapsed_s"}
 # Nothing listens on the discard port: a test that reaches the network with it would fail loudly.
 NOWHERE = "http://127.0.0.1:9/test"
+NOWHERE_ARGS = ["--table", "t", "--endpoint", NOWHERE]
 
 
 def cli_env(**changes: str | None) -> dict[str, str]:
@@ -238,16 +240,18 @@ async def test_failed_sends_exit_1(dynamodb, table_name, endpoint) -> None:
 
 
 @asynccontextmanager
-async def refuse_batch_writes(moto_url: str) -> AsyncIterator[tuple[list[str], str]]:
-    """moto behind a proxy that refuses every BatchWriteItem as AccessDenied (a role without
-    ``dynamodb:BatchWriteItem``); every other call passes through. Yields the targets seen
-    (``DynamoDB_20120810.Scan`` ...) and the proxy's URL."""
+async def refusing_proxy(
+    moto_url: str, refuse: Callable[[str], bool]
+) -> AsyncIterator[tuple[list[str], str]]:
+    """moto behind a proxy that answers AccessDenied to every call whose target
+    (``DynamoDB_20120810.Scan`` ...) ``refuse`` says so of, as a role without that permission
+    would; every other call passes through. Yields the targets seen and the proxy's URL."""
     seen: list[str] = []
 
     async def forward(request: web.Request) -> web.Response:
         target = request.headers.get("X-Amz-Target", "")
         seen.append(target)
-        if target.endswith(".BatchWriteItem"):
+        if refuse(target):
             refusal = {"__type": "AccessDeniedException", "message": "not allowed"}
             return web.json_response(refusal, status=400)
         headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
@@ -263,6 +267,11 @@ async def refuse_batch_writes(moto_url: str) -> AsyncIterator[tuple[list[str], s
     app.router.add_post("/", forward)
     async with serve_app(app) as url:
         yield seen, url
+
+
+def refuse_batch_writes(moto_url: str) -> AbstractAsyncContextManager[tuple[list[str], str]]:
+    """Every BatchWriteItem refused (a role without ``dynamodb:BatchWriteItem``)."""
+    return refusing_proxy(moto_url, lambda target: target.endswith(".BatchWriteItem"))
 
 
 async def test_gone_connections_left_in_the_registry_exit_1(
@@ -286,6 +295,171 @@ async def test_gone_connections_left_in_the_registry_exit_1(
     assert "DynamoDB_20120810.BatchWriteItem" in seen, "the clean-up went through the proxy"
     assert fake.counts() == dict.fromkeys(set(ids) - gone, 1)
     assert await registered_ids(registry) == set(ids), "the gone connections are still there"
+
+
+# -- interrupted, resumed, segmented ------------------------------------------------------------
+
+MANY = 3000
+# Endpoint latency and few senders make the run last seconds, so a signal lands mid-run.
+SLOW = Faults(latency_s=0.005)
+SLOW_SENDERS = ("--concurrency", "8")
+
+
+async def run_cli_interrupted(
+    fake: ManagementEndpoint, signum: signal.Signals, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script and send it ``signum`` once, as soon as deliveries have started
+    (the endpoint's counters are polled, with a bound); then wait for it to end by itself."""
+    with anyio.fail_after(TIMEOUT_S):
+        async with await anyio.open_process([WSFANOUT, *args], env=cli_env()) as process:
+            while fake.stats()["delivered"] < 50:
+                assert process.returncode is None, "it ended before it could be interrupted"
+                await anyio.sleep(0.01)  # polling the endpoint's counters, not synchronising
+            process.send_signal(signum)
+            assert process.stdout is not None
+            assert process.stderr is not None
+            stdout = b"".join([chunk async for chunk in process.stdout])
+            stderr = b"".join([chunk async for chunk in process.stderr])
+            returncode = await process.wait()
+    return _text(subprocess.CompletedProcess(args, returncode, stdout, stderr))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_an_interrupted_broadcast_reports_and_resumes_exactly_once(
+    dynamodb, table_name, endpoint, signum
+) -> None:
+    fake, url = endpoint
+    fake.faults = SLOW
+    ids = await seed(dynamodb, table_name, MANY)
+    where = ("--table", table_name, "--endpoint", url, *SLOW_SENDERS)
+    first = await run_cli_interrupted(fake, signum, "broadcast", "--data", "m", *where, "--json")
+    assert first.returncode == 1, first
+    assert first.stderr.splitlines() == ["wsfanout: interrupted"]
+    partial = json_report(first)
+    assert partial["complete"] is False
+    assert 50 <= partial["delivered"] < MANY, "stopped mid-run"
+    assert partial["delivered"] == sum(fake.counts().values()), "the report counts what was sent"
+    assert max(fake.counts().values()) == 1
+    token = partial["resume_token"]
+    assert isinstance(token, str)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", token), "URL-safe base64"
+
+    rest = await run_cli("broadcast", "--data", "m", "--resume", token, *where, "--json")
+    assert rest.returncode == 0, rest
+    second = json_report(rest)
+    assert second["complete"] is True
+    assert second["resume_token"] is None
+    assert partial["delivered"] + second["delivered"] == MANY
+    assert fake.counts() == dict.fromkeys(ids, 1), "none twice, none missed"
+
+
+async def test_an_interrupted_human_report_prints_the_table_and_the_resume_command(
+    dynamodb, table_name, endpoint
+) -> None:
+    fake, url = endpoint
+    fake.faults = SLOW
+    ids = await seed(dynamodb, table_name, MANY)
+    where = ("--table", table_name, "--endpoint", url, *SLOW_SENDERS)
+    first = await run_cli_interrupted(fake, signal.SIGINT, "broadcast", "--data", "m", *where)
+    assert first.returncode == 1, first
+    delivered = sum(fake.counts().values())
+    assert re.search(rf"\bdelivered\W+{delivered}\b", first.stdout), first.stdout
+    found = re.search(r"wsfanout broadcast --resume ([A-Za-z0-9_-]+)", first.stdout)
+    assert found, first.stdout
+    rest = await run_cli("broadcast", "--data", "m", "--resume", found[1], *where, "--json")
+    assert rest.returncode == 0, rest
+    assert fake.counts() == dict.fromkeys(ids, 1)
+
+
+async def test_a_registry_failure_mid_run_reports_a_resume_token(
+    moto_url, dynamodb, table_name, endpoint
+) -> None:
+    """DynamoDB goes away after the first Scan page: what was read is sent, the report carries
+    the watermark, and a resume once DynamoDB is back reaches the rest exactly once."""
+    fake, url = endpoint
+    ids = await seed(dynamodb, table_name, 60)
+    async with refuse_scans_after(moto_url, pages_ok=1) as (seen, proxy_url):
+        env = cli_env(AWS_ENDPOINT_URL_DYNAMODB=proxy_url, REGISTRY_PAGE_SIZE="20")
+        args = ("--table", table_name, "--endpoint", url, "--json")
+        first = await run_cli("broadcast", "--data", "m", *args, env=env)
+    assert "DynamoDB_20120810.Scan" in seen, "the registry was read through the proxy"
+    assert first.returncode == 1, first
+    assert first.stderr.startswith("wsfanout: interrupted: "), first.stderr
+    assert len(first.stderr.splitlines()) == 1, first.stderr
+    partial = json_report(first)
+    assert 0 < partial["delivered"] < 60
+    assert partial["delivered"] == sum(fake.counts().values())
+    rest = await run_cli("broadcast", "--data", "m", "--resume", partial["resume_token"], *args)
+    assert rest.returncode == 0, rest
+    assert partial["delivered"] + json_report(rest)["delivered"] == 60
+    assert fake.counts() == dict.fromkeys(ids, 1)
+
+
+def refuse_scans_after(
+    moto_url: str, *, pages_ok: int
+) -> AbstractAsyncContextManager[tuple[list[str], str]]:
+    """Every Scan after the first ``pages_ok`` refused: a registry unreadable mid-run."""
+    scans = 0
+
+    def refuse(target: str) -> bool:
+        nonlocal scans
+        scans += target.endswith(".Scan")
+        return target.endswith(".Scan") and scans > pages_ok
+
+    return refusing_proxy(moto_url, refuse)
+
+
+async def test_a_resume_with_another_message_exits_2(dynamodb, table_name, endpoint) -> None:
+    fake, url = endpoint
+    fake.faults = SLOW
+    await seed(dynamodb, table_name, MANY)
+    where = ("--table", table_name, "--endpoint", url, *SLOW_SENDERS)
+    first = await run_cli_interrupted(fake, signal.SIGTERM, "broadcast", "--data", "m", *where)
+    found = re.search(r"--resume ([A-Za-z0-9_-]+)", first.stdout)
+    assert found, first
+    sent = fake.stats()["posts"]
+    result = await run_cli("broadcast", "--data", "other", "--resume", found[1], *where)
+    assert_usage_error(result, "--resume", "message")
+    assert fake.stats()["posts"] == sent, "nothing sent"
+
+
+async def test_two_segments_reach_everyone_once(dynamodb, table_name, endpoint) -> None:
+    fake, url = endpoint
+    ids = await seed(dynamodb, table_name, 200)
+    delivered = []
+    where = ("--table", table_name, "--endpoint", url, "--json")
+    for segment in ("0", "1"):
+        segments = ("--segment", segment, "--total-segments", "2")
+        result = await run_cli("broadcast", "--data", "m", *segments, *where)
+        assert result.returncode == 0, result
+        delivered.append(json_report(result)["delivered"])
+    assert all(0 < n < 200 for n in delivered), "each segment is a part"
+    assert sum(delivered) == 200
+    assert fake.counts() == dict.fromkeys(ids, 1)
+
+
+async def test_an_interrupted_segment_resumes_within_its_segment(
+    dynamodb, table_name, endpoint
+) -> None:
+    """The token carries the segment: the resumed run finishes segment 0 alone, and segment 1
+    then reaches exactly the others."""
+    fake, url = endpoint
+    fake.faults = SLOW
+    ids = await seed(dynamodb, table_name, MANY)
+    where = ("--table", table_name, "--endpoint", url, *SLOW_SENDERS, "--json")
+    zero = ("broadcast", "--data", "m", "--segment", "0", "--total-segments", "2", *where)
+    first = json_report(await run_cli_interrupted(fake, signal.SIGINT, *zero))
+    rest = await run_cli("broadcast", "--data", "m", "--resume", first["resume_token"], *where)
+    assert rest.returncode == 0, rest
+    segment_zero = first["delivered"] + json_report(rest)["delivered"]
+    assert 0 < segment_zero < MANY, "the resume stayed within segment 0"
+    assert max(fake.counts().values()) == 1
+    one = await run_cli(
+        "broadcast", "--data", "m", "--segment", "1", "--total-segments", "2", *where
+    )
+    assert one.returncode == 0, one
+    assert segment_zero + json_report(one)["delivered"] == MANY
+    assert fake.counts() == dict.fromkeys(ids, 1)
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -371,6 +545,25 @@ async def test_environment_configuration_and_human_report(dynamodb, table_name, 
 )
 def test_bad_arguments_exit_2(args: list[str], needles: list[str]) -> None:
     assert_usage_error(run_cli_sync("broadcast", *args), *needles)
+
+
+@pytest.mark.parametrize(
+    ("options", "needles"),
+    [
+        ("--segment 2 --total-segments 2", ["--segment 2", "--total-segments 2"]),
+        ("--segment -1 --total-segments 2", ["--segment -1"]),
+        ("--segment 0 --total-segments 1000001", ["--total-segments 1000001"]),
+        ("--segment 0", ["--segment", "--total-segments"]),
+        ("--total-segments 2", ["--segment", "--total-segments"]),
+        ("--room r --segment 0 --total-segments 2", ["--segment", "every connection"]),
+        ("--resume bm90IGEgdG9rZW4", ["--resume", "not a resume token"]),
+        ("--resume e30 --room r", ["--resume", "--room"]),
+        ("--resume e30 --total-segments 2", ["--resume", "--total-segments"]),
+    ],
+)
+def test_bad_segment_and_resume_options_exit_2(options: str, needles: list[str]) -> None:
+    result = run_cli_sync("broadcast", "--data", "x", *options.split(), *NOWHERE_ARGS)
+    assert_usage_error(result, *needles)
 
 
 def test_bad_environment_value_exits_2() -> None:

@@ -18,12 +18,12 @@ from wsfanout.aws.lean import LeanGateway
 from wsfanout.aws.registry import Registry
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
 from wsfanout.core import models
-from wsfanout.core.fanout import Fanout, RunHooks
+from wsfanout.core.fanout import Fanout, MidRunRegistryError, RunHooks
 from wsfanout.core.interfaces import Gateway, Recipient
 from wsfanout.core.models import AllTarget, ConnectionsTarget, Cursor, RoomTarget
 from wsfanout.core.outcomes import Outcome
 from wsfanout.core.pacing import RetryPolicy
-from wsfanout.exceptions import ForbiddenError, PayloadTooLargeError
+from wsfanout.exceptions import ForbiddenError, PayloadTooLargeError, RegistryError
 from wsfanout.local.management import Faults
 from wsfanout.testing import MemorySource, ScriptedGateway, set_testing
 
@@ -491,3 +491,111 @@ async def test_checkpoints_carry_a_moving_watermark_and_progress_counts_attempts
         ids.index(cursor.after["PK"].removeprefix("CONN#")) for cursor, _ in marks if cursor.after
     ]
     assert positions == sorted(positions), "the watermark only moves forward"
+
+
+# --- stopping early: the ``stop`` event and a registry failure mid-run -------------------------
+
+
+def delivered_once(scripted: ScriptedGateway, ids: Sequence[str]) -> bool:
+    """Every id was posted to exactly once, over all the runs that used ``scripted``."""
+    return scripted.counts() == dict.fromkeys(ids, 1)
+
+
+async def test_a_set_stop_event_returns_the_watermark_and_the_resume_reaches_the_rest() -> None:
+    ids = [f"s{i:03d}" for i in range(300)]
+    stop = anyio.Event()
+
+    def answer(connection_id: str, data: bytes) -> Outcome:
+        if len(scripted.posts) >= 40:
+            stop.set()
+        return Outcome.DELIVERED
+
+    scripted = ScriptedGateway(answer)
+    fanout = Fanout(MemorySource(ids, page_size=25), scripted, concurrency=8)
+    with anyio.fail_after(10):
+        first = await fanout.run(AllTarget(all=True), b"x", stop=stop)
+    assert not first.complete
+    assert first.resume is not None
+    assert 40 <= first.delivered < 100, "the senders stopped taking soon after the stop"
+    assert first.delivered == len(scripted.posts), "every send in flight finished"
+    with anyio.fail_after(10):
+        rest = await fanout.run(AllTarget(all=True), b"x", cursor=first.resume)
+    assert rest.complete
+    assert first.delivered + rest.delivered == len(ids)
+    assert delivered_once(scripted, ids), "none twice, none missed"
+
+
+async def test_a_stop_cuts_retries_and_the_abandoned_recipient_is_resumed() -> None:
+    ids = [f"r{i}" for i in range(8)]
+    stop = anyio.Event()
+
+    def answer(connection_id: str, data: bytes) -> Outcome:
+        if connection_id == "r2" and not stop.is_set():
+            stop.set()
+            return Outcome.SERVER_ERROR  # retryable: the stop must keep it from being retried
+        return Outcome.DELIVERED
+
+    scripted = ScriptedGateway(answer)
+    fanout = Fanout(MemorySource(ids, page_size=4), scripted, concurrency=1, retry=FAST_RETRY)
+    with anyio.fail_after(10):
+        first = await fanout.run(AllTarget(all=True), b"x", stop=stop)
+    assert (first.delivered, first.failed, first.retries) == (2, 0, 0)
+    assert first.resume == Cursor(after=key("r1")), "the cursor stays before the abandoned one"
+    with anyio.fail_after(10):
+        rest = await fanout.run(AllTarget(all=True), b"x", cursor=first.resume)
+    assert rest.complete
+    assert rest.delivered == 6
+    assert scripted.counts()["r2"] == 2, "one abandoned attempt, one in the resumed run"
+
+
+async def test_a_stop_set_before_the_run_attempts_nothing() -> None:
+    ids = [f"e{i}" for i in range(5)]
+    stop = anyio.Event()
+    stop.set()
+    scripted = ScriptedGateway()
+    fanout = Fanout(MemorySource(ids, page_size=2), scripted, concurrency=2)
+    start = Cursor(after=key("e1"))
+    with anyio.fail_after(10):
+        report = await fanout.run(AllTarget(all=True), b"x", cursor=start, stop=stop)
+    assert not report.complete
+    assert (report.attempted, len(scripted.posts)) == (0, 0)
+    assert report.resume == start, "resumed from where it was asked to start"
+
+
+class FailingAfter(MemorySource):
+    """A source whose page reads fail (as DynamoDB throttling past its retries would) once
+    ``pages_ok`` pages of a run have been yielded."""
+
+    def __init__(self, ids: Sequence[str], *, page_size: int, pages_ok: int) -> None:
+        super().__init__(ids, page_size=page_size)
+        self.pages_ok = pages_ok
+
+    async def pages(self, target: models.Target, **kwargs: Any) -> AsyncIterator[Sequence[Any]]:
+        served = 0
+        async for page in super().pages(target, **kwargs):
+            if served == self.pages_ok:
+                raise RegistryError("DynamoDB Scan failed: ProvisionedThroughputExceeded")
+            served += 1
+            yield page
+
+
+async def test_a_registry_failure_mid_run_sends_what_was_fetched_and_carries_the_watermark() -> (
+    None
+):
+    ids = [f"g{i:03d}" for i in range(100)]
+    scripted = ScriptedGateway()
+    fanout = Fanout(FailingAfter(ids, page_size=10, pages_ok=3), scripted, concurrency=4)
+    with anyio.fail_after(10), pytest.raises(MidRunRegistryError, match="Scan failed") as caught:
+        await fanout.run(AllTarget(all=True), b"x")
+    assert isinstance(caught.value, RegistryError), "callers catching RegistryError still do"
+    assert isinstance(caught.value.__cause__, RegistryError)
+    partial = caught.value.report
+    assert not partial.complete
+    assert partial.delivered == 30, "the three pages fetched were all sent"
+    assert partial.resume == Cursor(after=key("g029"))
+    healed = Fanout(MemorySource(ids, page_size=10), scripted, concurrency=4)
+    with anyio.fail_after(10):
+        rest = await healed.run(AllTarget(all=True), b"x", cursor=partial.resume)
+    assert rest.complete
+    assert rest.delivered == 70
+    assert delivered_once(scripted, ids), "none twice, none missed"

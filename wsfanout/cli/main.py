@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from botocore.exceptions import NoCredentialsError, NoRegionError
@@ -25,11 +27,12 @@ from rich.table import Table
 
 from ..aws.clients import Clients
 from ..bench.commands import add_bench_commands
-from ..core.fanout import RunHooks
+from ..core.fanout import MidRunRegistryError, RunHooks
 from ..core.models import (
     MAX_PAYLOAD_BYTES,
     AllTarget,
     ConnectionsTarget,
+    Cursor,
     FanoutReport,
     RoomTarget,
     Target,
@@ -45,6 +48,7 @@ from ..settings import Settings
 from .arguments import OneLineParser, port, positive_int
 from .new import add_new_command
 from .package import add_package_command
+from .resume import MAX_TOTAL_SEGMENTS, ResumeToken, payload_sha256
 
 __all__ = ["main"]
 
@@ -90,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="management endpoint https://{domain}/{stage} (default: $APIGW_MANAGEMENT_ENDPOINT)",
     )
     send.add_argument("--concurrency", type=positive_int, help="senders in the pool")
+    send.add_argument(
+        "--segment",
+        type=int,
+        metavar="K",
+        help="scan only parallel-scan segment K of an 'all' broadcast (needs --total-segments)",
+    )
+    send.add_argument(
+        "--total-segments",
+        type=positive_int,
+        metavar="N",
+        help="how many segments the 'all' broadcast is split into (one run per segment)",
+    )
+    send.add_argument(
+        "--resume",
+        metavar="TOKEN",
+        help="continue the interrupted broadcast this token (from its report) names; give the "
+        "same message again, and no target or segment options",
+    )
     send.add_argument("--json", action="store_true", help="print the report as one JSON object")
     send.set_defaults(run=_cmd_broadcast)
 
@@ -203,6 +225,79 @@ def _payload(args: argparse.Namespace) -> bytes:
     return data
 
 
+def _plan(args: argparse.Namespace, payload: bytes) -> ResumeToken:
+    """What this run is to do, as a token at its start: the target, the segment, the cursor
+    (``--resume``'s, else the start of the stream).
+
+    :raises InvalidInputError: a bad segment pair, segments of a non-"all" target, ``--resume``
+        with target or segment options, a bad token or another message than the token's.
+    """
+    token: ResumeToken | None = None
+    if args.resume is not None:
+        given = (args.room, args.users, args.connections, args.segment, args.total_segments)
+        if any(option is not None for option in given):
+            raise InvalidInputError(
+                "--resume carries the target and segment: drop --room, --user, --connection, "
+                "--segment and --total-segments"
+            )
+        token = ResumeToken.decode(args.resume)
+        token.check_payload(payload)
+        target, segment, total = token.target, token.segment, token.total_segments
+    else:
+        target, segment, total = _target(args), args.segment, args.total_segments
+    if (segment is None) != (total is None):
+        raise InvalidInputError("--segment and --total-segments go together")
+    if segment is not None and total is not None:
+        if not isinstance(target, AllTarget):
+            raise InvalidInputError(
+                "--segment applies only to a broadcast to every connection (no --room, --user "
+                "or --connection)"
+            )
+        if not 0 <= segment < total <= MAX_TOTAL_SEGMENTS:
+            raise InvalidInputError(
+                f"--segment {segment} --total-segments {total}: need 0 <= K < N <= "
+                f"{MAX_TOTAL_SEGMENTS}"
+            )
+    if token is not None:
+        return token
+    return ResumeToken(
+        target=target,
+        sha256=payload_sha256(payload),
+        cursor=Cursor(),
+        segment=segment,
+        total_segments=total,
+    )
+
+
+async def _stop_on_signals(stop: anyio.Event) -> None:
+    """Turn SIGINT and SIGTERM into the engine's stop (a deadline "now"): the sends in flight
+    finish and the run returns its report and watermark, which a cancellation would lose."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            stop.set()
+
+
+_T = TypeVar("_T")
+
+
+async def _stoppable(run: Callable[[anyio.Event], Awaitable[_T]]) -> tuple[_T, bool]:
+    """Await ``run(stop)`` with SIGINT and SIGTERM setting ``stop``; return its result and
+    whether a signal came. What ``run`` raises passes through as it is (not in a group)."""
+    stop = anyio.Event()
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_stop_on_signals, stop)
+        try:
+            result = await run(stop)
+        except Exception as exc:  # re-raised below, outside the task group that would wrap it
+            failure = exc
+        finally:
+            tasks.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result, stop.is_set()
+
+
 def _cmd_broadcast(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.table:
@@ -213,9 +308,10 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
         overrides["fanout_concurrency"] = args.concurrency
     settings = Settings(**overrides)
     settings.require_table()
-    if not args.connections:
+    payload = _payload(args)
+    plan = _plan(args, payload)
+    if not isinstance(plan.target, ConnectionsTarget):
         settings.require_endpoint()
-    target, payload = _target(args), _payload(args)
     err = Console(stderr=True)
     with Progress(
         SpinnerColumn(),
@@ -227,23 +323,44 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
     ) as progress:
         task = progress.add_task("broadcast", total=None)
 
-        async def go() -> FanoutReport:
+        async def go(stop: anyio.Event) -> tuple[FanoutReport, MidRunRegistryError | None]:
             async with Clients(settings) as clients:
                 fanout = await clients.fanout()
-                return await fanout.run(
-                    target,
-                    payload,
-                    exclude=args.exclude,
-                    hooks=RunHooks(progress=lambda n: progress.advance(task, n)),
-                )
+                try:
+                    report = await fanout.run(
+                        plan.target,
+                        payload,
+                        exclude=args.exclude,
+                        segment=plan.segment,
+                        total_segments=plan.total_segments,
+                        cursor=plan.cursor if args.resume is not None else None,
+                        stop=stop,
+                        hooks=RunHooks(progress=lambda n: progress.advance(task, n)),
+                    )
+                except MidRunRegistryError as exc:  # the registry failed: report what finished
+                    return exc.report, exc
+                return report, None
 
-        report = anyio.run(go)
+        (report, registry_error), signalled = anyio.run(_stoppable, go)
+    token = None
+    if report.resume is not None:
+        token = plan.model_copy(update={"cursor": report.resume}).encode()
     if args.json:
-        sys.stdout.write(report.model_dump_json() + "\n")
+        sys.stdout.write(
+            json.dumps({**report.model_dump(mode="json"), "resume_token": token}) + "\n"
+        )
     else:
         Console().print(report_table(report))
-    # a gone connection left registered is met again by every broadcast: a failure too
-    return EXIT_FAILED if report.failed or report.cleanup_failed else EXIT_OK
+        if token is not None:
+            sys.stdout.write(f"resume with: wsfanout broadcast --resume {token} (same message)\n")
+    if registry_error is not None:
+        sys.stderr.write(f"wsfanout: interrupted: {registry_error}\n")
+    elif signalled:
+        sys.stderr.write("wsfanout: interrupted\n")
+    # a gone connection left registered is met again by every broadcast: a failure too; so is
+    # an interrupted run, even if it had nothing left
+    failed = report.failed or report.cleanup_failed or token is not None or signalled
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def report_table(report: FanoutReport, title: str = "broadcast") -> Table:

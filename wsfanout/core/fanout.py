@@ -13,8 +13,10 @@ recipients taken always form a prefix of the stream. At a deadline senders stop 
 attempts in flight finish (no new retries start), and the run returns a *watermark* cursor:
 after the longest prefix of the stream whose sends all finished, plus the ids past it that
 finished too (``skip``). A later run from there reaches exactly the connections not yet
-attempted. The same watermark, reported while running, is the checkpoint from which a crashed
-worker's successor resumes.
+attempted. A ``stop`` event set while running stops the run the same way ("a deadline now"), and
+a registry page that cannot be read mid-run lets what was already fetched finish, then raises
+:class:`MidRunRegistryError` carrying the report and that watermark. The same watermark,
+reported while running, is the checkpoint from which a crashed worker's successor resumes.
 """
 
 from __future__ import annotations
@@ -31,17 +33,34 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..exceptions import ForbiddenError, PayloadTooLargeError, WsFanoutError
+from ..exceptions import ForbiddenError, PayloadTooLargeError, RegistryError, WsFanoutError
 from .interfaces import Gateway, Recipient, RecipientSource
 from .models import MAX_PAYLOAD_BYTES, MAX_SKIP, Cursor, FanoutReport, Target
 from .outcomes import Outcome
 from .pacing import RetryPolicy, Throttle
 
-__all__ = ["Fanout", "RunHooks"]
+__all__ = ["Fanout", "MidRunRegistryError", "RunHooks"]
 
 _Item = tuple[int, Recipient, Recipient | None]  # (sequence, recipient, the one before it)
 _DONE_PRUNE_AT = 4096
 _LINGER_STEP_S = 0.01
+
+
+class MidRunRegistryError(RegistryError):
+    """The registry failed mid-run: what had been fetched was sent, then the run stopped.
+
+    ``report`` is what the run did up to there; its ``resume`` is the watermark cursor from which
+    a later run reaches exactly the connections not yet attempted (none twice, none missed).
+    The message is the registry error's; that error is the ``__cause__``. A subclass of
+    :class:`~wsfanout.exceptions.RegistryError`, so callers that catch that still do.
+    """
+
+    def __init__(self, message: str, report: FanoutReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[type[MidRunRegistryError], tuple[str, FanoutReport]]:
+        return type(self), (str(self), self.report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +102,7 @@ class _Plan:
     rng: random.Random
     pace: Throttle
     deadline: float | None
+    stop: anyio.Event | None  # set: as if the deadline were now
     progress: Callable[[int], None] | None
     checkpoint_every: int  # 0: no checkpoints
 
@@ -116,6 +136,8 @@ class _Run:
     next_checkpoint: int = 0
     # what the checkpoint hook raised: re-raised by ``Fanout.run`` as it is
     checkpoint_error: Exception | None = None
+    # the registry failure that ended the stream early: raised as ``MidRunRegistryError``
+    source_error: RegistryError | None = None
     senders_done: anyio.Event = field(default_factory=anyio.Event)
 
     def take(self, item: _Item) -> None:
@@ -189,6 +211,7 @@ class _Feed:
         "_lock",
         "_page",
         "_previous",
+        "_scopes",
         "_seq",
         "closed",
         "exhausted",
@@ -205,6 +228,7 @@ class _Feed:
         self._seq = 0
         self._previous: Recipient | None = None
         self._lock = anyio.Lock()
+        self._scopes: set[anyio.CancelScope] = set()  # the waits in take(), for stop()
         self.exhausted = False
         self.closed = False
 
@@ -225,19 +249,33 @@ class _Feed:
         (the stream ended, or the deadline passed while waiting).
         """
         with anyio.CancelScope(deadline=self._deadline) as scope:
-            async with self._lock:
-                while not self.closed:
-                    item = self.take_nowait()
-                    if item is not None or self.exhausted:
-                        return item
-                    try:
-                        page = await self.pages.receive()
-                    except anyio.EndOfStream:
-                        page, self.exhausted = (), True
-                    self._page, self._index = page, 0
+            self._scopes.add(scope)
+            try:
+                async with self._lock:
+                    while not self.closed:
+                        item = self.take_nowait()
+                        if item is not None or self.exhausted:
+                            return item
+                        try:
+                            page = await self.pages.receive()
+                        except anyio.EndOfStream:
+                            page, self.exhausted = (), True
+                        self._page, self._index = page, 0
+            finally:
+                self._scopes.discard(scope)
         if scope.cancelled_caught:
             self.closed = True
         return None
+
+    def stop(self) -> None:
+        """Close the feed now, as a deadline passing would (nothing more is handed out), unless
+        the stream has already ended: then there is nothing left to stop, and the run is
+        complete once its sends finish."""
+        if self.exhausted:
+            return
+        self.closed = True
+        for scope in self._scopes:
+            scope.cancel()
 
 
 class Fanout:
@@ -283,6 +321,7 @@ class Fanout:
         total_segments: int | None = None,
         cursor: Cursor | None = None,
         deadline: float | None = None,
+        stop: anyio.Event | None = None,
         hooks: RunHooks = _NO_HOOKS,
     ) -> FanoutReport:
         """Fan ``payload`` out to ``target`` and report what happened.
@@ -290,16 +329,20 @@ class Fanout:
         ``deadline`` is a :func:`time.monotonic` value (converted once, here, to the event loop's
         clock, which is the only one the engine reads): from then on no new recipient is taken,
         sends in flight finish without new retries, and the report's ``resume`` cursor continues
-        exactly after what finished. ``hooks`` carries the progress and checkpoint callbacks
-        (see :class:`RunHooks` for their contract).
+        exactly after what finished. Setting ``stop`` (an event of the caller's, say on SIGINT)
+        stops the run the same way at that moment, so an interrupted run still returns its report
+        and watermark instead of being cancelled mid-flight and losing them. ``hooks`` carries
+        the progress and checkpoint callbacks (see :class:`RunHooks` for their contract).
 
         :raises PayloadTooLargeError: before anything is sent, when ``payload`` is over 128 KiB,
             or when the management API answers 413.
         :raises ForbiddenError: when the management API answers 403; every sender stops at once.
         :raises InvalidInputError: when the source refuses the target (segments of a non-"all"
             target, say).
-        :raises RegistryError: when the source cannot be read (cleanup failures are only
-            counted, in ``cleanup_failed``).
+        :raises MidRunRegistryError: (a :class:`~wsfanout.exceptions.RegistryError`) when a
+            page of the source cannot be read: the recipients already fetched are sent first,
+            and the error carries the report and its ``resume`` watermark (cleanup failures are
+            only counted, in ``cleanup_failed``).
         :raises Exception: whatever ``hooks.checkpoint`` raised, unwrapped.
         """
         if len(payload) > MAX_PAYLOAD_BYTES:
@@ -316,6 +359,7 @@ class Fanout:
             rng=self.rng,
             pace=Throttle(self.concurrency, floor=max(1, self.concurrency // 16)),
             deadline=loop_deadline,
+            stop=stop,
             progress=hooks.progress,
             checkpoint_every=every,
         )
@@ -330,7 +374,14 @@ class Fanout:
         try:
             async with anyio.create_task_group() as tasks:
                 send_all = functools.partial(
-                    self._send_all, plan, run, feed, pages=pages, outbox=pages_in, gone=gone_in
+                    self._send_all,
+                    plan,
+                    run,
+                    feed,
+                    pages=pages,
+                    outbox=pages_in,
+                    gone=gone_in,
+                    stop=stop,
                 )
                 tasks.start_soon(send_all, ticks_in)
                 async with gone_out:
@@ -343,8 +394,13 @@ class Fanout:
         except BaseExceptionGroup as group:
             raise (run.checkpoint_error or _single_error(group)) from None
 
-        complete = feed.exhausted and not feed.closed and not run.in_flight
-        return run.report(complete=complete, resume=None if complete else run.watermark())
+        complete = (
+            feed.exhausted and not feed.closed and not run.in_flight and run.source_error is None
+        )
+        report = run.report(complete=complete, resume=None if complete else run.watermark())
+        if run.source_error is not None:
+            raise MidRunRegistryError(str(run.source_error), report) from run.source_error
+        return report
 
     async def _send_all(
         self,
@@ -356,15 +412,18 @@ class Fanout:
         pages: AsyncIterator[Sequence[Recipient]],
         outbox: MemoryObjectSendStream[Sequence[Recipient]],
         gone: MemoryObjectSendStream[Recipient],
+        stop: anyio.Event | None,
     ) -> None:
         """Run the sender pool over the feed while the next registry page is fetched.
 
         The fetch runs one page ahead, so the senders do not idle through a Scan or Query round
         trip at every page boundary; it is stopped once every sender has stopped (the stream
-        ended or the deadline passed).
+        ended, the deadline passed or ``stop`` was set), and so is the watch on ``stop``.
         """
         async with anyio.create_task_group() as fetching:
-            fetching.start_soon(_prefetch, pages, outbox)
+            fetching.start_soon(_prefetch, pages, outbox, run)
+            if stop is not None:
+                fetching.start_soon(_stop_when, stop, feed)
             try:
                 async with feed.pages, gone, ticks, anyio.create_task_group() as senders:
                     for _ in range(self.concurrency):
@@ -431,12 +490,15 @@ async def _send_loop(
     gone: MemoryObjectSendStream[Recipient],
     ticks: MemoryObjectSendStream[None],
 ) -> None:
-    """One sender: take recipients until the feed ends or the deadline passes (checked before
-    taking)."""
-    deadline, excluded, progress = plan.deadline, plan.excluded, plan.progress
+    """One sender: take recipients until the feed ends, the deadline passes or the run is
+    stopped (both checked before taking)."""
+    deadline, excluded, progress, stop = plan.deadline, plan.excluded, plan.progress, plan.stop
     clock = anyio.current_time
     async with gone, ticks:
         while deadline is None or clock() < deadline:
+            if stop is not None and stop.is_set():
+                feed.stop()  # at once, not when _stop_when next runs: nothing more is taken
+                return
             item = feed.take_nowait() or await feed.take()
             if item is None:
                 return
@@ -465,8 +527,8 @@ async def _send_loop(
 async def _deliver(plan: _Plan, run: _Run, recipient: Recipient) -> Outcome | None:
     """Send to one recipient with bounded retries; return its final outcome.
 
-    ``None`` means abandoned: the deadline passed while it waited for a retry. It counts as not
-    attempted, so the run's resume cursor stays before it.
+    ``None`` means abandoned: the deadline passed (or the run was stopped) before a retry. It
+    counts as not attempted, so the run's resume cursor stays before it.
     """
     pace, payload, retry, post = plan.pace, plan.payload, plan.retry, plan.gateway.post
     attempts = throttled_attempts = 0
@@ -501,21 +563,36 @@ async def _deliver(plan: _Plan, run: _Run, recipient: Recipient) -> Outcome | No
         if exhausted:
             run.fail(outcome.value)
             return outcome
-        if plan.deadline is not None and anyio.current_time() >= plan.deadline:
+        stopped = plan.stop is not None and plan.stop.is_set()
+        if stopped or (plan.deadline is not None and anyio.current_time() >= plan.deadline):
             return None
         run.retries += 1
         await anyio.sleep(retry.delay(attempts + throttled_attempts, plan.rng))
 
 
 async def _prefetch(
-    pages: AsyncIterator[Sequence[Recipient]], outbox: MemoryObjectSendStream[Sequence[Recipient]]
+    pages: AsyncIterator[Sequence[Recipient]],
+    outbox: MemoryObjectSendStream[Sequence[Recipient]],
+    run: _Run,
 ) -> None:
+    """Fetch pages one ahead of the senders. A registry failure ends the stream as if it were
+    the last page (the senders finish what was fetched) and is recorded for ``Fanout.run`` to
+    raise with the report: cancelling the senders mid-flight would lose the watermark."""
     async with outbox, _closing(pages) as stream:
         try:
             async for page in stream:
                 await outbox.send(page)
         except anyio.BrokenResourceError:
             return
+        except RegistryError as exc:
+            run.source_error = exc
+
+
+async def _stop_when(stop: anyio.Event, feed: _Feed) -> None:
+    """Close the feed once ``stop`` is set, for the senders waiting on a page (those taking
+    check the event themselves), as a deadline passing at that moment would."""
+    await stop.wait()
+    feed.stop()
 
 
 def _closing(pages: AsyncIterator[Sequence[Recipient]]) -> Any:

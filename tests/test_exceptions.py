@@ -9,6 +9,7 @@ import re
 import pytest
 
 from wsfanout import exceptions
+from wsfanout.core.models import FanoutReport
 
 
 def _drawn_tree() -> dict[type[Exception], type[Exception]]:
@@ -153,6 +154,11 @@ def test_endpoint_is_keyword_only() -> None:
             exceptions.ConnectionNotFoundError("abc="),
             {"connection_id": "abc="},
             id="ConnectionNotFoundError",
+        ),
+        pytest.param(
+            exceptions.MidRunRegistryError("Scan failed", FanoutReport(delivered=3)),
+            {"report": FanoutReport(delivered=3)},
+            id="MidRunRegistryError",
         ),
         pytest.param(
             exceptions.ConnectionRefused(401, "who are you?"),

@@ -11,7 +11,8 @@ layer that detects it::
     │   └── FrameError                a client frame breaks the protocol; carries the error code
     ├── RegistryError                 a DynamoDB call on the connection registry failed
     │   ├── ConnectionExistsError     a conditional put met an existing connection id
-    │   └── ConnectionNotFoundError   an operation needs a connection the registry lacks
+    │   ├── ConnectionNotFoundError   an operation needs a connection the registry lacks
+    │   └── MidRunRegistryError       it failed mid-broadcast: carries the report and its resume
     ├── DeliveryError                 the management API refused a job as a whole
     │   └── ForbiddenError            403: wrong endpoint or credentials; the job is aborted
     └── QueueError                    SQS would not take a broadcast job
@@ -22,6 +23,11 @@ in its report, because one bad connection must never stop a broadcast.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .core.models import FanoutReport
+
 __all__ = [
     "ConfigurationError",
     "ConnectionExistsError",
@@ -31,6 +37,7 @@ __all__ = [
     "ForbiddenError",
     "FrameError",
     "InvalidInputError",
+    "MidRunRegistryError",
     "PayloadTooLargeError",
     "QueueError",
     "RegistryError",
@@ -113,6 +120,23 @@ class ConnectionNotFoundError(RegistryError):
 
     def __reduce__(self) -> tuple[type[ConnectionNotFoundError], tuple[str]]:
         return type(self), (self.connection_id,)
+
+
+class MidRunRegistryError(RegistryError):
+    """The registry failed mid-run: what had been fetched was sent, then the run stopped.
+
+    ``report`` is what the run did up to there; its ``resume`` is the watermark cursor from which
+    a later run reaches exactly the connections not yet attempted (none twice, none missed).
+    The message is the registry error's; that error is the ``__cause__``. A subclass of
+    :class:`~wsfanout.exceptions.RegistryError`, so callers that catch that still do.
+    """
+
+    def __init__(self, message: str, report: FanoutReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[type[MidRunRegistryError], tuple[str, FanoutReport]]:
+        return type(self), (str(self), self.report)
 
 
 class DeliveryError(WsFanoutError):

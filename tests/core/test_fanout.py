@@ -18,12 +18,17 @@ from wsfanout.aws.lean import LeanGateway
 from wsfanout.aws.registry import Registry
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
 from wsfanout.core import models
-from wsfanout.core.fanout import Fanout, MidRunRegistryError, RunHooks
+from wsfanout.core.fanout import Fanout, RunHooks
 from wsfanout.core.interfaces import Gateway, Recipient
 from wsfanout.core.models import AllTarget, ConnectionsTarget, Cursor, RoomTarget
 from wsfanout.core.outcomes import Outcome
 from wsfanout.core.pacing import RetryPolicy
-from wsfanout.exceptions import ForbiddenError, PayloadTooLargeError, RegistryError
+from wsfanout.exceptions import (
+    ForbiddenError,
+    MidRunRegistryError,
+    PayloadTooLargeError,
+    RegistryError,
+)
 from wsfanout.local.management import Faults
 from wsfanout.testing import MemorySource, ScriptedGateway, set_testing
 

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from ..aws.clients import Clients
 from ..bench.commands import add_bench_commands
-from ..core.fanout import MidRunRegistryError, RunHooks
+from ..core.fanout import RunHooks
 from ..core.models import (
     MAX_PAYLOAD_BYTES,
     AllTarget,
@@ -42,6 +42,7 @@ from ..exceptions import (
     ConfigurationError,
     DeliveryError,
     InvalidInputError,
+    MidRunRegistryError,
     RegistryError,
 )
 from ..settings import Settings

@@ -33,34 +33,23 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..exceptions import ForbiddenError, PayloadTooLargeError, RegistryError, WsFanoutError
+from ..exceptions import (
+    ForbiddenError,
+    MidRunRegistryError,
+    PayloadTooLargeError,
+    RegistryError,
+    WsFanoutError,
+)
 from .interfaces import Gateway, Recipient, RecipientSource
 from .models import MAX_PAYLOAD_BYTES, MAX_SKIP, Cursor, FanoutReport, Target
 from .outcomes import Outcome
 from .pacing import RetryPolicy, Throttle
 
-__all__ = ["Fanout", "MidRunRegistryError", "RunHooks"]
+__all__ = ["Fanout", "RunHooks"]
 
 _Item = tuple[int, Recipient, Recipient | None]  # (sequence, recipient, the one before it)
 _DONE_PRUNE_AT = 4096
 _LINGER_STEP_S = 0.01
-
-
-class MidRunRegistryError(RegistryError):
-    """The registry failed mid-run: what had been fetched was sent, then the run stopped.
-
-    ``report`` is what the run did up to there; its ``resume`` is the watermark cursor from which
-    a later run reaches exactly the connections not yet attempted (none twice, none missed).
-    The message is the registry error's; that error is the ``__cause__``. A subclass of
-    :class:`~wsfanout.exceptions.RegistryError`, so callers that catch that still do.
-    """
-
-    def __init__(self, message: str, report: FanoutReport) -> None:
-        super().__init__(message)
-        self.report = report
-
-    def __reduce__(self) -> tuple[type[MidRunRegistryError], tuple[str, FanoutReport]]:
-        return type(self), (str(self), self.report)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 It reads arguments, builds :class:`~wsfanout.settings.Settings` (arguments override the
 environment), runs one core coroutine and prints the result. Exit status: 0 when nothing failed,
-1 when some sends failed or gone connections could not be removed, 2 for bad input or
-configuration, always with a one-line reason.
+1 when some sends failed, gone connections could not be removed, or a broadcast was interrupted
+(it then prints its partial report and a resume token), 2 for bad input or configuration,
+always with a one-line reason.
 """
 
 from __future__ import annotations

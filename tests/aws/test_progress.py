@@ -11,7 +11,7 @@ import pytest
 
 from wsfanout.aws import table as t
 from wsfanout.aws.progress import Checkpoints
-from wsfanout.core.jobs import Action, Checkpoint, Step, decide
+from wsfanout.core.jobs import Action, Checkpoint, Claim, Step, decide
 from wsfanout.core.models import Cursor, FanoutReport
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ async def claim(
     now: float = NOW,
     lease_until: float = LEASE,
 ) -> bool:
-    return await checkpoints.claim(mine, seen=seen, cursor=cursor, lease_until=lease_until, now=now)
+    return await checkpoints.claim(Claim(mine, seen, cursor, lease_until, now))
 
 
 def held(number: int, owner: str, **fields: Any) -> Checkpoint:
@@ -114,13 +114,19 @@ async def test_claim_with_stale_seen_fails(
     assert await checkpoints.load(job_id, 0) == held(0, "m1")
 
 
+async def claimed_by_m1(checkpoints: Checkpoints, job_id: str, cursor: Cursor) -> Checkpoint:
+    """Step 0 of segment 0 claimed by message m1 from ``cursor``: the item as it is then."""
+    assert await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=cursor)
+    seen = await checkpoints.load(job_id, 0)
+    assert seen == held(0, "m1", cursor=cursor)
+    return seen
+
+
 async def test_a_copy_of_the_owner_cannot_claim_while_the_lease_is_live(
     checkpoints: Checkpoints, job_id: str
 ) -> None:
     first = Cursor(after={"PK": "CONN#a=", "SK": "CONN"})
-    assert await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=first)
-    seen = await checkpoints.load(job_id, 0)
-    assert seen == held(0, "m1", cursor=first)
+    seen = await claimed_by_m1(checkpoints, job_id, first)
     copy = step(job_id, 0, 0, "m1", "t-copy")
     for now in (NOW, LEASE - 0.01):
         assert not await claim(checkpoints, copy, seen=seen, cursor=first, now=now)
@@ -132,10 +138,7 @@ async def test_a_copy_of_the_owner_cannot_claim_while_the_lease_is_live(
 async def test_redelivered_owner_takes_over_after_the_lease(
     checkpoints: Checkpoints, job_id: str
 ) -> None:
-    first = Cursor(after={"PK": "CONN#a=", "SK": "CONN"})
-    assert await claim(checkpoints, step(job_id, 0, 0, "m1"), seen=None, cursor=first)
-    seen = await checkpoints.load(job_id, 0)
-    assert seen is not None
+    seen = await claimed_by_m1(checkpoints, job_id, Cursor(after={"PK": "CONN#a=", "SK": "CONN"}))
     assert decide(seen, 0, "m1", LEASE) is Action.CLAIM
     copy = step(job_id, 0, 0, "m1", "t-copy")
     later = LEASE + 30

@@ -12,8 +12,10 @@ import pytest
 from wsfanout.core.fanout import RunHooks
 from wsfanout.core.jobs import (
     CLOCK_SKEW_S,
+    LEASE_MARGIN_S,
     Action,
     Checkpoint,
+    Claim,
     JobOutcome,
     JobResult,
     JobRunner,
@@ -403,7 +405,7 @@ class HeldFanout(FakeFanout):
 def held_runner() -> tuple[JobRunner, HeldFanout, MemoryProgressStore]:
     store = MemoryProgressStore()
     fanout = HeldFanout(store)
-    runner = JobRunner(fanout, MemoryJobSink(), store, lease_margin_s=5)  # type: ignore[arg-type]
+    runner = JobRunner(fanout, MemoryJobSink(), store)  # type: ignore[arg-type]
     return runner, fanout, store
 
 
@@ -424,7 +426,7 @@ async def test_the_lease_covers_the_workers_deadline(lease_s: float | None) -> N
             await fanout.entered.wait()
             fanout.release.set()
     [running] = fanout.running
-    expected = (60 + 5 if lease_s is None else lease_s) + CLOCK_SKEW_S
+    expected = (60 + LEASE_MARGIN_S if lease_s is None else lease_s) + CLOCK_SKEW_S
     assert running.owner == "m1"
     assert running.token
     assert running.lease_until is not None
@@ -453,14 +455,14 @@ async def test_two_invocations_of_one_message_at_once_run_the_step_once() -> Non
 
 async def test_a_lost_race_to_a_copy_of_the_same_message_is_skipped_leased() -> None:
     run, fanout, _, store = runner()
-    claim = store.claim
+    original = store.claim
 
-    async def copy_first(mine: Step, **kwargs: Any) -> bool:
-        other = replace(mine, token="t-copy")
-        assert await claim(other, **kwargs)  # the copy read the same item and wrote first
-        return await claim(mine, **kwargs)
+    async def copy_first(claim: Claim) -> bool:
+        other = replace(claim, step=replace(claim.step, token="t-copy"))
+        assert await original(other)  # the copy read the same item and wrote first
+        return await original(claim)
 
-    store.claim = copy_first  # type: ignore[method-assign,assignment]
+    store.claim = copy_first  # type: ignore[method-assign]
     assert await go(run, shard(), "m1") == JobResult(JobOutcome.SKIPPED_LEASED)
     assert fanout.calls == []
     assert store.items["job-1", 0].token == "t-copy"

@@ -123,16 +123,24 @@ def count_posts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return posts
 
 
-def test_crash_and_redelivery_resends_at_most_a_page(stack: Stack, monkeypatch) -> None:
+def one_all_job(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, job_id: str, ids: list[str], latency_s: float
+) -> dict[str, Any]:
+    """One unsharded "all" job over ``ids`` (pages of 100), received once: its SQS message."""
     monkeypatch.setenv("BROADCAST_SEGMENTS", "1")
     monkeypatch.setenv("REGISTRY_PAGE_SIZE", "100")
-    monkeypatch.setenv("FANOUT_CONCURRENCY", "8")
     reset_runtime()
-    stack.fake.faults = Faults(latency_s=0.002)
-    ids = connection_ids(1500, "k")
+    stack.fake.faults = Faults(latency_s=latency_s)
     stack.seed(ids)
-    stack.enqueue(job(jobId="j-crash", target={"all": True}))
+    stack.enqueue(job(jobId=job_id, target={"all": True}))
     [message] = stack.receive()
+    return message
+
+
+def test_crash_and_redelivery_resends_at_most_a_page(stack: Stack, monkeypatch) -> None:
+    monkeypatch.setenv("FANOUT_CONCURRENCY", "8")
+    ids = connection_ids(1500, "k")
+    message = one_all_job(stack, monkeypatch, "j-crash", ids, latency_s=0.002)
     with monkeypatch.context() as patch:
         crash_after(patch, 730)
         with pytest.raises(BaseExceptionGroup) as crashed:
@@ -265,14 +273,8 @@ def test_two_copies_of_one_message_at_once_send_once(stack: Stack, monkeypatch, 
     """SQS hands a message whose visibility timeout lapsed to a second worker while the first
     still runs it: two invocations (two warm containers, two threads) with one message id. The
     copy must find the step leased and send nothing; the first must not be stopped by it."""
-    monkeypatch.setenv("BROADCAST_SEGMENTS", "1")
-    monkeypatch.setenv("REGISTRY_PAGE_SIZE", "100")
-    reset_runtime()
-    stack.fake.faults = Faults(latency_s=0.003)
     ids = connection_ids(1200, "t")
-    stack.seed(ids)
-    stack.enqueue(job(jobId="j-twice", target={"all": True}))
-    [message] = stack.receive()
+    message = one_all_job(stack, monkeypatch, "j-twice", ids, latency_s=0.003)
     # The first pauses its sends after a few pages until the copy has finished: so the copy
     # runs while the first holds the step, whatever the threads' timing.
     first_sent, copy_done = threading.Event(), threading.Event()

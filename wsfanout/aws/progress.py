@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..core.jobs import Checkpoint, Step
+from ..core.jobs import Checkpoint, Claim, Step
 from ..core.models import Cursor, FanoutReport
 from ..exceptions import RegistryError
 from . import table as t
@@ -103,16 +103,8 @@ class Checkpoints:
     def _ttl(self) -> dict[str, str]:
         return {"N": str(int(time.time()) + self.ttl_seconds)}
 
-    async def claim(
-        self,
-        step: Step,
-        *,
-        seen: Checkpoint | None,
-        cursor: Cursor | None,
-        lease_until: float,
-        now: float,
-    ) -> bool:
-        """Lease ``step`` to ``step.token`` until ``lease_until``, if the item is still exactly as
+    async def claim(self, claim: Claim) -> bool:
+        """Lease ``claim.step`` to its token until ``lease_until``, if the item is still exactly as
         ``seen`` (owner and token) and, when ``seen`` holds this very step, its lease lapsed by
         ``now`` (both epoch seconds: DynamoDB has no clock of its own to compare with).
 
@@ -120,6 +112,8 @@ class Checkpoints:
             which is ``False``).
         :raises ConfigurationError: the table does not exist.
         """
+        step, seen, cursor = claim.step, claim.seen, claim.cursor
+        lease_until, now = claim.lease_until, claim.now
         names = {
             "#step": "step",
             "#owner": "owner",

@@ -28,17 +28,9 @@ from rich.table import Table
 
 from ..aws.clients import Clients
 from ..bench.commands import add_bench_commands
+from ..core import models
 from ..core.fanout import RunHooks
-from ..core.models import (
-    MAX_PAYLOAD_BYTES,
-    AllTarget,
-    ConnectionsTarget,
-    Cursor,
-    FanoutReport,
-    RoomTarget,
-    Target,
-    UsersTarget,
-)
+from ..core.models import MAX_PAYLOAD_BYTES, Cursor, FanoutReport
 from ..exceptions import (
     ConfigurationError,
     DeliveryError,
@@ -193,14 +185,14 @@ def _fail(reason: str) -> int:
 # -- broadcast ------------------------------------------------------------------------------------
 
 
-def _target(args: argparse.Namespace) -> Target:
+def _target(args: argparse.Namespace) -> models.Target:
     if args.room:
-        return RoomTarget(room=args.room)
+        return models.RoomTarget(room=args.room)
     if args.users:
-        return UsersTarget(user_ids=args.users)
+        return models.UsersTarget(user_ids=args.users)
     if args.connections:
-        return ConnectionsTarget(connection_ids=args.connections)
-    return AllTarget(all=True)
+        return models.ConnectionsTarget(connection_ids=args.connections)
+    return models.AllTarget(all=True)
 
 
 def _payload(args: argparse.Namespace) -> bytes:
@@ -250,7 +242,7 @@ def _plan(args: argparse.Namespace, payload: bytes) -> ResumeToken:
     if (segment is None) != (total is None):
         raise InvalidInputError("--segment and --total-segments go together")
     if segment is not None and total is not None:
-        if not isinstance(target, AllTarget):
+        if not isinstance(target, models.AllTarget):
             raise InvalidInputError(
                 "--segment applies only to a broadcast to every connection (no --room, --user "
                 "or --connection)"
@@ -312,7 +304,7 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
     settings.require_table()
     payload = _payload(args)
     plan = _plan(args, payload)
-    if not isinstance(plan.target, ConnectionsTarget):
+    if not isinstance(plan.target, models.ConnectionsTarget):
         settings.require_endpoint()
     err = Console(stderr=True)
     with Progress(

@@ -15,7 +15,7 @@ from .models import BroadcastJob, Connection, Cursor, FanoutReport, Target
 from .outcomes import Outcome
 
 if TYPE_CHECKING:
-    from .jobs import Checkpoint, Step
+    from .jobs import Checkpoint, Claim, Step
 
 __all__ = [
     "ConnectionManager",
@@ -93,18 +93,10 @@ class ProgressStore(Protocol):
         """The segment's progress item, read consistently; ``None`` when there is none."""
         ...
 
-    async def claim(
-        self,
-        step: Step,
-        *,
-        seen: Checkpoint | None,
-        cursor: Cursor | None,
-        lease_until: float,
-        now: float,
-    ) -> bool:
-        """Lease ``step`` to ``step.token`` (message ``step.owner``) until ``lease_until`` (epoch
-        seconds) if the item is still exactly as ``seen``, and, when ``seen`` holds this very
-        step, its lease lapsed by ``now``; record ``cursor`` as where it starts."""
+    async def claim(self, claim: Claim) -> bool:
+        """Lease ``claim.step`` to its token (message ``step.owner``) until ``claim.lease_until``
+        if the item is still exactly as ``claim.seen`` and, when that holds this very step, its
+        lease lapsed by ``claim.now``; record ``claim.cursor`` as where it starts."""
         ...
 
     async def save(self, step: Step, cursor: Cursor) -> bool:

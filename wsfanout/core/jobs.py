@@ -44,8 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOCK_SKEW_S",
+    "LEASE_MARGIN_S",
     "Action",
     "Checkpoint",
+    "Claim",
     "JobOutcome",
     "JobResult",
     "JobRunner",
@@ -56,6 +58,10 @@ __all__ = [
 
 CLOCK_SKEW_S = 1.0
 """Added to every lease: workers on different hosts compare one another's wall clocks."""
+
+LEASE_MARGIN_S = 5.0
+"""Added to a lease that runs to the deadline (no ``lease_s``): what the sends in flight and the
+hand-over may take after it."""
 
 
 def wall_clock() -> float:
@@ -104,6 +110,19 @@ class Step:
     number: int
     owner: str
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A message's bid for a step: the item as it was ``seen``, the ``cursor`` the step starts
+    from, and the lease asked for (until ``lease_until``, as of ``now``; epoch seconds, the one
+    clock two workers on two machines can compare)."""
+
+    step: Step
+    seen: Checkpoint | None
+    cursor: Cursor | None
+    lease_until: float
+    now: float
 
 
 def decide(checkpoint: Checkpoint | None, step: int, message_id: str, now: float) -> Action:
@@ -182,14 +201,12 @@ class JobRunner:
         *,
         segments: int = 4,
         checkpoint_every: int = 1000,
-        lease_margin_s: float = 5.0,
     ) -> None:
         self._fanout = fanout
         self._queue = queue
         self._checkpoints = checkpoints
         self._segments = segments
         self._checkpoint_every = checkpoint_every
-        self._lease_margin_s = lease_margin_s
 
     async def split(self, job: BroadcastJob, total: int) -> Sequence[BroadcastJob]:
         """Enqueue one job per parallel-scan segment; returns them."""
@@ -213,7 +230,7 @@ class JobRunner:
         A claimed step is leased to this call for ``lease_s`` seconds from now: as long as the
         process may still write (the Lambda handler passes the invocation's remaining time),
         so a live worker always holds a live lease. Without it, the lease runs to ``deadline``
-        plus ``lease_margin_s`` (the time the sends in flight and the hand-over may take).
+        plus :data:`LEASE_MARGIN_S`.
         :data:`CLOCK_SKEW_S` is added either way.
 
         Another copy running the step, a stale copy, a finished segment and a claim lost
@@ -244,11 +261,9 @@ class JobRunner:
         start = seen.cursor if seen and seen.step == step and seen.cursor else job.cursor
         mine = Step(job.job_id, job.segment, step, message_id, uuid.uuid4().hex)
         if lease_s is None:
-            lease_s = max(0.0, deadline - time.monotonic()) + self._lease_margin_s
+            lease_s = max(0.0, deadline - time.monotonic()) + LEASE_MARGIN_S
         lease_until = now + lease_s + CLOCK_SKEW_S
-        if not await self._checkpoints.claim(
-            mine, seen=seen, cursor=start, lease_until=lease_until, now=now
-        ):
+        if not await self._checkpoints.claim(Claim(mine, seen, start, lease_until, now)):
             # Another message or invocation wrote first: say which, as if it had been read.
             seen = await self._checkpoints.load(job.job_id, job.segment)
             lost = decide(seen, step, message_id, now)

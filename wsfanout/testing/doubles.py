@@ -21,7 +21,7 @@ from ..aws import events as _events
 from ..aws.events import LambdaContext
 from ..core import models
 from ..core.interfaces import Recipient
-from ..core.jobs import Checkpoint, Step
+from ..core.jobs import Checkpoint, Claim, Step
 from ..core.models import Cursor
 from ..core.outcomes import Outcome
 from ..core.pacing import set_testing
@@ -264,17 +264,11 @@ class MemoryProgressStore:
         """The segment's item, or ``None``."""
         return self.items.get((job_id, segment))
 
-    async def claim(
-        self,
-        step: Step,
-        *,
-        seen: Checkpoint | None,
-        cursor: Cursor | None,
-        lease_until: float,
-        now: float,
-    ) -> bool:
-        """Lease ``step`` to ``step.token`` if the item is still as ``seen`` (and, on the step
+    async def claim(self, claim: Claim) -> bool:
+        """Lease ``claim.step`` to its token if the item is still as ``seen`` (and, on the step
         ``seen`` holds, its lease lapsed by ``now``)."""
+        step, seen, cursor = claim.step, claim.seen, claim.cursor
+        lease_until, now = claim.lease_until, claim.now
         key = step.job_id, step.segment
         current = self.items.get(key)
         if seen is None:

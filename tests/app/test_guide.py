@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from wsfanout import ConnectionRefused
+from wsfanout.testing import TestClient
+
 GUIDE = Path(__file__).parents[2] / "docs" / "app.md"
 
 
@@ -39,3 +42,21 @@ async def test_the_guides_test_passes_on_the_guides_app(guide_app: types.ModuleT
     exec(compile(test_code, "docs/app.md", "exec"), namespace)  # noqa: S102  (our guide)
     await namespace["test_typing_reaches_the_room_but_not_the_sender"]()
     assert guide_app.handler == guide_app.app.lambda_handler
+
+
+async def test_the_readmes_first_app_works_as_printed() -> None:
+    """The App on the README's first screen: members of a tenant's room see each other type."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102  (our README)
+    async with TestClient(namespace["app"]) as client:
+        alice = await client.connect(query={"tenant": "acme"})
+        bob = await client.connect(query={"tenant": "acme"})
+        for member in (alice, bob):
+            await member.send({"action": "join", "room": "lobby"})
+        await alice.send({"action": "typing", "room": "lobby"})
+        assert bob.received == [{"type": "typing"}]
+        assert alice.received == []
+        with pytest.raises(ConnectionRefused):
+            await client.connect()

@@ -170,6 +170,18 @@ def test_endpoint_is_keyword_only() -> None:
             {"size": 200_001, "limit": 131_072},
             id="PayloadTooLargeError",
         ),
+        pytest.param(
+            exceptions.InvocationError("KeyError", "'room'", ('  File "app.py", line 3\n',)),
+            {"error_type": "KeyError", "error_message": "'room'"},
+            id="InvocationError",
+        ),
+        pytest.param(
+            exceptions.InvocationTimeoutError(
+                "Sandbox.Timedout", "Task timed out after 3.00 seconds"
+            ),
+            {"error_type": "Sandbox.Timedout", "stack_trace": ()},
+            id="InvocationTimeoutError",
+        ),
     ],
 )
 def test_errors_survive_pickle_and_copy(

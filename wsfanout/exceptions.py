@@ -15,7 +15,9 @@ layer that detects it::
     │   └── MidRunRegistryError       it failed mid-broadcast: carries the report and its resume
     ├── DeliveryError                 the management API refused a job as a whole
     │   └── ForbiddenError            403: wrong endpoint or credentials; the job is aborted
-    └── QueueError                    SQS would not take a broadcast job
+    ├── QueueError                    SQS would not take a broadcast job
+    └── InvocationError               a local Lambda function failed, with Lambda's errorType
+        └── InvocationTimeoutError    it outran its timeout and was killed (a TimeoutError too)
 
 Per-connection outcomes (gone, throttled, transient) are *not* exceptions: the engine counts them
 in its report, because one bad connection must never stop a broadcast.
@@ -37,6 +39,8 @@ __all__ = [
     "ForbiddenError",
     "FrameError",
     "InvalidInputError",
+    "InvocationError",
+    "InvocationTimeoutError",
     "MidRunRegistryError",
     "PayloadTooLargeError",
     "QueueError",
@@ -153,3 +157,26 @@ class ForbiddenError(DeliveryError):
 
 class QueueError(WsFanoutError):
     """Raised when SQS refuses a broadcast job (after retrying the entries it reported failed)."""
+
+
+class InvocationError(WsFanoutError):
+    """Raised by a local Lambda function (:mod:`wsfanout.local.functions`) whose invocation
+    failed, carrying what Lambda reports: ``error_type`` (the exception's class name, or a
+    runtime fault such as ``Runtime.ImportModuleError``) and ``error_message``, which is also
+    ``str(exc)`` (so an authorizer's ``raise Exception("Unauthorized")`` reads as itself)."""
+
+    def __init__(
+        self, error_type: str, error_message: str, stack_trace: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(error_message)
+        self.error_type = error_type
+        self.error_message = error_message
+        self.stack_trace = stack_trace
+
+    def __reduce__(self) -> tuple[type[InvocationError], tuple[str, str, tuple[str, ...]]]:
+        return type(self), (self.error_type, self.error_message, self.stack_trace)
+
+
+class InvocationTimeoutError(InvocationError, TimeoutError):
+    """Raised when a local Lambda function ran past its timeout: its process was killed, as
+    Lambda stops the sandbox, and the next invocation starts cold."""

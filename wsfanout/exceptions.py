@@ -15,9 +15,9 @@ layer that detects it::
     │   └── MidRunRegistryError       it failed mid-broadcast: carries the report and its resume
     ├── DeliveryError                 the management API refused a job as a whole
     │   └── ForbiddenError            403: wrong endpoint or credentials; the job is aborted
-    ├── QueueError                    SQS would not take a broadcast job
-    └── InvocationError               a local Lambda function failed, with Lambda's errorType
-        └── InvocationTimeoutError    it outran its timeout and was killed (a TimeoutError too)
+    ├── InvocationError               a local Lambda function failed, with Lambda's errorType
+    │   └── InvocationTimeoutError    it outran its timeout and was killed (a TimeoutError too)
+    └── QueueError                    SQS would not take a broadcast job
 
 Per-connection outcomes (gone, throttled, transient) are *not* exceptions: the engine counts them
 in its report, because one bad connection must never stop a broadcast.

@@ -240,18 +240,22 @@ class _Worker:
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
 
-    def stop(self) -> None:
-        """End the process (asked to, by closing its socket; killed if busy or slow), then wait
-        for its log readers to finish, bounded. Idempotent, from any thread."""
+    def stop(self, grace_s: float) -> None:
+        """End the process: an idle one is told to (the end of its stream) and given
+        ``grace_s`` to exit; then it, and anything the handler left running, is killed. Waits
+        for its log readers, bounded. Idempotent, from any thread."""
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
-        self.channel.close()  # an idle worker reads the end of the stream and exits
-        with suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=_STOP_GRACE_S if self.alive else 0)
-        self.kill()  # a busy or stuck one, and anything the handler left running
+        if grace_s > 0:
+            with suppress(OSError):
+                self.channel.shutdown(socket.SHUT_WR)
+            with suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=grace_s)
+        self.kill()
         self.process.wait()
+        self.channel.close()
         for reader in self._readers:
             reader.join(_STOP_GRACE_S)  # a child the handler started may still hold a pipe
         for reader, pipe in zip(
@@ -409,7 +413,7 @@ class ProcessFunction:
                     self._cond.wait()
         finally:
             for worker in doomed:
-                worker.stop()
+                worker.stop(0)
         return self._start()
 
     def _start(self) -> _Worker:
@@ -445,19 +449,20 @@ class ProcessFunction:
                 self._workers.discard(worker)
             self._cond.notify()
         if not keep:
-            worker.stop()
+            worker.stop(_STOP_GRACE_S if worker.alive else 0)
 
     def close(self) -> None:
-        """Stop every worker: idle ones exit; busy ones may finish for a few seconds, then are
-        killed (their callers get a ``Runtime.ExitError``); callers still waiting for a worker
-        get :class:`ConfigurationError`. Returns once every process has ended. Idempotent,
-        from any thread."""
+        """Stop every worker: idle ones exit, busy ones are killed (their callers get a
+        ``Runtime.ExitError``), and callers still waiting for a worker get
+        :class:`ConfigurationError`. Returns once every process has ended. Idempotent, from
+        any thread."""
         with self._cond:
             self._closed = True
+            idle = set(self._idle)
             workers, self._workers, self._idle = list(self._workers), set(), []
             self._cond.notify_all()
         for worker in workers:
-            worker.stop()
+            worker.stop(_STOP_GRACE_S if worker in idle else 0)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None

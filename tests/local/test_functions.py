@@ -215,13 +215,8 @@ def test_functions_do_not_share_module_state(function: Any) -> None:
     assert two({}, None)["calls"] == 1
 
 
-def task_root(event: Any, context: Any) -> dict[str, str]:
-    """A handler importable from the running environment (this module), for ``code_dir=None``."""
-    return {"root": os.environ["LAMBDA_TASK_ROOT"], "cwd": os.getcwd()}
-
-
 def test_without_a_code_dir_the_task_root_is_a_scratch_directory(function: Any) -> None:
-    fn = function("tests.local.test_functions.task_root", code_dir=None)
+    fn = function("tests.local.lambda_handlers.task_root", code_dir=None)
     seen = fn({}, None)
     root = Path(seen["root"])
     assert seen["cwd"] == seen["root"]

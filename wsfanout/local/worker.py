@@ -7,9 +7,10 @@ corrupt a message. Each message is a 4-byte big-endian length and that many byte
 
 What it does is what Lambda's Python runtime interface client does: import ``HANDLER``
 (``package.module.attribute``) once, at start (the init phase), and report ``{"ready": true}``,
-or ``{"init_error": {...}}`` and exit 1 when the import fails,
-with Lambda's error types (``Runtime.ImportModuleError``, ``Runtime.HandlerNotFound``...). Then,
-for each ``{"event", "request_id", "remaining_ms"}`` it receives, it calls the handler with a
+or ``{"init_error": {...}}`` with Lambda's error types (``Runtime.ImportModuleError``,
+``Runtime.HandlerNotFound``...) and exit 1 when the import fails. It installs Lambda's root
+logging handler first, so a handler's ``logging.warning`` is seen as on AWS. Then, for each
+``{"event", "request_id", "remaining_ms"}`` it receives, it calls the handler with a
 :class:`~wsfanout.aws.events.LambdaContext` whose remaining time runs down from
 ``remaining_ms``, and answers ``{"result": ...}`` or ``{"error": {"errorType", "errorMessage",
 "stackTrace"}}``, plus the duration and peak memory for the parent's ``REPORT`` line. The

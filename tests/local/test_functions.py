@@ -15,6 +15,7 @@ import signal
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -35,6 +36,7 @@ from wsfanout.exceptions import (
 )
 from wsfanout.local.emulator import Emulator, serve_emulator
 from wsfanout.local.functions import ProcessFunction
+from wsfanout.local.poller import SqsPoller
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -582,3 +584,34 @@ async def test_the_route_handler_as_a_process_behind_the_emulator(
         assert (await dynamodb.scan(TableName=table_name))["Items"] == []
     finally:
         await anyio.to_thread.run_sync(route.close)
+
+
+async def test_a_process_function_behind_the_sqs_mapping(
+    sqs: Any, tmp_path: Path, function: Any
+) -> None:
+    module(
+        tmp_path,
+        "consumer",
+        """
+        import json, os
+        def handler(event, context):
+            with open(os.environ["OUT"], "a", encoding="utf-8") as out:
+                for record in event["Records"]:
+                    out.write(json.dumps([record["body"], os.getpid()]) + "\\n")
+            return {"batchItemFailures": []}
+        """,
+    )
+    out = tmp_path / "handled.jsonl"
+    consumer = function("consumer.handler", name="consumer", environment={"OUT": str(out)})
+    url = (await sqs.create_queue(QueueName=f"procs-{uuid.uuid4().hex[:10]}"))["QueueUrl"]
+    try:
+        for body in ("one", "two", "three"):
+            await sqs.send_message(QueueUrl=url, MessageBody=body)
+        poller = SqsPoller(sqs, url, consumer, function_timeout_s=WAIT_S, wait_s=0)
+        assert await poller.drain() >= 1
+        handled = [json.loads(line) for line in out.read_text().splitlines()]
+        assert sorted(body for body, _pid in handled) == ["one", "three", "two"]
+        assert {pid for _body, pid in handled} == set(consumer.pids)  # one warm container
+        assert poller.stats.deleted == 3
+    finally:
+        await sqs.delete_queue(QueueUrl=url)

@@ -103,6 +103,13 @@ def _import_path() -> list[str]:
     return [p for p in sys.path if p and p not in stdlib and os.path.isdir(p)]
 
 
+def _error(payload: Mapping[str, Any]) -> InvocationError:
+    """The exception for Lambda's error result (``errorType``, ``errorMessage``...)."""
+    return InvocationError(
+        payload["errorType"], payload["errorMessage"], tuple(payload.get("stackTrace") or ())
+    )
+
+
 def _exit_reason(code: int) -> str:
     """How Lambda words a runtime's exit: ``exit status 1``, ``signal: killed``."""
     if code >= 0:
@@ -183,10 +190,7 @@ class _Worker:
             raise self._exited("init")
         if "init_error" in message:
             self.alive = False
-            error = message["init_error"]
-            raise InvocationError(
-                error["errorType"], error["errorMessage"], tuple(error["stackTrace"])
-            )
+            raise _error(message["init_error"])
         self.init_ms = (time.perf_counter() - self.started) * 1000
 
     def invoke(self, event: Any, request_id: str, budget_s: float) -> dict[str, Any]:
@@ -358,7 +362,7 @@ class ProcessFunction:
                 budget = min(budget, remaining() / 1000)
             if budget <= 0:  # the caller's time ran out while it queued: nothing to run
                 raise InvocationTimeoutError(
-                    "Sandbox.Timedout", f"Task timed out after {budget:.2f} seconds"
+                    "Sandbox.Timedout", f"Task timed out after {max(budget, 0):.2f} seconds"
                 )
             started = time.perf_counter()
             self.log.debug("[%s] START RequestId: %s Version: %s", self.name, request_id, _VERSION)
@@ -367,10 +371,7 @@ class ProcessFunction:
         finally:
             self._checkin(worker)
         if "error" in answer:
-            error = answer["error"]
-            raise InvocationError(
-                error["errorType"], error["errorMessage"], tuple(error["stackTrace"])
-            )
+            raise _error(answer["error"])
         return answer["result"]
 
     def _report(self, worker: _Worker, request_id: str, answer: dict[str, Any], ms: float) -> None:

@@ -140,7 +140,8 @@ class Reader:
             )
         apis = self.of_type(_API)
         for logical_id in apis:
-            protocol = self._properties(logical_id).get("ProtocolType", "unset")
+            # without a ProtocolType an API is imported from its OpenAPI Body: an HTTP API
+            protocol = self._properties(logical_id).get("ProtocolType", "HTTP")
             if self.value(protocol, logical_id) != "WEBSOCKET":
                 raise TemplateError(
                     f"{logical_id}: ProtocolType {protocol} (an HTTP API) is not supported "

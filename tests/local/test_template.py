@@ -711,3 +711,49 @@ def test_a_left_out_resource_cannot_be_used(tmp_path: Path) -> None:
     path = raw_with(tmp_path, "    Condition: DevOrProd\n", "    Condition: IsProd\n")
     message = one_line_error(path)
     assert message == "Authorizer.AuthorizerUri: refers to Auth, which its Condition leaves out"
+
+
+def test_the_developers_aws_config_is_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No boto3 session is made: an AWS_PROFILE the config files lack changes nothing."""
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    (tmp_path / "src").mkdir()
+    assert load_template(write(tmp_path, SAM)).stage == "beta"
+
+
+@pytest.mark.parametrize(
+    ("resource", "expected"),
+    [
+        pytest.param(
+            "Type: AWS::Serverless::Application\n    Properties: {Location: app.yaml}",
+            "Extra: nested applications (AWS::Serverless::Application) are not supported "
+            "locally (one template with its own functions)",
+            id="sam-application",
+        ),
+        pytest.param(
+            "Type: AWS::Serverless::Api\n    Properties: {StageName: v1}",
+            "Extra: REST APIs (AWS::ApiGateway::RestApi, AWS::Serverless::Api) are not "
+            "supported locally (one WebSocket API)",
+            id="sam-rest-api",
+        ),
+        pytest.param(
+            "Type: AWS::ApiGatewayV2::Api\n"
+            "    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.a}",
+            "2 WebSocket APIs (Chat, Extra); one per template is supported",
+            id="second-websocket-api",
+        ),
+    ],
+)
+def test_unsupported_sam_templates(tmp_path: Path, resource: str, expected: str) -> None:
+    (tmp_path / "src").mkdir()
+    path = write(tmp_path, f"{SAM}  Extra:\n    {resource}\n")
+    assert one_line_error(path).removeprefix(f"{path}: ") == expected
+
+
+def test_only_the_first_stage_runs(tmp_path: Path) -> None:
+    second = "  Other:\n    Type: AWS::ApiGatewayV2::Stage\n"
+    second += "    Properties: {ApiId: !Ref Api, StageName: second}\n"
+    template = load_template(raw_with(tmp_path, "  Jobs:\n", f"{second}  Jobs:\n"))
+    assert template.stage == "dev"
+    assert "Stage, Other: only the first stage, dev, runs locally" in template.notes

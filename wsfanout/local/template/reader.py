@@ -154,16 +154,16 @@ class Reader:
             )
         if len(apis) > 1:
             raise TemplateError(
-                f"{self.path}: {len(apis)} WebSocket APIs ({', '.join(apis)}); "
+                f"{self.path}: {len(apis)} WebSocket APIs ({', '.join(sorted(apis))}); "
                 "one per template is supported"
             )
         (api_id,) = apis
         properties = self._properties(api_id)
         routes = self._routes(api_id)
         authorizer = None
-        connect = routes.get("$connect")
-        if connect is not None and connect[0].authorization == "CUSTOM":
-            authorizer = self._authorizer(connect[1])
+        _, connect_authorizer = routes.get("$connect", (None, None))
+        if connect_authorizer is not None:
+            authorizer = self._authorizer(connect_authorizer)
         api = WebSocketApi(
             logical_id=api_id,
             route_selection_expression=self.text(
@@ -190,18 +190,8 @@ class Reader:
             for logical_id in self._of_api("AWS::ApiGatewayV2::Integration", api_id)
         }
         two_way = {
-            self.points_at(
-                properties.get("RouteId"),
-                f"{logical_id}.RouteId",
-                {"AWS::ApiGatewayV2::Route"},
-                "a route of this template",
-            )
+            self._responding_route(logical_id)
             for logical_id in self._of_api("AWS::ApiGatewayV2::RouteResponse", api_id)
-            if self.value(
-                (properties := self._properties(logical_id)).get("RouteResponseKey"),
-                f"{logical_id}.RouteResponseKey",
-            )
-            == "$default"
         }
         routes: dict[str, tuple[Route, str | None]] = {}
         for logical_id in self._of_api("AWS::ApiGatewayV2::Route", api_id):
@@ -236,6 +226,19 @@ class Reader:
             routes[key] = (route, authorizer)
         return routes
 
+    def _responding_route(self, logical_id: str) -> str | None:
+        """The route a ``$default`` route response makes two-way (``None`` for other keys)."""
+        properties = self._properties(logical_id)
+        key = self.value(properties.get("RouteResponseKey"), f"{logical_id}.RouteResponseKey")
+        if key != "$default":
+            return None
+        return self.points_at(
+            properties.get("RouteId"),
+            f"{logical_id}.RouteId",
+            {"AWS::ApiGatewayV2::Route"},
+            "a route of this template",
+        )
+
     def _integration(self, logical_id: str) -> str:
         """The Lambda function an integration invokes."""
         properties = self._properties(logical_id)
@@ -252,8 +255,7 @@ class Reader:
             f"the invocation ARN of a function of this template ({_LAMBDA_ONLY})",
         )
 
-    def _authorizer(self, logical_id: str | None) -> Authorizer:
-        assert logical_id is not None  # noqa: S101  (a CUSTOM route always names its authorizer)
+    def _authorizer(self, logical_id: str) -> Authorizer:
         properties = self._properties(logical_id)
         kind = self.text(properties.get("AuthorizerType", "unset"), f"{logical_id}.AuthorizerType")
         if kind != "REQUEST":
@@ -501,9 +503,9 @@ class Reader:
 
 
 def _is_intrinsic(node: Mapping[str, Any]) -> bool:
-    return len(node) == 1 and next(iter(node)) in {"Ref", "Condition"} | {
-        key for key in node if key.startswith("Fn::")
-    }
+    """Whether ``node`` is a function call (``Ref``, ``Fn::...``) rather than a mapping."""
+    (key, *others) = node or {"": None}
+    return not others and (key in {"Ref", "Condition"} or key.startswith("Fn::"))
 
 
 def _numbers(node: Any) -> Any:

@@ -14,10 +14,10 @@ import copy
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import boto3
 from cfnlint.decode import decode
 from samtranslator.metrics.metrics import DummyMetricsPublisher, Metrics
 from samtranslator.model.exceptions import InvalidDocumentException
@@ -177,6 +177,13 @@ def expand_sam(
     sam = copy.deepcopy(dict(template))
     if not transforms:
         return sam, {}
+    for logical_id, resource in sam["Resources"].items():
+        if resource.get("Type") == "AWS::Serverless::Application":
+            # the translator would ask the Serverless Application Repository (a network call)
+            raise TemplateError(
+                f"{logical_id}: nested applications (AWS::Serverless::Application) are not "
+                "supported locally (one template with its own functions)"
+            )
     function_globals = (sam.get("Globals") or {}).get("Function") or {}
     shared_code = function_globals.pop("CodeUri", None)
     code: dict[str, Any] = {}
@@ -189,8 +196,7 @@ def expand_sam(
             properties["CodeUri"] = _CODE_PLACEHOLDER.format(logical_id)
         elif resource.get("Type") == "AWS::Serverless::LayerVersion":
             properties["ContentUri"] = _CODE_PLACEHOLDER.format(logical_id)  # layers: not run
-    # The session only names the region (the translator's ARNs and partition); it calls nothing.
-    session = boto3.Session(region_name=str(pseudo["AWS::Region"]))
+    session = _RegionOnly(str(pseudo["AWS::Region"]))
     # The translator times itself into a Metrics object that logs a warning when it is
     # collected unpublished; its default publisher discards them, so publish at the end.
     metrics = Metrics("ServerlessTransform", DummyMetricsPublisher())
@@ -210,6 +216,15 @@ def expand_sam(
     finally:
         metrics.publish()
     return expanded, code
+
+
+@dataclass(frozen=True)
+class _RegionOnly:
+    """The translator's ``boto_session``: it reads only ``region_name`` from it (for ARNs and the
+    partition). A boto3 Session would read the developer's AWS config files on creation, and
+    fail on an ``AWS_PROFILE`` they lack; a local run never depends on either."""
+
+    region_name: str
 
 
 def scope_of(

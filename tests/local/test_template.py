@@ -302,6 +302,11 @@ Parameters:
     Type: String
     Default: dev
     AllowedValues: [dev, prod]
+  Secret:
+    Type: String
+    NoEcho: true
+    MinLength: 8
+    Default: long-enough
 Conditions:
   IsProd: !Equals [!Ref Env, prod]
   IsDev: !Not [Condition: IsProd]
@@ -498,7 +503,7 @@ Resources:
         IdentitySource: [route.request.header.Authorization]
       Routes:
         $connect:
-          FunctionArn: !GetAtt ConnectFn.Arn
+          FunctionArn: !Ref ConnectFn.Alias # through the alias SAM makes, to the function
         $default:
           FunctionArn: !GetAtt DefaultFn.Arn
         send:
@@ -507,6 +512,7 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       Handler: app.connect
+      AutoPublishAlias: live
   DefaultFn:
     Type: AWS::Serverless::Function
     Properties:
@@ -665,6 +671,11 @@ def raw_with(tmp_path: Path, old: str, new: str) -> Path:
 )
 def test_unsupported_raw_templates(tmp_path: Path, old: str, new: str, expected: str) -> None:
     assert one_line_error(raw_with(tmp_path, old, new)).startswith(expected)
+
+
+def test_a_secret_parameter_is_never_repeated(raw: Path) -> None:
+    message = one_line_error(raw, {"Secret": "hunter2"})
+    assert message == "parameter Secret=**** is shorter than 8"
 
 
 def test_no_websocket_api(tmp_path: Path) -> None:

@@ -200,7 +200,7 @@ class LocalTemplate:
     mappings: Mapping[str, QueueMapping]
     stage: str | None
     region: str
-    parameters: Mapping[str, str | list[str]]
+    parameters: Mapping[str, str | list[str]] = field(repr=False)  # NoEcho values too
     notes: tuple[str, ...] = ()
     scope: Scope = field(repr=False, compare=False, kw_only=True)
 

@@ -107,9 +107,13 @@ class Reader:
     def function_behind(self, node: Any, where: str, supported: str) -> str:
         """The Lambda function ``node`` points at, through an alias or a version."""
         found = self.points_at(node, where, _FUNCTION_POINTERS, supported)
+        seen = {found}
         while self._type(found) != _FUNCTION:
             pointer = self._properties(found).get("FunctionName")
             found = self.points_at(pointer, f"{found}.FunctionName", _FUNCTION_POINTERS, supported)
+            if found in seen:
+                raise TemplateError(f"{found}: its FunctionName leads back to itself")
+            seen.add(found)
         return found
 
     def _type(self, logical_id: str) -> str:

@@ -56,6 +56,9 @@ def read_template(path: Path) -> dict[str, Any]:
     data: Any = json.loads(json.dumps(template, default=str))
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
         raise TemplateError(f"{path}: not a CloudFormation template (no Resources mapping)")
+    for logical_id, resource in data["Resources"].items():
+        if not isinstance(resource, dict) or not isinstance(resource.get("Type"), str):
+            raise TemplateError(f"{path}: resource {logical_id} is not a mapping with a Type")
     return data
 
 
@@ -101,31 +104,33 @@ def parameter_values(
 
 
 def _check_parameter(name: str, spec: Mapping[str, Any], kind: str, value: str) -> None:
+    # a NoEcho parameter (a secret) is never repeated in a message
+    shown = (
+        f"{name}=****"
+        if str(spec.get("NoEcho", "false")).lower() == "true"
+        else f"{name}={value!r}"
+    )
     allowed = spec.get("AllowedValues")
     if allowed is not None and value not in [str(option) for option in allowed]:
         raise TemplateError(
-            f"parameter {name}={value!r} is not one of its AllowedValues "
+            f"parameter {shown} is not one of its AllowedValues "
             f"({', '.join(str(option) for option in allowed)})"
         )
     pattern = spec.get("AllowedPattern")
     if pattern is not None and not re.fullmatch(str(pattern), value):
-        raise TemplateError(f"parameter {name}={value!r} does not match {pattern}")
+        raise TemplateError(f"parameter {shown} does not match {pattern}")
     if len(value) < int(spec.get("MinLength", 0)):
-        raise TemplateError(f"parameter {name}={value!r} is shorter than {spec['MinLength']}")
+        raise TemplateError(f"parameter {shown} is shorter than {spec['MinLength']}")
     if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
-        raise TemplateError(f"parameter {name}={value!r} is longer than {spec['MaxLength']}")
+        raise TemplateError(f"parameter {shown} is longer than {spec['MaxLength']}")
     if kind in {"Number", "List<Number>"}:
         if not _NUMBER.fullmatch(value):
-            raise TemplateError(f"parameter {name}={value!r} is not a number")
+            raise TemplateError(f"parameter {shown} is not a number")
         number = float(value)
         if "MinValue" in spec and number < float(spec["MinValue"]):
-            raise TemplateError(
-                f"parameter {name}={value} is below its MinValue {spec['MinValue']}"
-            )
+            raise TemplateError(f"parameter {shown} is below its MinValue {spec['MinValue']}")
         if "MaxValue" in spec and number > float(spec["MaxValue"]):
-            raise TemplateError(
-                f"parameter {name}={value} is above its MaxValue {spec['MaxValue']}"
-            )
+            raise TemplateError(f"parameter {shown} is above its MaxValue {spec['MaxValue']}")
 
 
 def check_rules(template: Mapping[str, Any], conditions: Evaluator) -> None:

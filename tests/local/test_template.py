@@ -307,6 +307,19 @@ Parameters:
     NoEcho: true
     MinLength: 8
     Default: long-enough
+Mappings:
+  Sizes:
+    dev: {Memory: 256}
+    prod: {Memory: 1024}
+Rules:
+  ProdHasItsOwnSecret:
+    RuleCondition: !Contains [[prod], !Ref Env]
+    Assertions:
+      - Assert: !Not [!Equals [!Ref Secret, long-enough]]
+        AssertDescription: give prod its own Secret
+  LeftToCloudFormation:
+    Assertions:
+      - Assert: !EachMemberEquals [[a], a]
 Conditions:
   IsProd: !Equals [!Ref Env, prod]
   IsDev: !Not [Condition: IsProd]
@@ -326,6 +339,7 @@ Resources:
       Code: src
       Role: arn:aws:iam::123456789012:role/r
       Timeout: !If [IsProd, 20, 5]
+      MemorySize: !FindInMap [Sizes, !Ref Env, Memory]
       ReservedConcurrentExecutions: 2
       Environment:
         Variables:
@@ -334,6 +348,7 @@ Resources:
           QUEUE_ARN: !GetAtt Jobs.Arn
           MODE: !If [IsProd, live, !Ref "AWS::NoValue"]
           FIRST: !Select [1, !Split [",", "a,b,c"]]
+          LITERAL: !Sub ${!Kept}-${Env}
   Auth:
     Type: AWS::Lambda::Function
     Condition: DevOrProd
@@ -435,7 +450,7 @@ def test_raw_template(raw: Path) -> None:
     assert template.stage == "dev"
     handler = template.functions["Handler"]
     assert handler.code_uri == raw.parent / "src"
-    assert (handler.timeout_s, handler.memory_mb, handler.reserved_concurrency) == (5, 128, 2)
+    assert (handler.timeout_s, handler.memory_mb, handler.reserved_concurrency) == (5, 256, 2)
     auth = template.functions["Auth"]
     assert (auth.runtime, auth.code_uri) == ("python3.13", None)
     assert template.notes == (
@@ -467,9 +482,13 @@ def test_raw_template_environment_and_conditions(raw: Path) -> None:
         "ENDPOINT": f"{MANAGEMENT}/@connections",  # below the execute-api URL, moved too
         "QUEUE_ARN": local.queues["Jobs"].arn,
         "FIRST": "b",
+        "LITERAL": "${Kept}-dev",
     }
-    prod = load_template(raw, {"Env": "prod"}, stack_name="other")
-    assert prod.functions["Handler"].timeout_s == 20
+    assert (
+        one_line_error(raw, {"Env": "prod"}) == "rule ProdHasItsOwnSecret: give prod its own Secret"
+    )
+    prod = load_template(raw, {"Env": "prod", "Secret": "prod-only"}, stack_name="other")
+    assert (prod.functions["Handler"].timeout_s, prod.functions["Handler"].memory_mb) == (20, 1024)
     assert prod.environment_of("Handler", local_resources(prod))["MODE"] == "live"
     assert prod.tables["Items"].name == "other-items"
     assert prod.stage == "prod"

@@ -283,6 +283,12 @@ def test_resolve_names_what_has_no_local_value(project: LocalTemplate) -> None:
     assert project.resolve({"Fn::GetAtt": ["RouteFunction", "Arn"]}, local) == (
         f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:RouteFunction"
     )
+    assert project.function_arn("RouteFunction") == (
+        f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:RouteFunction"
+    )
+    assert project.resolve({"Fn::GetAtt": ["ConnectionsTable", "Arn"]}, local) == (
+        f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/local-ConnectionsTable"
+    )
     assert project.resolve({"Fn::Sub": "${AWS::StackName}/${AWS::Partition}"}, local) == (
         "wsfanout/aws"
     )

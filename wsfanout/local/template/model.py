@@ -117,7 +117,8 @@ class Redrive:
 @dataclass(frozen=True)
 class Queue:
     """An SQS queue: ``attributes`` are its ``CreateQueue`` attributes (strings) but the redrive
-    policy, which needs the dead-letter queue's ARN (:meth:`create_attributes`)."""
+    policy, which needs the dead-letter queue's ARN (:meth:`create_attributes`). ``name`` is the
+    template's ``QueueName`` if it sets one; a FIFO queue's name must end in ``.fifo``."""
 
     logical_id: str
     attributes: Mapping[str, str]
@@ -239,6 +240,11 @@ class LocalTemplate:
                 environment[name] = self._localize(scalar_text(evaluated, where), local)
         return environment
 
+    def function_arn(self, function_id: str) -> str:
+        """The local ARN of function ``function_id`` (what ``!GetAtt Fn.Arn`` resolves to): its
+        name locally is its logical id."""
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{function_id}"
+
     def _localize(self, text: str, local: LocalResources) -> str:
         """The template's execute-api URL (and anything under it) moved to the local endpoint."""
         suffix = str(self.scope.pseudo["AWS::URLSuffix"])
@@ -266,16 +272,15 @@ class LocalTemplate:
         self, logical_id: str, kind: str, local: LocalResources
     ) -> dict[str | None, str]:
         """What ``Ref`` (``None``) and each attribute of one resource are locally."""
-        arn = f"arn:aws:{{}}:{self.region}:{ACCOUNT_ID}:{{}}"
         if kind == "AWS::DynamoDB::Table" and logical_id in local.tables:
             name = local.tables[logical_id]
-            return {None: name, "Arn": arn.format("dynamodb", f"table/{name}")}
+            return {None: name, "Arn": f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{name}"}
         if kind == "AWS::SQS::Queue" and logical_id in local.queues:
             queue = local.queues[logical_id]
             name = queue.url.rstrip("/").rsplit("/", 1)[-1]
             return {None: queue.url, "QueueUrl": queue.url, "Arn": queue.arn, "QueueName": name}
         if kind == "AWS::Lambda::Function" and logical_id in self.functions:
-            return {None: logical_id, "Arn": arn.format("lambda", f"function:{logical_id}")}
+            return {None: logical_id, "Arn": self.function_arn(logical_id)}
         if kind == "AWS::ApiGatewayV2::Api" and logical_id == self.api.logical_id:
             return {None: local.api_id, "ApiId": local.api_id}
         if kind == "AWS::ApiGatewayV2::Stage" and self.stage is not None:

@@ -8,7 +8,8 @@ layer that detects it::
     ├── ConnectionRefused             an app's $connect hook turns a connection away (a 4xx)
     ├── InvalidInputError             a job, frame, target or argument that cannot be accepted
     │   ├── PayloadTooLargeError      payload above API Gateway's 128 KiB, caught before any send
-    │   └── FrameError                a client frame breaks the protocol; carries the error code
+    │   ├── FrameError                a client frame breaks the protocol; carries the error code
+    │   └── TemplateError             a SAM/CloudFormation template `wsfanout dev` cannot run
     ├── RegistryError                 a DynamoDB call on the connection registry failed
     │   ├── ConnectionExistsError     a conditional put met an existing connection id
     │   ├── ConnectionNotFoundError   an operation needs a connection the registry lacks
@@ -45,6 +46,7 @@ __all__ = [
     "PayloadTooLargeError",
     "QueueError",
     "RegistryError",
+    "TemplateError",
     "WsFanoutError",
 ]
 
@@ -98,6 +100,11 @@ class FrameError(InvalidInputError):
 
     def __reduce__(self) -> tuple[type[FrameError], tuple[str, str]]:
         return type(self), (self.code, str(self))
+
+
+class TemplateError(InvalidInputError):
+    """Raised when a template cannot be run locally; the one-line message names the resource (or
+    the template) and says what is supported instead."""
 
 
 class RegistryError(WsFanoutError):

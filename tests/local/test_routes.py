@@ -244,33 +244,40 @@ def test_the_frame_guard_splits_the_stream_at_frame_boundaries(chunk: int) -> No
 # -- the management API and a client that stops reading ------------------------------------------
 
 
+FRAME = 16 * KIB
+BACKLOG = Limits(send_buffer_bytes=64 * KIB)
+
+
+async def fill(client: Any, cid: str) -> tuple[list[int], int]:
+    """POST numbered frames to a client that reads nothing until one is refused; return the
+    numbers accepted and the one refused. Every POST must answer at once."""
+    accepted: list[int] = []
+    with anyio.fail_after(WAIT_S * 4):  # thousands of POSTs at most, each answered at once
+        for number in range(5000):
+            data = f"{number:08d}".encode() * (FRAME // 8)
+            try:
+                await client.post_to_connection(ConnectionId=cid, Data=data)
+            except botocore.exceptions.ClientError as error:
+                answer = error.response
+                assert answer["Error"]["Code"] == "LimitExceededException"
+                assert answer["ResponseMetadata"]["HTTPStatusCode"] == 429
+                return accepted, number
+            accepted.append(number)
+    pytest.fail("no POST was refused though the client read nothing")
+
+
 async def test_a_client_that_stops_reading_gets_429s_never_duplicates_and_its_pongs() -> None:
     recorder = Recorder()
-    limits = Limits(send_buffer_bytes=64 * KIB)
-    frame = 16 * KIB
-    accepted: list[int] = []
     async with (
-        serving(RouteTable.for_handler(recorder), limits=limits) as served,
-        served.client("a", max_queue=1, ping_interval=None) as ws,
+        serving(RouteTable.for_handler(recorder), limits=BACKLOG) as served,
+        served.client("a", max_queue=1, ping_interval=None) as ws,  # reads only when asked
         management(served.management_url) as client,
     ):
         cid = recorder.connection_id("a")
-        with anyio.fail_after(WAIT_S * 4):  # every POST answers at once, so this is generous
-            for number in range(5000):
-                data = f"{number:08d}".encode() * (frame // 8)
-                try:
-                    await client.post_to_connection(ConnectionId=cid, Data=data)
-                except botocore.exceptions.ClientError as error:
-                    answer = error.response
-                    assert answer["Error"]["Code"] == "LimitExceededException"
-                    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 429
-                    break
-                accepted.append(number)
-            else:
-                pytest.fail("no POST was refused though the client read nothing")
-            refused = number
+        accepted, refused = await fill(client, cid)
+        with anyio.fail_after(WAIT_S):
             # Still full: refused again, at once, and the reader still works behind the backlog.
-            code = await error_of(client.post_to_connection(ConnectionId=cid, Data=b"x" * frame))
+            code = await error_of(client.post_to_connection(ConnectionId=cid, Data=b"x" * FRAME))
             assert code == ("LimitExceededException", 429)
             await ws.send("while backlogged")
             await recorder.wait_for("MESSAGE", cid)
@@ -282,6 +289,22 @@ async def test_a_client_that_stops_reading_gets_429s_never_duplicates_and_its_po
     assert received == accepted
     assert refused not in received
     assert served.emulator.management.stats()["throttled"] == 2
+
+
+async def test_frames_accepted_before_a_delete_reach_the_client_before_its_close() -> None:
+    recorder = Recorder()
+    async with (
+        serving(RouteTable.for_handler(recorder), limits=BACKLOG) as served,
+        served.client("a", max_queue=1, ping_interval=None) as ws,
+        management(served.management_url) as client,
+    ):
+        cid = recorder.connection_id("a")
+        accepted, _ = await fill(client, cid)  # so some wait in the emulator's buffer
+        await client.delete_connection(ConnectionId=cid)
+        with anyio.fail_after(WAIT_S):
+            received = [int((await ws.recv())[:8]) for _ in accepted]
+        assert await closed(ws) == (1000, "Connection Closed Normally")
+    assert received == accepted
 
 
 # -- ids, deep frames and the Host header --------------------------------------------------------

@@ -78,8 +78,8 @@ _GOING_AWAY: Final = (1001, "Going away")
 _NO_STATUS: Final = (1005, "Client-side close frame status not set")
 _ABNORMAL: Final = (1006, "Connection closed abnormally")
 _TOO_BIG: Final = (1009, "Message too big")
-# "If a client app sends a binary frame, API Gateway rejects it and disconnects the client with
-# code 1003" (API Gateway developer guide, binary media types for WebSocket APIs).
+# API Gateway rejects a binary frame from a client and disconnects it with 1003 (developer guide,
+# "Binary media types for WebSocket APIs": incoming binary frames are not supported).
 _BINARY: Final = (1003, "Binary frames are not supported")
 _INTERNAL: Final = (1011, "Internal server error")
 
@@ -135,6 +135,7 @@ class _Connection:
         self.state = _State.CONNECTING
         self.ws: web.WebSocketResponse | None = None
         self.outbox = Outbox(limits.send_buffer_bytes)
+        self.writer = anyio.CancelScope()  # the outbox's writer; cancelled once nothing may go
         self.guard: FrameGuard | None = None
         self.opened = self.last_activity = 0.0  # anyio.current_time() (the loop's clock)
         self.last_client_message: datetime | None = None
@@ -458,14 +459,15 @@ class Emulator:
             finally:
                 connection.state = _State.CLOSING
                 connection.stop.set()  # the supervisor finishes a close it started, then ends
+                connection.outbox.abandon()  # the socket is closed: nothing more can be sent
+                connection.writer.cancel()
         return outcome
 
     async def _write(self, connection: _Connection, ws: web.WebSocketResponse) -> None:
-        """Drain the outbox until a close starts (what is queued then is lost, as on AWS)."""
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(connection.outbox.drain, ws)
-            await connection.stop.wait()
-            tasks.cancel_scope.cancel()
+        """Drain the outbox until the close frame is due (see :meth:`_supervise`) or the
+        client is gone."""
+        with connection.writer:
+            await connection.outbox.drain(ws)
 
     async def _read(
         self,
@@ -535,6 +537,11 @@ class Emulator:
                 )
                 connection.request_close(*_GOING_AWAY)
         if connection.close_request is not None:
+            # Frames accepted before the close go out before it (bounded: a client that does not
+            # read would otherwise hold the close up forever).
+            with anyio.move_on_after(_CLOSE_TIMEOUT_S):
+                await connection.outbox.flushed()
+            connection.writer.cancel()
             code, reason = connection.close_request
             await ws.close(code=code, message=reason.encode())
 

@@ -34,6 +34,7 @@ class Outbox:
         self._frames: deque[tuple[str | bytes, int]] = deque()
         self._pong: bytes | None = None  # only the latest ping needs an answer (RFC 6455 5.5.3)
         self._wake = anyio.Event()
+        self._emptied = anyio.Event()
 
     def offer(self, data: bytes) -> bool:
         """Queue a POSTed frame (text when it is UTF-8, else binary, as API Gateway sends it);
@@ -56,6 +57,25 @@ class Outbox:
         self._pong = data
         self._wake.set()
 
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is waiting to be written."""
+        return not self._frames and self._pong is None
+
+    async def flushed(self) -> None:
+        """Return once everything queued so far is written (or :meth:`abandon` was called)."""
+        while not self.empty:
+            if self._emptied.is_set():
+                self._emptied = anyio.Event()
+            await self._emptied.wait()
+
+    def abandon(self) -> None:
+        """Forget what is queued: the connection is gone."""
+        self._frames.clear()
+        self._pong = None
+        self.pending_bytes = 0
+        self._emptied.set()
+
     def _put(self, frame: str | bytes, size: int) -> None:
         self.pending_bytes += size
         self._frames.append((frame, size))
@@ -66,13 +86,15 @@ class Outbox:
         queued then is lost with the connection, as on AWS)."""
         with suppress(ConnectionError):
             while True:
-                if self._pong is None and not self._frames:
+                if self.empty:
                     await self._wake.wait()
                     self._wake = anyio.Event()
                     continue
                 if self._pong is not None:
                     data, self._pong = self._pong, None
                     await ws.pong(data)
+                    if self.empty:
+                        self._emptied.set()
                     continue
                 frame, size = self._frames[0]
                 if isinstance(frame, str):
@@ -81,3 +103,5 @@ class Outbox:
                     await ws.send_bytes(frame)
                 self._frames.popleft()
                 self.pending_bytes -= size
+                if self.empty:
+                    self._emptied.set()

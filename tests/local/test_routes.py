@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -305,6 +306,28 @@ async def test_frames_accepted_before_a_delete_reach_the_client_before_its_close
             received = [int((await ws.recv())[:8]) for _ in accepted]
         assert await closed(ws) == (1000, "Connection Closed Normally")
     assert received == accepted
+
+
+async def test_pings_are_answered_while_a_lambda_runs() -> None:
+    release = threading.Event()
+
+    def slow(_event: Event, _context: Any) -> None:
+        release.wait(WAIT_S * 2)  # longer than the ping may take
+
+    recorder = Recorder(MESSAGE=slow)
+    try:
+        async with (
+            serving(RouteTable.for_handler(recorder)) as served,
+            served.client("a", ping_interval=None) as ws,
+        ):
+            await ws.send("slow")
+            await recorder.wait_for("MESSAGE")  # the invocation is running, and blocked
+            with anyio.fail_after(WAIT_S):
+                await (await ws.ping())
+            assert not release.is_set()  # answered while the Lambda still ran
+            release.set()
+    finally:
+        release.set()
 
 
 # -- ids, deep frames and the Host header --------------------------------------------------------

@@ -27,16 +27,18 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from ..exceptions import InvalidInputError
 from .account import ACCOUNT_ID, REGION
 
 __all__ = [
     "ACCOUNT_ID",
     "DEFAULT_ROUTE",
+    "DEFAULT_SELECTION_PATH",
     "REGION",
     "AuthorizerRejection",
     "LambdaContext",
@@ -53,6 +55,7 @@ __all__ = [
     "now_ms",
     "request_time",
     "select_route",
+    "selection_path",
     "sqs_event",
     "sqs_record",
 ]
@@ -64,16 +67,18 @@ DEFAULT_ROUTE: Final = "$default"
 _HOP_BY_HOP: Final = frozenset({"connection", "upgrade"})
 _MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # fmt: skip
-_UNSAFE_ID_CHARS: Final = re.compile(r"[+/]")
+_SELECTION: Final = re.compile(
+    r"\$request\.body\.(?P<plain>[^.${}\s]+(?:\.[^.${}\s]+)*)"
+    r"|\$\{request\.body\.(?P<braced>[^.${}\s]+(?:\.[^.${}\s]+)*)\}"
+)
+DEFAULT_SELECTION_PATH: Final = ("action",)
 
 
 def new_id() -> str:
-    """An id shaped like API Gateway's connection and request ids: 16 characters, base64 of 11
-    random bytes (so one ``=`` of padding), without ``+`` or ``/`` so it is safe in URL paths."""
-    while True:
-        candidate = base64.b64encode(secrets.token_bytes(11)).decode()
-        if not _UNSAFE_ID_CHARS.search(candidate):
-            return candidate
+    """An id shaped like API Gateway's connection and request ids: 16 characters, URL-safe
+    base64 of 11 random bytes (so one ``=`` of padding), ``-`` and ``_`` included as in API
+    Gateway's own ids (``L0SM9cOFvHcCIhw=``, ``Uz-H_eXLoAMCJ7g=``)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(11)).decode()
 
 
 def now_ms() -> int:
@@ -252,17 +257,38 @@ def disconnect_event(origin: Origin, status_code: int, reason: str) -> dict[str,
     }
 
 
-def select_route(data: str | bytes, routes: frozenset[str]) -> str:
-    """Evaluate ``$request.body.action``: a JSON object's string ``action`` naming a known
-    route selects it; anything else (binary, not JSON, no such route) goes to ``$default``."""
+def selection_path(expression: str) -> tuple[str, ...]:
+    """The body path of a route selection expression: ``$request.body.a.b`` (or
+    ``${request.body.a.b}``) gives ``("a", "b")``.
+
+    :raises InvalidInputError: any other expression (API Gateway's WebSocket route selection
+        reads the message body only).
+    """
+    found = _SELECTION.fullmatch(expression)
+    if found is None:
+        raise InvalidInputError(
+            f"route selection expression {expression!r} is not $request.body.PATH"
+        )
+    return tuple((found["plain"] or found["braced"]).split("."))
+
+
+def select_route(
+    data: str | bytes,
+    routes: Container[str],
+    path: Sequence[str] = DEFAULT_SELECTION_PATH,
+) -> str:
+    """Evaluate the selection expression ``$request.body.{path}``: a JSON object whose string
+    value at ``path`` names one of ``routes`` selects it; anything else (binary, not JSON, JSON
+    nested too deeply to parse, no such value, no such route) goes to ``$default``."""
     if isinstance(data, bytes):
         return DEFAULT_ROUTE
     try:
-        body = json.loads(data)
-    except ValueError:
+        value: Any = json.loads(data)
+    except (ValueError, RecursionError):  # a selection that fails is $default, not a crash
         return DEFAULT_ROUTE
-    action = body.get("action") if isinstance(body, dict) else None
-    return action if isinstance(action, str) and action in routes else DEFAULT_ROUTE
+    for name in path:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and value in routes else DEFAULT_ROUTE
 
 
 def error_frame(message: str, origin: Origin, request_id: str) -> str:

@@ -1,25 +1,29 @@
 """A local API Gateway WebSocket API: both halves of the dual-URL model on one aiohttp port.
 
 ``ws://127.0.0.1:PORT/{stage}`` is the client half: it accepts WebSocket clients, gives each an
-API Gateway-style connection id and invokes the route handler (and the REQUEST authorizer) with
-events shaped exactly like API Gateway's (:mod:`wsfanout.aws.events`). The upgrade is answered
-only after ``$connect`` returned 2xx, as on AWS, so a handler that refuses a client refuses the
-handshake. ``http://127.0.0.1:PORT/{stage}/@connections/{id}`` is the server half: the
+API Gateway-style connection id and invokes the routes of a
+:class:`~wsfanout.local.routes.RouteTable` (and its REQUEST authorizer) with events shaped
+exactly like API Gateway's (:mod:`wsfanout.aws.events`). The upgrade is answered only after
+``$connect`` returned 2xx, as on AWS, so a handler that refuses a client refuses the handshake.
+``http://127.0.0.1:PORT/{stage}/@connections/{id}`` is the server half: the
 :class:`~wsfanout.local.management.ManagementEndpoint`, backed here by the live sockets, so a
 POST reaches a real client and a DELETE closes it.
 
 Handlers run as Lambda runs them: the synchronous entrypoint, an event and a context whose
 remaining time runs down, off the event loop. Each of ``concurrency`` long-lived worker threads
 plays one warm container (:mod:`wsfanout.local.containers` gives each its own handler runtime
-while the pool lives); they are our own rather than
-anyio's shared pool because that pool retires threads idle for ten seconds, which would turn
-warm containers cold and strand their clients. A connection's invocations run one at a time in
-frame order: a frame is read only after the previous one's invocation returned.
+while the pool lives); they are our own rather than anyio's shared pool because that pool
+retires threads idle for ten seconds, which would turn warm containers cold and strand their
+clients. A connection's invocations run one at a time in frame order, apart from its reading:
+pings are answered and closes seen while a Lambda runs.
 
 API Gateway's limits are enforced, each configurable through :class:`Limits` so tests can reach
-them in milliseconds: frames larger than ``frame_bytes`` close the connection with 1009, an idle
-connection (no data frame either way; pings do not count) is closed with 1001, and so is one
-older than ``max_lifetime_s``. Every close, from either side, produces one ``$disconnect`` with
+them in milliseconds: a frame larger than ``frame_bytes`` or a message (continuation frames
+joined) larger than ``message_bytes`` closes the connection with 1009
+(:mod:`wsfanout.local.framing`), a binary frame with 1003, an idle connection (no data frame
+either way; pings do not count) with 1001, and so does one older than ``max_lifetime_s``; a
+POST to a connection whose ``send_buffer_bytes`` are taken answers 429
+(:mod:`wsfanout.local.outbox`). Every close, from either side, produces one ``$disconnect`` with
 the status code and a reason, unless :meth:`Emulator.lose_disconnect` said to lose it.
 """
 
@@ -29,7 +33,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
@@ -40,25 +44,33 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 from aiohttp import WSCloseCode, WSMsgType, web
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..aws import events
 from ..aws.events import LambdaContext, Origin, Upgrade
 from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
 from . import containers
-from .management import ConnectionInfo, ManagementEndpoint
+from .framing import FrameGuard
+from .management import Backpressure, ConnectionInfo, ManagementEndpoint
+from .outbox import Outbox
+from .routes import (
+    CHAT_ROUTE_KEYS,
+    CONNECT_ROUTE,
+    DISCONNECT_ROUTE,
+    Authorizer,
+    Handler,
+    RouteTable,
+    integration_body,
+)
 from .serving import serve_app
 
 __all__ = ["Emulator", "Handler", "LambdaContext", "Limits", "serve_emulator"]
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-"""A Lambda entrypoint: ``handler(event, context) -> response``."""
-
 _log = logging.getLogger(__name__)
 
-_ROUTE_FUNCTION: Final = "wsfanout-route"
-_AUTHORIZER_FUNCTION: Final = "wsfanout-authorizer"
 _CLOSE_TIMEOUT_S: Final = 5.0  # how long a closing side waits for the peer's close frame
+_QUEUED_MESSAGES: Final = 16  # frames read ahead of a connection's running invocation
 
 # (status code, reason) of the closes API Gateway initiates or observes.
 _DELETED: Final = (1000, "Connection Closed Normally")
@@ -66,6 +78,10 @@ _GOING_AWAY: Final = (1001, "Going away")
 _NO_STATUS: Final = (1005, "Client-side close frame status not set")
 _ABNORMAL: Final = (1006, "Connection closed abnormally")
 _TOO_BIG: Final = (1009, "Message too big")
+# API Gateway rejects a binary frame from a client and disconnects it with 1003 (developer guide,
+# "Binary media types for WebSocket APIs": incoming binary frames are not supported).
+_BINARY: Final = (1003, "Binary frames are not supported")
+_INTERNAL: Final = (1011, "Internal server error")
 
 
 _PAGE = Path(__file__).with_name("static") / "index.html"
@@ -76,13 +92,18 @@ class Limits:
     """API Gateway's limits, as the emulator enforces them (defaults: AWS's)."""
 
     frame_bytes: int = 32 * 1024
+    message_bytes: int = MAX_PAYLOAD_BYTES
     idle_timeout_s: float = 600
     max_lifetime_s: float = 7200
     integration_timeout_s: float = 29
+    send_buffer_bytes: int = 1024 * 1024
+    """What one connection may have queued towards a client that does not read before POSTs
+    answer 429 (AWS documents no figure; this bounds the emulator's memory per client)."""
 
     def __post_init__(self) -> None:
-        if self.frame_bytes < 1:
-            raise InvalidInputError("frame_bytes must be positive")
+        for name in ("frame_bytes", "message_bytes", "send_buffer_bytes"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"{name} must be positive")
         for name in ("idle_timeout_s", "max_lifetime_s", "integration_timeout_s"):
             if getattr(self, name) <= 0:
                 raise InvalidInputError(f"{name} must be positive")
@@ -109,10 +130,13 @@ class _Failed(Exception):  # noqa: N818  (an outcome, carrying API Gateway's own
 class _Connection:
     """One client: its origin, its socket once open, and the clocks of its limits."""
 
-    def __init__(self, origin: Origin) -> None:
+    def __init__(self, origin: Origin, limits: Limits) -> None:
         self.origin = origin
         self.state = _State.CONNECTING
         self.ws: web.WebSocketResponse | None = None
+        self.outbox = Outbox(limits.send_buffer_bytes)
+        self.writer = anyio.CancelScope()  # the outbox's writer; cancelled once nothing may go
+        self.guard: FrameGuard | None = None
         self.opened = self.last_activity = 0.0  # anyio.current_time() (the loop's clock)
         self.last_client_message: datetime | None = None
         self.close_request: tuple[int, str] | None = None
@@ -165,47 +189,63 @@ class _Sockets:
         return connection.info()
 
     async def deliver(self, connection_id: str, data: bytes) -> bool:
-        """Send ``data`` as API Gateway does: a text frame when it is UTF-8, else binary."""
+        """Queue ``data`` for the client, sent as API Gateway sends it (a text frame when it is
+        UTF-8, else binary); never waits for the client to read.
+
+        :raises Backpressure: the connection's send buffer is full (the frame is dropped).
+        """
         connection = self.by_id.get(connection_id)
-        if connection is None or connection.state is not _State.OPEN or connection.ws is None:
+        if connection is None or connection.state is not _State.OPEN:
             return False
-        try:
-            try:
-                text = data.decode()
-            except UnicodeDecodeError:
-                await connection.ws.send_bytes(data)
-            else:
-                await connection.ws.send_str(text)
-        except ConnectionError:
-            return False
+        if not connection.outbox.offer(data):
+            raise Backpressure(connection_id)
         connection.last_activity = anyio.current_time()
         return True
 
 
 class Emulator:
-    """The WebSocket API: routes, an optional authorizer, limits and the management endpoint.
+    """The WebSocket API: a :class:`~wsfanout.local.routes.RouteTable`, limits and the
+    management endpoint. ``concurrency`` is the number of warm containers (concurrent
+    invocations).
 
-    ``routes`` are the route keys ``$request.body.action`` may select; other frames go to
-    ``$default``. ``concurrency`` is the number of warm containers (concurrent invocations).
+    ``routes`` is the table, or (today's shape, kept for callers that predate tables) the
+    message route keys ``$request.body.action`` may select, all served by ``route_handler``
+    together with ``$connect``, ``$disconnect`` and ``$default``, with ``authorizer`` invoked
+    on every upgrade (no identity sources).
+
+    :raises ConfigurationError: a table together with ``route_handler``/``authorizer``, or
+        neither a table nor a ``route_handler``.
+    :raises InvalidInputError: ``concurrency`` below 1.
     """
 
     def __init__(
         self,
         *,
-        route_handler: Handler,
+        route_handler: Handler | None = None,
         authorizer: Handler | None = None,
         stage: str = "local",
-        routes: Iterable[str] = ("joinRoom", "leaveRoom", "sendMessage", "broadcast"),
+        routes: RouteTable | Iterable[str] = CHAT_ROUTE_KEYS,
         limits: Limits = Limits(),  # frozen: a shared default is safe
         concurrency: int = 8,
         api_id: str = "local",
     ) -> None:
         if concurrency < 1:
             raise InvalidInputError("concurrency must be at least 1")
+        if isinstance(routes, RouteTable):
+            if route_handler is not None or authorizer is not None:
+                raise ConfigurationError("give a RouteTable or route_handler/authorizer, not both")
+            table = routes
+        elif route_handler is None:
+            raise ConfigurationError("an Emulator needs a RouteTable or a route_handler")
+        else:
+            table = RouteTable.for_handler(
+                route_handler, keys=routes, authorizer=authorizer, identity_sources=()
+            )
+        self.routes = table
+        """The API's routes (``key in emulator.routes`` asks whether a route has that key)."""
         self.route_handler = route_handler
-        self.authorizer = authorizer
+        """The one handler of the keyword shape; ``None`` when built from a table."""
         self.stage = stage
-        self.routes = frozenset(routes)
         self.limits = limits
         self.concurrency = concurrency
         self.api_id = api_id
@@ -217,6 +257,11 @@ class Emulator:
         self._lost: set[str] = set()
         self._closing = False
         self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def authorizer(self) -> Handler | None:
+        """The handler of the ``$connect`` authorizer, if the API has one."""
+        return None if self.routes.authorizer is None else self.routes.authorizer.handler
 
     @property
     def live_connections(self) -> int:
@@ -295,13 +340,15 @@ class Emulator:
         origin = Origin(
             connection_id=connection_id,
             connected_at_ms=events.now_ms(),
-            domain_name=request.host,
+            # Our own address, never the client's Host header: the handlers post replies to
+            # domainName, and a client must not be able to point them elsewhere.
+            domain_name=_own_address(request),
             stage=self.stage,
             api_id=self.api_id,
             source_ip=request.remote or "127.0.0.1",
             user_agent=request.headers.get("User-Agent", ""),
         )
-        connection = _Connection(origin)
+        connection = _Connection(origin, self.limits)
         self._sockets.by_id[connection_id] = connection
         try:
             return await self._serve(connection, request)
@@ -318,33 +365,38 @@ class Emulator:
             port=int(sockname[1]) if sockname else 80,
             proto=request.scheme,
         )
-        if self.authorizer is not None:
+        if self.routes.authorizer is not None:
             try:
                 connection.origin = await self._authorize(
-                    self.authorizer, connection.origin, upgrade
+                    self.routes.authorizer, connection.origin, upgrade
                 )
             except events.AuthorizerRejection as rejection:
                 return _reject(rejection.status, rejection.message, rejection.error_type)
-        try:
-            response = await self._invoke(
-                self.route_handler,
-                events.connect_event(connection.origin, upgrade),
-                _ROUTE_FUNCTION,
-            )
-        except _Failed as failure:
-            return web.Response(status=504 if failure.timed_out else 502)
-        status, subprotocol = events.connect_outcome(response)
-        if not 200 <= status < 300:
-            return web.Response(status=status)
+        subprotocol: str | None = None
+        connect = self.routes.get(CONNECT_ROUTE)
+        if connect is not None:  # no $connect route: accepted without an invocation, as on AWS
+            try:
+                response = await self._invoke(
+                    connect.handler,
+                    events.connect_event(connection.origin, upgrade),
+                    connect.function,
+                )
+            except _Failed as failure:
+                return web.Response(status=504 if failure.timed_out else 502)
+            status, subprotocol = events.connect_outcome(response)
+            if not 200 <= status < 300:
+                return web.Response(status=status)
         ws = web.WebSocketResponse(
             protocols=(subprotocol,) if subprotocol else (),
             compress=False,  # API Gateway negotiates no permessage-deflate
-            # Over frame_bytes is closed by _read with API Gateway's reason; this only bounds
-            # what aiohttp buffers for absurd frames (it closes those with 1009 itself).
-            max_msg_size=max(4 * self.limits.frame_bytes, 8 * MAX_PAYLOAD_BYTES),
+            autoping=False,  # pongs go through the outbox, so a backlog cannot block reading
+            # The FrameGuard admits no larger message; this bounds aiohttp should it be bypassed
+            # (aiohttp refuses a message of max_msg_size bytes or more).
+            max_msg_size=self.limits.message_bytes + 1,
             timeout=_CLOSE_TIMEOUT_S,
         )
         try:
+            self._guard_frames(connection, request)
             await ws.prepare(request)
         except ConnectionError:  # the client left while $connect ran
             await self._disconnect(connection, *_ABNORMAL)
@@ -353,11 +405,28 @@ class Emulator:
         await self._disconnect(connection, code, reason)
         return ws
 
-    async def _authorize(self, authorizer: Handler, origin: Origin, upgrade: Upgrade) -> Origin:
+    def _guard_frames(self, connection: _Connection, request: web.Request) -> None:
+        """Put a :class:`~wsfanout.local.framing.FrameGuard` on the socket before the
+        handshake is answered (a client sends no frame before it), so every frame passes the
+        per-frame and per-message limits first."""
+        if request.transport is None:
+            raise ConnectionResetError("the client left during $connect")
+        connection.guard = FrameGuard.install(
+            request.transport,
+            frame_bytes=self.limits.frame_bytes,
+            message_bytes=self.limits.message_bytes,
+            on_violation=lambda: connection.request_close(*_TOO_BIG),
+        )
+
+    async def _authorize(self, authorizer: Authorizer, origin: Origin, upgrade: Upgrade) -> Origin:
+        if not authorizer.identified(upgrade):
+            # An identity source missing or empty: 401 without invoking the authorizer
+            # (API Gateway developer guide, "Identity sources" of REQUEST authorizers).
+            raise events.AuthorizerRejection(401, "Unauthorized", "UnauthorizedException")
         event = events.authorizer_request(origin, upgrade)
         started = time.monotonic()
         try:
-            answer = await self._invoke(authorizer, event, _AUTHORIZER_FUNCTION)
+            answer = await self._invoke(authorizer.handler, event, authorizer.function)
         except _Failed as failure:
             if failure.unauthorized:
                 raise events.AuthorizerRejection(
@@ -377,31 +446,51 @@ class Emulator:
         connection.state = _State.OPEN
         if self._closing:  # shutting down while $connect ran: open, then close at once
             connection.request_close(*_GOING_AWAY)
+        if connection.guard is not None and connection.guard.violated:  # before it was OPEN
+            connection.request_close(*_TOO_BIG)
+        send, receive = anyio.create_memory_object_stream[str](_QUEUED_MESSAGES)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._supervise, connection, ws)
+            tasks.start_soon(self._write, connection, ws)
+            tasks.start_soon(self._invocations, connection, receive)
             try:
-                outcome = await self._read(connection, ws)
+                async with send:
+                    outcome = await self._read(connection, ws, send)
             finally:
                 connection.state = _State.CLOSING
                 connection.stop.set()  # the supervisor finishes a close it started, then ends
+                connection.outbox.abandon()  # the socket is closed: nothing more can be sent
+                connection.writer.cancel()
         return outcome
 
-    async def _read(self, connection: _Connection, ws: web.WebSocketResponse) -> tuple[int, str]:
+    async def _write(self, connection: _Connection, ws: web.WebSocketResponse) -> None:
+        """Drain the outbox until the close frame is due (see :meth:`_supervise`) or the
+        client is gone."""
+        with connection.writer:
+            await connection.outbox.drain(ws)
+
+    async def _read(
+        self,
+        connection: _Connection,
+        ws: web.WebSocketResponse,
+        messages: MemoryObjectSendStream[str],
+    ) -> tuple[int, str]:
         while True:
             message = await ws.receive()
             kind = message.type
-            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            if kind is WSMsgType.TEXT:
                 if connection.state is not _State.OPEN:
                     continue  # a close is under way: API Gateway drops late frames
-                data: str | bytes = message.data
-                size = len(data.encode()) if isinstance(data, str) else len(data)
-                if size > self.limits.frame_bytes:
-                    _log.info("%s sent %d bytes: closing", connection.origin.connection_id, size)
-                    connection.request_close(*_TOO_BIG)
-                    continue
                 connection.last_activity = anyio.current_time()
                 connection.last_client_message = datetime.now(UTC)
-                await self._message(connection, data)
+                await messages.send(message.data)
+            elif kind is WSMsgType.BINARY:
+                _log.info("%s sent a binary frame: closing", connection.origin.connection_id)
+                connection.request_close(*_BINARY)
+            elif kind is WSMsgType.PING:
+                connection.outbox.pong(message.data)
+            elif kind is WSMsgType.PONG:
+                continue
             elif kind is WSMsgType.CLOSE:  # the client closed first
                 code = int(message.data)
                 if code == 0:
@@ -412,6 +501,20 @@ class Emulator:
                 return code, _TOO_BIG[1] if code == _TOO_BIG[0] else str(message.data)
             elif kind is WSMsgType.CLOSING or kind is WSMsgType.CLOSED:
                 return connection.close_request or _ABNORMAL
+
+    async def _invocations(
+        self, connection: _Connection, messages: MemoryObjectReceiveStream[str]
+    ) -> None:
+        """Invoke the routes of a connection's frames one at a time, in frame order."""
+        async with messages:
+            async for data in messages:
+                if connection.state is not _State.OPEN:
+                    continue  # closing: the frames still queued are dropped
+                try:
+                    await self._message(connection, data)
+                except Exception:  # a bug of ours must close the connection, not orphan it
+                    _log.exception("%s: message failed", connection.origin.connection_id)
+                    connection.request_close(*_INTERNAL)
 
     async def _supervise(self, connection: _Connection, ws: web.WebSocketResponse) -> None:
         """Enforce the idle timeout and the lifetime, and carry out requested closes."""
@@ -434,20 +537,34 @@ class Emulator:
                 )
                 connection.request_close(*_GOING_AWAY)
         if connection.close_request is not None:
+            # Frames accepted before the close go out before it (bounded: a client that does not
+            # read would otherwise hold the close up forever).
+            with anyio.move_on_after(_CLOSE_TIMEOUT_S):
+                await connection.outbox.flushed()
+            connection.writer.cancel()
             code, reason = connection.close_request
             await ws.close(code=code, message=reason.encode())
 
-    async def _message(self, connection: _Connection, data: str | bytes) -> None:
-        route = events.select_route(data, self.routes)
-        event = events.message_event(connection.origin, route, data)
+    async def _message(self, connection: _Connection, data: str) -> None:
+        origin = connection.origin
+        key = self.routes.select(data)
+        route = self.routes.get(key)
+        if route is None:
+            # No route for the selection and no $default: API Gateway answers the client itself
+            # and invokes nothing.
+            connection.outbox.send(events.error_frame("Forbidden", origin, events.new_id()))
+            return
+        event = events.message_event(origin, key, data)
         try:
-            await self._invoke(self.route_handler, event, _ROUTE_FUNCTION)
+            response = await self._invoke(route.handler, event, route.function)
         except _Failed as failure:
             request_id = event["requestContext"]["requestId"]
-            frame = events.error_frame(failure.message, connection.origin, request_id)
-            if connection.state is _State.OPEN and connection.ws is not None:
-                with suppress(ConnectionError):
-                    await connection.ws.send_str(frame)
+            if connection.state is _State.OPEN:
+                connection.outbox.send(events.error_frame(failure.message, origin, request_id))
+            return
+        body = integration_body(response) if route.two_way else None
+        if body is not None and connection.state is _State.OPEN:
+            connection.outbox.send(body)  # a two-way route's answer; one-way routes send nothing
 
     async def _disconnect(self, connection: _Connection, code: int, reason: str) -> None:
         connection.state = _State.CLOSING
@@ -455,9 +572,12 @@ class Emulator:
         if connection_id in self._lost:
             _log.info("%s closed (%d); its $disconnect is lost on purpose", connection_id, code)
             return
+        route = self.routes.get(DISCONNECT_ROUTE)
+        if route is None:
+            return  # no $disconnect route: nothing is invoked
         event = events.disconnect_event(connection.origin, code, reason)
         with suppress(_Failed):  # API Gateway ignores what $disconnect answers
-            await self._invoke(self.route_handler, event, _ROUTE_FUNCTION)
+            await self._invoke(route.handler, event, route.function)
 
     # -- shutdown --------------------------------------------------------------------------------
 
@@ -489,6 +609,15 @@ class Emulator:
                 await anyio.to_thread.run_sync(pool.shutdown, abandon_on_cancel=True)
             with anyio.CancelScope(shield=True):  # off the loop: closing a runtime runs its loop
                 await anyio.to_thread.run_sync(containers.release)
+
+
+def _own_address(request: web.Request) -> str:
+    """``host:port`` of the socket the client reached (the emulator's own listening address)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return request.host  # no socket to ask (a test transport): nothing better is known
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _reject(status: int, message: str, error_type: str) -> web.Response:

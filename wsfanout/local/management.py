@@ -44,6 +44,7 @@ from .serving import serve_app
 __all__ = [
     "DEFAULT_USER_AGENT",
     "STAT_KEYS",
+    "Backpressure",
     "ConnectionInfo",
     "ConnectionStore",
     "Deliver",
@@ -179,7 +180,13 @@ class ConnectionStore(Protocol):
 
 
 Deliver = Callable[[str, bytes], Awaitable[bool]]
-"""Pushes a POSTed payload to a live connection; ``False`` means it turned out gone (410)."""
+"""Pushes a POSTed payload to a live connection; ``False`` means it turned out gone (410), and
+:class:`Backpressure` that its buffer is full (429). Either way the payload is never delivered."""
+
+
+class Backpressure(Exception):  # noqa: N818  (an outcome of a POST, named as API Gateway's)
+    """Raised by a :data:`Deliver` hook when the connection's outgoing buffer is full: the POST
+    answers 429 ``LimitExceededException`` at once, and the frame is dropped, not delayed."""
 
 
 class MemoryConnections:
@@ -411,15 +418,29 @@ class ManagementEndpoint:
                     transport.close()
                 # aiohttp fails to write this to the closed transport and sends nothing.
                 return web.Response()
-        if self._deliver is not None and not await self._deliver(connection_id, data):
-            stats["gone"] += 1
-            return _respond(_GONE)
+        refusal = await self._hand_over(connection_id, data)
+        if refusal is not None:
+            return refusal
         stats["delivered"] += 1
         counts = self._counts
         counts[connection_id] = counts.get(connection_id, 0) + 1
         if self.keep_payloads:
             self._payloads.setdefault(connection_id, []).append(data)
         return web.Response()
+
+    async def _hand_over(self, connection_id: str, data: bytes) -> web.Response | None:
+        """Give a frame to the :data:`Deliver` hook; the error answer when it did not take it."""
+        if self._deliver is None:
+            return None
+        try:
+            delivered = await self._deliver(connection_id, data)
+        except Backpressure:
+            self._stats["throttled"] += 1
+            return _respond(_THROTTLED)
+        if not delivered:
+            self._stats["gone"] += 1
+            return _respond(_GONE)
+        return None
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         if self._delays:

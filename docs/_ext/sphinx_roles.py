@@ -16,7 +16,11 @@ from typing import Any
 import griffe
 
 _LITERAL = re.compile(r"(?<!:)::\n\n")
-_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):`(?P<tilde>~?)(?P<target>[^`]+)`")
+# :role:`target`, :role:`~target` (titled with its last part), :role:`title <target>`
+_ROLE = re.compile(
+    r":(?:class|func|meth|mod|attr|data|exc|obj):"
+    r"`(?P<tilde>~?)(?P<text>[^`<]+?)(?:\s*<(?P<explicit>[^>`]+)>)?`"
+)
 
 
 def _resolve(obj: griffe.Object, target: str) -> str | None:
@@ -52,8 +56,13 @@ def convert(obj: griffe.Object, text: str) -> str:
     """``text`` with every Sphinx role replaced by an optional cross-reference (or code)."""
 
     def replace(match: re.Match[str]) -> str:
-        target = match["target"]
-        title = target.rsplit(".", 1)[-1] if match["tilde"] else target.lstrip(".")
+        target = match["explicit"] or match["text"]
+        if match["explicit"]:
+            title = match["text"]
+        elif match["tilde"]:
+            title = target.rsplit(".", 1)[-1]
+        else:
+            title = target.lstrip(".")
         path = _resolve(obj, target)
         if path is None:
             return f"`{title}`"

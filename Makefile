@@ -54,7 +54,7 @@ demo: install
 dev: install
 	$(BIN)/wsfanout dev
 
-# Every figure of the README's Performance section, from one run on this machine (about 25
+# Every figure of docs/performance.md, from one run on this machine (about 25
 # minutes): the side-by-side comparison, the zero-latency CPU comparison with the floor, 429s,
 # the N x concurrency sweep and the distributed sweep. JSON and plots go to $(BENCH_OUT)/.
 BENCH_OUT ?= bench-results

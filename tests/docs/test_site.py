@@ -72,3 +72,30 @@ def test_an_unknown_api_reference_fails_the_build(tmp_path: Path) -> None:
     result = build(tmp_path, "::: wsfanout.core.nowhere")
     assert result.returncode != 0
     assert "wsfanout.core.nowhere could not be found" in result.stderr
+
+
+def python_blocks(path: Path) -> list[str]:
+    """The ```python blocks of a Markdown file, in order."""
+    return [part.split("```", 1)[0] for part in path.read_text().split("```python\n")[1:]]
+
+
+def without_comments(code: str) -> list[str]:
+    return [line.split("  #", 1)[0].rstrip() for line in code.splitlines()]
+
+
+def test_the_home_page_shows_the_readmes_tested_app() -> None:
+    """The README's first App runs as printed (tests/app/test_guide.py); the site's home page
+    shows the same code, with shorter comments to fit its width."""
+    readme = python_blocks(ROOT / "README.md")[0]
+    home = python_blocks(ROOT / "docs" / "index.md")[0]
+    assert without_comments(home) == without_comments(readme)
+
+
+def test_the_testing_page_shows_tested_examples() -> None:
+    """The doubles example runs as printed in the README (tests/test_testing.py), the
+    TestClient example as printed in the App guide (tests/app/test_guide.py)."""
+    shown = python_blocks(ROOT / "docs" / "testing.md")
+    readme = (ROOT / "README.md").read_text().split("### Testing code built on it", 1)[1]
+    assert readme.split("```python\n", 1)[1].split("```", 1)[0] in shown
+    guide_test = python_blocks(ROOT / "docs" / "app.md")[1]
+    assert guide_test.replace("# tests/test_app.py\n", "") in shown

@@ -3,7 +3,7 @@
 Why by hand: a botocore client builds, validates, serializes, signs and parses every request
 generically (event hooks, user-agent strings, model lookups, response parsing), and that work,
 not the network, dominates the CPU of a PostToConnection; a broadcast is nothing but that one
-request repeated (README, Performance, has the figures).
+request repeated (docs/performance.md has the figures).
 This transport keeps what must be right (botocore's credential chain, SigV4 identical to
 botocore's, the URL encoding botocore uses, the ``x-amzn-ErrorType`` classification) and drops the
 rest. :class:`~wsfanout.aws.gateway.ManagementGateway` remains the general client (GetConnection,

@@ -19,7 +19,7 @@ happened against the endpoint's records and the registry.
 And one companion, not compared: ``scan`` reads the registry as the engine does and discards it.
 It runs beside ``floor`` and ``engine-memory`` so that moto server loads the two shared cores
 during their runs as it does during the engine's: on shared cores a busy moto server raises
-every other process's CPU per request (README, Performance), and without the companion that
+every other process's CPU per request (docs/performance.md), and without the companion that
 cost would be billed to the engine alone.
 It keeps the engine's pace too, one page ahead of the posts the endpoint has counted: read all at
 once, moto's load would fall on the first second of the run, not spread over it as the engine's

@@ -186,7 +186,7 @@ class _Feed:
 
     Why not a memory channel per recipient: a channel hop costs the sending and the receiving task
     a trip through the event loop each, which at zero latency is a large share of what one
-    delivery costs (the README's Performance section has the profile). Senders take from the
+    delivery costs (docs/performance.md has the profile). Senders take from the
     current page without awaiting; only the one that finds it used up waits for the next
     (prefetched) page while the others queue on the lock behind it.
 

@@ -36,13 +36,18 @@ from ..exceptions import (
     DeliveryError,
     InvalidInputError,
     MidRunRegistryError,
+    QueueError,
     RegistryError,
 )
 from ..settings import Settings
-from .arguments import OneLineParser, port, positive_int
+from .arguments import OneLineParser, add_version_option, port, positive_int
+from .connections import add_connections_command
+from .dlq import add_dlq_command
+from .jobs import add_jobs_command
 from .new import add_new_command
 from .package import add_package_command
 from .resume import MAX_TOTAL_SEGMENTS, ResumeToken, payload_sha256
+from .tokens import add_token_command
 
 __all__ = ["main"]
 
@@ -54,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="wsfanout", description=__doc__.splitlines()[0] if __doc__ else None
     )
+    add_version_option(parser)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     send = commands.add_parser(
@@ -112,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_commands(commands)
     add_new_command(commands)
     add_package_command(commands)
+    # the operator's commands (issue 17): one module each
+    add_connections_command(commands)
+    add_jobs_command(commands)
+    add_dlq_command(commands)
+    add_token_command(commands)
 
     dev = commands.add_parser(
         "dev",
@@ -169,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except (NoRegionError, NoCredentialsError) as exc:
         return _fail(f"{exc} (set AWS_REGION and credentials, or use the local stack)")
-    except RegistryError as exc:
+    except (RegistryError, QueueError) as exc:
         sys.stderr.write(f"wsfanout: {exc}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:

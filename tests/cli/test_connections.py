@@ -14,7 +14,15 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.cli.test_main import NOW, NOWHERE, assert_usage_error, cli_env, run_cli, run_cli_sync
+from tests.cli.test_main import (
+    NOW,
+    NOWHERE,
+    assert_usage_error,
+    cli_env,
+    run_cli,
+    run_cli_sync,
+    seed,
+)
 from wsfanout.aws.clients import Clients
 from wsfanout.core.models import Connection
 from wsfanout.local.management import Faults
@@ -264,3 +272,13 @@ async def test_get_of_an_unknown_connection_exits_1(table_name, endpoint) -> Non
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str) -> None:
     assert_usage_error(run_cli_sync(*args), needle)
+
+
+async def test_count_over_the_table_shows_progress_on_stderr_only(dynamodb, table_name) -> None:
+    ids = await seed(dynamodb, table_name, 250)
+    # a terminal for rich (TTY_COMPATIBLE), and pages of 100: the count moves in three steps
+    env = cli_env(TTY_COMPATIBLE="1", REGISTRY_PAGE_SIZE="100")
+    result = await run_cli("connections", "count", "--table", table_name, "--json", env=env)
+    assert result.returncode == 0, result
+    assert document(result) == {"target": {"all": True}, "count": len(ids)}
+    assert "connections counted: 250" in result.stderr

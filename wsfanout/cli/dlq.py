@@ -138,10 +138,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
         ]
         for m in listed
     ]
-    title = f"dead-letter queue {url} (about {approximate} messages)"
+    title = f"messages (about {approximate} in the queue)"
     columns = ["message id", "receives", "sent at", "job"]
     document = {"queueUrl": url, "approximateCount": approximate, "messages": listed}
-    emit(args, document, rows_table(title, columns, rows))
+    emit(args, document, f"dead-letter queue {url}", rows_table(title, columns, rows))
     return EXIT_OK
 
 
@@ -214,4 +214,5 @@ def _report(
     }
     rows = [[message_id, "moved"] for message_id in moved]
     rows += [[message_id, "not found"] for message_id in not_found]
-    emit(args, document, rows_table(f"redrive to {target}", ["message id", "result"], rows))
+    where = f"from {source or '(the dead-letter queue)'}\nto   {target}"
+    emit(args, document, where, rows_table("messages", ["message id", "result"], rows))

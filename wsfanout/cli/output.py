@@ -64,16 +64,20 @@ def settings_of(args: argparse.Namespace) -> Settings:
 
 
 def emit(args: argparse.Namespace, document: Any, *renderables: RenderableType) -> None:
-    """Print ``document`` as JSON (``--json``), else the ``renderables`` for people."""
+    """Print ``document`` as JSON (``--json``), else the ``renderables`` for people, one under
+    the other. Rich markup is off: ids, rooms and reasons are data, and ``[b]`` in a room name
+    must print as it is."""
     if args.json:
         sys.stdout.write(json.dumps(document, default=str) + "\n")
     else:
-        Console().print(*renderables)
+        Console(markup=False, highlight=False).print(*renderables, sep="\n")
 
 
-def rows_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
-    """A table with a header row; an empty one says so in its caption."""
-    table = Table(title=title, caption=None if rows else "(none)")
+def rows_table(title: str, columns: list[str], rows: list[list[str]]) -> RenderableType:
+    """A table with a header row; without rows, one line saying there are none."""
+    if not rows:
+        return f"{title}: none"
+    table = Table(title=title)
     for column in columns:
         table.add_column(column)
     for row in rows:

@@ -4,6 +4,7 @@ them), and a job the local stack's worker refused landing in its dead-letter que
 from __future__ import annotations
 
 import json
+import signal
 from typing import Any
 
 import aioboto3
@@ -12,7 +13,7 @@ import pytest
 
 from tests.cli.test_connections import document
 from tests.cli.test_main import assert_usage_error, cli_env, run_cli, run_cli_sync
-from tests.helpers import receive_all
+from tests.helpers import WSFANOUT, receive_all
 from wsfanout.aws.queue import job_body
 from wsfanout.core.models import AllTarget, BroadcastJob, RoomTarget
 from wsfanout.local.stack import local_stack
@@ -184,3 +185,35 @@ def test_bad_arguments_exit_2_with_one_line(
     args: list[str], env: dict[str, str], needle: str
 ) -> None:
     assert_usage_error(run_cli_sync(*args, env=env_of(**env)), needle)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_an_interrupted_redrive_reports_what_moved_and_how_to_resume(sqs, signum) -> None:
+    queue, dlq = await make_queues(sqs, f"bq-interrupted-{signum.name}")
+    total = 400
+    for first in range(0, total, 10):
+        entries = [{"Id": str(i), "MessageBody": f"m{first + i}"} for i in range(10)]
+        await sqs.send_message_batch(QueueUrl=dlq, Entries=entries)
+    args = [WSFANOUT, "dlq", "redrive", "--all", "--json"]
+    with anyio.fail_after(60):
+        async with await anyio.open_process(args, env=env_of(BROADCAST_QUEUE_URL=queue)) as process:
+            while await visible(sqs, queue) < 20:
+                assert process.returncode is None, "it ended before it could be interrupted"
+                await anyio.sleep(0.01)
+            process.send_signal(signum)
+            assert process.stdout is not None
+            assert process.stderr is not None
+            stdout = b"".join([chunk async for chunk in process.stdout]).decode()
+            stderr = b"".join([chunk async for chunk in process.stderr]).decode()
+            assert await process.wait() == 1
+    [line] = stdout.splitlines()
+    report = json.loads(line)
+    moved = len(report["moved"])
+    assert report["failure"] == "interrupted"
+    assert 20 <= moved < total
+    assert stderr.splitlines() == [
+        f"wsfanout: interrupted after moving {moved}; "
+        "run `wsfanout dlq redrive --all` again to move the rest"
+    ]
+    assert await visible(sqs, queue) == moved
+    assert await visible(sqs, dlq) == total - moved, "the rest is back in view, none lost"

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from ..exceptions import ConfigurationError, QueueError
 from .errors import map_botocore_errors
@@ -51,12 +52,13 @@ class DeadLetter:
 
 @dataclass
 class Redrive:
-    """What a redrive did: the ids moved (in order), the first failure (then it stopped), and
-    the requested ids it never met."""
+    """What a redrive did: the ids moved (in order), the first failure (then it stopped), the
+    requested ids it never met, and whether it ended early because ``stop`` was set."""
 
     moved: list[str] = field(default_factory=list)
     failure: str | None = None
     not_found: list[str] = field(default_factory=list)
+    stopped: bool = False
 
 
 async def dead_letter_url(client: SQSClient, queue_url: str) -> str:
@@ -128,43 +130,55 @@ class DeadLetterQueue:
         *,
         message_ids: Collection[str] | None = None,
         moved: Callable[[DeadLetter], None] | None = None,
+        stop: anyio.Event | None = None,
     ) -> Redrive:
         """Move every message (``message_ids=None``) or the listed ones to ``to_url``.
 
         Each message is sent, then deleted here only once the send succeeded; the pair is
-        shielded from cancellation, so an interruption (Ctrl-C) never leaves a message half
-        moved. The first failure stops the redrive and is reported in the result (a message
-        sent but whose delete failed is then on both queues: its job's progress items make a
-        second run skip what is complete). Messages received but not moved are given back.
-        ``moved`` is called after each move.
+        shielded from cancellation, which lands between two moves, so an interruption (Ctrl-C)
+        never leaves a message half moved. The first failure stops the redrive and is reported
+        in the result (a message sent but whose delete failed is then on both queues: its job's
+        progress items make a second run skip what is complete). Messages received but not
+        moved are given back. ``moved`` is called after each move; ``stop``, once set, ends the
+        redrive before the next move (``stopped`` in the result).
 
         :raises QueueError: a receive failed (nothing of that batch moved).
         """
         wanted = set(message_ids) if message_ids is not None else None
         result = Redrive()
-        skipped: list[DeadLetter] = []
+        skipped: list[DeadLetter] = []  # received, not asked for: given back at the end
+        pending: list[DeadLetter] = []  # received, not yet moved: given back if it stops
         seen: set[str] = set()
         try:
             while wanted is None or wanted - set(result.moved):
-                batch = [m for m in await self._receive(_BATCH_MAX) if m.message_id not in seen]
-                if not batch:
+                # shielded too: SQS hides what it hands out, so a receive cancelled in flight
+                # would leave its messages hidden (not lost) for ``hide_s``
+                with anyio.CancelScope(shield=True):
+                    batch = await self._receive(_BATCH_MAX)
+                pending = [m for m in batch if m.message_id not in seen]
+                if not pending:
                     break
-                for index, message in enumerate(batch):
-                    seen.add(message.message_id)
+                seen.update(m.message_id for m in pending)
+                while pending:
+                    message = pending[0]
                     if wanted is not None and message.message_id not in wanted:
-                        skipped.append(message)
+                        skipped.append(pending.pop(0))
                         continue
+                    if stop is not None and stop.is_set():
+                        result.stopped = True
+                        return result
+                    await anyio.lowlevel.checkpoint()  # a cancellation lands between two moves
                     with anyio.CancelScope(shield=True):
                         result.failure = await self._move(message, to_url)
                     if result.failure is not None:
-                        skipped.extend(batch[index:])
                         return result
+                    pending.pop(0)
                     result.moved.append(message.message_id)
                     if moved is not None:
                         moved(message)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._give_back(skipped)
+                await self._give_back([*skipped, *pending])
         if wanted is not None:
             result.not_found = sorted(wanted - set(result.moved))
         return result

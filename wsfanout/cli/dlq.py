@@ -7,7 +7,8 @@ broadcast queue (``BROADCAST_QUEUE_URL``): SendMessage there, then DeleteMessage
 one, so a message leaves the dead-letter queue only once its copy is on the broadcast queue.
 (SQS's StartMessageMoveTask moves whole queues server-side, but not chosen messages, and moto,
 which the local stack runs on, lacks it.) An interrupted or failed redrive stops after the
-message in hand and says how to move the rest.
+message in hand (SIGINT and SIGTERM are a polite stop, see :mod:`.signals`) and says how
+to move the rest.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..core.models import AllTarget, BroadcastJob, ConnectionsTarget, RoomTarget
 from ..exceptions import ConfigurationError
 from .arguments import positive_int
 from .output import EXIT_FAILED, EXIT_OK, add_json_option, emit, rows_table, settings_of
+from .signals import stoppable
 
 if TYPE_CHECKING:
     from ..aws.deadletters import DeadLetter, Redrive
@@ -63,8 +65,8 @@ def add_dlq_command(commands: Any) -> None:
         help="move messages back to the broadcast queue (all, or the ids given)",
         description="Move messages back to $BROADCAST_QUEUE_URL: each is sent there, then "
         "deleted from the dead-letter queue only once the send succeeded. The first failure "
-        "stops the redrive (exit 1) and Ctrl-C stops it after the message in hand; both say "
-        "what moved and how to move the rest.",
+        "stops the redrive (exit 1), and so do Ctrl-C and SIGTERM, after the message in hand; "
+        "each says what moved and how to move the rest.",
     )
     which = redrive.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true", help="every message in the queue")
@@ -151,34 +153,30 @@ def _cmd_redrive(args: argparse.Namespace) -> int:
     if not target:
         raise ConfigurationError("no broadcast queue to move messages to: set BROADCAST_QUEUE_URL")
     wanted = None if args.all else list(dict.fromkeys(args.message_ids))
-    moved: list[str] = []
     source = ""
 
-    async def go() -> Redrive:
+    async def go(stop: anyio.Event) -> Redrive:
         nonlocal source
         async with Clients(settings) as clients:
             queue = await clients.dead_letters()
             source = queue.url
-            return await queue.redrive(
-                target, message_ids=wanted, moved=lambda m: moved.append(m.message_id)
-            )
+            return await queue.redrive(target, message_ids=wanted, stop=stop)
 
-    try:
-        result = anyio.run(go)
-    except KeyboardInterrupt:
-        _report(
-            args, source=source, target=target, moved=moved, not_found=[], failure="interrupted"
-        )
-        sys.stderr.write(f"wsfanout: interrupted after moving {len(moved)}; {_resume(wanted)}\n")
-        return EXIT_FAILED
+    result, _ = anyio.run(stoppable, go)
+    failure = "interrupted" if result.stopped else result.failure
     _report(
         args,
         source=source,
         target=target,
         moved=result.moved,
         not_found=result.not_found,
-        failure=result.failure,
+        failure=failure,
     )
+    if result.stopped:
+        sys.stderr.write(
+            f"wsfanout: interrupted after moving {len(result.moved)}; {_resume(wanted)}\n"
+        )
+        return EXIT_FAILED
     if result.failure is not None:
         sys.stderr.write(
             f"wsfanout: redrive stopped after moving {len(result.moved)}: {result.failure}; "

@@ -10,6 +10,7 @@ from typing import Any
 import aioboto3
 import anyio
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.cli.test_connections import document
 from tests.cli.test_main import assert_usage_error, cli_env, run_cli, run_cli_sync
@@ -217,3 +218,19 @@ async def test_an_interrupted_redrive_reports_what_moved_and_how_to_resume(sqs, 
     ]
     assert await visible(sqs, queue) == moved
     assert await visible(sqs, dlq) == total - moved, "the rest is back in view, none lost"
+
+
+async def test_a_redriven_job_runs_again_and_reaches_the_clients() -> None:
+    """A job parked in the stack's dead-letter queue (as after five failed attempts) goes back
+    to the broadcast queue, and the stack's worker delivers it."""
+    async with local_stack() as stack, connect(stack.ws_url) as client:
+        job = BroadcastJob(job_id="parked", target=AllTarget(all=True), data="redriven")
+        async with aioboto3.Session().client("sqs") as sqs:
+            parked = await sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=job_body(job))
+        result = await run_cli("dlq", "redrive", "--all", "--json", env=env_of(**stack.env))
+        assert result.returncode == 0, result
+        report = document(result)
+        assert (report["from"], report["to"]) == (stack.dlq_url, stack.queue_url)
+        assert report["moved"] == [parked["MessageId"]]
+        with anyio.fail_after(30):
+            assert await client.recv() == "redriven"

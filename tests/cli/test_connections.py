@@ -123,8 +123,11 @@ async def test_list_count_and_get_show_the_live_connections() -> None:
         assert shown["registry"]["userId"] == "u1"
         assert shown["registry"]["canBroadcast"] is True
         assert shown["rooms"] == ["lobby"]
-        assert shown["live"]["Identity"]["UserAgent"] == "alice"
-        assert datetime.fromisoformat(shown["live"]["ConnectedAt"]) <= datetime.now(UTC)
+        assert shown["live"]["identity"]["userAgent"] == "alice"
+        assert shown["live"]["identity"]["sourceIp"] == "127.0.0.1"
+        connected = datetime.fromisoformat(shown["live"]["connectedAt"])
+        assert connected <= datetime.fromisoformat(shown["live"]["lastActiveAt"])
+        assert connected <= datetime.now(UTC)
         table = await run_cli("connections", "get", ids["bob"], env=env)
         assert table.returncode == 0, table
         assert "u1" in table.stdout

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -253,7 +254,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
         return stored, rooms, live
 
     stored, rooms, live = anyio.run(go)
-    live_json = json.loads(json.dumps(live, default=_iso)) if live is not None else None
+    live_json = _live_json(live) if live is not None else None
     document = {
         "connectionId": cid,
         "registry": _connection_json(stored) if stored else None,
@@ -275,12 +276,10 @@ def _cmd_get(args: argparse.Namespace) -> int:
     rows.append(["rooms", ", ".join(rooms) or "-"])
     if live_json is not None:
         rows += [
-            ["live: connected at", str(live_json.get("ConnectedAt", "-"))],
-            ["live: last active at", str(live_json.get("LastActiveAt", "-"))],
-            *(
-                [f"live: {key}", str(value)]
-                for key, value in sorted(live_json.get("Identity", {}).items())
-            ),
+            ["live: connected at", live_json["connectedAt"] or "-"],
+            ["live: last active at", live_json["lastActiveAt"] or "-"],
+            ["live: source ip", live_json["identity"]["sourceIp"] or "-"],
+            ["live: user agent", live_json["identity"]["userAgent"] or "-"],
         ]
     else:
         rows.append(["live", "gone (GetConnection: 410)"])
@@ -292,9 +291,23 @@ def _cmd_get(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _iso(value: Any) -> str:
-    isoformat = getattr(value, "isoformat", None)
-    return str(isoformat() if callable(isoformat) else value)
+def _live_json(answer: dict[str, Any]) -> dict[str, Any]:
+    """GetConnection's answer in the management API's own wire names (camelCase, as the rest
+    of the JSON here), times as RFC 3339."""
+
+    def when(key: str) -> str | None:
+        value = answer.get(key)
+        return value.isoformat() if isinstance(value, datetime) else None
+
+    identity = answer.get("Identity", {})
+    return {
+        "connectedAt": when("ConnectedAt"),
+        "lastActiveAt": when("LastActiveAt"),
+        "identity": {
+            "sourceIp": identity.get("SourceIp"),
+            "userAgent": identity.get("UserAgent"),
+        },
+    }
 
 
 # -- kick -----------------------------------------------------------------------------------------

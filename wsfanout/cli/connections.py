@@ -65,6 +65,7 @@ def add_connections_command(commands: Any) -> None:
     _target_options(listing)
     listing.add_argument(
         "--limit",
+        metavar="N",
         type=positive_int,
         default=_DEFAULT_LIMIT,
         help=f"list at most N (default: {_DEFAULT_LIMIT})",
@@ -103,7 +104,12 @@ def add_connections_command(commands: Any) -> None:
     )
     who = kick.add_mutually_exclusive_group(required=True)
     who.add_argument(
-        "connection_ids", metavar="ID", nargs="*", default=[], type=_connection_id, help="ids"
+        "connection_ids",
+        metavar="ID",
+        nargs="*",
+        default=[],
+        type=_connection_id,
+        help="the connections to close",
     )
     who.add_argument("--user", help="every connection of this user")
     kick.add_argument("--reason", help="the close frame's reason (default: none)")

@@ -53,6 +53,7 @@ def add_dlq_command(commands: Any) -> None:
     )
     listing.add_argument(
         "--limit",
+        metavar="N",
         type=positive_int,
         default=_DEFAULT_LIMIT,
         help=f"show at most N (default: {_DEFAULT_LIMIT})",

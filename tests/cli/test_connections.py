@@ -188,6 +188,9 @@ async def test_list_stops_at_the_limit_and_shows_orphan_members(
     shown = document(limited)
     assert len(shown["connections"]) == 2
     assert shown["truncated"] is True
+    exact = await run_cli("connections", "list", "--limit", "4", "--table", table_name, "--json")
+    assert len(document(exact)["connections"]) == 4, "c2='s connection item is gone"
+    assert document(exact)["truncated"] is False
     members = await run_cli(
         "connections", "list", "--room", "lobby", "--table", table_name, "--json"
     )

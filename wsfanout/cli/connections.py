@@ -175,10 +175,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
             registry = await clients.registry()
             async for page in registry.pages(target):
                 ids.extend(r.connection_id for r in page)
-                if len(ids) >= args.limit:
-                    more = len(ids) > args.limit
+                if len(ids) > args.limit:  # one past the limit: there is more than was listed
+                    more = True
                     break
-            ids = list(dict.fromkeys(ids))[: args.limit]
+            ids = ids[: args.limit]
             return ids, await registry.get_many(ids), more
 
     ids, found, more = anyio.run(go)

@@ -42,6 +42,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.Fix
         if name.startswith("AWS_") or name in {
             "CONNECTIONS_TABLE",
             "BROADCAST_QUEUE_URL",
+            "BROADCAST_DLQ_URL",
             "APIGW_MANAGEMENT_ENDPOINT",
         }:
             monkeypatch.delenv(name)

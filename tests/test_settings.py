@@ -143,3 +143,9 @@ def test_require_endpoint_returns_the_endpoint(monkeypatch: pytest.MonkeyPatch) 
 def test_require_endpoint_names_the_variable(value: str | None) -> None:
     with pytest.raises(ConfigurationError, match="APIGW_MANAGEMENT_ENDPOINT"):
         Settings(apigw_management_endpoint=value).require_endpoint()
+
+
+def test_the_dead_letter_queue_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().broadcast_dlq_url is None  # then `wsfanout dlq` reads the RedrivePolicy
+    monkeypatch.setenv("BROADCAST_DLQ_URL", QUEUE_URL + "-dlq")
+    assert Settings().broadcast_dlq_url == QUEUE_URL + "-dlq"

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     broadcast_queue_url: str | None = Field(
         default=None, description="SQS queue that carries broadcast jobs."
     )
+    broadcast_dlq_url: str | None = Field(
+        default=None,
+        description="The broadcast queue's dead-letter queue (wsfanout dlq); when unset, read "
+        "from the broadcast queue's RedrivePolicy.",
+    )
     apigw_management_endpoint: str | None = Field(
         default=None,
         description="https://{domain}/{stage}; when unset it is derived from each route event.",

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from wsfanout.aws import table as t
 from wsfanout.aws.progress import Checkpoints
+from wsfanout.aws.registry import Registry
 from wsfanout.core.jobs import Action, Checkpoint, Claim, Step, decide
-from wsfanout.core.models import Cursor, FanoutReport
+from wsfanout.core.models import Connection, Cursor, FanoutReport
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -271,3 +273,30 @@ async def test_ttl_is_set_in_the_future(
     assert before + TTL <= await ttl() <= int(time.time()) + TTL
     await checkpoints.finish(step(job_id, 0, 0, "m1"), report=report(), next_cursor=None)
     assert before + TTL <= await ttl() <= int(time.time()) + TTL
+
+
+async def test_segments_in_order_and_a_scan_of_every_job(
+    checkpoints: Checkpoints, registry: Registry, job_id: str
+) -> None:
+    await registry.put(Connection(connection_id="c=", connected_at=datetime.now(UTC)))
+    for segment in (10, None, 2, 0):
+        claim = Claim(step(job_id, segment, 0, "m1"), None, None, lease_until=LEASE, now=NOW)
+        assert await checkpoints.claim(claim)
+    done = step(job_id, 2, 0, "m1")
+    assert await checkpoints.finish(done, FanoutReport(delivered=4), None)
+    other = uuid.uuid4().hex
+    assert await checkpoints.claim(
+        Claim(step(other, None, 0, "m2"), None, None, lease_until=LEASE, now=NOW)
+    )
+
+    found = await checkpoints.segments(job_id)
+    assert [segment for segment, _ in found] == [None, 0, 2, 10], "numeric, unsharded first"
+    by_segment = dict(found)
+    assert (by_segment[2].complete, by_segment[2].delivered) == (True, 4)
+    assert (by_segment[10].owner, by_segment[10].lease_until) == ("m1", LEASE)
+    assert await checkpoints.segments(uuid.uuid4().hex) == []
+
+    scanned = [(job, segment) async for job, segment, _ in checkpoints.scan()]
+    assert sorted(scanned, key=str) == sorted(
+        [(job_id, s) for s in (10, None, 2, 0)] + [(other, None)], key=str
+    ), "job items only, not the connection"

@@ -536,3 +536,17 @@ async def test_an_error_other_than_throttling_is_not_retried(dynamodb, table_nam
     with set_testing(), pytest.raises(RegistryError, match="ValidationException"):
         await Registry(throttled, table_name).connection_ids()  # type: ignore[arg-type]
     assert throttled.refused == {"Scan": 1}
+
+
+async def test_get_many_reads_what_is_stored_in_batches_of_100(
+    registry: Registry, dynamodb
+) -> None:
+    ids = connection_ids(150)
+    await seed_items(dynamodb, registry.table_name, [classic_item(cid) for cid in ids])
+    await registry.put(Connection(connection_id="mine=", connected_at=NOW, user_id="u1"))
+    asked = [*ids, "mine=", "missing=", ids[0]]  # more than one batch, an unknown id, a repeat
+    found = await registry.get_many(asked)
+    assert set(found) == {*ids, "mine="}
+    assert found["mine="].user_id == "u1"
+    assert found[ids[7]].connection_id == ids[7]
+    assert await registry.get_many([]) == {}

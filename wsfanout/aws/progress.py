@@ -8,6 +8,7 @@ invocation's token), so two copies of one job message can never both hold a step
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..core.jobs import Checkpoint, Claim, Step
@@ -55,21 +56,63 @@ class Checkpoints:
                 TableName=self.table_name, Key=self._key(job_id, segment), ConsistentRead=True
             )
         item = answer.get("Item")
-        if not item:
-            return None
-        cursor = item.get("cursor", {}).get("S")
-        return Checkpoint(
-            step=int(item["step"]["N"]),
-            owner=item.get("owner", {}).get("S"),
-            cursor=Cursor.model_validate_json(cursor) if cursor else None,
-            complete=item.get("status", {}).get("S") == _COMPLETE,
-            advanced_by=item.get("advancedBy", {}).get("S"),
-            delivered=int(item.get("delivered", {}).get("N", "0")),
-            gone=int(item.get("gone", {}).get("N", "0")),
-            failed=int(item.get("failed", {}).get("N", "0")),
-            token=item.get(_TOKEN, {}).get("S"),
-            lease_until=float(item[_LEASE]["N"]) if _LEASE in item else None,
-        )
+        return _checkpoint_of(item) if item else None
+
+    async def segments(self, job_id: str) -> list[tuple[int | None, Checkpoint]]:
+        """Every progress item of one job, as ``(segment, checkpoint)`` in segment order (the
+        segment ``None`` for a job that is not sharded); empty when no step of it has started.
+
+        A segment appears once its first step claimed it: the items do not record how many
+        segments the job was split into.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": t.job_pk(job_id)}},
+            "ConsistentRead": True,
+        }
+        found = [
+            (segment, checkpoint)
+            async for _, segment, checkpoint in self._items("Query", request, job_id)
+        ]
+        return sorted(found, key=lambda pair: -1 if pair[0] is None else pair[0])
+
+    async def scan(self) -> AsyncIterator[tuple[str, int | None, Checkpoint]]:
+        """Every progress item in the table, as ``(job id, segment, checkpoint)``, page by page
+        (a full Scan of the registry table, filtered on ``JOB#`` keys: for tools).
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "begins_with(PK, :job)",
+            "ExpressionAttributeValues": {":job": {"S": t.JOB_PREFIX}},
+        }
+        async for found in self._items("Scan", request, "(every job)"):
+            yield found
+
+    async def _items(
+        self, operation: str, request: dict[str, Any], what: str
+    ) -> AsyncIterator[tuple[str, int | None, Checkpoint]]:
+        call = self._client.scan if operation == "Scan" else self._client.query
+        start: dict[str, Any] | None = None
+        while True:
+            page = {**request, "ExclusiveStartKey": start} if start else request
+            with map_botocore_errors(
+                f"DynamoDB {operation} (progress of job {what})", self.table_name, RegistryError
+            ):
+                answer = await call(**page)
+            for item in answer.get("Items", []):
+                job_id = item[t.PK]["S"][len(t.JOB_PREFIX) :]
+                segment = item[t.SK]["S"][len(t.SEG_PREFIX) :]
+                yield job_id, None if segment == "-" else int(segment), _checkpoint_of(item)
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                return
 
     async def _update(
         self,
@@ -221,3 +264,20 @@ class Checkpoints:
         return await self._update(
             step, update=update, condition=condition, values=values, names=names
         )
+
+
+def _checkpoint_of(item: Mapping[str, Any]) -> Checkpoint:
+    """A progress item as the :class:`Checkpoint` it records."""
+    cursor = item.get("cursor", {}).get("S")
+    return Checkpoint(
+        step=int(item["step"]["N"]),
+        owner=item.get("owner", {}).get("S"),
+        cursor=Cursor.model_validate_json(cursor) if cursor else None,
+        complete=item.get("status", {}).get("S") == _COMPLETE,
+        advanced_by=item.get("advancedBy", {}).get("S"),
+        delivered=int(item.get("delivered", {}).get("N", "0")),
+        gone=int(item.get("gone", {}).get("N", "0")),
+        failed=int(item.get("failed", {}).get("N", "0")),
+        token=item.get(_TOKEN, {}).get("S"),
+        lease_until=float(item[_LEASE]["N"]) if _LEASE in item else None,
+    )

@@ -120,7 +120,7 @@ def _low_level_key(key: dict[str, str]) -> dict[str, Any]:
     return {name: _s(value) for name, value in key.items()}
 
 
-def _endpoint(item: dict[str, Any]) -> str | None:
+def _endpoint(item: Mapping[str, Any]) -> str | None:
     value = item.get("endpoint")
     return value["S"] if value else None
 
@@ -226,12 +226,46 @@ class Registry:
                 ConsistentRead=True,
             )
         item = answer.get("Item")
-        if not item:
-            return None
+        return self._connection_of(item) if item else None
+
+    async def get_many(self, connection_ids: Sequence[str]) -> dict[str, Connection]:
+        """The stored connections among ``connection_ids``, by id (an id not stored is absent),
+        read 100 to a BatchGetItem call, consistently: for tools that show a page of them.
+
+        :raises RegistryError: as :meth:`get`, or keys were still unprocessed after every retry.
+        :raises ConfigurationError: the table does not exist.
+        """
+        found: dict[str, Connection] = {}
+
+        async def send(keys: Sequence[_KeyTypeDef]) -> list[_KeyTypeDef]:
+            request: KeysAndAttributesTypeDef = {"Keys": keys, "ConsistentRead": True}
+            answer = await self._call(
+                "BatchGetItem",
+                partial(self._client.batch_get_item, RequestItems={self.table_name: request}),
+            )
+            for item in answer.get("Responses", {}).get(self.table_name, []):
+                connection = self._connection_of(item)
+                found[connection.connection_id] = connection
+            left = answer.get("UnprocessedKeys", {}).get(self.table_name)
+            return list(left["Keys"]) if left else []
+
+        unique = list(dict.fromkeys(connection_ids))
+        for first in range(0, len(unique), _BATCH_GET_MAX):
+            keys: list[_KeyTypeDef] = [
+                _key(t.connection_pk(cid), t.CONNECTION_SK)
+                for cid in unique[first : first + _BATCH_GET_MAX]
+            ]
+            await self._until_done(send, keys, "BatchGetItem keys")
+        return found
+
+    def _connection_of(self, item: Mapping[str, Any]) -> Connection:
+        """A connection item (our layout or the classic one) as a :class:`Connection`."""
         ttl = item.get(t.TTL_ATTRIBUTE)
+        connection_id = item.get("connectionId", {}).get("S") or t.connection_id_from_pk(
+            item[t.PK]["S"]
+        )
         return Connection(
-            connection_id=item.get("connectionId", {}).get("S")
-            or t.connection_id_from_pk(item[t.PK]["S"]),
+            connection_id=connection_id,
             connected_at=_parse_connected_at(item.get("connectedAt")),
             user_id=item.get("userId", {}).get("S"),
             endpoint=_endpoint(item),
@@ -240,7 +274,7 @@ class Registry:
             attributes=self._attributes_of(connection_id, item),
         )
 
-    def _attributes_of(self, connection_id: str, item: dict[str, Any]) -> dict[str, JsonValue]:
+    def _attributes_of(self, connection_id: str, item: Mapping[str, Any]) -> dict[str, JsonValue]:
         value = item.get(_ATTRIBUTES)
         if not value:
             return {}

@@ -7,9 +7,18 @@ commands can show the reason verbatim.
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "non_negative", "port", "positive_int", "positive_ints", "rate"]
+__all__ = [
+    "OneLineParser",
+    "add_version_option",
+    "non_negative",
+    "port",
+    "positive_int",
+    "positive_ints",
+    "rate",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -17,6 +26,16 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the installed distribution's version (``unknown`` when run from a tree
+    that was never installed)."""
+    try:
+        installed = version("wsfanout")
+    except PackageNotFoundError:  # pragma: no cover - a source tree on PYTHONPATH only
+        installed = "unknown"
+    parser.add_argument("--version", action="version", version=f"wsfanout {installed}")
 
 
 def positive_int(text: str) -> int:

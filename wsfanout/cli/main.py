@@ -13,11 +13,10 @@ import argparse
 import base64
 import binascii
 import json
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from botocore.exceptions import NoCredentialsError, NoRegionError
@@ -36,13 +35,19 @@ from ..exceptions import (
     DeliveryError,
     InvalidInputError,
     MidRunRegistryError,
+    QueueError,
     RegistryError,
 )
 from ..settings import Settings
-from .arguments import OneLineParser, port, positive_int
+from .arguments import OneLineParser, add_version_option, port, positive_int
+from .connections import add_connections_command
+from .dlq import add_dlq_command
+from .jobs import add_jobs_command
 from .new import add_new_command
 from .package import add_package_command
 from .resume import MAX_TOTAL_SEGMENTS, ResumeToken, payload_sha256
+from .signals import stoppable
+from .tokens import add_token_command
 
 __all__ = ["main"]
 
@@ -54,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="wsfanout", description=__doc__.splitlines()[0] if __doc__ else None
     )
+    add_version_option(parser)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     send = commands.add_parser(
@@ -112,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_commands(commands)
     add_new_command(commands)
     add_package_command(commands)
+    # the operator's commands (issue 17): one module each
+    add_connections_command(commands)
+    add_jobs_command(commands)
+    add_dlq_command(commands)
+    add_token_command(commands)
 
     dev = commands.add_parser(
         "dev",
@@ -169,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except (NoRegionError, NoCredentialsError) as exc:
         return _fail(f"{exc} (set AWS_REGION and credentials, or use the local stack)")
-    except RegistryError as exc:
+    except (RegistryError, QueueError) as exc:
         sys.stderr.write(f"wsfanout: {exc}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -263,35 +274,6 @@ def _plan(args: argparse.Namespace, payload: bytes) -> ResumeToken:
     )
 
 
-async def _stop_on_signals(stop: anyio.Event) -> None:
-    """Turn SIGINT and SIGTERM into the engine's stop (a deadline "now"): the sends in flight
-    finish and the run returns its report and watermark, which a cancellation would lose."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            stop.set()
-
-
-_T = TypeVar("_T")
-
-
-async def _stoppable(run: Callable[[anyio.Event], Awaitable[_T]]) -> tuple[_T, bool]:
-    """Await ``run(stop)`` with SIGINT and SIGTERM setting ``stop``; return its result and
-    whether a signal came. What ``run`` raises passes through as it is (not in a group)."""
-    stop = anyio.Event()
-    failure: Exception | None = None
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_stop_on_signals, stop)
-        try:
-            result = await run(stop)
-        except Exception as exc:  # re-raised below, outside the task group that would wrap it
-            failure = exc
-        finally:
-            tasks.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return result, stop.is_set()
-
-
 def _cmd_broadcast(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.table:
@@ -335,7 +317,7 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
                     return exc.report, exc
                 return report, None
 
-        (report, registry_error), signalled = anyio.run(_stoppable, go)
+        (report, registry_error), signalled = anyio.run(stoppable, go)
     token = None
     if report.resume is not None:
         token = plan.model_copy(update={"cursor": report.resume}).encode()

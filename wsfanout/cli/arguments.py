@@ -9,7 +9,15 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "non_negative", "port", "positive_int", "positive_ints", "rate"]
+__all__ = [
+    "OneLineParser",
+    "non_negative",
+    "port",
+    "positive_float",
+    "positive_int",
+    "positive_ints",
+    "rate",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,6 +46,14 @@ def non_negative(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value >= 0.0:  # also rejects NaN
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number above 0 (seconds, requests per second); NaN and infinity are refused."""
+    value = non_negative(text)
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
     return value
 
 

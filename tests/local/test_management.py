@@ -501,7 +501,8 @@ async def test_a_wrong_key_secret_or_clock_is_refused_as_aws_refuses_it() -> Non
 
         async def post(credentials: Credentials, now: float | None = None) -> tuple[int, str]:
             target, headers = signer.sign("a=", b"x", credentials, now)
-            async with http.post(URL(target, encoded=True), data=b"x", headers=headers) as response:
+            # aiohttp sends the signed %3D as "=": API Gateway normalises the path, and so do we
+            async with http.post(target, data=b"x", headers=headers) as response:
                 return response.status, response.headers.get("x-amzn-ErrorType", "")
 
         right = Credentials(KEY_ID, SECRET, None)

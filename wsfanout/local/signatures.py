@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -87,6 +87,16 @@ def _parse_authorization(value: str) -> dict[str, str] | None:
     if not {"Credential", "SignedHeaders", "Signature"} <= fields.keys():
         return None
     return fields
+
+
+def _requoted(path: str) -> str:
+    """The path with each segment encoded as botocore encodes a ``{connectionId}`` label.
+
+    API Gateway checks the signature against the path it normalised, not the bytes that came:
+    ``=`` and ``%3D`` are the same path. That matters because aiohttp (yarl) sends ``%3D`` as
+    ``=``, so a PostSigner request arrives with ``=`` though it was signed as ``%3D``.
+    """
+    return "/".join(quote(unquote(segment), safe="~@") for segment in path.split("/"))
 
 
 def _canonical_query(query: str) -> str:
@@ -169,7 +179,7 @@ class Verifier:
         canonical_request = "\n".join(
             (
                 method,
-                quote(path, safe="/~"),  # the path as botocore encodes it: a second time
+                quote(_requoted(path), safe="/~"),  # encoded a second time, as botocore does
                 _canonical_query(query),
                 canonical_headers,
                 fields["SignedHeaders"],

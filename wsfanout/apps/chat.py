@@ -1,12 +1,13 @@
 """The built-in chat protocol of docs/contracts.md ("Client protocol") as an app on the App API.
 
 ``joinRoom``, ``leaveRoom``, ``sendMessage`` (to a user, a room or a connection),
-``broadcast`` and ``whoami`` are routes; every frame is validated by :func:`~wsfanout.core.protocol.parse_frame`,
-so a malformed one is answered the same error frame whichever route or hook it reached. The
-framework does the rest: the connection's registry item at ``$connect``, its removal at
-``$disconnect``, the sender's identity (the authorizer's, else the registry's), the rules (only a
-room's members post to it; only connections allowed to broadcast broadcast), inline sends and
-jobs. The answers are the protocol's acks; recipients get what ``message_frame`` makes.
+``broadcast`` and ``whoami`` are routes; every frame is validated by
+:func:`~wsfanout.core.protocol.parse_frame`, so a malformed one is answered the same error
+frame whichever route or hook it reached. The framework does the rest: the connection's
+registry item at ``$connect``, its removal at ``$disconnect``, the sender's identity (the
+authorizer's, else the registry's), the rules (only a room's members post to it; only
+connections allowed to broadcast broadcast), inline sends and jobs. The answers are the
+protocol's acks; recipients get what ``message_frame`` makes.
 """
 
 from __future__ import annotations

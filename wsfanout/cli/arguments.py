@@ -11,6 +11,7 @@ from typing import NoReturn
 
 __all__ = [
     "OneLineParser",
+    "add_throttle_arguments",
     "non_negative",
     "port",
     "positive_float",
@@ -82,3 +83,21 @@ def positive_ints(text: str) -> tuple[int, ...]:
     if not all(parts):
         raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}")
     return tuple(positive_int(part) for part in parts)
+
+
+def add_throttle_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--account-rate R --account-burst B``: the local management endpoint's account-level
+    throttle (``wsfanout.local.management.throttle_of`` builds it), for ``python -m
+    wsfanout.local.management`` and ``wsfanout dev`` alike."""
+    parser.add_argument(
+        "--account-rate",
+        type=positive_float,
+        metavar="R",
+        help="account-level throttle: R requests/s to @connections, then 429 (default: off)",
+    )
+    parser.add_argument(
+        "--account-burst",
+        type=positive_int,
+        metavar="B",
+        help="the throttle's burst (default: one second of --account-rate, at least 1)",
+    )

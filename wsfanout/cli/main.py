@@ -39,7 +39,7 @@ from ..exceptions import (
     RegistryError,
 )
 from ..settings import Settings
-from .arguments import OneLineParser, port, positive_int
+from .arguments import OneLineParser, add_throttle_arguments, port, positive_float, positive_int
 from .new import add_new_command
 from .package import add_package_command
 from .resume import MAX_TOTAL_SEGMENTS, ResumeToken, payload_sha256
@@ -133,6 +133,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve every route with this wsfanout.App or Lambda handler, imported from the "
         "current directory (as in main:app); default: the built-in chat handler",
     )
+    dev.add_argument(
+        "--moto-port",
+        type=port,
+        default=0,
+        help="port of moto server (DynamoDB, SQS); give both ports to keep every address, and so "
+        "the exports, the same across restarts (default: a free one)",
+    )
+    dev.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help="close a connection idle this long with 1001 (default: AWS's 600)",
+    )
+    dev.add_argument(
+        "--max-lifetime",
+        type=positive_float,
+        metavar="SECONDS",
+        help="close a connection this old with 1001 (default: AWS's 7200)",
+    )
+    dev.add_argument(
+        "--frame-bytes",
+        type=positive_int,
+        metavar="BYTES",
+        help="close a connection that sends a larger frame with 1009 (default: AWS's 32768)",
+    )
+    add_throttle_arguments(dev)
     dev.add_argument(
         "--reload",
         action="store_true",
@@ -398,14 +424,53 @@ def _stage(text: str) -> str:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from ..local.stack import run_dev  # noqa: PLC0415  (the local stack loads for dev only)
-
     if args.reload:
         return _dev_reloading(args)
+    from ..local.stack import run_dev  # noqa: PLC0415  (the local stack loads for dev only)
+
     try:
-        return run_dev(args.port, args.stage, app=args.app)
+        return run_dev(_dev_options(args))
     except OSError as exc:  # the port is taken, or not ours to bind
         return _fail(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}")
+
+
+_DEV_LIMITS = {"idle_timeout": "idle_timeout_s", "max_lifetime": "max_lifetime_s"}
+
+
+def _dev_options(args: argparse.Namespace) -> Any:
+    """``dev``'s flags as :class:`~wsfanout.local.stack.DevOptions` (checked: bad values raise
+    :class:`~wsfanout.exceptions.InvalidInputError` before anything starts)."""
+    from ..local.emulator import Limits  # noqa: PLC0415
+    from ..local.management import throttle_of  # noqa: PLC0415  (the local stack: dev only)
+    from ..local.stack import DevOptions  # noqa: PLC0415
+
+    limits: dict[str, Any] = {
+        field: getattr(args, flag)
+        for flag, field in _DEV_LIMITS.items()
+        if getattr(args, flag) is not None
+    }
+    if args.frame_bytes is not None:
+        limits["frame_bytes"] = args.frame_bytes
+    throttle = throttle_of(args)
+    return DevOptions(
+        port=args.port,
+        moto_port=args.moto_port,
+        stage=args.stage,
+        app=args.app,
+        limits=Limits(**limits),
+        account_rate=None if throttle is None else throttle.rate,
+        account_burst=1 if throttle is None else throttle.burst,
+    )
+
+
+def _dev_flags(args: argparse.Namespace) -> list[str]:
+    """The flags a ``dev --reload`` child gets again (everything but ``--reload``)."""
+    flags = ["--port", str(args.port), "--moto-port", str(args.moto_port), "--stage", args.stage]
+    for flag in ("idle_timeout", "max_lifetime", "frame_bytes", "account_rate", "account_burst"):
+        value = getattr(args, flag)
+        if value is not None:
+            flags += ["--" + flag.replace("_", "-"), str(value)]
+    return flags
 
 
 def _dev_reloading(args: argparse.Namespace) -> int:
@@ -416,9 +481,10 @@ def _dev_reloading(args: argparse.Namespace) -> int:
 
     if not args.app:
         return _fail("--reload needs --app MODULE:ATTRIBUTE (the app whose files it watches)")
+    _dev_options(args)  # bad values are refused here, not by every restarted child
     directory = app_directory(args.app)
-    child = [sys.executable, "-m", "wsfanout.cli", "dev", "--port", str(args.port)]
-    return run_reloading([*child, "--stage", args.stage, "--app", args.app], directory, sys.stdout)
+    child = [sys.executable, "-m", "wsfanout.cli", "dev", *_dev_flags(args)]
+    return run_reloading([*child, "--app", args.app], directory, sys.stdout)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,7 +38,7 @@ from typing import Final, Protocol
 from aiohttp import web
 
 from ..aws.endpoints import STAGE_NAME
-from ..cli.arguments import OneLineParser, non_negative, port, positive_float, positive_int, rate
+from ..cli.arguments import OneLineParser, add_throttle_arguments, non_negative, port, rate
 from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
 from .serving import serve_app
@@ -55,7 +55,6 @@ __all__ = [
     "Faults",
     "ManagementEndpoint",
     "MemoryConnections",
-    "add_throttle_arguments",
     "main",
     "serve",
     "throttle_of",
@@ -635,23 +634,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_throttle_arguments(parser)
     return parser
-
-
-def add_throttle_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--account-rate R --account-burst B``: the account-level throttle (see
-    :class:`AccountThrottle`); shared by this module's command and ``wsfanout dev``."""
-    parser.add_argument(
-        "--account-rate",
-        type=positive_float,
-        metavar="R",
-        help="account-level throttle: R requests/s to @connections, then 429 (default: off)",
-    )
-    parser.add_argument(
-        "--account-burst",
-        type=positive_int,
-        metavar="B",
-        help="the throttle's burst (default: one second of --account-rate, at least 1)",
-    )
 
 
 def throttle_of(args: argparse.Namespace) -> AccountThrottle | None:

@@ -166,6 +166,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(run=_cmd_dev)
 
+    conformance = commands.add_parser(
+        "conformance",
+        help="check that a WebSocket API behaves like API Gateway (local stack or AWS stage)",
+        description="Run one check per API Gateway behaviour against a stage, through its two "
+        "URLs and the environment's credentials and region (for the local stack: eval the "
+        "exports wsfanout dev prints), and print behaviour -> result. Exit 1 if any check fails.",
+    )
+    conformance.add_argument("--ws", required=True, metavar="URL", help="wss://.../{stage}")
+    conformance.add_argument(
+        "--management", required=True, metavar="URL", help="https://.../{stage} (@connections)"
+    )
+    conformance.add_argument(
+        "--check",
+        action="append",
+        dest="checks",
+        metavar="BEHAVIOUR",
+        help="run only this check (repeatable; the names are the table's rows)",
+    )
+    conformance.add_argument("--json", action="store_true", help="print one JSON array")
+    conformance.set_defaults(run=_cmd_conformance)
+
     demo = commands.add_parser(
         "demo",
         help="the whole system end to end on this machine, with a report",
@@ -402,6 +423,30 @@ def report_table(report: FanoutReport, title: str = "broadcast") -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    from ..local.conformance import open_target, run_checks  # noqa: PLC0415  (loads aiohttp ws)
+
+    async def go() -> list[Any]:
+        async with open_target(args.ws, args.management) as target:
+            return await run_checks(target, args.checks)
+
+    results = anyio.run(go)
+    if args.json:
+        rows = [{"behaviour": r.name, "result": r.outcome, "detail": r.detail} for r in results]
+        sys.stdout.write(json.dumps(rows) + "\n")
+    else:
+        table = Table(title=f"conformance of {args.management}")
+        for column in ("behaviour", "result", "detail"):
+            table.add_column(column)
+        styles = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+        for result in results:
+            table.add_row(
+                result.name, f"[{styles[result.outcome]}]{result.outcome}[/]", result.detail
+            )
+        Console(width=160).print(table)
+    return EXIT_FAILED if any(r.outcome == "fail" for r in results) else EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

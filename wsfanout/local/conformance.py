@@ -12,7 +12,7 @@ read it from the stack's signed ``GET /_wsfanout/config``; a target without that
 makes them skip, with the reason. Adding a check is a decorated coroutine::
 
     @check("binary frame closes with 1003")
-    async def _binary(target: Target) -> Result:
+    async def _binary(target: Target) -> Verdict:
         async with target.client() as client:
             ...
         return passed("closed with 1003")
@@ -51,6 +51,7 @@ __all__ = [
     "CHECK_TIMEOUT_S",
     "Result",
     "Target",
+    "Verdict",
     "check",
     "failed",
     "open_target",
@@ -83,24 +84,26 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
-class _Verdict:
+class Verdict:
+    """What a check returns: made by :func:`passed`, :func:`failed` or :func:`skipped`."""
+
     outcome: Literal["pass", "fail", "skip"]
     detail: str
 
 
-def passed(detail: str) -> _Verdict:
+def passed(detail: str) -> Verdict:
     """The behaviour is as on AWS; ``detail`` says what was seen."""
-    return _Verdict("pass", detail)
+    return Verdict("pass", detail)
 
 
-def failed(detail: str) -> _Verdict:
+def failed(detail: str) -> Verdict:
     """The behaviour differs; ``detail`` says what was expected and what came."""
-    return _Verdict("fail", detail)
+    return Verdict("fail", detail)
 
 
-def skipped(reason: str) -> _Verdict:
+def skipped(reason: str) -> Verdict:
     """The target cannot show this behaviour (no such knob); ``reason`` says how it could."""
-    return _Verdict("skip", reason)
+    return Verdict("skip", reason)
 
 
 @dataclass
@@ -158,7 +161,7 @@ class Target:
             return answer.status, answer.headers.get("x-amzn-ErrorType", "")
 
 
-Check = Callable[[Target], Awaitable[_Verdict]]
+Check = Callable[[Target], Awaitable[Verdict]]
 CHECKS: dict[str, Check] = {}
 """Every registered check by behaviour, in the order they run."""
 
@@ -192,7 +195,7 @@ async def _answer(call: Awaitable[object]) -> tuple[str, int]:
     return "", 200
 
 
-def _expect(got: tuple[str, int], code: str, status: int) -> _Verdict:
+def _expect(got: tuple[str, int], code: str, status: int) -> Verdict:
     if got == (code, status):
         return passed(f"{status} {code}")
     return failed(f"expected {status} {code}, got {got[1]} {got[0] or '(no error)'}")
@@ -202,34 +205,34 @@ def _expect(got: tuple[str, int], code: str, status: int) -> _Verdict:
 
 
 @check("malformed connection id: 400 BadRequestException")
-async def _malformed(target: Target) -> _Verdict:
+async def _malformed(target: Target) -> Verdict:
     async with target.client() as client:
         got = await _answer(client.post_to_connection(ConnectionId=MALFORMED_ID, Data=b"x"))
     return _expect(got, "BadRequestException", 400)
 
 
 @check("unknown well-formed id: 410 GoneException")
-async def _unknown(target: Target) -> _Verdict:
+async def _unknown(target: Target) -> Verdict:
     async with target.client() as client:
         got = await _answer(client.post_to_connection(ConnectionId=UNKNOWN_ID, Data=b"x"))
     return _expect(got, "GoneException", 410)
 
 
 @check("unsigned request: 403 MissingAuthenticationTokenException")
-async def _unsigned(target: Target) -> _Verdict:
+async def _unsigned(target: Target) -> Verdict:
     status, kind = await target.signed_post(UNKNOWN_ID, None)
     return _expect((kind, status), "MissingAuthenticationTokenException", 403)
 
 
 @check("unknown access key: 403 UnrecognizedClientException")
-async def _unknown_key(target: Target) -> _Verdict:
+async def _unknown_key(target: Target) -> Verdict:
     wrong = Credentials("AKIAIOSFODNN7EXAMPLE", target.credentials.secret_key, None)
     status, kind = await target.signed_post(UNKNOWN_ID, wrong)
     return _expect((kind, status), "UnrecognizedClientException", 403)
 
 
 @check("wrong secret key: 403 InvalidSignatureException")
-async def _wrong_secret(target: Target) -> _Verdict:
+async def _wrong_secret(target: Target) -> Verdict:
     own = target.credentials
     wrong = Credentials(own.access_key, own.secret_key + "x", own.token)
     status, kind = await target.signed_post(UNKNOWN_ID, wrong)
@@ -237,13 +240,13 @@ async def _wrong_secret(target: Target) -> _Verdict:
 
 
 @check("signature older than 5 minutes: 403 InvalidSignatureException")
-async def _expired(target: Target) -> _Verdict:
+async def _expired(target: Target) -> Verdict:
     status, kind = await target.signed_post(UNKNOWN_ID, target.credentials, time.time() - 600)
     return _expect((kind, status), "InvalidSignatureException", 403)
 
 
 @check("PostToConnection reaches a live client")
-async def _post(target: Target) -> _Verdict:
+async def _post(target: Target) -> Verdict:
     text = f"conformance {time.time_ns()}"
     async with target.connect() as (ws, connection_id), target.client() as client:
         await client.post_to_connection(ConnectionId=connection_id, Data=text.encode())
@@ -255,7 +258,7 @@ async def _post(target: Target) -> _Verdict:
 
 
 @check("GetConnection describes a live client")
-async def _get(target: Target) -> _Verdict:
+async def _get(target: Target) -> Verdict:
     async with target.connect() as (_, connection_id), target.client() as client:
         described = await client.get_connection(ConnectionId=connection_id)
     connected, active = described.get("ConnectedAt"), described.get("LastActiveAt")
@@ -276,7 +279,7 @@ async def _get(target: Target) -> _Verdict:
 
 
 @check("DeleteConnection closes the socket")
-async def _delete(target: Target) -> _Verdict:
+async def _delete(target: Target) -> Verdict:
     async with target.connect() as (ws, connection_id), target.client() as client:
         await client.delete_connection(ConnectionId=connection_id)
         with anyio.fail_after(WAIT_S):
@@ -292,7 +295,7 @@ async def _delete(target: Target) -> _Verdict:
 
 
 @check("a client that left: 410 GoneException")
-async def _left(target: Target) -> _Verdict:
+async def _left(target: Target) -> Verdict:
     async with target.connect() as (ws, connection_id):
         await ws.close()
     async with target.client() as client:
@@ -321,7 +324,7 @@ async def _gone_within(
 
 
 @check("account throttle: 429 LimitExceededException")
-async def _throttle(target: Target) -> _Verdict:
+async def _throttle(target: Target) -> Verdict:
     rate = (target.config or {}).get("account_rate")
     burst = (target.config or {}).get("account_burst")
     if not rate or not burst:
@@ -352,7 +355,7 @@ async def _throttle(target: Target) -> _Verdict:
 
 
 @check("idle connection: closed with 1001")
-async def _idle(target: Target) -> _Verdict:
+async def _idle(target: Target) -> Verdict:
     idle = (target.config or {}).get("idle_timeout_s")
     if not idle or idle > _IDLE_MAX_S:
         return skipped(

@@ -52,6 +52,8 @@ def only(exports: dict[str, str], tmp_path: Path) -> dict[str, str]:
         "HOME": str(tmp_path),  # no ~/.aws of the developer's
         "AWS_CONFIG_FILE": str(tmp_path / "none"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        # which wsfanout the console script imports (a worktree's, in development)
+        **{name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ},
     }
 
 
@@ -65,6 +67,7 @@ async def test_boto3_and_the_cli_use_the_printed_exports_alone(tmp_path: Path) -
     port, moto_port = free_port(), free_port()
     command = [WSFANOUT, "dev", "--port", str(port), "--moto-port", str(moto_port)]
     command += ["--idle-timeout", "120", "--frame-bytes", "65536"]
+    command += ["--account-rate", "50", "--account-burst", "50"]
     stderr = tmp_path / "stderr.txt"
     with stderr.open("wb") as err:
         process = await anyio.open_process(command, stdin=None, stderr=err, env=dict(os.environ))
@@ -101,6 +104,8 @@ async def test_boto3_and_the_cli_use_the_printed_exports_alone(tmp_path: Path) -
                             json.loads(described)["Identity"]["UserAgent"] == headers["User-Agent"]
                         )
 
+                await conformance_through_the_exports(ws_url, management, env)
+
                 process.send_signal(signal.SIGHUP)
                 await out.until("SIGHUP, stopping")
                 await out.until("wsfanout dev: stopped")
@@ -113,6 +118,47 @@ async def test_boto3_and_the_cli_use_the_printed_exports_alone(tmp_path: Path) -
     for stopped in (port, moto_port):  # moto stopped too: both ports refuse
         with pytest.raises(OSError):  # noqa: PT011  (refused, whichever errno)
             await anyio.connect_tcp("127.0.0.1", stopped)
+
+
+async def conformance_through_the_exports(
+    ws_url: str, management: str, env: dict[str, str]
+) -> None:
+    """``wsfanout conformance`` as a user runs it: exit 0 with every check passed or skipped
+    for want of a knob (the idle timeout is 120 s here), exit 1 against a wrong stage."""
+    command = [WSFANOUT, "conformance", "--ws", ws_url, "--management", management, "--json"]
+    rows = json.loads(await run(command, env))
+    outcomes = {row["behaviour"]: row["result"] for row in rows}
+    assert outcomes.pop("idle connection: closed with 1001") == "skip"
+    assert set(outcomes.values()) == {"pass"}, rows
+    assert outcomes["account throttle: 429 LimitExceededException"] == "pass"
+    wrong = management.removesuffix("/local") + "/other"
+    only_410 = ["--check", "unknown well-formed id: 410 GoneException"]
+    done = await anyio.run_process(
+        [WSFANOUT, "conformance", "--ws", ws_url, "--management", wrong, *only_410],
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "fail" in done.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--ws", "http://127.0.0.1:1/local", "--management", "http://127.0.0.1:1/local"],
+        ["--ws", "ws://127.0.0.1:1/local", "--management", "ftp://127.0.0.1:1/local"],
+        ["--ws", "ws://127.0.0.1:1/local"],
+    ],
+)
+def test_conformance_refuses_bad_arguments(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code: int | str | None = main(["conformance", *argv])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from wsfanout.local.management import (
     main,
     serve,
 )
+from wsfanout.local.processes import endpoint_process
 from wsfanout.local.signatures import signed_headers
 
 pytestmark = pytest.mark.timeout(60)
@@ -599,3 +600,16 @@ def test_bad_throttle_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFi
         main(argv)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+async def test_the_standalone_endpoint_takes_the_throttle_flags() -> None:
+    with endpoint_process(["--account-rate", "0.01", "--account-burst", "2"]) as url:
+        async with _client(f"{url}/prod") as client, aiohttp.ClientSession() as http:
+            for cid in ("a=", "b="):
+                await client.post_to_connection(ConnectionId=cid, Data=b"x")
+            call = client.post_to_connection(ConnectionId="c=", Data=b"x")
+            assert await _error_of(call) == ("LimitExceededException", 429)
+            stats_url = f"{url}/_wsfanout/stats"
+            async with http.get(stats_url, headers=signed_headers("GET", stats_url)) as response:
+                stats = await response.json()
+    assert (stats["posts"], stats["delivered"], stats["account_throttled"]) == (3, 2, 1)

@@ -3,9 +3,13 @@
 Tests and benchmarks need an endpoint that answers exactly like API Gateway's management API, so
 that a real botocore/aiobotocore client can be the client under test: same routes (with and
 without the stage prefix), same status codes, the ``x-amzn-ErrorType`` header botocore maps errors
-by, and JSON bodies botocore parses. On top of that it injects faults reproducibly (latency, gone
-connections, throttling, server errors, dropped TCP connections), all derived from one seed, and
-records what every connection received so a test can assert exactly-once delivery.
+by, and JSON bodies botocore parses, SigV4 verified against the local account (403 as API
+Gateway answers each kind of bad signature), 400 ``BadRequestException`` for an id API Gateway
+could not have issued, and an optional account-level throttle (429). On top of that it injects
+faults reproducibly (latency, gone connections, throttling, server errors, dropped TCP
+connections), all derived from one seed, and records what every connection received so a test
+can assert exactly-once delivery. Its control routes (``/_wsfanout/stats``, ``counts``,
+``reset``, ``config``) need the same signature (:func:`wsfanout.local.signatures.signed_headers`).
 
 The connection bookkeeping sits behind :class:`ConnectionStore`, and delivery behind an optional
 :data:`Deliver` hook, so the WebSocket emulator (:mod:`wsfanout.local.emulator`) plugs in its real
@@ -13,7 +17,8 @@ sockets without touching the HTTP side.
 
 Run it in-process with :func:`serve`, or as a subprocess for benchmarks::
 
-    python -m wsfanout.local.management --port 0 --stage prod --latency 0.02 --seed 1
+    python -m wsfanout.local.management --port 0 --stage prod --latency 0.02 --seed 1 \
+        --account-rate 10000 --account-burst 5000
 
 which prints one line ``READY http://127.0.0.1:PORT`` and serves until SIGTERM/SIGINT.
 """

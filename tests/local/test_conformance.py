@@ -39,7 +39,7 @@ def show(results: list[Result]) -> None:
 async def test_every_behaviour_passes_on_the_local_stack() -> None:
     async with (
         local_stack(
-            limits=Limits(idle_timeout_s=3), throttle=AccountThrottle(rate=20, burst=20)
+            limits=Limits(idle_timeout_s=5), throttle=AccountThrottle(rate=20, burst=20)
         ) as stack,
         open_target(stack.ws_url, stack.management_url) as target,
     ):

@@ -320,7 +320,7 @@ async def _gone_within(
             return True
         if anyio.current_time() > give_up:
             return False
-        await anyio.sleep(0.05)  # polling the target, bounded by give_up
+        await anyio.sleep(0.1)  # polling the target, bounded by give_up
 
 
 @check("account throttle: 429 LimitExceededException")

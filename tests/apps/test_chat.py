@@ -223,3 +223,17 @@ async def test_disconnect_removes_the_connection_and_its_rooms(client: TestClien
     await conn.close()
     assert client.registry.connections == {}
     assert client.registry.rooms["lobby"] == []
+
+
+async def test_whoami_tells_a_connection_its_own_id(client: TestClient) -> None:
+    first, second = await client.connect(), await client.connect()
+    await first.send({"action": "whoami"})
+    await second.send({"action": "whoami"})
+    assert first.received == [
+        {"type": "ack", "action": "whoami", "connectionId": first.connection_id}
+    ]
+    assert second.received == [
+        {"type": "ack", "action": "whoami", "connectionId": second.connection_id}
+    ]
+    await first.send({"action": "whoami", "extra": 1})
+    assert first.received[-1]["code"] == "invalid_field"

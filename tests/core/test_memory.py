@@ -45,7 +45,7 @@ async def peak_of_broadcast(dynamodb, gateway: LeanGateway, count: int) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_memory_does_not_grow_with_the_registry(dynamodb, session) -> None:
-    with endpoint_process(["--no-payloads", "--allow-unsigned"]) as base_url:
+    with endpoint_process(["--no-payloads"]) as base_url:
         async with LeanGateway(session, default_endpoint=f"{base_url}/mem", pool_size=128) as gw:
             small = await peak_of_broadcast(dynamodb, gw, 2_000)
             big = await peak_of_broadcast(dynamodb, gw, 20_000)

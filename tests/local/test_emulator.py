@@ -600,7 +600,7 @@ async def test_unsigned_requests_are_forbidden() -> None:
         url = f"{served.management_url}/@connections/{cid}"
         async with http.post(url, data=b"x") as response:
             assert response.status == 403
-            assert response.headers["x-amzn-ErrorType"] == "ForbiddenException"
+            assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
         async with http.delete(url) as response:
             assert response.status == 403
         assert served.emulator.live_connections == 1

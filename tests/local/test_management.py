@@ -22,17 +22,22 @@ import botocore.config
 import botocore.exceptions
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
+from yarl import URL
 
 from wsfanout.aws.account import KEY_ID, REGION, SECRET
+from wsfanout.aws.sigv4 import Credentials, PostSigner
 from wsfanout.exceptions import ConfigurationError, InvalidInputError
 from wsfanout.local.management import (
     STAT_KEYS,
+    AccountThrottle,
     ConnectionInfo,
     Faults,
     ManagementEndpoint,
     main,
     serve,
 )
+from wsfanout.local.processes import endpoint_process
+from wsfanout.local.signatures import signed_headers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -60,6 +65,10 @@ async def running(
     """Serve the endpoint on a free port; yield its base URL and a client for ``url + path``."""
     async with serve(endpoint) as url, _client(url + path) as client:
         yield url, client
+
+
+def _signed(method: str, url: str, route: str) -> dict[str, str]:
+    return signed_headers(method, f"{url}/_wsfanout/{route}")
 
 
 async def _error_of(call: Any) -> tuple[str, int]:
@@ -311,8 +320,9 @@ async def test_unsigned_requests_are_forbidden() -> None:
     async with serve(endpoint) as url, aiohttp.ClientSession() as http:
         async with http.post(f"{url}/prod/@connections/a%3D", data=b"x") as response:
             assert response.status == 403
-            assert response.headers["x-amzn-ErrorType"] == "ForbiddenException"
-            assert "message" in await response.json()
+            # API Gateway's answer to a request without credentials (not ForbiddenException)
+            assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+            assert (await response.json())["message"] == "Missing Authentication Token"
         async with http.get(f"{url}/@connections/a%3D") as response:
             assert response.status == 403
     assert endpoint.counts() == {}
@@ -320,7 +330,7 @@ async def test_unsigned_requests_are_forbidden() -> None:
 
 
 async def test_signature_can_be_optional() -> None:
-    endpoint = ManagementEndpoint(require_signature=False)
+    endpoint = ManagementEndpoint(verify_signatures=False)
     async with (
         serve(endpoint) as url,
         aiohttp.ClientSession() as http,
@@ -366,7 +376,9 @@ async def test_control_routes() -> None:
         for cid in ("a", "a", "b", "g"):
             with suppress(client.exceptions.GoneException):
                 await client.post_to_connection(ConnectionId=cid, Data=b"x")
-        async with http.get(f"{url}/_wsfanout/stats") as response:
+        async with http.get(
+            f"{url}/_wsfanout/stats", headers=_signed("GET", url, "stats")
+        ) as response:
             stats = await response.json()
         assert stats == {
             **dict.fromkeys(STAT_KEYS, 0),
@@ -376,11 +388,17 @@ async def test_control_routes() -> None:
             "unique": 2,
             "duplicates": 1,
         }
-        async with http.get(f"{url}/_wsfanout/counts") as response:
+        async with http.get(
+            f"{url}/_wsfanout/counts", headers=_signed("GET", url, "counts")
+        ) as response:
             assert await response.json() == {"a": 2, "b": 1}
-        async with http.post(f"{url}/_wsfanout/reset") as response:
+        async with http.post(
+            f"{url}/_wsfanout/reset", headers=_signed("POST", url, "reset")
+        ) as response:
             assert response.status == 204
-        async with http.get(f"{url}/_wsfanout/stats") as response:
+        async with http.get(
+            f"{url}/_wsfanout/stats", headers=_signed("GET", url, "stats")
+        ) as response:
             assert set((await response.json()).values()) == {0}
     assert endpoint.counts() == {}
     assert endpoint.received("a") == []
@@ -412,7 +430,8 @@ async def test_module_entry_point_prints_ready_and_serves() -> None:
         async with _client(f"{url}/prod") as client, aiohttp.ClientSession() as http:
             with anyio.fail_after(30):
                 await client.post_to_connection(ConnectionId="a=", Data=b"x")
-                async with http.get(f"{url}/_wsfanout/counts") as response:
+                counts = f"{url}/_wsfanout/counts"
+                async with http.get(counts, headers=signed_headers("GET", counts)) as response:
                     assert await response.json() == {"a=": 1}
         process.terminate()
         with anyio.fail_after(30):
@@ -444,3 +463,153 @@ def test_bad_arguments_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "error:" in err
+
+
+# -- conformance with API Gateway: malformed ids, signatures, the account throttle ---------------
+
+
+async def test_malformed_ids_get_400_and_unknown_well_formed_ids_410() -> None:
+    endpoint = ManagementEndpoint(live=["L0SM9cOFvHcCIhw="], any_id=False)
+    async with running(endpoint) as (_, client):
+        for call in (
+            client.post_to_connection(ConnectionId="not an id", Data=b"x"),
+            client.get_connection(ConnectionId="short="),
+            client.delete_connection(ConnectionId="L0SM9cOFvHcCIhw"),  # no padding
+        ):
+            assert await _error_of(call) == ("BadRequestException", 400)
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            await client.post_to_connection(ConnectionId="a+b/c=", Data=b"x")
+        assert info.value.response["Error"]["Message"] == "Invalid connectionId: a+b/c="
+        unknown = client.post_to_connection(ConnectionId="AAAAAAAAAAAAAA-_=", Data=b"x")
+        assert await _error_of(unknown) == ("BadRequestException", 400)  # 17 characters
+        unknown = client.post_to_connection(ConnectionId="AAAAAAAAAAAAA-_=", Data=b"x")
+        assert await _error_of(unknown) == ("GoneException", 410)
+        await client.post_to_connection(ConnectionId="L0SM9cOFvHcCIhw=", Data=b"x")
+    assert endpoint.stats()["bad_request"] == 3
+    assert endpoint.stats()["gone"] == 1
+    assert endpoint.counts() == {"L0SM9cOFvHcCIhw=": 1}
+
+
+def test_only_the_in_memory_store_takes_any_id_by_default() -> None:
+    assert ManagementEndpoint().any_id
+    assert not ManagementEndpoint(store=ManagementEndpoint().store).any_id
+
+
+async def test_a_wrong_key_secret_or_clock_is_refused_as_aws_refuses_it() -> None:
+    endpoint = ManagementEndpoint(live=["a="])
+    async with serve(endpoint) as url, aiohttp.ClientSession() as http:
+        signer = PostSigner(f"{url}/prod", REGION)
+
+        async def post(credentials: Credentials, now: float | None = None) -> tuple[int, str]:
+            target, headers = signer.sign("a=", b"x", credentials, now)
+            # aiohttp sends the signed %3D as "=": API Gateway normalises the path, and so do we
+            async with http.post(target, data=b"x", headers=headers) as response:
+                return response.status, response.headers.get("x-amzn-ErrorType", "")
+
+        right = Credentials(KEY_ID, SECRET, None)
+        assert await post(right) == (200, "")
+        assert await post(right, time.time() - 240) == (200, "")  # within the 5-minute skew
+        assert await post(Credentials("AKIDEXAMPLE", SECRET, None)) == (
+            403,
+            "UnrecognizedClientException",
+        )
+        assert await post(Credentials(KEY_ID, "wrong", None)) == (403, "InvalidSignatureException")
+        assert await post(Credentials(KEY_ID, SECRET, "a-session-token")) == (
+            403,
+            "UnrecognizedClientException",
+        )
+        assert await post(right, time.time() - 360) == (403, "InvalidSignatureException")
+        assert await post(right, time.time() + 360) == (403, "InvalidSignatureException")
+        target, headers = signer.sign("a=", b"x", right)
+        async with http.post(
+            URL(target, encoded=True), data=b"tampered", headers=headers
+        ) as response:
+            assert response.status == 403
+        async with http.post(
+            target, data=b"x", headers={"Authorization": "AWS4-HMAC-SHA256 anything"}
+        ) as response:
+            assert response.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+            assert "message" in await response.json()
+    assert endpoint.counts() == {"a=": 2}
+    assert endpoint.stats()["forbidden"] == 7
+
+
+async def test_expired_signature_names_the_times_as_aws_does() -> None:
+    async with serve(ManagementEndpoint()) as url, aiohttp.ClientSession() as http:
+        signer = PostSigner(f"{url}/prod", REGION)
+        target, headers = signer.sign("a=", b"x", Credentials(KEY_ID, SECRET, None), 1.7e9)
+        async with http.post(target, data=b"x", headers=headers) as response:
+            message = (await response.json())["message"]
+    assert message.startswith("Signature expired: 20231114T221320Z is now earlier than ")
+
+
+async def test_control_routes_need_the_credentials_too() -> None:
+    endpoint = ManagementEndpoint()
+    async with serve(endpoint) as url, aiohttp.ClientSession() as http:
+        for method, route in (("GET", "stats"), ("GET", "counts"), ("POST", "reset")):
+            async with http.request(method, f"{url}/_wsfanout/{route}") as response:
+                assert response.status == 403
+            wrong = signed_headers(method, f"{url}/_wsfanout/{route}", secret="wrong")
+            async with http.request(method, f"{url}/_wsfanout/{route}", headers=wrong) as response:
+                assert response.status == 403
+            async with http.request(
+                method, f"{url}/_wsfanout/{route}", headers=_signed(method, url, route)
+            ) as response:
+                assert response.status in (200, 204)
+
+
+async def test_account_throttle_answers_429_across_connections_and_refills() -> None:
+    now = [0.0]
+    endpoint = ManagementEndpoint(throttle=AccountThrottle(2.0, 3, clock=lambda: now[0]))
+    async with running(endpoint) as (url, client), aiohttp.ClientSession() as http:
+        for cid in ("a", "b", "c"):  # the burst, spent by three connections
+            await client.post_to_connection(ConnectionId=cid, Data=b"x")
+        assert await _error_of(client.post_to_connection(ConnectionId="d", Data=b"x")) == (
+            "LimitExceededException",
+            429,
+        )
+        assert await _error_of(client.get_connection(ConnectionId="a")) == (
+            "LimitExceededException",
+            429,
+        )
+        now[0] += 0.5  # one token at 2 per second
+        await client.get_connection(ConnectionId="a")
+        assert await _error_of(client.delete_connection(ConnectionId="a")) == (
+            "LimitExceededException",
+            429,
+        )
+        async with http.get(f"{url}/_wsfanout/config", headers=_signed("GET", url, "config")) as r:
+            assert await r.json() == {"account_rate": 2.0, "account_burst": 3}
+    assert endpoint.stats()["account_throttled"] == 1
+    assert endpoint.stats()["throttled"] == 0
+    assert endpoint.counts() == {"a": 1, "b": 1, "c": 1}
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 1), (float("nan"), 1), (1.0, 0)])
+def test_account_throttle_refuses_impossible_values(rate: float, burst: int) -> None:
+    with pytest.raises(InvalidInputError):
+        AccountThrottle(rate, burst)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--account-rate", "0"], ["--account-rate", "x"], ["--account-burst", "3"]],
+)
+def test_bad_throttle_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+async def test_the_standalone_endpoint_takes_the_throttle_flags() -> None:
+    with endpoint_process(["--account-rate", "0.01", "--account-burst", "2"]) as url:
+        async with _client(f"{url}/prod") as client, aiohttp.ClientSession() as http:
+            for cid in ("a=", "b="):
+                await client.post_to_connection(ConnectionId=cid, Data=b"x")
+            call = client.post_to_connection(ConnectionId="c=", Data=b"x")
+            assert await _error_of(call) == ("LimitExceededException", 429)
+            stats_url = f"{url}/_wsfanout/stats"
+            async with http.get(stats_url, headers=signed_headers("GET", stats_url)) as response:
+                stats = await response.json()
+    assert (stats["posts"], stats["delivered"], stats["account_throttled"]) == (3, 2, 1)

@@ -17,6 +17,7 @@ import pytest
 
 from wsfanout.exceptions import ConfigurationError
 from wsfanout.local.processes import endpoint_process
+from wsfanout.local.signatures import signed_headers
 
 ANSWER_TIMEOUT_S = 10
 ROUNDS, ABORTS_PER_ROUND = 20, 10  # 200 tracebacks: some 200 KiB, three pipe buffers
@@ -32,14 +33,16 @@ def abort_a_request(host: str, port: int) -> None:
 
 
 def answer(url: str, data: bytes | None = None) -> tuple[int, bytes]:
-    """Status and body of a request that must be answered within the bound."""
-    with urllib.request.urlopen(url, data=data, timeout=ANSWER_TIMEOUT_S) as reply:  # noqa: S310  (our loopback endpoint)
+    """Status and body of a request, signed for the endpoint, that must be answered in time."""
+    headers = signed_headers("GET" if data is None else "POST", url, data or b"")
+    request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310  (loopback)
+    with urllib.request.urlopen(request, timeout=ANSWER_TIMEOUT_S) as reply:  # noqa: S310  (our loopback endpoint)
         return int(reply.status), bytes(reply.read())
 
 
 @pytest.mark.timeout(120)
 def test_endpoint_keeps_serving_after_flooding_its_stderr() -> None:
-    with endpoint_process(["--allow-unsigned"]) as base_url:
+    with endpoint_process() as base_url:
         split = urlsplit(base_url)
         assert split.hostname is not None
         assert split.port is not None

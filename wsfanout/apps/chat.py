@@ -1,12 +1,13 @@
 """The built-in chat protocol of docs/contracts.md ("Client protocol") as an app on the App API.
 
-``joinRoom``, ``leaveRoom``, ``sendMessage`` (to a user, a room or a connection) and
-``broadcast`` are routes; every frame is validated by :func:`~wsfanout.core.protocol.parse_frame`,
-so a malformed one is answered the same error frame whichever route or hook it reached. The
-framework does the rest: the connection's registry item at ``$connect``, its removal at
-``$disconnect``, the sender's identity (the authorizer's, else the registry's), the rules (only a
-room's members post to it; only connections allowed to broadcast broadcast), inline sends and
-jobs. The answers are the protocol's acks; recipients get what ``message_frame`` makes.
+``joinRoom``, ``leaveRoom``, ``sendMessage`` (to a user, a room or a connection),
+``broadcast`` and ``whoami`` are routes; every frame is validated by
+:func:`~wsfanout.core.protocol.parse_frame`, so a malformed one is answered the same error
+frame whichever route or hook it reached. The framework does the rest: the connection's
+registry item at ``$connect``, its removal at ``$disconnect``, the sender's identity (the
+authorizer's, else the registry's), the rules (only a room's members post to it; only
+connections allowed to broadcast broadcast), inline sends and jobs. The answers are the
+protocol's acks; recipients get what ``message_frame`` makes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..core.protocol import (
     ToConnection,
     ToRoom,
     ToUser,
+    WhoAmI,
     ack_frame,
     message_frame,
     parse_frame,
@@ -31,7 +33,7 @@ from ..exceptions import FrameError
 
 __all__ = ["app"]
 
-F = TypeVar("F", JoinRoom, LeaveRoom, SendMessage, Broadcast)
+F = TypeVar("F", JoinRoom, LeaveRoom, SendMessage, Broadcast, WhoAmI)
 
 app = App()
 
@@ -130,6 +132,14 @@ async def broadcast(ctx: Context) -> None:
     frame = _frame(ctx, Broadcast)
     sent = await ctx.send(_message(ctx, frame), everyone=True, exclude=[ctx.connection_id])
     await ctx.reply(_job_ack("broadcast", sent))
+
+
+@app.route("whoami")
+async def whoami(ctx: Context) -> None:
+    """Tell the sender its connection id (a route of its own or, as the deploy template has
+    no such route key, through ``$default`` by the frame's action)."""
+    _frame(ctx, WhoAmI)
+    await ctx.reply(ack_frame("whoami", connectionId=ctx.connection_id))
 
 
 @app.on_default

@@ -50,6 +50,7 @@ from ..aws.sigv4 import Credentials, PostSigner
 from ..core.fanout import Fanout
 from ..core.interfaces import Recipient
 from ..core.models import AllTarget
+from ..local.signatures import signed_headers
 from . import ALGORITHMS
 from .seeding import connection_ids
 
@@ -272,7 +273,8 @@ async def _scan(spec: Spec) -> AsyncIterator[Go]:
         registry = Registry(dynamodb, spec.table)
 
         async def posts() -> int:
-            async with http.get(f"{spec.control_url}/_wsfanout/stats") as answer:
+            url = f"{spec.control_url}/_wsfanout/stats"
+            async with http.get(url, headers=signed_headers("GET", url)) as answer:
                 return int((await answer.json(content_type=None))["posts"])
 
         async def go() -> Account:

@@ -30,6 +30,7 @@ from ..aws.table import table_definition
 from ..exceptions import ConfigurationError, InvalidInputError
 from ..local.management import Faults
 from ..local.processes import endpoint_process, moto_server
+from ..local.signatures import signed_headers
 from . import NO_REGISTRY
 from .algorithms import Spec
 from .seeding import classic_item, connection_ids, seed_items
@@ -235,7 +236,7 @@ class Bench:
         if self.where.control_url is None:
             return None
         url = f"{self.where.control_url}/_wsfanout/{path}"
-        async with self._http.request(method, url) as answer:
+        async with self._http.request(method, url, headers=signed_headers(method, url)) as answer:
             answer.raise_for_status()
             return await answer.json(content_type=None)
 

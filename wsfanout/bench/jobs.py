@@ -34,6 +34,7 @@ from ..core.jobs import JobRunner
 from ..core.models import AllTarget, BroadcastJob
 from ..local.management import Faults
 from ..local.processes import endpoint_process, moto_server
+from ..local.signatures import signed_headers
 from .seeding import classic_item, connection_ids, seed_items
 
 __all__ = ["JobsOptions", "run_jobs"]
@@ -127,7 +128,8 @@ async def _measure(
                     for _ in range(options.workers):
                         workers.start_soon(_worker, sqs, queue_url, runner, options, tally)
             elapsed = time.monotonic() - started - 3.0  # the last idle polls
-        async with http.get(f"{base_url}/_wsfanout/counts") as answer:
+        counts_url = f"{base_url}/_wsfanout/counts"
+        async with http.get(counts_url, headers=signed_headers("GET", counts_url)) as answer:
             counts: dict[str, int] = await answer.json()
         left = await registry.connection_ids()
         await dynamodb.delete_table(TableName=table)

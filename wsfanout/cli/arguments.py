@@ -12,9 +12,11 @@ from typing import NoReturn
 
 __all__ = [
     "OneLineParser",
+    "add_throttle_arguments",
     "add_version_option",
     "non_negative",
     "port",
+    "positive_float",
     "positive_int",
     "positive_ints",
     "rate",
@@ -60,6 +62,14 @@ def non_negative(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A number above 0 (seconds, requests per second); NaN and infinity are refused."""
+    value = non_negative(text)
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
+    return value
+
+
 def rate(text: str) -> float:
     """A fraction between 0 and 1."""
     value = non_negative(text)
@@ -85,3 +95,21 @@ def positive_ints(text: str) -> tuple[int, ...]:
     if not all(parts):
         raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}")
     return tuple(positive_int(part) for part in parts)
+
+
+def add_throttle_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--account-rate R --account-burst B``: the local management endpoint's account-level
+    throttle (``wsfanout.local.management.throttle_of`` builds it), for ``python -m
+    wsfanout.local.management`` and ``wsfanout dev`` alike."""
+    parser.add_argument(
+        "--account-rate",
+        type=positive_float,
+        metavar="R",
+        help="account-level throttle: R requests/s to @connections, then 429 (default: off)",
+    )
+    parser.add_argument(
+        "--account-burst",
+        type=positive_int,
+        metavar="B",
+        help="the throttle's burst (default: one second of --account-rate, at least 1)",
+    )

@@ -39,7 +39,14 @@ from ..exceptions import (
     RegistryError,
 )
 from ..settings import Settings
-from .arguments import OneLineParser, add_version_option, port, positive_int
+from .arguments import (
+    OneLineParser,
+    add_throttle_arguments,
+    add_version_option,
+    port,
+    positive_float,
+    positive_int,
+)
 from .connections import add_connections_command
 from .dlq import add_dlq_command
 from .jobs import add_jobs_command
@@ -145,11 +152,58 @@ def build_parser() -> argparse.ArgumentParser:
         "current directory (as in main:app); default: the built-in chat handler",
     )
     dev.add_argument(
+        "--moto-port",
+        type=port,
+        default=0,
+        help="port of moto server (DynamoDB, SQS); give both ports to keep every address, and so "
+        "the exports, the same across restarts (default: a free one)",
+    )
+    dev.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help="close a connection idle this long with 1001 (default: AWS's 600)",
+    )
+    dev.add_argument(
+        "--max-lifetime",
+        type=positive_float,
+        metavar="SECONDS",
+        help="close a connection this old with 1001 (default: AWS's 7200)",
+    )
+    dev.add_argument(
+        "--frame-bytes",
+        type=positive_int,
+        metavar="BYTES",
+        help="close a connection that sends a larger frame with 1009 (default: AWS's 32768)",
+    )
+    add_throttle_arguments(dev)
+    dev.add_argument(
         "--reload",
         action="store_true",
         help="restart the stack when a .py file under the app's directory changes (needs --app)",
     )
     dev.set_defaults(run=_cmd_dev)
+
+    conformance = commands.add_parser(
+        "conformance",
+        help="check that a WebSocket API behaves like API Gateway (local stack or AWS stage)",
+        description="Run one check per API Gateway behaviour against a stage, through its two "
+        "URLs and the environment's credentials and region (for the local stack: eval the "
+        "exports wsfanout dev prints), and print behaviour -> result. Exit 1 if any check fails.",
+    )
+    conformance.add_argument("--ws", required=True, metavar="URL", help="wss://.../{stage}")
+    conformance.add_argument(
+        "--management", required=True, metavar="URL", help="https://.../{stage} (@connections)"
+    )
+    conformance.add_argument(
+        "--check",
+        action="append",
+        dest="checks",
+        metavar="BEHAVIOUR",
+        help="run only this check (repeatable; the names are the table's rows)",
+    )
+    conformance.add_argument("--json", action="store_true", help="print one JSON array")
+    conformance.set_defaults(run=_cmd_conformance)
 
     demo = commands.add_parser(
         "demo",
@@ -360,6 +414,30 @@ def report_table(report: FanoutReport, title: str = "broadcast") -> Table:
     return table
 
 
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    from ..local.conformance import open_target, run_checks  # noqa: PLC0415  (loads aiohttp ws)
+
+    async def go() -> list[Any]:
+        async with open_target(args.ws, args.management) as target:
+            return await run_checks(target, args.checks)
+
+    results = anyio.run(go)
+    if args.json:
+        rows = [{"behaviour": r.name, "result": r.outcome, "detail": r.detail} for r in results]
+        sys.stdout.write(json.dumps(rows) + "\n")
+    else:
+        table = Table(title=f"conformance of {args.management}")
+        for column in ("behaviour", "result", "detail"):
+            table.add_column(column)
+        styles = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+        for result in results:
+            table.add_row(
+                result.name, f"[{styles[result.outcome]}]{result.outcome}[/]", result.detail
+            )
+        Console(width=160).print(table)
+    return EXIT_FAILED if any(r.outcome == "fail" for r in results) else EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..local.demo import DemoOptions, run_demo  # noqa: PLC0415  (the local extra)
 
@@ -380,14 +458,53 @@ def _stage(text: str) -> str:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from ..local.stack import run_dev  # noqa: PLC0415  (the local stack loads for dev only)
-
     if args.reload:
         return _dev_reloading(args)
+    from ..local.stack import run_dev  # noqa: PLC0415  (the local stack loads for dev only)
+
     try:
-        return run_dev(args.port, args.stage, app=args.app)
+        return run_dev(_dev_options(args))
     except OSError as exc:  # the port is taken, or not ours to bind
         return _fail(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}")
+
+
+_DEV_LIMITS = {"idle_timeout": "idle_timeout_s", "max_lifetime": "max_lifetime_s"}
+
+
+def _dev_options(args: argparse.Namespace) -> Any:
+    """``dev``'s flags as :class:`~wsfanout.local.stack.DevOptions` (checked: bad values raise
+    :class:`~wsfanout.exceptions.InvalidInputError` before anything starts)."""
+    from ..local.emulator import Limits  # noqa: PLC0415
+    from ..local.management import throttle_of  # noqa: PLC0415  (the local stack: dev only)
+    from ..local.stack import DevOptions  # noqa: PLC0415
+
+    limits: dict[str, Any] = {
+        field: getattr(args, flag)
+        for flag, field in _DEV_LIMITS.items()
+        if getattr(args, flag) is not None
+    }
+    if args.frame_bytes is not None:
+        limits["frame_bytes"] = args.frame_bytes
+    throttle = throttle_of(args)
+    return DevOptions(
+        port=args.port,
+        moto_port=args.moto_port,
+        stage=args.stage,
+        app=args.app,
+        limits=Limits(**limits),
+        account_rate=None if throttle is None else throttle.rate,
+        account_burst=1 if throttle is None else throttle.burst,
+    )
+
+
+def _dev_flags(args: argparse.Namespace) -> list[str]:
+    """The flags a ``dev --reload`` child gets again (everything but ``--reload``)."""
+    flags = ["--port", str(args.port), "--moto-port", str(args.moto_port), "--stage", args.stage]
+    for flag in ("idle_timeout", "max_lifetime", "frame_bytes", "account_rate", "account_burst"):
+        value = getattr(args, flag)
+        if value is not None:
+            flags += ["--" + flag.replace("_", "-"), str(value)]
+    return flags
 
 
 def _dev_reloading(args: argparse.Namespace) -> int:
@@ -398,9 +515,10 @@ def _dev_reloading(args: argparse.Namespace) -> int:
 
     if not args.app:
         return _fail("--reload needs --app MODULE:ATTRIBUTE (the app whose files it watches)")
+    _dev_options(args)  # bad values are refused here, not by every restarted child
     directory = app_directory(args.app)
-    child = [sys.executable, "-m", "wsfanout.cli", "dev", "--port", str(args.port)]
-    return run_reloading([*child, "--stage", args.stage, "--app", args.app], directory, sys.stdout)
+    child = [sys.executable, "-m", "wsfanout.cli", "dev", *_dev_flags(args)]
+    return run_reloading([*child, "--app", args.app], directory, sys.stdout)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,7 @@ __all__ = [
     "ToConnection",
     "ToRoom",
     "ToUser",
+    "WhoAmI",
     "ack_frame",
     "error_frame",
     "finite_float",
@@ -86,10 +87,18 @@ class Broadcast(_Frame):
     data: JsonValue
 
 
+class WhoAmI(_Frame):
+    """``{"action": "whoami"}``: the sender's own connection id, which API Gateway never tells
+    a client; a conformance run (:mod:`wsfanout.local.conformance`) learns it so, on AWS and
+    locally alike."""
+
+    action: Literal["whoami"]
+
+
 ClientFrame = Annotated[
-    JoinRoom | LeaveRoom | SendMessage | Broadcast, Field(discriminator="action")
+    JoinRoom | LeaveRoom | SendMessage | Broadcast | WhoAmI, Field(discriminator="action")
 ]
-_ACTIONS = ("joinRoom", "leaveRoom", "sendMessage", "broadcast")
+_ACTIONS = ("joinRoom", "leaveRoom", "sendMessage", "broadcast", "whoami")
 
 
 class _Envelope(BaseModel):

@@ -3,9 +3,13 @@
 Tests and benchmarks need an endpoint that answers exactly like API Gateway's management API, so
 that a real botocore/aiobotocore client can be the client under test: same routes (with and
 without the stage prefix), same status codes, the ``x-amzn-ErrorType`` header botocore maps errors
-by, and JSON bodies botocore parses. On top of that it injects faults reproducibly (latency, gone
-connections, throttling, server errors, dropped TCP connections), all derived from one seed, and
-records what every connection received so a test can assert exactly-once delivery.
+by, and JSON bodies botocore parses, SigV4 verified against the local account (403 as API
+Gateway answers each kind of bad signature), 400 ``BadRequestException`` for an id API Gateway
+could not have issued, and an optional account-level throttle (429). On top of that it injects
+faults reproducibly (latency, gone connections, throttling, server errors, dropped TCP
+connections), all derived from one seed, and records what every connection received so a test
+can assert exactly-once delivery. Its control routes (``/_wsfanout/stats``, ``counts``,
+``reset``, ``config``) need the same signature (:func:`wsfanout.local.signatures.signed_headers`).
 
 The connection bookkeeping sits behind :class:`ConnectionStore`, and delivery behind an optional
 :data:`Deliver` hook, so the WebSocket emulator (:mod:`wsfanout.local.emulator`) plugs in its real
@@ -13,7 +17,8 @@ sockets without touching the HTTP side.
 
 Run it in-process with :func:`serve`, or as a subprocess for benchmarks::
 
-    python -m wsfanout.local.management --port 0 --stage prod --latency 0.02 --seed 1
+    python -m wsfanout.local.management --port 0 --stage prod --latency 0.02 --seed 1 \
+        --account-rate 10000 --account-burst 5000
 
 which prints one line ``READY http://127.0.0.1:PORT`` and serves until SIGTERM/SIGINT.
 """
@@ -25,8 +30,10 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -36,14 +43,17 @@ from typing import Final, Protocol
 from aiohttp import web
 
 from ..aws.endpoints import STAGE_NAME
-from ..cli.arguments import OneLineParser, non_negative, port, rate
+from ..cli.arguments import OneLineParser, add_throttle_arguments, non_negative, port, rate
 from ..core.models import MAX_PAYLOAD_BYTES
 from ..exceptions import ConfigurationError, InvalidInputError
 from .serving import serve_app
+from .signatures import Refusal, Verifier
 
 __all__ = [
+    "CONNECTION_ID",
     "DEFAULT_USER_AGENT",
     "STAT_KEYS",
+    "AccountThrottle",
     "Backpressure",
     "ConnectionInfo",
     "ConnectionStore",
@@ -53,6 +63,7 @@ __all__ = [
     "MemoryConnections",
     "main",
     "serve",
+    "throttle_of",
 ]
 
 DEFAULT_USER_AGENT: Final = "wsfanout-local"
@@ -67,8 +78,16 @@ STAT_KEYS: Final = (
     "dropped",
     "forbidden",
     "too_large",
+    "bad_request",
+    "account_throttled",
 )
-"""Counters of POST outcomes; ``posts`` is always the sum of all the others."""
+"""Counters of POST outcomes; ``posts`` is always the sum of all the others. ``throttled`` counts
+the injected throttle faults, ``account_throttled`` the refusals of :class:`AccountThrottle`."""
+
+CONNECTION_ID: Final = re.compile(r"[A-Za-z0-9_-]{15}=")
+"""API Gateway's connection ids: 16 characters, base64 of 11 bytes (one ``=`` of padding) in the
+URL-safe alphabet. API Gateway answers any other id with 400 ``BadRequestException``
+("Invalid connectionId: ..."), and only a well-formed id it does not know with 410."""
 
 _HASH_SPACE: Final = float(1 << 64)
 
@@ -80,9 +99,11 @@ def _error(status: int, error_type: str, message: str) -> tuple[int, bytes, dict
 
 
 _GONE: Final = _error(410, "GoneException", "Connection is gone")
+# botocore's model declares no BadRequestException for these operations; botocore still raises a
+# ClientError coded by the x-amzn-ErrorType header, which is what API Gateway sends.
+_BAD_ID_TYPE: Final = "BadRequestException"
 _THROTTLED: Final = _error(429, "LimitExceededException", "Rate exceeded")
 _INTERNAL: Final = _error(500, "InternalServerErrorException", "Internal server error")
-_MISSING_AUTH: Final = _error(403, "ForbiddenException", "Missing Authentication Token")
 _FORBIDDEN: Final = _error(
     403, "ForbiddenException", "The security token included in the request is invalid"
 )
@@ -90,6 +111,14 @@ _NO_ROUTE: Final = _error(403, "ForbiddenException", "Forbidden")
 _TOO_LARGE: Final = _error(
     413, "PayloadTooLargeException", f"Message too long; the limit is {MAX_PAYLOAD_BYTES} bytes"
 )
+
+
+def _bad_id(connection_id: str) -> tuple[int, bytes, dict[str, str]]:
+    return _error(400, _BAD_ID_TYPE, f"Invalid connectionId: {connection_id}")
+
+
+def _refusal(refusal: Refusal) -> tuple[int, bytes, dict[str, str]]:
+    return _error(403, refusal.error_type, refusal.message)
 
 
 def _respond(error: tuple[int, bytes, dict[str, str]]) -> web.Response:
@@ -146,6 +175,42 @@ class Faults:
             return False
         digest = hashlib.blake2b(f"{self.seed}\x00{connection_id}".encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") < self.gone_rate * _HASH_SPACE
+
+
+class AccountThrottle:
+    """API Gateway's account-level request throttle: one token bucket for every request to the
+    endpoint's ``@connections`` routes, whichever connection it names.
+
+    ``rate`` tokens per second refill a bucket of ``burst`` (AWS's quota is a steady rate plus a
+    burst, "Amazon API Gateway quotas"); a request that finds it empty is answered 429
+    ``LimitExceededException``, as the management API's model documents for "more than the
+    allowed number of requests per unit of time". Off unless an endpoint is given one.
+
+    :raises InvalidInputError: ``rate`` is not positive or ``burst`` is below 1.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if not rate > 0.0:  # also refuses NaN
+            raise InvalidInputError(f"the account rate must be positive, got {rate}")
+        if burst < 1:
+            raise InvalidInputError(f"the account burst must be at least 1, got {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+
+    def take(self) -> bool:
+        """Spend one token if there is one; ``False`` means the request is throttled."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,12 +308,23 @@ class ManagementEndpoint:
     """The ``@connections`` API with fault injection and delivery records.
 
     ``stage=None`` accepts any stage prefix; a given stage makes other stages answer 403 as API
-    Gateway does for unknown paths. ``require_signature`` refuses requests without a SigV4
-    ``Authorization`` header (the signature itself is not verified); ``forbid_all`` refuses every
-    request, simulating wrong credentials, and may be flipped while serving.
+    Gateway does for unknown paths. Every request, the control routes' too, must be signed
+    (SigV4) with the stack's credentials, checked by ``verifier`` (default: the made-up account
+    of :mod:`wsfanout.aws.account`), and is refused with 403 as API Gateway refuses it (see
+    :mod:`wsfanout.local.signatures`); ``verify_signatures=False`` accepts anything, for callers
+    that cannot sign (a plain ``urllib`` probe). ``forbid_all`` refuses every request,
+    simulating wrong credentials, and may be flipped while serving. ``throttle`` is the
+    account-level throttle (none by default), also assignable while serving.
+
+    A connection id that API Gateway could never have issued gets 400 ``BadRequestException``
+    (410 would make the engine delete registry entries that were never gone). ``any_id`` says
+    whether every id is well-formed: by default it is for the in-memory store, whose ids tests
+    and benchmarks make up, and it is not (:data:`CONNECTION_ID` decides) for any other store.
+
     ``keep_payloads=False`` keeps counts only, for 100k-connection benchmarks. ``deliver``, when
     given, is awaited for every POST that passed the checks and faults; a frame counts as
-    delivered only when it returns ``True``.
+    delivered only when it returns ``True``. ``config`` holds more knobs for
+    ``GET /_wsfanout/config`` to report (the local stack adds the emulator's limits there).
     """
 
     def __init__(
@@ -258,10 +334,13 @@ class ManagementEndpoint:
         faults: Faults | None = None,
         stage: str | None = None,
         keep_payloads: bool = True,
-        require_signature: bool = True,
+        verify_signatures: bool = True,
+        verifier: Verifier | None = None,
         forbid_all: bool = False,
         store: ConnectionStore | None = None,
         deliver: Deliver | None = None,
+        throttle: AccountThrottle | None = None,
+        any_id: bool | None = None,
     ) -> None:
         if store is not None and live is not None:
             raise ConfigurationError("give either 'live' or 'store', not both")
@@ -270,8 +349,11 @@ class ManagementEndpoint:
         self.store: ConnectionStore = store if store is not None else MemoryConnections(live)
         self.stage = stage
         self.keep_payloads = keep_payloads
-        self.require_signature = require_signature
+        self.verifier = (verifier or Verifier()) if verify_signatures else None
         self.forbid_all = forbid_all
+        self.throttle = throttle
+        self.any_id = store is None if any_id is None else any_id
+        self.config: dict[str, float | int | None] = {}
         self._deliver = deliver
         self._counts: dict[str, int] = {}
         self._payloads: dict[str, list[bytes]] = {}
@@ -361,6 +443,7 @@ class ManagementEndpoint:
         app.router.add_get("/_wsfanout/stats", self._control_stats, allow_head=False)
         app.router.add_get("/_wsfanout/counts", self._control_counts, allow_head=False)
         app.router.add_post("/_wsfanout/reset", self._control_reset)
+        app.router.add_get("/_wsfanout/config", self._control_config, allow_head=False)
         app.router.add_routes(routes)
         # Anything else is what API Gateway answers for an unknown path or stage: 403.
         app.router.add_route("*", "/{tail:.*}", self._no_route)
@@ -373,13 +456,32 @@ class ManagementEndpoint:
             delay += self._jitter_rng.uniform(0.0, faults.jitter_s)
         await asyncio.sleep(delay)
 
-    def _refused(self, request: web.Request) -> tuple[int, bytes, dict[str, str]] | None:
+    async def _refused(self, request: web.Request) -> tuple[int, bytes, dict[str, str]] | None:
+        """403 unless the request is signed with the endpoint's credentials (or not checked)."""
         if self.forbid_all:
             return _FORBIDDEN
-        if self.require_signature and not request.headers.get("Authorization", "").startswith(
-            "AWS4-HMAC-SHA256"
-        ):
-            return _MISSING_AUTH
+        if self.verifier is None:
+            return None
+        try:
+            body = await request.read()  # aiohttp keeps it: the handler's read() costs nothing
+        except web.HTTPRequestEntityTooLarge:
+            return _TOO_LARGE  # unverifiable, and 413 whoever sent it
+        refusal = self.verifier.verify(request.method, request.raw_path, request.headers, body)
+        return None if refusal is None else _refusal(refusal)
+
+    async def _admit(
+        self, request: web.Request
+    ) -> tuple[str, tuple[int, bytes, dict[str, str]]] | None:
+        """The checks every ``@connections`` request passes, in API Gateway's order (who is
+        asking, how often, about what): ``None``, or the stat key and answer of a refusal."""
+        refused = await self._refused(request)
+        if refused is not None:
+            return "too_large" if refused is _TOO_LARGE else "forbidden", refused
+        if self.throttle is not None and not self.throttle.take():
+            return "account_throttled", _THROTTLED
+        connection_id = request.match_info["connection_id"]
+        if not self.any_id and not CONNECTION_ID.fullmatch(connection_id):
+            return "bad_request", _bad_id(connection_id)
         return None
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
@@ -388,10 +490,10 @@ class ManagementEndpoint:
         stats["posts"] += 1
         if self._delays:
             await self._delay()
-        refused = self._refused(request)
+        refused = await self._admit(request)
         if refused is not None:
-            stats["forbidden"] += 1
-            return _respond(refused)
+            stats[refused[0]] += 1
+            return _respond(refused[1])
         try:
             data = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -445,9 +547,9 @@ class ManagementEndpoint:
     async def _get(self, request: web.Request) -> web.StreamResponse:
         if self._delays:
             await self._delay()
-        refused = self._refused(request)
+        refused = await self._admit(request)
         if refused is not None:
-            return _respond(refused)
+            return _respond(refused[1])
         connection_id = request.match_info["connection_id"]
         info = self.store.info(connection_id)
         if info is None or self._faults.is_gone(connection_id):
@@ -464,9 +566,9 @@ class ManagementEndpoint:
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         if self._delays:
             await self._delay()
-        refused = self._refused(request)
+        refused = await self._admit(request)
         if refused is not None:
-            return _respond(refused)
+            return _respond(refused[1])
         connection_id = request.match_info["connection_id"]
         if not self.is_live(connection_id):
             return _respond(_GONE)
@@ -476,18 +578,40 @@ class ManagementEndpoint:
     async def _no_route(self, _request: web.Request) -> web.StreamResponse:
         return _respond(_NO_ROUTE)
 
-    async def _control_stats(self, _request: web.Request) -> web.StreamResponse:
+    async def _control_stats(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._refused(request)
+        if refused is not None:
+            return _respond(refused)
         body: dict[str, int] = self.stats()
         body["unique"] = len(self._counts)
         body["duplicates"] = sum(1 for n in self._counts.values() if n > 1)
         return web.json_response(body)
 
-    async def _control_counts(self, _request: web.Request) -> web.StreamResponse:
+    async def _control_counts(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._refused(request)
+        if refused is not None:
+            return _respond(refused)
         return web.json_response(self._counts)
 
-    async def _control_reset(self, _request: web.Request) -> web.StreamResponse:
+    async def _control_reset(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._refused(request)
+        if refused is not None:
+            return _respond(refused)
         self.reset()
         return web.Response(status=204)
+
+    async def _control_config(self, request: web.Request) -> web.StreamResponse:
+        """The knobs a conformance run needs to know about (a real stage has no such route)."""
+        refused = await self._refused(request)
+        if refused is not None:
+            return _respond(refused)
+        throttle = self.throttle
+        body = {
+            "account_rate": None if throttle is None else throttle.rate,
+            "account_burst": None if throttle is None else throttle.burst,
+            **self.config,
+        }
+        return web.json_response(body)
 
 
 @asynccontextmanager
@@ -530,9 +654,25 @@ def _parser() -> argparse.ArgumentParser:
         "--no-payloads", action="store_true", help="keep delivery counts only, not the frames"
     )
     parser.add_argument(
-        "--allow-unsigned", action="store_true", help="accept requests without SigV4 headers"
+        "--allow-unsigned",
+        action="store_true",
+        help="accept requests that are not signed with the local account's credentials",
     )
+    add_throttle_arguments(parser)
     return parser
+
+
+def throttle_of(args: argparse.Namespace) -> AccountThrottle | None:
+    """The throttle ``--account-rate``/``--account-burst`` ask for, or ``None``.
+
+    :raises InvalidInputError: ``--account-burst`` without ``--account-rate``.
+    """
+    if args.account_rate is None:
+        if args.account_burst is not None:
+            raise InvalidInputError("--account-burst needs --account-rate")
+        return None
+    burst = args.account_burst or max(1, int(args.account_rate))
+    return AccountThrottle(args.account_rate, burst)
 
 
 async def _serve_until_signalled(endpoint: ManagementEndpoint, host: str, port: int) -> None:
@@ -568,7 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             faults=faults,
             stage=args.stage,
             keep_payloads=not args.no_payloads,
-            require_signature=not args.allow_unsigned,
+            verify_signatures=not args.allow_unsigned,
+            throttle=throttle_of(args),
         )
     except InvalidInputError as exc:
         parser.error(str(exc))

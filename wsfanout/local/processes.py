@@ -82,9 +82,24 @@ def _stop(proc: subprocess.Popen[bytes], tail: _Tail | None = None) -> None:
 
 
 @contextmanager
-def moto_server(startup_timeout: float = 30.0) -> Iterator[str]:
-    """Run ``moto.server`` on 127.0.0.1 and yield its URL once it answers."""
-    port = free_port()
+def moto_server(startup_timeout: float = 30.0, port: int = 0) -> Iterator[str]:
+    """Run ``moto.server`` on 127.0.0.1 and yield its URL once it answers.
+
+    ``port=0`` picks a free port; a given one (``wsfanout dev --moto-port``, stable across
+    restarts) must be free: otherwise another server, maybe an old moto, would answer for it.
+
+    :raises ConfigurationError: the port is taken, or moto did not start.
+    """
+    if port:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot start moto on 127.0.0.1:{port}: {exc.strerror or exc}"
+                ) from None
+    else:
+        port = free_port()
     proc = subprocess.Popen(  # noqa: S603  (our own interpreter, fixed arguments)
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

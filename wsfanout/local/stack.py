@@ -30,7 +30,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TextIO, TypeVar
 from urllib.parse import urlsplit
 
@@ -46,14 +46,15 @@ from ..handlers import authorizer, broadcast, route
 from ..settings import Settings
 from . import containers
 from .apps import load_handler
-from .emulator import Emulator, Handler, serve_emulator
+from .emulator import Emulator, Handler, Limits, serve_emulator
+from .management import AccountThrottle
 from .poller import SqsPoller
 from .processes import moto_server
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-__all__ = ["Stack", "check_stage", "local_stack", "run_dev"]
+__all__ = ["DevOptions", "Stack", "check_stage", "local_stack", "run_dev"]
 
 T = TypeVar("T")
 
@@ -67,7 +68,9 @@ _EXPORTED: Final = (
     "AWS_ENDPOINT_URL_SQS",
     "CONNECTIONS_TABLE",
     "BROADCAST_QUEUE_URL",
+    "BROADCAST_DLQ_URL",
     "APIGW_MANAGEMENT_ENDPOINT",
+    "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_REGION",
@@ -123,6 +126,9 @@ async def local_stack(
     function_timeout_s: float = 60.0,
     visibility_timeout_s: int = 60,
     max_receive_count: int = 3,
+    moto_port: int = 0,
+    limits: Limits | None = None,
+    throttle: AccountThrottle | None = None,
 ) -> AsyncIterator[Stack]:
     """Run the whole stack until the block ends; see the module docstring.
 
@@ -131,7 +137,12 @@ async def local_stack(
     deployment without one would have no authorizer. ``set_management_endpoint`` also sets
     ``APIGW_MANAGEMENT_ENDPOINT`` for the handlers instead of letting them derive it.
     ``visibility_timeout_s`` and ``max_receive_count`` are the broadcast queue's; like AWS, the
-    visibility timeout may not be shorter than the function timeout.
+    visibility timeout may not be shorter than the function timeout. ``moto_port`` (0: a free
+    one) is moto's, ``limits`` the emulator's (default: AWS's), ``throttle`` the management
+    endpoint's account-level throttle (default: none).
+
+    :raises ConfigurationError: an impossible queue set-up, a second stack in this process, or
+        moto did not start (its port is taken).
     """
     global _running  # noqa: PLW0603  (one stack per process, by design)
     check_stage(stage)
@@ -145,7 +156,7 @@ async def local_stack(
     _running = True
     try:
         async with AsyncExitStack() as exits:
-            moto_url = await _enter_moto(exits)
+            moto_url = await _enter_moto(exits, moto_port)
             # The handlers' environment first: even our own set-up clients must not see the
             # developer's profile (a missing one fails every session) or config files.
             exits.enter_context(
@@ -184,7 +195,10 @@ async def local_stack(
                 route_handler=route_handler or route.handler,
                 authorizer=authorizer.handler if has_jwt else None,
                 stage=stage,
+                limits=limits or Limits(),
             )
+            emulator.management.throttle = throttle
+            emulator.management.config.update(asdict(emulator.limits))
             base = await exits.enter_async_context(serve_emulator(emulator, port=port))
             base = base.rstrip("/")
             management_url = f"{base}/{stage}"
@@ -224,7 +238,12 @@ async def local_stack(
                     "AWS_ENDPOINT_URL_SQS": moto_url,
                     "CONNECTIONS_TABLE": TABLE,
                     "BROADCAST_QUEUE_URL": queue_url,
+                    "BROADCAST_DLQ_URL": dlq_url,
                     "APIGW_MANAGEMENT_ENDPOINT": management_url,
+                    # botocore's own variable for the service (its serviceId, upper case): boto3,
+                    # the AWS CLI and the SDKs reach @connections with no --endpoint-url. The
+                    # stage is part of it: botocore appends /@connections/{id} to its path.
+                    "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": management_url,
                 },
             )
     finally:
@@ -260,9 +279,9 @@ async def _in_background(func: Callable[[], Coroutine[Any, Any, None]]) -> Async
         await tasks.__aexit__(None, None, None)
 
 
-async def _enter_moto(exits: AsyncExitStack) -> str:
+async def _enter_moto(exits: AsyncExitStack, port: int) -> str:
     """Start moto server (a blocking, bounded start-up) and arrange for it to stop."""
-    server = moto_server()
+    server = moto_server(port=port)
     url = await _in_thread(server.__enter__)
 
     async def stop() -> None:
@@ -334,41 +353,91 @@ def _environment(values: Mapping[str, str], *, hide_others: bool = True) -> Iter
 # -- wsfanout dev --------------------------------------------------------------------------------
 
 
-def run_dev(
-    port: int = 0, stage: str = "local", *, app: str | None = None, out: TextIO | None = None
-) -> int:
-    """Run the stack until SIGINT (Ctrl-C) or SIGTERM; print where everything is. Returns 0.
+@dataclass(frozen=True)
+class DevOptions:
+    """What ``wsfanout dev`` runs: addresses that stay put across restarts, and the knobs."""
 
-    ``app`` (``MODULE:ATTRIBUTE``) is imported from the current directory before the stack
-    starts and serves every route (see :mod:`wsfanout.local.apps`); without it the built-in
-    handler does.
+    port: int = 0
+    """The emulator's port (WebSocket, management API, page); 0 picks a free one."""
+    moto_port: int = 0
+    """moto's port; 0 picks a free one."""
+    stage: str = "local"
+    app: str | None = None
+    """``MODULE:ATTRIBUTE`` serving every route; ``None``: the built-in chat handler."""
+    limits: Limits = field(default_factory=Limits)
+    account_rate: float | None = None
+    """The account-level throttle's requests per second; ``None``: no throttle."""
+    account_burst: int = 1
 
-    :raises InvalidInputError: ``app`` cannot be loaded (nothing has started yet).
+    def __post_init__(self) -> None:
+        check_stage(self.stage)
+        if self.port and self.port == self.moto_port:
+            raise InvalidInputError(f"--port and --moto-port are both {self.port}")
+        if self.account_rate is not None:  # checked now, before anything starts
+            AccountThrottle(self.account_rate, self.account_burst)
+
+
+def run_dev(options: DevOptions = DevOptions(), *, out: TextIO | None = None) -> int:
+    """Run the stack until SIGINT (Ctrl-C), SIGTERM or SIGHUP (its terminal closed); print
+    where everything is and the exports a second shell needs. Returns 0.
+
+    ``options.app`` is imported from the current directory before the stack starts and serves
+    every route (see :mod:`wsfanout.local.apps`); without it the built-in handler does.
+
+    :raises InvalidInputError: the app cannot be loaded (nothing has started yet).
+    :raises ConfigurationError: moto could not start (its port is taken).
+    :raises OSError: the emulator's port cannot be bound.
     """
-    handler = load_handler(app) if app else None
-    return anyio.run(_dev, port, stage, app, handler, out or sys.stdout)
+    handler = load_handler(options.app) if options.app else None
+    return anyio.run(_dev, options, handler, out or sys.stdout)
 
 
-async def _dev(port: int, stage: str, app: str | None, handler: Handler | None, out: TextIO) -> int:
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+async def _dev(options: DevOptions, handler: Handler | None, out: TextIO) -> int:
     def say(text: str = "") -> None:
         out.write(text + "\n")
         out.flush()  # a pipe (a test, a supervisor) must see the URLs now, not at exit
 
+    throttle = (
+        None
+        if options.account_rate is None
+        else AccountThrottle(options.account_rate, options.account_burst)
+    )
+    limits = options.limits
     # Signals are taken before anything starts, so Ctrl-C during start-up still shuts down in
     # order (it is acted on once the stack is up) instead of leaving moto running.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with local_stack(port, stage, route_handler=handler) as stack:
+    with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+        async with local_stack(
+            options.port,
+            options.stage,
+            route_handler=handler,
+            moto_port=options.moto_port,
+            limits=limits,
+            throttle=throttle,
+        ) as stack:
             say("wsfanout dev: the local stack is running")
-            say(f"  app         {app or 'the built-in chat handler'}")
-            say(f"  WebSocket   {stack.ws_url}")
-            say(f"  management  {stack.management_url}")
-            say(f"  page        {stack.page_url}")
-            say(f"  moto        {stack.moto_url}")
+            say(f"  app          {options.app or 'the built-in chat handler'}")
+            say(f"  WebSocket    {stack.ws_url}")
+            say(f"  management   {stack.management_url}")
+            say(f"  page         {stack.page_url}")
+            say(f"  moto         {stack.moto_url}")
+            say(f"  dead letters {stack.dlq_url}")
+            say(
+                f"  limits       idle {limits.idle_timeout_s:g} s, lifetime "
+                f"{limits.max_lifetime_s:g} s, frames {limits.frame_bytes} bytes; account "
+                + (
+                    "throttle off"
+                    if throttle is None
+                    else f"throttle {throttle.rate:g}/s, burst {throttle.burst}"
+                )
+            )
             say()
             say("# in another shell, so that wsfanout, the aws CLI and boto3 use this stack:")
             say(stack.exports())
             say()
-            say("Press Ctrl-C (or send SIGTERM) to stop.")
+            say("Press Ctrl-C (or send SIGTERM or SIGHUP) to stop.")
             async for signum in signals:
                 say(f"wsfanout dev: {signal.Signals(signum).name}, stopping")
                 break

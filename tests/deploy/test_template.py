@@ -146,7 +146,7 @@ def test_a_route_for_every_protocol_action(transformed: dict[str, Any]) -> None:
         r["Properties"]["RouteKey"]
         for r in resources(transformed, "AWS::ApiGatewayV2::Route").values()
     }
-    assert protocol_actions() == {"joinRoom", "leaveRoom", "sendMessage", "broadcast"}
+    assert protocol_actions() == {"joinRoom", "leaveRoom", "sendMessage", "broadcast", "whoami"}
     assert keys == {"$connect", "$disconnect", "$default", *protocol_actions()}
 
 

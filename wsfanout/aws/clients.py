@@ -16,10 +16,8 @@ from ..core.fanout import Fanout
 from ..core.interfaces import Gateway
 from ..core.jobs import JobRunner
 from ..core.pacing import RetryPolicy
-from ..exceptions import ConfigurationError
 from ..settings import Settings
 from .base import Owner
-from .deadletters import DeadLetterQueue, dead_letter_url
 from .gateway import ManagementGateway
 from .lean import LeanGateway
 from .progress import Checkpoints
@@ -127,24 +125,6 @@ class Clients(Owner):
         if self._job_queue is None:
             self._job_queue = JobQueue(await self.sqs(), self.settings.broadcast_queue_url)
         return self._job_queue
-
-    async def dead_letters(self) -> DeadLetterQueue:
-        """The broadcast queue's dead-letter queue: ``BROADCAST_DLQ_URL``, else the one the
-        broadcast queue's RedrivePolicy names.
-
-        :raises ConfigurationError: neither ``BROADCAST_DLQ_URL`` nor ``BROADCAST_QUEUE_URL`` is
-            set, or the queue has no RedrivePolicy.
-        :raises QueueError: SQS refused or could not be reached.
-        """
-        url = self.settings.broadcast_dlq_url
-        if not url:
-            queue_url = self.settings.broadcast_queue_url
-            if not queue_url:
-                raise ConfigurationError(
-                    "no dead-letter queue: set BROADCAST_DLQ_URL or BROADCAST_QUEUE_URL"
-                )
-            url = await dead_letter_url(await self.sqs(), queue_url)
-        return DeadLetterQueue(await self.sqs(), url)
 
     async def progress(self) -> Checkpoints:
         """Broadcast jobs' progress items, kept in the registry's table.

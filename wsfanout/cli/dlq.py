@@ -21,6 +21,7 @@ import anyio
 from pydantic import ValidationError
 
 from ..aws.clients import Clients
+from ..aws.deadletters import DeadLetterQueue, dead_letter_url
 from ..core.models import AllTarget, BroadcastJob, ConnectionsTarget, RoomTarget, UsersTarget
 from ..exceptions import ConfigurationError
 from .arguments import positive_int
@@ -29,6 +30,7 @@ from .signals import stoppable
 
 if TYPE_CHECKING:
     from ..aws.deadletters import DeadLetter, Redrive
+    from ..settings import Settings
 
 __all__ = ["add_dlq_command"]
 
@@ -122,12 +124,32 @@ def _message_json(message: DeadLetter) -> dict[str, Any]:
     return document
 
 
+async def _dead_letters(clients: Clients, settings: Settings) -> DeadLetterQueue:
+    """The broadcast queue's dead-letter queue: ``BROADCAST_DLQ_URL``, else the one the
+    broadcast queue's RedrivePolicy names. Built here rather than in :class:`Clients`, which the
+    Lambda handlers share: their code (and so their IAM grants) never reads the dead letters.
+
+    :raises ConfigurationError: neither ``BROADCAST_DLQ_URL`` nor ``BROADCAST_QUEUE_URL`` is
+        set, or the queue has no RedrivePolicy.
+    :raises QueueError: SQS refused or could not be reached.
+    """
+    url = settings.broadcast_dlq_url
+    if not url:
+        queue_url = settings.broadcast_queue_url
+        if not queue_url:
+            raise ConfigurationError(
+                "no dead-letter queue: set BROADCAST_DLQ_URL or BROADCAST_QUEUE_URL"
+            )
+        url = await dead_letter_url(await clients.sqs(), queue_url)
+    return DeadLetterQueue(await clients.sqs(), url)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     settings = settings_of(args)
 
     async def go() -> tuple[str, int, list[DeadLetter]]:
         async with Clients(settings) as clients:
-            queue = await clients.dead_letters()
+            queue = await _dead_letters(clients, settings)
             return queue.url, await queue.approximate_count(), await queue.peek(args.limit)
 
     url, approximate, messages = anyio.run(go)
@@ -159,7 +181,7 @@ def _cmd_redrive(args: argparse.Namespace) -> int:
     async def go(stop: anyio.Event) -> Redrive:
         nonlocal source
         async with Clients(settings) as clients:
-            queue = await clients.dead_letters()
+            queue = await _dead_letters(clients, settings)
             source = queue.url
             return await queue.redrive(target, message_ids=wanted, stop=stop)
 

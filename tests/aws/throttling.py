@@ -27,12 +27,14 @@ _OPERATIONS = {
 class Throttled:
     """``client``, but every Scan, Query, BatchWriteItem and BatchGetItem is refused ``burst``
     times in a row (per operation) before one goes through; ``code`` fixes the error code, else
-    :data:`CODES` take turns. ``refused`` and ``passed`` count the calls per operation."""
+    :data:`CODES` take turns. The first ``spare`` calls of each operation pass untouched, so a
+    scan is throttled mid-way. ``refused`` and ``passed`` count the calls per operation."""
 
-    def __init__(self, client: Any, burst: int, code: str | None = None) -> None:
+    def __init__(self, client: Any, burst: int, code: str | None = None, *, spare: int = 0) -> None:
         self._client = client
         self.burst = burst
         self._code = code
+        self._spare: Counter[str] = Counter(dict.fromkeys(_OPERATIONS.values(), spare))
         self._in_a_row: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.passed: Counter[str] = Counter()
@@ -44,6 +46,9 @@ class Throttled:
             return real
 
         async def call(**kwargs: Any) -> Any:
+            if self._spare[operation] > 0:
+                self._spare[operation] -= 1
+                return await real(**kwargs)
             if self._in_a_row[operation] < self.burst:
                 self._in_a_row[operation] += 1
                 code = self._code or CODES[self.refused.total() % len(CODES)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from typing import IO
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["endpoint_process", "free_port", "moto_server"]
+__all__ = ["endpoint_process", "free_port", "moto_process", "moto_server"]
 
 
 def free_port() -> int:
@@ -83,7 +84,24 @@ def _stop(proc: subprocess.Popen[bytes], tail: _Tail | None = None) -> None:
 
 @contextmanager
 def moto_server(startup_timeout: float = 30.0) -> Iterator[str]:
-    """Run ``moto.server`` on 127.0.0.1 and yield its URL once it answers."""
+    """Run ``moto.server`` on 127.0.0.1 and yield its URL once it answers.
+
+    :raises ConfigurationError: it did not answer within ``startup_timeout`` seconds.
+    """
+    with moto_process(startup_timeout) as (url, _):
+        yield url
+
+
+@contextmanager
+def moto_process(
+    startup_timeout: float = 30.0,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`moto_server`, yielding the process too, for tests that play an outage on it
+    (``SIGSTOP``/``SIGCONT``: moto keeps its state in memory only, so a frozen process is an
+    outage that loses nothing, as DynamoDB's and SQS's do not).
+
+    :raises ConfigurationError: it did not answer within ``startup_timeout`` seconds.
+    """
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603  (our own interpreter, fixed arguments)
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -105,8 +123,9 @@ def moto_server(startup_timeout: float = 30.0) -> Iterator[str]:
                         f"moto server did not start on {url} (is moto[server] installed?)"
                     ) from None
                 time.sleep(0.05)  # polling a starting process, bounded by give_up
-        yield url
+        yield url, proc
     finally:
+        proc.send_signal(signal.SIGCONT)  # a frozen process cannot act on SIGTERM
         _stop(proc)
 
 

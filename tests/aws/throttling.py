@@ -25,8 +25,9 @@ _OPERATIONS = {
 
 
 class Throttled:
-    """``client``, but every Scan, Query, BatchWriteItem and BatchGetItem is refused ``burst``
-    times in a row (per operation) before one goes through; ``code`` fixes the error code, else
+    """``client``, but every Scan, Query, BatchWriteItem and BatchGetItem request is refused
+    ``burst`` times in a row before it goes through (counted per request, by its arguments, so
+    concurrent callers do not use up one another's refusals); ``code`` fixes the error code, else
     :data:`CODES` take turns. The first ``spare`` calls of each operation pass untouched, so a
     scan is throttled mid-way. ``refused`` and ``passed`` count the calls per operation."""
 
@@ -49,8 +50,9 @@ class Throttled:
             if self._spare[operation] > 0:
                 self._spare[operation] -= 1
                 return await real(**kwargs)
-            if self._in_a_row[operation] < self.burst:
-                self._in_a_row[operation] += 1
+            request = f"{operation} {kwargs!r}"
+            if self._in_a_row[request] < self.burst:
+                self._in_a_row[request] += 1
                 code = self._code or CODES[self.refused.total() % len(CODES)]
                 self.refused[operation] += 1
                 message = "Rate of requests exceeds the allowed throughput."
@@ -59,7 +61,7 @@ class Throttled:
                     "ResponseMetadata": {"HTTPStatusCode": 400},
                 }
                 raise ClientError(response, operation)
-            self._in_a_row[operation] = 0
+            del self._in_a_row[request]
             self.passed[operation] += 1
             return await real(**kwargs)
 

@@ -125,6 +125,7 @@ async def test_a_worker_killed_mid_step_is_taken_over(
         report=await anyio.to_thread.run_sync(progress_report, stack, "j-kill", 1),
         bound=PAGE + SENDERS,
         seconds=time.monotonic() - started,
+        crashed=True,
     )
 
 

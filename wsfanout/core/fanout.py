@@ -459,6 +459,8 @@ class Fanout:
                     run.cleanup_failed += len(batch)
                 else:
                     run.cleaned_up += len(batch)
+                # Counted as it finishes, so a checkpoint's counts match its watermark.
+                run.gone += len(batch)
                 for seq, recipient in batch:
                     run.finish(seq, recipient.connection_id)
 
@@ -538,8 +540,7 @@ async def _deliver(plan: _Plan, run: _Run, recipient: Recipient) -> Outcome | No
             run.delivered += 1
             return outcome
         if outcome is Outcome.GONE:
-            run.gone += 1
-            return outcome
+            return outcome  # counted when finished, with its delete (see Fanout._cleanup)
         if outcome is Outcome.FORBIDDEN:
             url = recipient.endpoint or plan.gateway.default_endpoint
             raise ForbiddenError(

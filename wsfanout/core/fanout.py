@@ -16,7 +16,9 @@ finished too (``skip``). A later run from there reaches exactly the connections 
 attempted. A ``stop`` event set while running stops the run the same way ("a deadline now"), and
 a registry page that cannot be read mid-run lets what was already fetched finish, then raises
 :class:`MidRunRegistryError` carrying the report and that watermark. The same watermark,
-reported while running, is the checkpoint from which a crashed worker's successor resumes.
+reported while running, is the checkpoint from which a crashed worker's successor resumes; a
+gone connection counts as finished (and as gone) only once its delete is done, so no checkpoint
+passes a delete a crash could still lose.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV    ?= .venv-checkov
 CHECKOV_STAMP    = $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: install test test-browser lint format docs demo dev bench bench-jobs package deploy checkov clean
+.PHONY: install test test-browser faults lint format docs demo dev bench bench-jobs package deploy checkov clean
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml
 
 test: install lint checkov docs
 	$(BIN)/python -m pytest --cov --cov-report=term
+
+# The fault suite alone (it also runs in `make test`), printing each scenario's figures and the
+# table of docs/reliability.md at the end.
+faults: install
+	$(BIN)/python -m pytest -m faults -s -p no:cacheprovider
 
 # The demo page in a real headless Chromium: Debian's `chromium` (installed when missing; that
 # needs root) driven by Playwright, whose own browser download is never used.

@@ -13,7 +13,7 @@ import pytest
 from wsfanout.aws import table as t
 from wsfanout.aws.progress import Checkpoints
 from wsfanout.aws.registry import Registry
-from wsfanout.core.jobs import Action, Checkpoint, Claim, Step, decide
+from wsfanout.core.jobs import Action, Checkpoint, Claim, Step, Tally, decide
 from wsfanout.core.models import Connection, Cursor, FanoutReport
 
 if TYPE_CHECKING:
@@ -300,3 +300,21 @@ async def test_segments_in_order_and_a_scan_of_every_job(
     assert sorted(scanned, key=str) == sorted(
         [(job_id, s) for s in (10, None, 2, 0)] + [(other, None)], key=str
     ), "job items only, not the connection"
+
+
+async def test_a_checkpoint_keeps_the_steps_counts_until_it_finishes(
+    checkpoints: Checkpoints, job_id: str
+) -> None:
+    await claimed_by_m1(checkpoints, job_id, Cursor(after={"PK": "CONN#a=", "SK": "CONN"}))
+    holder = step(job_id, 0, 0, "m1")
+    assert await checkpoints.save(holder, CURSOR, Tally(delivered=40, gone=2, failed=1))
+    assert await checkpoints.save(holder, CURSOR)  # without counts: the last ones stay
+    saved = await checkpoints.load(job_id, 0)
+    assert saved is not None
+    assert saved.so_far == Tally(delivered=40, gone=2, failed=1)
+    assert (saved.delivered, saved.gone, saved.failed) == (0, 0, 0), "totals: finished steps"
+    assert await checkpoints.finish(holder, report(50, 3, 1), next_cursor=CURSOR)
+    advanced = await checkpoints.load(job_id, 0)
+    assert advanced is not None
+    assert advanced.so_far is None, "the next step starts from no counts"
+    assert (advanced.delivered, advanced.gone, advanced.failed) == (50, 3, 1)

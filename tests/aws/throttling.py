@@ -25,14 +25,17 @@ _OPERATIONS = {
 
 
 class Throttled:
-    """``client``, but every Scan, Query, BatchWriteItem and BatchGetItem is refused ``burst``
-    times in a row (per operation) before one goes through; ``code`` fixes the error code, else
-    :data:`CODES` take turns. ``refused`` and ``passed`` count the calls per operation."""
+    """``client``, but every Scan, Query, BatchWriteItem and BatchGetItem request is refused
+    ``burst`` times in a row before it goes through (counted per request, by its arguments, so
+    concurrent callers do not use up one another's refusals); ``code`` fixes the error code, else
+    :data:`CODES` take turns. The first ``spare`` calls of each operation pass untouched, so a
+    scan is throttled mid-way. ``refused`` and ``passed`` count the calls per operation."""
 
-    def __init__(self, client: Any, burst: int, code: str | None = None) -> None:
+    def __init__(self, client: Any, burst: int, code: str | None = None, *, spare: int = 0) -> None:
         self._client = client
         self.burst = burst
         self._code = code
+        self._spare: Counter[str] = Counter(dict.fromkeys(_OPERATIONS.values(), spare))
         self._in_a_row: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.passed: Counter[str] = Counter()
@@ -44,8 +47,12 @@ class Throttled:
             return real
 
         async def call(**kwargs: Any) -> Any:
-            if self._in_a_row[operation] < self.burst:
-                self._in_a_row[operation] += 1
+            if self._spare[operation] > 0:
+                self._spare[operation] -= 1
+                return await real(**kwargs)
+            request = f"{operation} {kwargs!r}"
+            if self._in_a_row[request] < self.burst:
+                self._in_a_row[request] += 1
                 code = self._code or CODES[self.refused.total() % len(CODES)]
                 self.refused[operation] += 1
                 message = "Rate of requests exceeds the allowed throughput."
@@ -54,7 +61,7 @@ class Throttled:
                     "ResponseMetadata": {"HTTPStatusCode": 400},
                 }
                 raise ClientError(response, operation)
-            self._in_a_row[operation] = 0
+            del self._in_a_row[request]
             self.passed[operation] += 1
             return await real(**kwargs)
 

@@ -474,6 +474,50 @@ async def test_a_raising_checkpoint_aborts_the_run_and_is_reraised_unwrapped() -
     assert len(scripted.posts) < len(ids), "the senders stopped"
 
 
+class HeldDeletes(MemorySource):
+    """A source whose deletes of gone connections wait until ``release`` is set."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(ids, page_size=10)
+        self.release = anyio.Event()
+        self.deleted = False
+
+    async def remove_gone(self, recipients: Sequence[Recipient]) -> int:
+        await self.release.wait()
+        removed = await super().remove_gone(recipients)
+        self.deleted = True
+        return removed
+
+
+async def test_a_checkpoint_never_passes_a_gone_connection_whose_delete_is_pending() -> None:
+    """A worker that crashed after such a checkpoint would leave the connection registered
+    for good: its successor resumes past it (found by the fault suite's SIGKILL scenario)."""
+    ids = [f"p{i:03d}" for i in range(200)]
+    source = HeldDeletes(ids)
+    marks: list[tuple[Cursor, bool]] = []
+
+    async def checkpoint(cursor: Cursor, report: models.FanoutReport) -> None:
+        marks.append((cursor, source.deleted))
+        if len(marks) >= 3:
+            source.release.set()
+
+    gateway = ScriptedGateway(lambda cid, _: Outcome.GONE if cid == "p005" else Outcome.DELIVERED)
+    fanout = Fanout(source, gateway, concurrency=4)
+    with anyio.fail_after(10):
+        report = await fanout.run(
+            AllTarget(all=True), b"x", hooks=RunHooks(checkpoint=checkpoint, checkpoint_every=5)
+        )
+    assert report.complete
+    assert (report.delivered, report.gone, report.cleaned_up) == (199, 1, 1)
+    pending = [cursor for cursor, deleted in marks if not deleted]
+    assert len(pending) >= 3, "checkpoints were taken while the delete waited"
+    for cursor in pending:
+        assert cursor.after is not None
+        assert cursor.after["PK"] <= "CONN#p004", "the watermark stays before p005"
+        assert "p005" not in (cursor.skip or [])
+    assert "p005" not in source.ids()
+
+
 async def test_checkpoints_carry_a_moving_watermark_and_progress_counts_attempts() -> None:
     ids = [f"p{i:03d}" for i in range(100)]
     marks: list[tuple[Cursor, int]] = []

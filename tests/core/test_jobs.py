@@ -20,6 +20,7 @@ from wsfanout.core.jobs import (
     JobResult,
     JobRunner,
     Step,
+    Tally,
     decide,
     wall_clock,
 )
@@ -307,8 +308,8 @@ async def test_watermarks_are_saved_under_the_current_step() -> None:
     seen: list[Cursor | None] = []
     save = store.save
 
-    async def spy(step: Step, cursor: Cursor) -> bool:
-        saved = await save(step, cursor)
+    async def spy(step: Step, cursor: Cursor, so_far: Tally | None = None) -> bool:
+        saved = await save(step, cursor, so_far)
         seen.append(store.items[step.job_id, step.segment].cursor)
         return saved
 
@@ -322,9 +323,9 @@ async def test_lost_claim_mid_run_stops_without_handover() -> None:
     store.items["job-1", 0] = Checkpoint(0, "m1")
     save = store.save
 
-    async def stolen(step: Step, cursor: Cursor) -> bool:
+    async def stolen(step: Step, cursor: Cursor, so_far: Tally | None = None) -> bool:
         store.items[step.job_id, step.segment] = Checkpoint(0, "m2")  # another copy took it over
-        return await save(step, cursor)
+        return await save(step, cursor, so_far)
 
     store.save = stolen  # type: ignore[method-assign]
     assert await go(run, shard(), "m1") == JobResult(JobOutcome.LOST_CLAIM)
@@ -383,6 +384,26 @@ async def test_a_lapsed_lease_is_taken_over_from_the_watermark() -> None:
     done = store.items["job-1", 0]
     assert done.complete
     assert (done.owner, done.token, done.lease_until) == (None, None, None)
+
+
+async def test_checkpoints_carry_the_steps_counts_and_a_takeover_counts_on() -> None:
+    """A crashed step's counts up to its last checkpoint are not lost: the checkpoint records
+    them, and the invocation that takes the step over adds its own to them, so the segment's
+    totals count every connection once (found by the fault suite: they were lost)."""
+    mark = Cursor(after={"PK": "CONN#w=", "SK": "CONN"})
+    run, _, _, store = runner(PARTIAL, marks=(mark,))
+    await go(run, shard(), "m1")
+    assert store.items["job-1", 0].so_far is None, "a finished step leaves no counts so far"
+    lapsed = wall_clock() - 1
+    crashed = Checkpoint(0, "m1", cursor=mark, token="t-dead", lease_until=lapsed)
+    run, fanout, _, store = runner(DONE, marks=(mark,))
+    store.items["job-1", 1] = replace(crashed, so_far=Tally(delivered=7, gone=3, failed=1))
+    assert (await go(run, shard(segment=1), "m1")).report == DONE, "its own report, as run"
+    done = store.items["job-1", 1]
+    assert done.complete
+    assert (done.delivered, done.gone, done.failed) == (10 + 7, 1 + 3, 2 + 1)
+    assert done.so_far is None
+    assert fanout.calls[0]["cursor"] == mark
 
 
 class HeldFanout(FakeFanout):
@@ -472,10 +493,10 @@ async def test_a_copy_that_took_the_step_over_stops_the_first_at_its_checkpoint(
     run, _, queue, store = runner(PARTIAL, marks=(Cursor(offset=1),))
     save = store.save
 
-    async def taken_over(step: Step, cursor: Cursor) -> bool:
+    async def taken_over(step: Step, cursor: Cursor, so_far: Tally | None = None) -> bool:
         taken = replace(store.items[step.job_id, step.segment], token="t-copy")
         store.items[step.job_id, step.segment] = taken  # same message id, another invocation
-        return await save(step, cursor)
+        return await save(step, cursor, so_far)
 
     store.save = taken_over  # type: ignore[method-assign]
     assert await go(run, shard(), "m1") == JobResult(JobOutcome.LOST_CLAIM)

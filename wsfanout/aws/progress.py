@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..core.jobs import Checkpoint, Claim, Step
+from ..core.jobs import Checkpoint, Claim, Step, Tally
 from ..core.models import Cursor, FanoutReport
 from ..exceptions import RegistryError
 from . import table as t
@@ -24,6 +24,8 @@ __all__ = ["Checkpoints"]
 
 _RUNNING, _COMPLETE = "running", "complete"
 _TOKEN, _LEASE = "leaseToken", "leaseUntil"
+# What the running step had counted at its last checkpoint (removed when the step finishes).
+_SO_FAR = {"delivered": "stepDelivered", "gone": "stepGone", "failed": "stepFailed"}
 
 
 class Checkpoints:
@@ -216,9 +218,10 @@ class Checkpoints:
             {"#step": "step", "#owner": "owner", "#token": _TOKEN},
         )
 
-    async def save(self, step: Step, cursor: Cursor) -> bool:
-        """Record a watermark mid-run; ``False`` when ``step.token`` no longer holds the step
-        (another invocation took it over).
+    async def save(self, step: Step, cursor: Cursor, so_far: Tally | None = None) -> bool:
+        """Record a watermark mid-run, and what the step counted up to it (``so_far``: the
+        ``stepDelivered``, ``stepGone`` and ``stepFailed`` attributes, until the step finishes);
+        ``False`` when ``step.token`` no longer holds the step (another invocation took it over).
 
         :raises RegistryError: DynamoDB refused or could not be reached.
         :raises ConfigurationError: the table does not exist.
@@ -226,8 +229,13 @@ class Checkpoints:
         condition, values, names = self._owned(step)
         values[":cursor"] = {"S": cursor.model_dump_json(exclude_none=True)}
         names["#cursor"] = "cursor"
+        update = "SET #cursor = :cursor"
+        if so_far is not None:
+            for key, attribute in _SO_FAR.items():
+                update += f", {attribute} = :{attribute}"
+                values[f":{attribute}"] = {"N": str(getattr(so_far, key))}
         return await self._update(
-            step, update="SET #cursor = :cursor", condition=condition, values=values, names=names
+            step, update=update, condition=condition, values=values, names=names
         )
 
     async def finish(self, step: Step, report: FanoutReport, next_cursor: Cursor | None) -> bool:
@@ -259,7 +267,8 @@ class Checkpoints:
             names["#cursor"] = "cursor"
             update = "SET #step = :next, #cursor = :cursor, advancedBy = :owner, #ttl = :ttl"
         update += (
-            " REMOVE #owner, #token, #lease ADD delivered :delivered, gone :gone, failed :failed"
+            f" REMOVE #owner, #token, #lease, {', '.join(_SO_FAR.values())}"
+            " ADD delivered :delivered, gone :gone, failed :failed"
         )
         return await self._update(
             step, update=update, condition=condition, values=values, names=names
@@ -280,4 +289,7 @@ def _checkpoint_of(item: Mapping[str, Any]) -> Checkpoint:
         failed=int(item.get("failed", {}).get("N", "0")),
         token=item.get(_TOKEN, {}).get("S"),
         lease_until=float(item[_LEASE]["N"]) if _LEASE in item else None,
+        so_far=Tally(**{k: int(item[a]["N"]) for k, a in _SO_FAR.items() if a in item})
+        if _SO_FAR["delivered"] in item
+        else None,
     )

@@ -16,7 +16,9 @@ finished too (``skip``). A later run from there reaches exactly the connections 
 attempted. A ``stop`` event set while running stops the run the same way ("a deadline now"), and
 a registry page that cannot be read mid-run lets what was already fetched finish, then raises
 :class:`MidRunRegistryError` carrying the report and that watermark. The same watermark,
-reported while running, is the checkpoint from which a crashed worker's successor resumes.
+reported while running, is the checkpoint from which a crashed worker's successor resumes; a
+gone connection counts as finished (and as gone) only once its delete is done, so no checkpoint
+passes a delete a crash could still lose.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from .pacing import RetryPolicy, Throttle
 __all__ = ["Fanout", "RunHooks"]
 
 _Item = tuple[int, Recipient, Recipient | None]  # (sequence, recipient, the one before it)
+_Gone = tuple[int, Recipient]  # (sequence, recipient) of a 410, finished once its delete is done
 _DONE_PRUNE_AT = 4096
 _LINGER_STEP_S = 0.01
 
@@ -354,7 +357,7 @@ class Fanout:
         )
         # No buffer: the prefetched page waits in the fetching task's hands, not in a queue
         pages_in, pages_out = anyio.create_memory_object_stream[Sequence[Recipient]](0)
-        gone_in, gone_out = anyio.create_memory_object_stream[Recipient](self._buffer_size)
+        gone_in, gone_out = anyio.create_memory_object_stream[_Gone](self._buffer_size)
         ticks_in, ticks_out = anyio.create_memory_object_stream[None](1)
         pages = self._source.pages(
             target, segment=segment, total_segments=total_segments, cursor=cursor
@@ -400,7 +403,7 @@ class Fanout:
         *,
         pages: AsyncIterator[Sequence[Recipient]],
         outbox: MemoryObjectSendStream[Sequence[Recipient]],
-        gone: MemoryObjectSendStream[Recipient],
+        gone: MemoryObjectSendStream[_Gone],
         stop: anyio.Event | None,
     ) -> None:
         """Run the sender pool over the feed while the next registry page is fetched.
@@ -421,8 +424,11 @@ class Fanout:
                 run.senders_done.set()
             fetching.cancel_scope.cancel()
 
-    async def _cleanup(self, inbox: MemoryObjectReceiveStream[Recipient], run: _Run) -> None:
-        """Batch-delete gone connections.
+    async def _cleanup(self, inbox: MemoryObjectReceiveStream[_Gone], run: _Run) -> None:
+        """Batch-delete gone connections; each is finished (see :meth:`_Run.finish`) only once
+        its delete was done or failed, so a watermark never passes a gone connection whose
+        delete a crash could still lose: a successor resends to it, meets the 410 again and
+        deletes it then.
 
         After the first gone id of a batch, the batch gathers for a moment (until the senders
         are done at the latest): gone ids trickle in one by one, and a delete call per id would
@@ -450,11 +456,15 @@ class Fanout:
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 try:
-                    await self._source.remove_gone(batch)
+                    await self._source.remove_gone([recipient for _, recipient in batch])
                 except WsFanoutError:
                     run.cleanup_failed += len(batch)
                 else:
                     run.cleaned_up += len(batch)
+                # Counted as it finishes, so a checkpoint's counts match its watermark.
+                run.gone += len(batch)
+                for seq, recipient in batch:
+                    run.finish(seq, recipient.connection_id)
 
 
 async def _checkpoints(
@@ -476,7 +486,7 @@ async def _send_loop(
     plan: _Plan,
     run: _Run,
     feed: _Feed,
-    gone: MemoryObjectSendStream[Recipient],
+    gone: MemoryObjectSendStream[_Gone],
     ticks: MemoryObjectSendStream[None],
 ) -> None:
     """One sender: take recipients until the feed ends, the deadline passes or the run is
@@ -492,8 +502,9 @@ async def _send_loop(
             if item is None:
                 return
             run.take(item)
-            recipient = item[1]
+            seq, recipient = item[0], item[1]
             connection_id = recipient.connection_id
+            deleting = False  # a 410: the clean-up finishes it once its delete is done
             if connection_id in run.skip_pending:
                 run.skip_pending.discard(connection_id)  # attempted by an earlier run
             elif connection_id in excluded:
@@ -503,10 +514,12 @@ async def _send_loop(
                 if outcome is None:
                     continue  # abandoned at the deadline: unfinished, so resumed later
                 if outcome is Outcome.GONE:
-                    await gone.send(recipient)
+                    await gone.send((seq, recipient))
+                    deleting = True
                 if progress is not None:
                     progress(1)
-            run.finish(item[0], connection_id)
+            if not deleting:
+                run.finish(seq, connection_id)
             if plan.checkpoint_every and run.finished >= run.next_checkpoint:
                 run.next_checkpoint = run.finished + plan.checkpoint_every
                 with contextlib.suppress(anyio.WouldBlock):
@@ -529,8 +542,7 @@ async def _deliver(plan: _Plan, run: _Run, recipient: Recipient) -> Outcome | No
             run.delivered += 1
             return outcome
         if outcome is Outcome.GONE:
-            run.gone += 1
-            return outcome
+            return outcome  # counted when finished, with its delete (see Fanout._cleanup)
         if outcome is Outcome.FORBIDDEN:
             url = recipient.endpoint or plan.gateway.default_endpoint
             raise ForbiddenError(

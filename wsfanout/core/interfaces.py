@@ -15,7 +15,7 @@ from .models import BroadcastJob, Connection, Cursor, FanoutReport, Target
 from .outcomes import Outcome
 
 if TYPE_CHECKING:
-    from .jobs import Checkpoint, Claim, Step
+    from .jobs import Checkpoint, Claim, Step, Tally
 
 __all__ = [
     "ConnectionManager",
@@ -99,8 +99,9 @@ class ProgressStore(Protocol):
         lease lapsed by ``claim.now``; record ``claim.cursor`` as where it starts."""
         ...
 
-    async def save(self, step: Step, cursor: Cursor) -> bool:
-        """Record a watermark mid-run; ``False`` when ``step.token`` no longer holds the step."""
+    async def save(self, step: Step, cursor: Cursor, so_far: Tally | None = None) -> bool:
+        """Record a watermark mid-run, with what the step counted up to it (``so_far``, kept
+        until the step finishes); ``False`` when ``step.token`` no longer holds the step."""
         ...
 
     async def finish(self, step: Step, report: FanoutReport, next_cursor: Cursor | None) -> bool:

@@ -52,6 +52,7 @@ __all__ = [
     "JobResult",
     "JobRunner",
     "Step",
+    "Tally",
     "decide",
     "wall_clock",
 ]
@@ -85,7 +86,10 @@ class Action(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """A segment's progress item. ``token`` and ``lease_until`` (epoch seconds) are the owner's
-    lease: which invocation holds the step, and until when; both go with the owner."""
+    lease: which invocation holds the step, and until when; both go with the owner.
+    ``delivered``, ``gone`` and ``failed`` add up the finished steps; ``so_far`` is what the
+    running step had counted at its last checkpoint, so an invocation that takes the step over
+    from that checkpoint counts on from there (and the segment's totals stay exact)."""
 
     step: int
     owner: str | None = None
@@ -97,6 +101,26 @@ class Checkpoint:
     failed: int = 0
     token: str | None = None
     lease_until: float | None = None
+    so_far: Tally | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Counts of a step's outcomes: what a checkpoint records of the step so far."""
+
+    delivered: int = 0
+    gone: int = 0
+    failed: int = 0
+
+    def plus(self, report: FanoutReport) -> FanoutReport:
+        """``report`` with these counts added: a taken-over step's totals."""
+        return report.model_copy(
+            update={
+                "delivered": report.delivered + self.delivered,
+                "gone": report.gone + self.gone,
+                "failed": report.failed + self.failed,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +283,8 @@ class JobRunner:
         if action is not Action.CLAIM:
             return JobResult(_SKIPPED[action])
         start = seen.cursor if seen and seen.step == step and seen.cursor else job.cursor
+        # A step taken over from a checkpoint counts on from what that checkpoint counted.
+        carried = (seen.so_far if seen and seen.step == step else None) or Tally()
         mine = Step(job.job_id, job.segment, step, message_id, uuid.uuid4().hex)
         if lease_s is None:
             lease_s = max(0.0, deadline - time.monotonic()) + LEASE_MARGIN_S
@@ -269,8 +295,12 @@ class JobRunner:
             lost = decide(seen, step, message_id, now)
             return JobResult(_SKIPPED.get(lost, JobOutcome.SKIPPED_CLAIMED))
 
-        async def checkpoint(cursor: Cursor, _: FanoutReport) -> None:
-            if not await self._checkpoints.save(mine, cursor.model_copy(update={"step": step})):
+        async def checkpoint(cursor: Cursor, so_far: FanoutReport) -> None:
+            counted = carried.plus(so_far)
+            tally = Tally(counted.delivered, counted.gone, counted.failed)
+            if not await self._checkpoints.save(
+                mine, cursor.model_copy(update={"step": step}), tally
+            ):
                 raise _LostClaimError(job.job_id)
 
         try:
@@ -290,7 +320,7 @@ class JobRunner:
         if not report.complete:
             assert report.resume is not None  # noqa: S101  (an incomplete run always has one)
             following = report.resume.model_copy(update={"step": step + 1})
-        if not await self._checkpoints.finish(mine, report, following):
+        if not await self._checkpoints.finish(mine, carried.plus(report), following):
             return JobResult(JobOutcome.LOST_CLAIM, report)
         if following is None:
             return JobResult(JobOutcome.COMPLETED, report)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from typing import IO
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["endpoint_process", "free_port", "moto_server"]
+__all__ = ["endpoint_process", "free_port", "moto_process", "moto_server"]
 
 
 def free_port() -> int:
@@ -90,6 +91,20 @@ def moto_server(startup_timeout: float = 30.0, port: int = 0) -> Iterator[str]:
 
     :raises ConfigurationError: the port is taken, or moto did not start.
     """
+    with moto_process(startup_timeout, port) as (url, _):
+        yield url
+
+
+@contextmanager
+def moto_process(
+    startup_timeout: float = 30.0, port: int = 0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`moto_server`, yielding the process too, for tests that play an outage on it
+    (``SIGSTOP``/``SIGCONT``: moto keeps its state in memory only, so a frozen process is an
+    outage that loses nothing, as DynamoDB's and SQS's do not).
+
+    :raises ConfigurationError: the port is taken, or moto did not start.
+    """
     if port:
         with socket.socket() as sock:
             try:
@@ -120,8 +135,9 @@ def moto_server(startup_timeout: float = 30.0, port: int = 0) -> Iterator[str]:
                         f"moto server did not start on {url} (is moto[server] installed?)"
                     ) from None
                 time.sleep(0.05)  # polling a starting process, bounded by give_up
-        yield url
+        yield url, proc
     finally:
+        proc.send_signal(signal.SIGCONT)  # a frozen process cannot act on SIGTERM
         _stop(proc)
 
 

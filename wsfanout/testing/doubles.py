@@ -21,7 +21,7 @@ from ..aws import events as _events
 from ..aws.events import LambdaContext
 from ..core import models
 from ..core.interfaces import Recipient
-from ..core.jobs import Checkpoint, Claim, Step
+from ..core.jobs import Checkpoint, Claim, Step, Tally
 from ..core.models import Cursor
 from ..core.outcomes import Outcome
 from ..core.pacing import set_testing
@@ -295,12 +295,14 @@ class MemoryProgressStore:
         held = (step.number, step.owner, step.token)
         return current if current is not None and _holder(current) == held else None
 
-    async def save(self, step: Step, cursor: Cursor) -> bool:
-        """Record a watermark while ``step.token`` holds the step."""
+    async def save(self, step: Step, cursor: Cursor, so_far: Tally | None = None) -> bool:
+        """Record a watermark (and the step's counts so far) while ``step.token`` holds the
+        step."""
         current = self._owned(step)
         if current is None:
             return False
-        self.items[step.job_id, step.segment] = replace(current, cursor=cursor)
+        so_far = so_far if so_far is not None else current.so_far
+        self.items[step.job_id, step.segment] = replace(current, cursor=cursor, so_far=so_far)
         return True
 
     async def finish(
@@ -313,7 +315,7 @@ class MemoryProgressStore:
             return False
         delivered = current.delivered + report.delivered
         gone, failed = current.gone + report.gone, current.failed + report.failed
-        released = replace(current, owner=None, token=None, lease_until=None)
+        released = replace(current, owner=None, token=None, lease_until=None, so_far=None)
         if next_cursor is None:
             done = replace(released, complete=True)
         else:

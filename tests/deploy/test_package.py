@@ -526,7 +526,13 @@ def test_the_wsfanout_a_project_ships_is_the_one_running_here(
 
         def read_text(self, filename: str) -> str | None:
             if filename == "METADATA":
-                requires = ["anyio", "rich", "moto; extra == 'local'"]
+                requires = [
+                    "anyio",
+                    "rich",  # an older wsfanout listed it unconditionally
+                    "moto; extra == 'local'",
+                    'pyjwt[crypto]<3,>=2.9; extra == "lambda"',
+                    "rich>=13.7; extra == 'cli'",
+                ]
                 lines = [
                     "Name: wsfanout",
                     "Version: 9.8.7",
@@ -555,7 +561,7 @@ def test_the_wsfanout_a_project_ships_is_the_one_running_here(
         monkeypatch.setattr(importlib.metadata, "distribution", lambda name, d=distribution: d)
         source = package_cli.wsfanout_source()
         assert (source.path, source.requirement) == (path, requirement), url
-        assert source.requirements == ["anyio"]
+        assert source.requirements == ["anyio", "pyjwt[crypto]<3,>=2.9"]
 
 
 # -- the script's parts and its command line ---------------------------------------------------

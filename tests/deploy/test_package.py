@@ -280,10 +280,12 @@ def test_every_handler_imports_from_the_artifact_alone(
     result = run_in_artifact(artifact, tmp_path, calls, env=lambda_env(tmp_path))
     modules = result["modules"]
     assert modules["wsfanout"] == str(artifact / "wsfanout" / "__init__.py")
-    for name in ("botocore", "pydantic", "aws_lambda_powertools", "jwt"):
+    for name in ("botocore", "pydantic", "aws_lambda_powertools"):
         assert modules[name].startswith(str(artifact)), name
-    # the async AWS clients load with the first invocation that needs them, not at import
+    # the async AWS clients load with the first invocation that needs them, not at import, and
+    # PyJWT where a token is verified (the authorizer's test below finds it in the artifact)
     assert "aioboto3" not in modules
+    assert "jwt" not in modules
     assert_only_from(artifact, modules)
 
 
@@ -394,7 +396,12 @@ def test_the_authorizer_verifies_rs256_from_the_artifact(
     ]
     # on one line, as a CloudFormation parameter carries it
     env = lambda_env(tmp_path, AUTH_JWT_PUBLIC_KEY=public.decode().replace("\n", "\\n"))
-    allowed, denied = run_in_artifact(built["local"].directory, tmp_path, calls, env=env)["results"]
+    artifact = built["local"].directory
+    ran = run_in_artifact(artifact, tmp_path, calls, env=env)
+    allowed, denied = ran["results"]
+    assert ran["modules"]["jwt"].startswith(str(artifact))
+    assert ran["modules"]["cryptography"].startswith(str(artifact))
+    assert_only_from(artifact, ran["modules"])
     assert allowed["principalId"] == "u_42"
     assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert allowed["context"] == {"userId": "u_42", "canBroadcast": True}

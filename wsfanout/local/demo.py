@@ -192,7 +192,8 @@ async def _demo(options: DemoOptions, console: Console) -> DemoReport:
             open_sockets = stack.emulator.live_connections
             console.print(
                 f"stopping: closing {open_sockets:,} sockets (no $disconnect: the registry "
-                "is discarded with the stack)"
+                "is discarded with the stack)",
+                soft_wrap=True,
             )
             await stack.emulator.aclose(disconnect=False)
             readers.cancel_scope.cancel()
@@ -378,7 +379,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> int:
     console = console or Console(file=sys.stdout)
     with _open_log(options) as file:
         path = file.name
-        console.print(f"the local stack's logs and metrics go to {path}")
+        console.print(f"the local stack's logs and metrics go to {path}", soft_wrap=True)
         with _logs_to(file):
             report = anyio.run(_demo, options, console)
     table = Table(title=f"wsfanout demo: {options.clients:,} clients", show_header=False)
@@ -404,7 +405,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> int:
         table.add_row(name, value)
     console.print(table)
     console.print(_RATE_NOTE)
-    console.print(f"logs and metrics: {path}")
+    console.print(f"logs and metrics: {path}", soft_wrap=True)
     console.print("[green]OK[/green]" if report.ok else "[red]FAILED[/red]")
     return 0 if report.ok else 1
 

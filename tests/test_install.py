@@ -123,8 +123,7 @@ SENDER = textwrap.dedent(
     from datetime import UTC, datetime
 
     import anyio
-    import wsfanout
-    from wsfanout import AllTarget, Clients, Connection, Settings
+    from wsfanout import AllTarget, App, Clients, Connection, Settings
 
 
     async def main() -> None:
@@ -135,12 +134,14 @@ SENDER = textwrap.dedent(
                 await registry.put(Connection(connection_id=cid, connected_at=now))
             report = await (await clients.fanout()).run(AllTarget(all=True), b"lean")
             queue = await clients.job_queue()
+        async with App() as app:  # a backend's send, from outside any route
+            sent = await app.send({"via": "app"}, connection="c1")
         loaded = sorted(
             name for name in sys.modules if name.partition(".")[0] in sys.argv[1].split(",")
         )
         print(json.dumps({
             "delivered": report.delivered, "gone": report.gone, "failed": report.failed,
-            "queue": type(queue).__name__, "app": wsfanout.App.__name__, "loaded": loaded,
+            "queue": type(queue).__name__, "app_delivered": sent.delivered, "loaded": loaded,
         }))
 
 
@@ -171,11 +172,12 @@ async def test_a_fan_out_runs_on_the_bare_install(
         "delivered": 2,
         "gone": 1,
         "failed": 0,
-        "queue": result["queue"],
-        "app": "App",
+        "queue": "JobQueue",
+        "app_delivered": 1,
         "loaded": [],
     }
-    assert fake.received("c1") == fake.received("c2") == [b"lean"]
+    assert fake.received("c1") == [b"lean", b'{"via":"app"}']
+    assert fake.received("c2") == [b"lean"]
     items = await dynamodb.scan(TableName=table)
     assert "c3" not in json.dumps(items["Items"])
 

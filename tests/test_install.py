@@ -200,18 +200,25 @@ def test_the_command_line_names_its_extra(bare: Path) -> None:
     ]
 
 
-def test_the_handlers_name_their_extra(bare: Path) -> None:
-    for module in ("wsfanout.handlers.route", "wsfanout.handlers.authorizer"):
-        done = subprocess.run(  # noqa: S603  (our own test virtualenv's interpreter)
-            [str(bare), "-c", f"import {module}"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 1
-        last = done.stderr.strip().splitlines()[-1]
-        assert last == (
-            "wsfanout.exceptions.ConfigurationError: aws_lambda_powertools is not installed; "
-            "it comes with the [lambda] extra: pip install 'wsfanout[lambda]'"
-        ), module
+@pytest.mark.parametrize(
+    ("module", "missing", "extra"),
+    [
+        ("wsfanout.handlers.route", "aws_lambda_powertools", "lambda"),
+        ("wsfanout.handlers.authorizer", "aws_lambda_powertools", "lambda"),
+        ("wsfanout.app.events", "aws_lambda_powertools", "lambda"),
+        ("wsfanout.local.demo", "moto", "local"),
+    ],
+)
+def test_the_edges_name_their_extra(bare: Path, module: str, missing: str, extra: str) -> None:
+    done = subprocess.run(  # noqa: S603  (our own test virtualenv's interpreter)
+        [str(bare), "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"wsfanout.exceptions.ConfigurationError: {missing} is not installed; "
+        f"it comes with the [{extra}] extra: pip install 'wsfanout[{extra}]'"
+    )

@@ -108,7 +108,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (directory / "topics" / "__pycache__").mkdir()
     (directory / "topics" / "__pycache__" / "x.cpython-312.pyc").write_bytes(b"")
     pyproject = directory / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('["wsfanout"]', '["wsfanout", "iniconfig"]'))
+    generated = pyproject.read_text()
+    assert '["wsfanout[lambda]"]' in generated, "the project's dependencies, as generated"
+    pyproject.write_text(
+        generated.replace('["wsfanout[lambda]"]', '["wsfanout[lambda]", "iniconfig"]')
+    )
     for relative in NOT_CODE:
         (directory / relative).parent.mkdir(parents=True, exist_ok=True)
         (directory / relative).write_text("")

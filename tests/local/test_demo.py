@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from rich.console import Console
 
 from tests.helpers import run_wsfanout
 from wsfanout.local.demo import DemoOptions, run_demo
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -68,3 +71,23 @@ def test_a_terminal_shows_bars_and_report_and_no_metrics(
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""
     assert '"_aws"' in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("target", "extras"),
+    [("demo", "local,cli,lambda"), ("dev", "local,cli,lambda"), ("package", "lambda")],
+)
+def test_make_installs_only_what_the_target_runs(tmp_path: Path, target: str, extras: str) -> None:
+    """A first ``make demo`` installs the local stack's extras, ``make package`` the handlers':
+    no dev toolchain, no checkov."""
+    planned = subprocess.run(  # noqa: S603  (make, on this checkout's Makefile)
+        ["make", "-n", "-C", str(ROOT), target, f"VENV={tmp_path / 'venv'}"],  # noqa: S607  (make from PATH, as a user runs it)
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    installs = [line for line in planned.splitlines() if "pip install" in line]
+    assert installs[-1].endswith(f"-e '.[{extras}]'")
+    assert "checkov" not in planned
+    assert "[dev]" not in planned

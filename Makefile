@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# `make demo` and `make dev` need only the local stack's extras, `make package` only the
+# handlers': a first run installs what it runs, not the dev toolchain and checkov.
+LOCAL_STAMP  = $(VENV)/.installed-local
+LAMBDA_STAMP = $(VENV)/.installed-lambda
 # checkov pins many dependencies of its own, so it lives in a venv of its own, at one version
 # (a new release brings new checks: adopt them on purpose).
 CHECKOV_VERSION ?= 3.3.30
@@ -14,11 +18,14 @@ CHECKOV_STAMP    = $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 install: $(STAMP)
 
 # Re-install only when the project's metadata changes; the venv is created when missing.
-$(STAMP): pyproject.toml
+$(STAMP): EXTRAS = dev
+$(LOCAL_STAMP): EXTRAS = local,cli,lambda
+$(LAMBDA_STAMP): EXTRAS = lambda
+$(STAMP) $(LOCAL_STAMP) $(LAMBDA_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
 
 test: install lint checkov docs
 	$(BIN)/python -m pytest --cov --cov-report=term
@@ -53,11 +60,11 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The main job: the whole system on this machine, 1,000 real WebSocket clients, with a report.
-demo: install
+demo: $(LOCAL_STAMP)
 	$(BIN)/wsfanout demo
 
 # The local stack for manual work: prints the URLs and the exports for a second shell.
-dev: install
+dev: $(LOCAL_STAMP)
 	$(BIN)/wsfanout dev
 
 # Every figure of docs/performance.md, from one run on this machine (about 25
@@ -93,8 +100,8 @@ $(CHECKOV_STAMP):
 	touch $(CHECKOV_STAMP)
 
 # The Lambda artifact, build/lambda.zip: arm64, Python 3.12, built with pip's platform options
-# (no Docker); prints its size.
-package: install
+# (no Docker), from wsfanout and its [lambda] extra at the versions in .venv; prints its size.
+package: $(LAMBDA_STAMP)
 	$(BIN)/python deploy/package.py
 
 # Deploy to AWS (needs the AWS SAM CLI and credentials). The first run asks for the stack name,

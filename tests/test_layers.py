@@ -7,16 +7,24 @@
   (``cli/``).
 
 Imports under ``if TYPE_CHECKING:`` count too: a type that names botocore is a dependency on it.
+
+And the sender path (what ``pip install wsfanout`` must run: every public name of ``wsfanout``,
+the registry, the gateways, the job queue, the App's backend send, the in-memory doubles) loads
+no module of an extra, checked by importing it in a fresh interpreter.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import wsfanout
+from wsfanout.extras import EXTRAS
 
 PACKAGE = Path(wsfanout.__file__).parent
 
@@ -129,3 +137,42 @@ def test_core_is_the_engine_and_its_contracts() -> None:
 def test_the_check_sees_each_kind_of_import(layer: str, source: str, expected: list[str]) -> None:
     """The rule itself can fail: each forbidden spelling is caught, allowed ones pass."""
     assert violations(layer, f"wsfanout.{layer}.example", source) == expected
+
+
+SENDER_PATH = (
+    "wsfanout.aws.clients",
+    "wsfanout.aws.gateway",
+    "wsfanout.aws.lean",
+    "wsfanout.aws.queue",
+    "wsfanout.aws.registry",
+    "wsfanout.app",
+    "wsfanout.core.auth",
+    "wsfanout.core.fanout",
+    "wsfanout.core.jobs",
+    "wsfanout.testing",
+    "wsfanout.cli.entry",
+    "wsfanout.cli.package",
+)
+_LOADED = """
+import importlib, json, sys
+import wsfanout
+for name in wsfanout.__all__:
+    getattr(wsfanout, name)
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
+"""
+
+
+def test_the_sender_path_loads_no_extra() -> None:
+    done = subprocess.run(  # noqa: S603  (this interpreter, fixed code)
+        [sys.executable, "-c", _LOADED, *SENDER_PATH],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = set(json.loads(done.stdout))
+    assert "aioboto3" in loaded, "the check imported the sender path"
+    extras_modules = set().union(*EXTRAS.values()) | {"matplotlib", "moto"}
+    assert loaded & extras_modules == set()

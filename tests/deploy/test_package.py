@@ -108,7 +108,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (directory / "topics" / "__pycache__").mkdir()
     (directory / "topics" / "__pycache__" / "x.cpython-312.pyc").write_bytes(b"")
     pyproject = directory / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('["wsfanout"]', '["wsfanout", "iniconfig"]'))
+    generated = pyproject.read_text()
+    assert '["wsfanout[lambda]"]' in generated, "the project's dependencies, as generated"
+    pyproject.write_text(
+        generated.replace('["wsfanout[lambda]"]', '["wsfanout[lambda]", "iniconfig"]')
+    )
     for relative in NOT_CODE:
         (directory / relative).parent.mkdir(parents=True, exist_ok=True)
         (directory / relative).write_text("")
@@ -280,10 +284,12 @@ def test_every_handler_imports_from_the_artifact_alone(
     result = run_in_artifact(artifact, tmp_path, calls, env=lambda_env(tmp_path))
     modules = result["modules"]
     assert modules["wsfanout"] == str(artifact / "wsfanout" / "__init__.py")
-    for name in ("botocore", "pydantic", "aws_lambda_powertools", "jwt"):
+    for name in ("botocore", "pydantic", "aws_lambda_powertools"):
         assert modules[name].startswith(str(artifact)), name
-    # the async AWS clients load with the first invocation that needs them, not at import
+    # the async AWS clients load with the first invocation that needs them, not at import, and
+    # PyJWT where a token is verified (the authorizer's test below finds it in the artifact)
     assert "aioboto3" not in modules
+    assert "jwt" not in modules
     assert_only_from(artifact, modules)
 
 
@@ -394,7 +400,12 @@ def test_the_authorizer_verifies_rs256_from_the_artifact(
     ]
     # on one line, as a CloudFormation parameter carries it
     env = lambda_env(tmp_path, AUTH_JWT_PUBLIC_KEY=public.decode().replace("\n", "\\n"))
-    allowed, denied = run_in_artifact(built["local"].directory, tmp_path, calls, env=env)["results"]
+    artifact = built["local"].directory
+    ran = run_in_artifact(artifact, tmp_path, calls, env=env)
+    allowed, denied = ran["results"]
+    assert ran["modules"]["jwt"].startswith(str(artifact))
+    assert ran["modules"]["cryptography"].startswith(str(artifact))
+    assert_only_from(artifact, ran["modules"])
     assert allowed["principalId"] == "u_42"
     assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert allowed["context"] == {"userId": "u_42", "canBroadcast": True}
@@ -526,7 +537,13 @@ def test_the_wsfanout_a_project_ships_is_the_one_running_here(
 
         def read_text(self, filename: str) -> str | None:
             if filename == "METADATA":
-                requires = ["anyio", "rich", "moto; extra == 'local'"]
+                requires = [
+                    "anyio",
+                    "rich",  # an older wsfanout listed it unconditionally
+                    "moto; extra == 'local'",
+                    'pyjwt[crypto]<3,>=2.9; extra == "lambda"',
+                    "rich>=13.7; extra == 'cli'",
+                ]
                 lines = [
                     "Name: wsfanout",
                     "Version: 9.8.7",
@@ -555,7 +572,7 @@ def test_the_wsfanout_a_project_ships_is_the_one_running_here(
         monkeypatch.setattr(importlib.metadata, "distribution", lambda name, d=distribution: d)
         source = package_cli.wsfanout_source()
         assert (source.path, source.requirement) == (path, requirement), url
-        assert source.requirements == ["anyio"]
+        assert source.requirements == ["anyio", "pyjwt[crypto]<3,>=2.9"]
 
 
 # -- the script's parts and its command line ---------------------------------------------------

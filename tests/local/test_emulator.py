@@ -678,6 +678,29 @@ async def test_shutdown_closes_every_socket_and_disconnects() -> None:
     assert {e["requestContext"]["connectionId"] for e in recorder.of("DISCONNECT")} == ids
 
 
+async def test_shutdown_with_no_disconnect_closes_every_socket_and_invokes_nothing() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as served, served.client("a") as a, served.client("b") as b:
+        connected = len(recorder.of("CONNECT"))
+        await served.emulator.aclose(disconnect=False)
+        assert await closed(a) == (1001, "Going away")
+        assert await closed(b) == (1001, "Going away")
+        assert served.emulator.live_connections == 0
+    # serve_emulator returned: whatever close was going to invoke has been invoked.
+    assert recorder.of("DISCONNECT") == []
+    assert len(recorder.of("CONNECT")) == connected == 2
+
+
+async def test_a_restarted_emulator_disconnects_again() -> None:
+    recorder = Recorder()
+    emulator = Emulator(route_handler=recorder, stage=STAGE)
+    async with serve_emulator(emulator) as base, Served(emulator, base).client("a"):
+        await emulator.aclose(disconnect=False)
+    async with serve_emulator(emulator) as base, Served(emulator, base).client("b"):
+        cid = recorder.connection_id("b")
+    assert [e["requestContext"]["connectionId"] for e in recorder.of("DISCONNECT")] == [cid]
+
+
 async def test_lose_disconnect_leaves_no_disconnect_event() -> None:
     recorder = Recorder()
     async with serving(recorder) as served:

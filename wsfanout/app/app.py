@@ -19,6 +19,12 @@ attributes its ``$connect`` hook set), rooms, fan-out (inline, or as broadcast j
 of who may send where (:class:`~wsfanout.app.rules.Rules`), and error frames. What a client
 sends can cost it an error frame, never the connection, and never an ERROR log line: those are
 kept for failures of the app's own code and of AWS.
+
+The App has two sides. Sending from outside a route (``async with app: await app.send(...)``)
+needs only ``pip install wsfanout``. The Lambda side (:meth:`App.lambda_handler`,
+:meth:`App.handle`, and so the test client) parses events with Powertools' models and logs
+through Powertools: it needs the ``[lambda]`` extra, imported on first use, and raises a
+:class:`~wsfanout.exceptions.ConfigurationError` naming it when it is missing.
 """
 
 from __future__ import annotations
@@ -34,14 +40,14 @@ from ..aws.base import Owner
 from ..core.models import Connection
 from ..core.protocol import error_frame
 from ..exceptions import ConnectionExistsError, ConnectionRefused, FrameError, WsFanoutError
-from ..handlers.runtime import Runtime, bind_log_keys, logger, runtime
-from .context import Context, Data, EventType, Sent, To, deliver, encode, target_of
-from .events import ConnectEvent, DisconnectEvent, MessageEvent, deadline_of, endpoint_of
+from .context import Context, Data, EventType, Sent, To, deliver, encode, logger, target_of
 from .routing import Handler, Router
 from .rules import Rules
 
 if TYPE_CHECKING:
+    from ..handlers.runtime import Runtime
     from ..settings import Settings
+    from .events import ConnectEvent, DisconnectEvent, MessageEvent
     from .services import Services
 
 __all__ = ["App"]
@@ -72,16 +78,29 @@ class App(Router, Owner):
         self.load_attributes = load_attributes
         self._settings = settings
         self._outside: Services | None = None
-        # log_event=False pins it off even if POWERTOOLS_LOGGER_LOG_EVENT is set: a $connect
-        # event carries the client's token in its query string.
-        decorate = logger.inject_lambda_context(log_event=False, clear_state=True)
-        self.lambda_handler: Callable[[dict[str, Any], Any], dict[str, Any]] = decorate(
-            self._lambda_handler
-        )
+        self._entrypoint: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
 
     # -- Lambda ---------------------------------------------------------------------------------
 
+    def lambda_handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The Lambda entrypoint of every route (``handler = app.lambda_handler``).
+
+        :raises ConfigurationError: the ``[lambda]`` extra is not installed.
+        """
+        if self._entrypoint is None:
+            # Imported here, not with the App: a sender's install has no Powertools.
+            from ..handlers.runtime import logger as powertools  # noqa: PLC0415
+
+            # log_event=False pins it off even if POWERTOOLS_LOGGER_LOG_EVENT is set: a
+            # $connect event carries the client's token in its query string.
+            decorate = powertools.inject_lambda_context(log_event=False, clear_state=True)
+            self._entrypoint = decorate(self._lambda_handler)
+        return self._entrypoint(event, context)
+
     def _lambda_handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        from ..handlers.runtime import bind_log_keys, runtime  # noqa: PLC0415  (see above)
+        from .events import deadline_of  # noqa: PLC0415
+
         request = event.get("requestContext") or {}
         bind_log_keys(connection_id=request.get("connectionId"), route=request.get("routeKey"))
         rt = runtime()
@@ -97,7 +116,14 @@ class App(Router, Owner):
     ) -> dict[str, Any]:
         """Serve one API Gateway WebSocket event on ``services``; the Lambda entrypoint and
         the test client both come here. Returns what API Gateway expects of the integration.
+
+        :raises ConfigurationError: the ``[lambda]`` extra is not installed.
         """
+        # Imported here, not with the App (see the module docstring); the runtime module
+        # configures the "wsfanout" logger as Powertools' (see ``context.logger``).
+        from ..handlers.runtime import logger as _powertools  # noqa: F401, PLC0415
+        from .events import ConnectEvent, DisconnectEvent, MessageEvent  # noqa: PLC0415
+
         request = event.get("requestContext") or {}
         kind = request.get("eventType")
         try:
@@ -126,6 +152,8 @@ class App(Router, Owner):
         deadline: float | None = None,
         **fields: Any,
     ) -> Context:
+        from .events import endpoint_of  # noqa: PLC0415  (loaded by handle, the only caller)
+
         authorizer = request.authorizer
         return Context(
             connection_id=request.connection_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
@@ -30,13 +31,28 @@ from ..core.models import (
 from ..core.outcomes import Outcome
 from ..core.protocol import error_frame, strict_loads
 from ..exceptions import ConnectionNotFoundError, FrameError, PayloadTooLargeError
-from ..handlers.runtime import logger
 
 if TYPE_CHECKING:
     from .rules import Rules
     from .services import Services
 
-__all__ = ["Context", "Data", "EventType", "Sent", "To", "deliver", "encode", "target_of"]
+__all__ = [
+    "Context",
+    "Data",
+    "EventType",
+    "Sent",
+    "To",
+    "deliver",
+    "encode",
+    "logger",
+    "target_of",
+]
+
+logger = logging.getLogger("wsfanout")
+"""The App's log lines. The standard library's logger of the name Powertools'
+``Logger(service="wsfanout")`` (:mod:`wsfanout.handlers.runtime`) configures: on the Lambda side
+they are Powertools' JSON with the invocation's keys; a sender's process, which has no
+Powertools, gets them wherever its own logging configuration sends ``wsfanout``."""
 
 Data = Mapping[str, Any] | list[Any] | str | bytes
 """What an app sends: JSON (an object or a list), text, or bytes."""

@@ -3,6 +3,10 @@
 Powertools' models of the three event types, plus what they leave out: the authorizer's output
 (``requestContext.authorizer``, forwarded by API Gateway to every route of the connection, its
 context values as strings) and the ``$connect`` query string.
+
+Powertools comes with the ``[lambda]`` extra: the App imports this module on its Lambda side
+only, and without the extra it raises a :class:`~wsfanout.exceptions.ConfigurationError` naming
+it.
 """
 
 from __future__ import annotations
@@ -10,17 +14,22 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.parser.models import (
-    APIGatewayWebSocketConnectEventModel,
-    APIGatewayWebSocketConnectEventRequestContext,
-    APIGatewayWebSocketDisconnectEventModel,
-    APIGatewayWebSocketDisconnectEventRequestContext,
-    APIGatewayWebSocketMessageEventModel,
-    APIGatewayWebSocketMessageEventRequestContext,
-)
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..aws.endpoints import endpoint_for
+from ..extras import missing_extra
+
+try:
+    from aws_lambda_powertools.utilities.parser.models import (
+        APIGatewayWebSocketConnectEventModel,
+        APIGatewayWebSocketConnectEventRequestContext,
+        APIGatewayWebSocketDisconnectEventModel,
+        APIGatewayWebSocketDisconnectEventRequestContext,
+        APIGatewayWebSocketMessageEventModel,
+        APIGatewayWebSocketMessageEventRequestContext,
+    )
+except ModuleNotFoundError as exc:
+    raise missing_extra("lambda", exc) from None
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parser.models import (

@@ -1,5 +1,5 @@
-"""The ``wsfanout`` command."""
+"""The ``wsfanout`` command (the ``[cli]`` extra; :mod:`wsfanout.cli.entry` says so without it)."""
 
-from .main import main
+from .entry import main
 
 __all__ = ["main"]

@@ -4,7 +4,7 @@ interpreter (``dev --reload`` starts its stack so, whether or not the console sc
 
 from __future__ import annotations
 
-from .main import main
+from .entry import main
 
 __all__ = ["main"]
 

@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--clients", type=positive_int, default=1000)
     demo.add_argument("--rooms", type=positive_int, default=5)
+    demo.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="PATH",
+        help="where the local stack's logs and metrics go (default: a new temporary file)",
+    )
     demo.set_defaults(run=_cmd_demo)
     return parser
 
@@ -441,7 +447,11 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..local.demo import DemoOptions, run_demo  # noqa: PLC0415  (the local extra)
 
-    return run_demo(DemoOptions(clients=args.clients, rooms=args.rooms))
+    options = DemoOptions(clients=args.clients, rooms=args.rooms, log_file=args.log_file)
+    try:
+        return run_demo(options)
+    except OSError as exc:
+        return _fail(f"cannot write the log file {args.log_file}: {exc.strerror or exc}")
 
 
 # -- dev ------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ What else goes in, and why:
 
 - wsfanout without the ``bench`` and ``local`` subpackages and the command line (they import
   what is not shipped);
-- wsfanout's runtime dependencies, every requirement pinned to the version installed where this
-  runs (the ones the tests ran against), except the command line's ``rich``;
+- wsfanout's dependencies and those of its ``[lambda]`` extra (Powertools and PyJWT, which the
+  handlers import), every requirement pinned to the version installed where this runs (the ones
+  the tests ran against); not the command line's ``[cli]`` (rich) or any other extra;
 - botocore and boto3 too, although the Lambda runtime has its own: aiobotocore pins botocore to a
   narrow patch range (aiobotocore 2.25 wants ``botocore>=1.40.46,<1.40.62``) and boto3 pins
   botocore to its own patch line, while the runtime's copies are whatever release AWS last put
@@ -86,7 +87,11 @@ LAMBDA_PLATFORMS = (
 )
 
 CLI_ONLY = frozenset({"rich"})
-"""Dependencies of wsfanout that only the command line imports."""
+"""Dependencies of wsfanout that only the command line imports (left out even where an older
+wsfanout lists them among its unconditional dependencies)."""
+
+LAMBDA_EXTRA = "lambda"
+"""The extra of wsfanout whose dependencies the handlers import, shipped beside its own."""
 
 NOT_SHIPPED = ("wsfanout/bench", "wsfanout/local", "wsfanout/cli")
 """Parts of wsfanout that need what the artifact leaves out (moto, websockets, rich)."""
@@ -146,8 +151,11 @@ def _read_project(pyproject: Path) -> dict[str, Any]:
 
 
 def runtime_requirements(pyproject: Path) -> list[str]:
-    """wsfanout's dependencies from its pyproject.toml, without the command line's."""
-    dependencies: list[str] = _read_project(pyproject).get("dependencies", [])
+    """wsfanout's dependencies and its ``[lambda]`` extra's, from its pyproject.toml, without
+    the command line's."""
+    project = _read_project(pyproject)
+    dependencies: list[str] = project.get("dependencies", [])
+    dependencies += project.get("optional-dependencies", {}).get(LAMBDA_EXTRA, [])
     return [each for each in dependencies if requirement_name(each) not in CLI_ONLY]
 
 
@@ -157,13 +165,22 @@ def project_requirements(pyproject: Path) -> list[str]:
     return [each for each in dependencies if requirement_name(each) != "wsfanout"]
 
 
+_LAMBDA_MARKER = re.compile(rf"""^\s*extra\s*==\s*["']{LAMBDA_EXTRA}["']\s*$""")
+
+
 def _distribution_requirements(distribution: importlib.metadata.Distribution) -> list[str]:
-    """An installed distribution's unconditional requirements, without the command line's."""
-    return [
-        each
-        for each in distribution.requires or []
-        if "extra" not in each.partition(";")[2] and requirement_name(each) not in CLI_ONLY
-    ]
+    """An installed distribution's unconditional requirements and its ``[lambda]`` extra's
+    (marker removed), without the command line's."""
+    found: list[str] = []
+    for each in distribution.requires or []:
+        requirement, _, marker = (part.strip() for part in each.partition(";"))
+        if requirement_name(requirement) in CLI_ONLY:
+            continue
+        if "extra" not in marker:
+            found.append(each)
+        elif _LAMBDA_MARKER.match(marker):
+            found.append(requirement)
+    return found
 
 
 def installed_pins() -> list[str]:

@@ -11,6 +11,11 @@ message is a short reason fit for a log line (``"token expired"``, ``"wrong audi
 and never contains the token. A verifier with no key at all raises
 :class:`~wsfanout.exceptions.ConfigurationError`: that is the operator's mistake, not the
 client's, and callers must fail closed on it.
+
+PyJWT and cryptography come with the ``[lambda]`` extra and are imported where a token is
+verified, not with this module: a sender's install (``pip install wsfanout``) has neither, and a
+verifier called without them raises a :class:`~wsfanout.exceptions.ConfigurationError` naming
+the extra.
 """
 
 from __future__ import annotations
@@ -21,13 +26,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
 from ..exceptions import ConfigurationError, InvalidInputError
+from ..extras import missing_extra
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from jwt import InvalidTokenError
     from jwt.types import Options
 
     from ..settings import Settings
@@ -54,11 +58,16 @@ class Identity:
 def verify_token(token: str | None, settings: Settings) -> Identity:
     """Verify ``token`` against the configured key(s) and return who it identifies.
 
-    :raises ConfigurationError: when neither a secret nor a public key is configured, or the
-        configured key cannot verify the token's algorithm or is not a usable public key.
+    :raises ConfigurationError: when neither a secret nor a public key is configured, the
+        configured key cannot verify the token's algorithm or is not a usable public key, or
+        PyJWT is not installed (the ``[lambda]`` extra).
     :raises InvalidInputError: with a short reason (never the token) when the token cannot be
         accepted: missing, malformed, an algorithm not allowed, a bad signature or claim.
     """
+    try:
+        import jwt  # noqa: PLC0415  (an extra: imported where a token is verified, see above)
+    except ModuleNotFoundError as exc:
+        raise missing_extra("lambda", exc) from None
     keys = _keys(settings)
     if not token:
         raise InvalidInputError("missing token")
@@ -109,20 +118,20 @@ def verify_token(token: str | None, settings: Settings) -> Identity:
     )
 
 
-_REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
-    (jwt.ExpiredSignatureError, "token expired"),
-    (jwt.ImmatureSignatureError, "token not yet valid"),
-    (jwt.InvalidAudienceError, "wrong audience"),
-    (jwt.InvalidIssuerError, "wrong issuer"),
-    (jwt.InvalidSignatureError, "bad signature"),
-)
-
-
-def _reason(exc: jwt.InvalidTokenError) -> str:
+def _reason(exc: InvalidTokenError) -> str:
     """A short reason for a log line; PyJWT's own messages may quote claim values."""
+    import jwt  # noqa: PLC0415  (loaded by verify_token, the only caller)
+
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"missing claim {exc.claim!r}"
-    for kind, reason in _REASONS:
+    reasons: tuple[tuple[type[InvalidTokenError], str], ...] = (
+        (jwt.ExpiredSignatureError, "token expired"),
+        (jwt.ImmatureSignatureError, "token not yet valid"),
+        (jwt.InvalidAudienceError, "wrong audience"),
+        (jwt.InvalidIssuerError, "wrong issuer"),
+        (jwt.InvalidSignatureError, "bad signature"),
+    )
+    for kind, reason in reasons:
         if isinstance(exc, kind):
             return reason
     return f"invalid token ({type(exc).__name__})"
@@ -146,6 +155,9 @@ def _keys(settings: Settings) -> dict[str, str | RSAPublicKey]:
 @functools.lru_cache(maxsize=4)
 def _public_key(pem: str) -> RSAPublicKey:
     """Parse the PEM once per container; accept ``\\n`` escapes as environments often carry."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key  # noqa: PLC0415
+
     if "\n" not in pem and "\\n" in pem:
         pem = pem.replace("\\n", "\n")
     try:

@@ -6,7 +6,12 @@ The module path and the name are what ``deploy/template.yaml`` and the local sta
 
 from __future__ import annotations
 
+from ..app import events as _events  # noqa: F401  (see below)
 from ..apps import chat
+from . import runtime as _runtime  # noqa: F401
+
+# The App loads its Lambda side (the event models, Powertools' logger) on first use, so that a
+# sender's install needs no [lambda]; a function loads it here, at init, not in its first request.
 
 __all__ = ["handler"]
 

@@ -6,17 +6,32 @@ zombie registry entries that only a broadcast finds, as a 410. Then one broadcas
 through SQS to the broadcast worker and out to every live client, and a room message to one room.
 The demo passes only if every live client got each message exactly once and every closed
 connection, zombie or not, is gone from the registry.
+
+The handlers run in this process, on threads (warm containers), and write what they would write
+on Lambda to standard output: Powertools' JSON log lines and, with ``print``, its metrics (the
+CloudWatch embedded metric format). For the demo's run both go to a log file, whose path is
+printed, so the terminal shows only the progress bars and the report: the ``wsfanout`` logger's
+handlers get the file as their stream, and ``sys.stdout`` is the file while the console keeps
+the terminal it was made with.
+
+Shutting down says what it waits for. Its sockets are closed with no ``$disconnect``: the
+registry is discarded with the stack, and N ``$disconnect`` invocations through the route
+function's few containers are what the shutdown used to wait for, silently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import aioboto3
 import anyio
@@ -47,6 +62,7 @@ class DemoOptions:
     abrupt: float = 0.05  # fraction that close without a close frame
     vanish: float = 0.05  # fraction whose $disconnect is lost (zombies)
     port: int = 0
+    log_file: Path | None = None  # the handlers' logs and metrics; None: a new temporary file
 
 
 @dataclass(slots=True)
@@ -79,6 +95,7 @@ class DemoReport:
     missing: int = 0
     elapsed_s: float = 0.0
     broadcast_s: float = 0.0
+    shutdown_s: float = 0.0
 
     @property
     def deliveries_per_s(self) -> float:
@@ -117,8 +134,7 @@ async def _wait_until(
 async def _demo(options: DemoOptions, console: Console) -> DemoReport:
     report = DemoReport()
     started = time.monotonic()
-    # The handlers' info logs (one JSON line per invocation) would drown the report.
-    logging.getLogger("wsfanout").setLevel(logging.WARNING)
+    stopped: float | None = None
     async with local_stack(port=options.port, stage="demo") as stack:
         console.print(f"local stack up: {stack.ws_url}  (management {stack.management_url})")
         progress = Progress(
@@ -127,6 +143,10 @@ async def _demo(options: DemoOptions, console: Console) -> DemoReport:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=console,
+            # Not the default: rich would show what is printed to stdout (the handlers'
+            # metrics, see the module docstring) above its bars, instead of the log file.
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
         clients: list[_Client] = []
         async with anyio.create_task_group() as readers:
@@ -168,11 +188,18 @@ async def _demo(options: DemoOptions, console: Console) -> DemoReport:
                 left = await _registry_ids(stack)
                 report.closed_left_in_registry = sum(1 for c in closed if c.connection_id in left)
                 report.gone_cleaned_up = sum(1 for c in closed if c.connection_id not in left)
-            for client in clients:
-                if not client.closed:
-                    await client.ws.close()
+            stopped = time.monotonic()
+            open_sockets = stack.emulator.live_connections
+            console.print(
+                f"stopping: closing {open_sockets:,} sockets (no $disconnect: the registry "
+                "is discarded with the stack)",
+                soft_wrap=True,
+            )
+            await stack.emulator.aclose(disconnect=False)
             readers.cancel_scope.cancel()
+        console.print("stopping: the broadcast worker, the emulator, then moto server")
     report.elapsed_s = time.monotonic() - started
+    report.shutdown_s = time.monotonic() - (stopped or started)
     return report
 
 
@@ -308,10 +335,53 @@ async def _settle(stack: Stack) -> None:
                 await anyio.sleep(0.1)
 
 
+@contextlib.contextmanager
+def _logs_to(file: IO[str]) -> Iterator[None]:
+    """Send what the in-process handlers write to ``file`` (see the module docstring).
+
+    The ``wsfanout`` logger is Powertools' (its handler holds the stream it was made with);
+    other libraries' warnings (aiohttp, websockets) reach the root logger, which gets a handler
+    for the file too, leaving ``wsfanout``'s records to its own handler so none is written twice.
+    """
+    ours = logging.getLogger("wsfanout")
+    streams = [
+        (handler, handler.setStream(file))
+        for handler in ours.handlers
+        if isinstance(handler, logging.StreamHandler)
+    ]
+    others = logging.StreamHandler(file)
+    others.addFilter(lambda record: record.name.partition(".")[0] != "wsfanout")
+    logging.getLogger().addHandler(others)
+    try:
+        with contextlib.redirect_stdout(file):  # Powertools prints its metrics
+            yield
+    finally:
+        logging.getLogger().removeHandler(others)
+        for handler, stream in streams:
+            if stream is not None:
+                handler.setStream(stream)
+
+
+def _open_log(options: DemoOptions) -> IO[str]:
+    if options.log_file is not None:
+        return options.log_file.open("w", encoding="utf-8")
+    return tempfile.NamedTemporaryFile(
+        "w", prefix="wsfanout-demo-", suffix=".log", delete=False, encoding="utf-8"
+    )
+
+
 def run_demo(options: DemoOptions, *, console: Console | None = None) -> int:
-    """Run the demo, print the report; exit status 0 only when it all held."""
-    console = console or Console()
-    report = anyio.run(_demo, options, console)
+    """Run the demo, print the report; exit status 0 only when it all held.
+
+    :raises OSError: the log file cannot be written.
+    """
+    # Given the terminal explicitly: standard output is the log file while the stack runs.
+    console = console or Console(file=sys.stdout)
+    with _open_log(options) as file:
+        path = file.name
+        console.print(f"the local stack's logs and metrics go to {path}", soft_wrap=True)
+        with _logs_to(file):
+            report = anyio.run(_demo, options, console)
     table = Table(title=f"wsfanout demo: {options.clients:,} clients", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -328,10 +398,22 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> int:
         ("duplicates", str(report.duplicates)),
         ("missing", str(report.missing)),
         ("elapsed", f"{report.elapsed_s:.1f} s"),
-        ("broadcast deliveries/s", f"{report.deliveries_per_s:,.0f}"),
+        ("shutdown", f"{report.shutdown_s:.1f} s"),
+        ("broadcast deliveries/s, end to end", f"{report.deliveries_per_s:,.0f}"),
     ]
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    console.print(_RATE_NOTE)
+    console.print(f"logs and metrics: {path}", soft_wrap=True)
     console.print("[green]OK[/green]" if report.ok else "[red]FAILED[/red]")
     return 0 if report.ok else 1
+
+
+_RATE_NOTE = (
+    "The rate is end to end, from enqueueing the job until every live client had the frame: "
+    "SQS (moto server), the worker's poll, the fan-out over the management API, the emulator "
+    "and each client's socket, all on this machine and mostly in this one process. "
+    "`wsfanout bench` measures the engine alone, against a local endpoint, so its rates are "
+    "higher."
+)

@@ -256,6 +256,7 @@ class Emulator:
         """The management half, backed by the live sockets (faults and records work as usual)."""
         self._lost: set[str] = set()
         self._closing = False
+        self._discarding = False
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -288,6 +289,7 @@ class Emulator:
     def make_app(self) -> web.Application:
         """The aiohttp application: the WebSocket route plus the management endpoint's routes."""
         self._closing = False
+        self._discarding = False
         app = self.management.make_app(
             [web.get(f"/{self.stage}", self._handshake), web.get("/", self._page)]
         )
@@ -569,6 +571,8 @@ class Emulator:
     async def _disconnect(self, connection: _Connection, code: int, reason: str) -> None:
         connection.state = _State.CLOSING
         connection_id = connection.origin.connection_id
+        if self._discarding:
+            return  # the stack is being discarded with its registry; see aclose
         if connection_id in self._lost:
             _log.info("%s closed (%d); its $disconnect is lost on purpose", connection_id, code)
             return
@@ -585,11 +589,18 @@ class Emulator:
     def _shutdown_timeout_s(self) -> float:
         return _CLOSE_TIMEOUT_S + self.limits.integration_timeout_s + 1.0
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, disconnect: bool = True) -> None:
         """Close every socket (each producing its ``$disconnect``), refuse new clients, and wait,
-        bounded by the close handshake plus one integration timeout, for all of it to finish."""
+        bounded by the close handshake plus one integration timeout, for all of it to finish.
+
+        ``disconnect=False`` closes them with no ``$disconnect``: for a stack whose registry is
+        discarded with it (``wsfanout demo``), where N ``$disconnect`` invocations would only
+        empty a table about to be deleted, and they are most of what its shutdown would wait for.
+        """
         self._closing = True
         connections = list(self._sockets.by_id.values())
+        if not disconnect:
+            self._discarding = True
         for connection in connections:
             connection.request_close(*_GOING_AWAY)
         with anyio.move_on_after(self._shutdown_timeout_s):

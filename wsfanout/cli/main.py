@@ -69,58 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_version_option(parser)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    send = commands.add_parser(
-        "broadcast",
-        help="send one message to all connections, a room, users or listed connections",
-        description="Run the fan-out engine directly (no queue) and print its report.",
-    )
-    payload = send.add_mutually_exclusive_group(required=True)
-    payload.add_argument("--data", help="the text frame to send")
-    payload.add_argument("--data-base64", help="a binary frame, base64-encoded")
-    payload.add_argument(
-        "--data-file", metavar="PATH", help="send this file's bytes ('-' reads standard input)"
-    )
-    target = send.add_mutually_exclusive_group()
-    target.add_argument("--room", help="every member of this room")
-    target.add_argument(
-        "--user", action="append", dest="users", metavar="USER", help="a user (repeatable)"
-    )
-    target.add_argument(
-        "--connection",
-        action="append",
-        dest="connections",
-        metavar="ID",
-        help="a connection id (repeatable); default target: every connection",
-    )
-    send.add_argument(
-        "--exclude", action="append", default=[], metavar="ID", help="never send to this id"
-    )
-    send.add_argument("--table", help="registry table (default: $CONNECTIONS_TABLE)")
-    send.add_argument(
-        "--endpoint",
-        help="management endpoint https://{domain}/{stage} (default: $APIGW_MANAGEMENT_ENDPOINT)",
-    )
-    send.add_argument("--concurrency", type=positive_int, help="senders in the pool")
-    send.add_argument(
-        "--segment",
-        type=int,
-        metavar="K",
-        help="scan only parallel-scan segment K of an 'all' broadcast (needs --total-segments)",
-    )
-    send.add_argument(
-        "--total-segments",
-        type=positive_int,
-        metavar="N",
-        help="how many segments the 'all' broadcast is split into (one run per segment)",
-    )
-    send.add_argument(
-        "--resume",
-        metavar="TOKEN",
-        help="continue the interrupted broadcast this token (from its report) names; give the "
-        "same message again, and no target or segment options",
-    )
-    send.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    send.set_defaults(run=_cmd_broadcast)
+    _add_broadcast_command(commands)
 
     add_bench_commands(commands)
     add_new_command(commands)
@@ -223,6 +172,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_cmd_demo)
     return parser
+
+
+def _add_broadcast_command(commands: Any) -> None:
+    """``wsfanout broadcast``: the fan-out engine run from this machine."""
+    send = commands.add_parser(
+        "broadcast",
+        help="send one message to all connections, a room, users or listed connections",
+        description="Run the fan-out engine directly (no queue) and print its report.",
+    )
+    payload = send.add_mutually_exclusive_group(required=True)
+    payload.add_argument("--data", help="the text frame to send")
+    payload.add_argument("--data-base64", help="a binary frame, base64-encoded")
+    payload.add_argument(
+        "--data-file", metavar="PATH", help="send this file's bytes ('-' reads standard input)"
+    )
+    target = send.add_mutually_exclusive_group()
+    target.add_argument("--room", help="every member of this room")
+    target.add_argument(
+        "--user", action="append", dest="users", metavar="USER", help="a user (repeatable)"
+    )
+    target.add_argument(
+        "--connection",
+        action="append",
+        dest="connections",
+        metavar="ID",
+        help="a connection id (repeatable); default target: every connection",
+    )
+    send.add_argument(
+        "--exclude", action="append", default=[], metavar="ID", help="never send to this id"
+    )
+    send.add_argument("--table", help="registry table (default: $CONNECTIONS_TABLE)")
+    send.add_argument(
+        "--endpoint",
+        help="management endpoint https://{domain}/{stage} (default: $APIGW_MANAGEMENT_ENDPOINT)",
+    )
+    send.add_argument("--concurrency", type=positive_int, help="senders in the pool")
+    send.add_argument(
+        "--segment",
+        type=int,
+        metavar="K",
+        help="scan only parallel-scan segment K of an 'all' broadcast (needs --total-segments)",
+    )
+    send.add_argument(
+        "--total-segments",
+        type=positive_int,
+        metavar="N",
+        help="how many segments the 'all' broadcast is split into (one run per segment)",
+    )
+    send.add_argument(
+        "--resume",
+        metavar="TOKEN",
+        help="continue the interrupted broadcast this token (from its report) names; give the "
+        "same message again, and no target or segment options",
+    )
+    send.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    send.set_defaults(run=_cmd_broadcast)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,6 +84,7 @@ async def test_a_room_message_reaches_the_member_through_sqs(monkeypatch) -> Non
             assert message["from"]["connectionId"]
 
         # The member got the frame during the invocation; the mapping deletes right after it.
+        assert stack.poller is not None
         stats = stack.poller.stats
         with anyio.fail_after(20):
             while stats.deleted < 1:  # noqa: ASYNC110  (the poller exposes counters, not events)

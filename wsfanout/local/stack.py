@@ -47,6 +47,7 @@ from ..settings import Settings
 from . import containers
 from .apps import load_handler
 from .emulator import Emulator, Handler, serve_emulator
+from .functions import ProcessFunction
 from .poller import SqsPoller
 from .processes import moto_server
 
@@ -72,6 +73,9 @@ _EXPORTED: Final = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
+    # a templated stack's (wsfanout.local.templated)
+    "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+    "AUTH_JWT_SECRET",
 )
 
 _running = False  # one stack per process: the environment it sets is the process's
@@ -89,7 +93,15 @@ def check_stage(stage: str) -> str:
 
 @dataclass(frozen=True)
 class Stack:
-    """Where everything of a running local stack is, and what a second shell needs to use it."""
+    """Where everything of a running local stack is, and what a second shell needs to use it.
+
+    ``table``, ``queue_url`` and ``dlq_url`` are the registry table, the broadcast queue and its
+    dead-letter queue; ``tables`` and ``queues`` (URLs) hold every table and queue by the
+    template's logical id. ``poller`` is the broadcast queue's mapping (``None`` when a template
+    has no mapping), ``pollers`` every mapping by logical id; ``functions`` are a templated
+    stack's Lambda functions (:class:`~wsfanout.local.functions.ProcessFunction`) by logical id,
+    empty when the handlers run in this process.
+    """
 
     ws_url: str
     management_url: str
@@ -99,8 +111,12 @@ class Stack:
     queue_url: str
     dlq_url: str
     emulator: Emulator
-    poller: SqsPoller
+    poller: SqsPoller | None
     env: Mapping[str, str] = field(default_factory=dict)
+    tables: Mapping[str, str] = field(default_factory=dict)
+    queues: Mapping[str, str] = field(default_factory=dict)
+    functions: Mapping[str, ProcessFunction] = field(default_factory=dict)
+    pollers: Mapping[str, SqsPoller] = field(default_factory=dict)
 
     def exports(self) -> str:
         """``export NAME=value`` lines for a POSIX shell (``eval`` them in another terminal)."""
@@ -216,6 +232,9 @@ async def local_stack(
                 dlq_url=dlq_url,
                 emulator=emulator,
                 poller=poller,
+                tables={"ConnectionsTable": TABLE},
+                queues={"BroadcastDeadLetterQueue": dlq_url, "BroadcastQueue": queue_url},
+                pollers={"BroadcastFunctionJobs": poller},
                 env={
                     **CREDENTIALS,
                     "AWS_REGION": REGION,

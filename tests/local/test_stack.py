@@ -129,7 +129,11 @@ async def test_wsfanout_dev_prints_where_everything_is_and_stops_on_sigint(tmp_p
     lines: list[str] = []
     with stderr.open("wb") as err:
         process = await anyio.open_process(
-            [WSFANOUT, "dev", "--port", "0"], stdin=None, stderr=err, env=dict(os.environ)
+            [WSFANOUT, "dev", "--port", "0"],
+            cwd=tmp_path,  # no template here: the built-in stack (the project's runs its own)
+            stdin=None,
+            stderr=err,
+            env=dict(os.environ),
         )
         async with process:
             assert process.stdout is not None

@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="port of the WebSocket, management and page server (default: a free one)",
     )
-    dev.add_argument("--stage", type=_stage, default="local", help="stage name (default: local)")
+    dev.add_argument(
+        "--stage", type=_stage, help="stage name (default: the template's, else local)"
+    )
     dev.add_argument(
         "--app",
         metavar="MODULE:ATTRIBUTE",
@@ -137,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--reload",
         action="store_true",
         help="restart the stack when a .py file under the app's directory changes (needs --app)",
+    )
+    # -- a template's stack (wsfanout.local.dev_template) --
+    dev.add_argument(
+        "--template",
+        type=Path,
+        metavar="PATH",
+        help="run this SAM/CloudFormation template's WebSocket API (default: deploy/template.yaml "
+        "or template.yaml in the current directory, else the built-in stack)",
+    )
+    dev.add_argument(
+        "--parameter",
+        type=_parameter,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a template parameter's value (repeatable; as sam's --parameter-overrides)",
     )
     dev.set_defaults(run=_cmd_dev)
 
@@ -400,10 +418,57 @@ def _stage(text: str) -> str:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from ..local.stack import run_dev  # noqa: PLC0415  (the local stack loads for dev only)
 
+    template = _dev_template(args)
+    if template is not None:
+        return _cmd_dev_template(args, template)
+    args.stage = args.stage or "local"
     if args.reload:
         return _dev_reloading(args)
     try:
         return run_dev(args.port, args.stage, app=args.app)
+    except OSError as exc:  # the port is taken, or not ours to bind
+        return _fail(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}")
+
+
+# -- dev on a template ----------------------------------------------------------------------------
+
+_DEFAULT_TEMPLATES = (Path("deploy") / "template.yaml", Path("template.yaml"))
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (the value may be empty or hold ``=``)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def _dev_template(args: argparse.Namespace) -> Path | None:
+    """The template ``dev`` runs: ``--template``, else (without ``--app``) the first of
+    ``deploy/template.yaml`` (this project) and ``template.yaml`` (a ``wsfanout new`` project,
+    SAM's default name) in the current directory; ``None``: the in-process stack.
+
+    :raises InvalidInputError: ``--template`` with ``--app``, or ``--parameter`` with no
+        template to apply it to.
+    """
+    if args.template is not None and args.app:
+        raise InvalidInputError("--template and --app are exclusive: give one")
+    template: Path | None = args.template
+    if template is None and not args.app:
+        template = next((path for path in _DEFAULT_TEMPLATES if path.is_file()), None)
+    if template is None and args.parameter:
+        raise InvalidInputError("--parameter needs a template (--template PATH)")
+    return template
+
+
+def _cmd_dev_template(args: argparse.Namespace, template: Path) -> int:
+    from ..local.dev_template import run_template_dev  # noqa: PLC0415  (loads for dev only)
+
+    parameters = dict(args.parameter)
+    try:
+        return run_template_dev(
+            template, parameters, port=args.port, stage=args.stage, reload=args.reload
+        )
     except OSError as exc:  # the port is taken, or not ours to bind
         return _fail(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}")
 

@@ -45,7 +45,8 @@ format: install
 demo: install
 	$(BIN)/wsfanout demo
 
-# The local stack for manual work: prints the URLs and the exports for a second shell.
+# The local stack for manual work, run from deploy/template.yaml (its default here): prints the
+# URLs, a development token and the exports for a second shell.
 dev: install
 	$(BIN)/wsfanout dev
 

@@ -29,6 +29,7 @@ from websockets.asyncio.client import connect
 from tests.helpers import WSFANOUT
 from tests.local.test_dev_app import Output
 from tests.local.test_stack import _frame_of_type
+from wsfanout.cli.main import main
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -43,7 +44,8 @@ class Dev:
         self.out = out
         lines = out.lines
         self.ws_url = next(line.split()[-1] for line in lines if "WebSocket" in line)
-        self.token = next(line.split()[1] for line in lines if line.strip().startswith("token"))
+        tokens = (line.split()[1] for line in lines if line.strip().startswith("token"))
+        self.token = next(tokens, "")  # printed only for a template with a JwtSecret
         self.exports = "\n".join(line for line in lines if line.startswith("export "))
         self.template = next(line.split()[-1] for line in lines if "template" in line)
 
@@ -154,6 +156,49 @@ async def test_dev_runs_the_projects_template_for_clients_boto3_and_the_aws_cli(
 async def _text(ws: Any) -> str:
     with anyio.fail_after(30):
         return str(await ws.recv())
+
+
+async def test_a_new_project_runs_its_template_and_reload_restarts_its_function_cold(
+    tmp_path: Path,
+) -> None:
+    """``wsfanout new``'s project: ``wsfanout dev --reload`` in its directory runs its
+    template.yaml, whose app.handler (CodeUri a zip not built yet) imports from beside the
+    template; an edit of app.py reaches the next invocation."""
+    directory = tmp_path / "chat"
+    assert main(["new", str(directory)]) == 0
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as err:
+        process = await anyio.open_process(
+            [WSFANOUT, "dev", "--reload"], cwd=directory, stdin=None, stderr=err
+        )
+        async with process:
+            out = Output(process)
+            try:
+                await out.until("to stop")
+                ws_url = Dev(out).ws_url
+                await out.until(f"watching {directory.resolve()}")
+                assert await _echo(ws_url) == {"type": "echo", "text": "hi"}
+
+                app = directory / "app.py"
+                app.write_text(app.read_text().replace('"type": "echo"', '"type": "echo-v2"'))
+                assert "app.py changed" in await out.until("restart cold")
+                assert await _echo(ws_url) == {"type": "echo-v2", "text": "hi"}
+
+                process.send_signal(signal.SIGINT)
+                await out.until("wsfanout dev: stopped")
+                with anyio.fail_after(60):
+                    code = await process.wait()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+    assert code == 0, stderr.read_text()
+
+
+async def _echo(ws_url: str) -> dict[str, Any]:
+    async with connect(ws_url) as ws:
+        await ws.send(json.dumps({"action": "echo", "text": "hi"}))
+        with anyio.fail_after(60):
+            return dict(json.loads(await ws.recv()))
 
 
 def test_a_template_it_cannot_run_is_refused_with_one_line(tmp_path: Path) -> None:

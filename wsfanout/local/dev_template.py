@@ -121,7 +121,7 @@ async def _dev(
             _describe(shown, template, secret, say)
             async with anyio.create_task_group() as tasks:
                 if reload:
-                    tasks.start_soon(_recycle_on_change, template.path.parent, stack, say)
+                    tasks.start_soon(_recycle_on_change, template.path.parent.resolve(), stack, say)
                 async for signum in signals:
                     say(f"wsfanout dev: {signal.Signals(signum).name}, stopping")
                     break

@@ -23,9 +23,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from tests.local import test_template as template_tests
 from wsfanout.aws.account import KEY_ID, REGION, SECRET
 from wsfanout.local.stack import Stack
-from wsfanout.local.template import load_template
+from wsfanout.local.template import TemplateError, load_template
 from wsfanout.local.templated import templated_stack
 
 pytestmark = pytest.mark.timeout(120)
@@ -242,3 +243,19 @@ async def test_raw_and_sam_templates_run_side_by_side_in_one_process(tmp_path: P
         host, port = url.removeprefix("http://").rstrip("/").split(":")
         with pytest.raises(OSError):  # noqa: PT011  (refused: nothing listens any more)
             await anyio.connect_tcp(host, int(port))
+
+
+async def test_a_mapping_aws_would_refuse_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "template.yaml"
+    path.write_text(template_tests.RAW.replace("VisibilityTimeout: 30", "VisibilityTimeout: 2"))
+    template = load_template(path)
+    with pytest.raises(TemplateError) as refused:
+        async with templated_stack(template):
+            pytest.fail("the stack started")
+    assert str(refused.value) == (
+        "JobsMapping: queue Jobs has a visibility timeout of 2s, shorter than function "
+        "Handler's timeout (5s); AWS refuses such a mapping"
+    )

@@ -117,8 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
         "dev",
         help="run the whole stack on this machine until Ctrl-C",
         description="Start moto server (DynamoDB, SQS), the API Gateway WebSocket emulator and "
-        "the broadcast queue's event source mapping, all running the real handlers; print the "
-        "WebSocket, management and page URLs and the variables a second shell needs.",
+        "the SQS event source mappings of a SAM/CloudFormation template (deploy/template.yaml "
+        "or template.yaml here by default), each function in worker processes of its own, or "
+        "with --app (or no template) the built-in stack in this process; print the WebSocket, "
+        "management and page URLs and the variables a second shell needs.",
     )
     dev.add_argument(
         "--port",

@@ -14,8 +14,9 @@ here every resource comes from a :class:`~wsfanout.local.template.LocalTemplate`
 * the emulator serves the API's route table (selection expression, route keys, two-way routes,
   the REQUEST authorizer of a ``$connect`` with ``CUSTOM`` authorization);
 * one :class:`~wsfanout.local.poller.SqsPoller` per enabled SQS event source mapping, with its
-  batch size, ``MaximumConcurrency``, ``ReportBatchItemFailures``, the function's timeout and the
-  queue's own visibility timeout.
+  batch size (received ten at a time above ten; no batching window), ``MaximumConcurrency``
+  (at most the function's concurrency), ``ReportBatchItemFailures``, the function's timeout and
+  the queue's own visibility timeout.
 
 Nothing touches the process environment and nothing is process-wide, so two templated stacks
 may run in one process. The emulator's port is chosen before anything starts, because the
@@ -44,7 +45,7 @@ from .poller import SqsPoller
 from .processes import free_port
 from .routes import CONNECT_ROUTE, Authorizer, Route, RouteTable
 from .stack import Stack, _enter_moto, _in_background, _in_thread, check_stage
-from .template import LocalQueue, LocalResources, LocalTemplate
+from .template import LocalQueue, LocalResources, LocalTemplate, TemplateError
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -56,6 +57,7 @@ DEFAULT_CONCURRENCY: Final = 4
 account's limit; locally each worker is a Python interpreter, so a few let a handful of clients
 overlap without filling a laptop, and a call beyond them waits for one (it is not throttled)."""
 
+_SQS_VISIBILITY_S: Final = 30  # SQS's default visibility timeout
 _MAX_BATCH: Final = 10  # one ReceiveMessage; a larger batch size is received ten at a time
 _API_ID_ALPHABET: Final = string.ascii_lowercase + string.digits
 # The names the project's handlers read, so Stack.table/queue_url mean the same on either path.
@@ -101,9 +103,11 @@ async def templated_stack(
 
     :raises InvalidInputError: a stage name API Gateway would refuse, or a function setting
         Lambda would refuse.
-    :raises TemplateError: an environment value with no local stand-in.
+    :raises TemplateError: an environment value with no local stand-in, or a mapping whose
+        queue's visibility timeout is shorter than its function's timeout (AWS refuses it).
     """
     stage = check_stage(stage or template.stage or "local")
+    _check_mappings(template)
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     management_url = f"{base}/{stage}"
@@ -212,6 +216,21 @@ async def templated_stack(
             functions=functions,
             pollers=pollers,
         )
+
+
+def _check_mappings(template: LocalTemplate) -> None:
+    """Refuse, before anything starts, a mapping AWS would refuse: a queue that would hand a
+    message to a second invocation while the first may still run."""
+    for mapping_id, mapping in template.mappings.items():
+        queue = template.queues[mapping.queue]
+        visibility = int(queue.attributes.get("VisibilityTimeout", _SQS_VISIBILITY_S))
+        timeout = template.functions[mapping.function].timeout_s
+        if visibility < timeout:
+            raise TemplateError(
+                f"{mapping_id}: queue {mapping.queue} has a visibility timeout of {visibility}s, "
+                f"shorter than function {mapping.function}'s timeout ({timeout}s); AWS refuses "
+                "such a mapping"
+            )
 
 
 def _route_table(template: LocalTemplate, functions: Mapping[str, ProcessFunction]) -> RouteTable:

@@ -185,6 +185,8 @@ async def _raw_api(stack: Stack) -> None:
     assert stack.ws_url.endswith("/dev")  # the template's stage
     (table,) = stack.tables.values()
     assert table == "wsfanout-Items"
+    # the only table stands for the registry; no mapping, so no broadcast queue or poller
+    assert (stack.table, stack.queue_url, stack.dlq_url, stack.poller) == (table, "", "", None)
     async with connect(stack.ws_url) as ws:  # no $connect route: accepted, nothing invoked
         await ws.send(json.dumps({"action": "echo", "text": "hi"}))
         assert await _frame(ws) == {"echo": "hi", "table": table, "function": "Echo"}

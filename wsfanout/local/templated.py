@@ -209,7 +209,10 @@ async def templated_stack(
             queue_url=queue_url,
             dlq_url=dlq_url,
             emulator=emulator,
-            poller=next(iter(pollers.values()), None),
+            poller=next(
+                (p for p in pollers.values() if p.queue_url == queue_url),
+                next(iter(pollers.values()), None),
+            ),
             env=env,
             tables=tables,
             queues={logical_id: queue.url for logical_id, queue in queues.items()},

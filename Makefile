@@ -63,7 +63,8 @@ docs: install
 demo: $(LOCAL_STAMP)
 	$(BIN)/wsfanout demo
 
-# The local stack for manual work: prints the URLs and the exports for a second shell.
+# The local stack for manual work, run from deploy/template.yaml (its default here): prints the
+# URLs, a development token and the exports for a second shell.
 dev: $(LOCAL_STAMP)
 	$(BIN)/wsfanout dev
 

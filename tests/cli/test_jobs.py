@@ -31,6 +31,7 @@ async def test_a_broadcast_through_the_stack_shows_complete() -> None:
             for other in clients[1:]:
                 assert json.loads(await other.recv())["data"] == "hello"
             # the segments' messages are deleted once their steps finished
+            assert stack.poller is not None
             while stack.poller.stats.deleted < 3:  # noqa: ASYNC110  (counters, not events)
                 await anyio.sleep(0.02)
         job_id = ack["jobId"]

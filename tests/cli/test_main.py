@@ -716,6 +716,14 @@ def three(event, context, extra):
         ),
         pytest.param(["--reload"], ("--reload needs --app",), id="reload-without-app"),
         pytest.param(
+            ["--template", "t.yaml", "--app", "not_apps:app"],
+            ("--template and --app are exclusive",),
+            id="template-and-app",
+        ),
+        pytest.param(["--parameter", "A=1"], ("--parameter needs a template",), id="no-template"),
+        pytest.param(["--parameter", "A"], ("expected KEY=VALUE", "'A'"), id="parameter-no-value"),
+        pytest.param(["--template", "absent.yaml"], ("no template at absent.yaml",), id="absent"),
+        pytest.param(
             ["--reload", "--app", "absent_mod:app"],
             ("no module named 'absent_mod'",),
             id="reload-no-module",

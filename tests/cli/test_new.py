@@ -46,7 +46,7 @@ def test_it_writes_the_project_named_after_the_directory(project: Path) -> None:
         assert "{{name}}" not in (project / name).read_text(), name
     assert 'name = "my-chat-app"' in (project / "pyproject.toml").read_text()
     makefile = (project / "Makefile").read_text()
-    assert "wsfanout dev --app app:app" in makefile
+    assert "wsfanout dev --template template.yaml --reload" in makefile
     assert "\t$(BIN)/python -m pytest" in makefile, "recipes are indented with tabs"
 
 

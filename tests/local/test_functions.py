@@ -514,6 +514,42 @@ def test_close_kills_a_busy_worker_and_fails_its_call(function: Any, tmp_path: P
     assert gone(pid)
 
 
+def test_recycle_retires_warm_workers_and_the_next_call_loads_the_new_code(
+    function: Any, tmp_path: Path
+) -> None:
+    """What ``dev --reload`` does on a change: the idle worker stops now, a busy one finishes
+    its invocation on the code it loaded and is not reused; the next call starts cold. The
+    module comes from ``import_paths`` (a template's directory), there being no code_dir."""
+    code = tmp_path / "code"
+    code.mkdir()
+    source = """
+        import os, pathlib, time
+        def handler(event, context):
+            if event.get("started"):
+                pathlib.Path(event["started"]).write_text("")
+                time.sleep(event["sleep"])
+            return {"version": VERSION, "pid": os.getpid()}
+        """
+    module(code, "versioned", "VERSION = 1\n" + textwrap.dedent(source))
+    fn = function("versioned.handler", code_dir=None, import_paths=[code], concurrency=2)
+    started = tmp_path / "started"
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(fn, {"started": str(started), "sleep": 1.0}, None)
+        poll(started.exists, "the busy invocation starting")
+        idle = fn({}, None)["pid"]  # a second worker, idle once this returns
+        # another size: a .pyc is checked by source mtime (seconds) and size
+        module(code, "versioned", "VERSION = 20\n" + textwrap.dedent(source))
+        fn.recycle()
+        assert gone(idle)
+        finished = busy.result(WAIT_S)
+    assert finished["version"] == 1  # the invocation in flight ran on the code it had loaded
+    poll(lambda: gone(finished["pid"]), "the busy worker retiring after its call")
+    fresh = fn({}, None)
+    assert fresh["version"] == 20
+    assert fresh["pid"] not in {idle, finished["pid"]}
+    assert fn.pids == {fresh["pid"]}
+
+
 # -- settings -----------------------------------------------------------------------------------
 
 

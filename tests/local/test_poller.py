@@ -237,6 +237,33 @@ async def test_partial_failures_leave_exactly_the_failed_messages(sqs, new_queue
     assert left == {mid: body for mid, body in sent.items() if int(body) % 2}
 
 
+async def test_without_report_batch_item_failures_the_answer_is_not_read(sqs, new_queue) -> None:
+    """A mapping without ReportBatchItemFailures: Lambda ignores what the handler returns, so a
+    batchItemFailures answer deletes everything, while a raise still leaves the whole batch."""
+    queue = await new_queue()
+    await _send(sqs, queue.url, ["a", "b", "c"])
+
+    def respond(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+    poller = SqsPoller(
+        sqs, queue.url, Recorder(respond), wait_s=0, report_batch_item_failures=False
+    )
+    await poller.drain()
+    assert await _counts(sqs, queue.url) == (0, 0)
+    assert (poller.stats.deleted, poller.stats.failed_records) == (3, 0)
+
+    await _send(sqs, queue.url, ["d", "e"])
+
+    def fail(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    raising = SqsPoller(sqs, queue.url, Recorder(fail), wait_s=0, report_batch_item_failures=False)
+    await raising.drain()
+    assert await _counts(sqs, queue.url) == (0, 2)
+    assert raising.stats.failed_batches == raising.stats.batches >= 1
+
+
 async def test_a_raising_handler_leaves_the_whole_batch(sqs, new_queue, caplog) -> None:
     queue = await new_queue()
     await _send(sqs, queue.url, ["a", "b", "c"])

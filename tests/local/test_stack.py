@@ -85,6 +85,7 @@ async def test_a_room_message_reaches_the_member_through_sqs(monkeypatch) -> Non
             assert message["from"]["connectionId"]
 
         # The member got the frame during the invocation; the mapping deletes right after it.
+        assert stack.poller is not None
         stats = stack.poller.stats
         with anyio.fail_after(20):
             while stats.deleted < 1:  # noqa: ASYNC110  (the poller exposes counters, not events)
@@ -129,7 +130,11 @@ async def test_wsfanout_dev_prints_where_everything_is_and_stops_on_sigint(tmp_p
     lines: list[str] = []
     with stderr.open("wb") as err:
         process = await anyio.open_process(
-            [WSFANOUT, "dev", "--port", "0"], stdin=None, stderr=err, env=dict(os.environ)
+            [WSFANOUT, "dev", "--port", "0"],
+            cwd=tmp_path,  # no template here: the built-in stack (the project's runs its own)
+            stdin=None,
+            stderr=err,
+            env=dict(os.environ),
         )
         async with process:
             assert process.stdout is not None

@@ -84,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         "dev",
         help="run the whole stack on this machine until Ctrl-C",
         description="Start moto server (DynamoDB, SQS), the API Gateway WebSocket emulator and "
-        "the broadcast queue's event source mapping, all running the real handlers; print the "
-        "WebSocket, management and page URLs and the variables a second shell needs.",
+        "the SQS event source mappings of a SAM/CloudFormation template (deploy/template.yaml "
+        "or template.yaml here by default), each function in worker processes of its own, or "
+        "with --app (or no template) the built-in stack in this process; print the WebSocket, "
+        "management and page URLs and the variables a second shell needs.",
     )
     dev.add_argument(
         "--port",
@@ -93,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="port of the WebSocket, management and page server (default: a free one)",
     )
-    dev.add_argument("--stage", type=_stage, default="local", help="stage name (default: local)")
+    dev.add_argument(
+        "--stage", type=_stage, help="stage name (default: the template's, else local)"
+    )
     dev.add_argument(
         "--app",
         metavar="MODULE:ATTRIBUTE",
@@ -129,7 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--reload",
         action="store_true",
-        help="restart the stack when a .py file under the app's directory changes (needs --app)",
+        help="with --app, restart the stack when a .py file under the app's directory changes; "
+        "with a template, restart its functions cold when a file under its directory changes",
+    )
+    # -- a template's stack (wsfanout.local.dev_template) --
+    dev.add_argument(
+        "--template",
+        type=Path,
+        metavar="PATH",
+        help="run this SAM/CloudFormation template's WebSocket API (default: deploy/template.yaml "
+        "or template.yaml in the current directory, else the built-in stack)",
+    )
+    dev.add_argument(
+        "--parameter",
+        type=_parameter,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a template parameter's value (repeatable; as sam's --parameter-overrides)",
     )
     dev.set_defaults(run=_cmd_dev)
 
@@ -473,12 +494,13 @@ def _stage(text: str) -> str:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    if args.reload:
+    template = _dev_template(args)
+    if args.reload and template is None:  # a template reloads its functions in place
         return _dev_reloading(args)
     from ..local.stack import run_dev  # noqa: PLC0415  (the local stack loads for dev only)
 
     try:
-        return run_dev(_dev_options(args))
+        return run_dev(_dev_options(args, template))
     except OSError as exc:  # the port is taken, or not ours to bind
         return _fail(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}")
 
@@ -486,9 +508,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 _DEV_LIMITS = {"idle_timeout": "idle_timeout_s", "max_lifetime": "max_lifetime_s"}
 
 
-def _dev_options(args: argparse.Namespace) -> Any:
+def _dev_options(args: argparse.Namespace, template: Path | None = None) -> Any:
     """``dev``'s flags as :class:`~wsfanout.local.stack.DevOptions` (checked: bad values raise
-    :class:`~wsfanout.exceptions.InvalidInputError` before anything starts)."""
+    :class:`~wsfanout.exceptions.InvalidInputError` before anything starts); ``template`` is
+    the one :func:`_dev_template` chose."""
     from ..local.emulator import Limits  # noqa: PLC0415
     from ..local.management import throttle_of  # noqa: PLC0415  (the local stack: dev only)
     from ..local.stack import DevOptions  # noqa: PLC0415
@@ -509,17 +532,53 @@ def _dev_options(args: argparse.Namespace) -> Any:
         limits=Limits(**limits),
         account_rate=None if throttle is None else throttle.rate,
         account_burst=1 if throttle is None else throttle.burst,
+        template=template,
+        parameters=dict(args.parameter),
+        reload=args.reload,
     )
 
 
 def _dev_flags(args: argparse.Namespace) -> list[str]:
     """The flags a ``dev --reload`` child gets again (everything but ``--reload``)."""
-    flags = ["--port", str(args.port), "--moto-port", str(args.moto_port), "--stage", args.stage]
+    flags = ["--port", str(args.port), "--moto-port", str(args.moto_port)]
+    if args.stage:
+        flags += ["--stage", args.stage]
     for flag in ("idle_timeout", "max_lifetime", "frame_bytes", "account_rate", "account_burst"):
         value = getattr(args, flag)
         if value is not None:
             flags += ["--" + flag.replace("_", "-"), str(value)]
     return flags
+
+
+# -- dev on a template ----------------------------------------------------------------------------
+
+_DEFAULT_TEMPLATES = (Path("deploy") / "template.yaml", Path("template.yaml"))
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (the value may be empty or hold ``=``)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def _dev_template(args: argparse.Namespace) -> Path | None:
+    """The template ``dev`` runs: ``--template``, else (without ``--app``) the first of
+    ``deploy/template.yaml`` (this project) and ``template.yaml`` (a ``wsfanout new`` project,
+    SAM's default name) in the current directory; ``None``: the in-process stack.
+
+    :raises InvalidInputError: ``--template`` with ``--app``, or ``--parameter`` with no
+        template to apply it to.
+    """
+    if args.template is not None and args.app:
+        raise InvalidInputError("--template and --app are exclusive: give one")
+    template: Path | None = args.template
+    if template is None and not args.app:
+        template = next((path for path in _DEFAULT_TEMPLATES if path.is_file()), None)
+    if template is None and args.parameter:
+        raise InvalidInputError("--parameter needs a template (--template PATH)")
+    return template
 
 
 def _dev_reloading(args: argparse.Namespace) -> int:

@@ -12,9 +12,10 @@ call is handed to a worker process (:mod:`wsfanout.local.worker`) that plays one
   run. The role's credentials are the caller's to pass in ``environment``. AWS config files
   point at ``os.devnull``, as a sandbox has none.
 * **code**: ``handler`` (``package.module.attribute``) is imported from ``code_dir`` (first on
-  ``sys.path``, and the working directory), then from this environment's import path, once per
-  process, when it starts: the cold start, logged as ``Init Duration`` on the first ``REPORT``
-  line. Later invocations reuse the process and its module state (warm).
+  ``sys.path``, and the working directory), then from ``import_paths`` (a template's directory,
+  when its code runs from the installed environment), then from this environment's import
+  path, once per process, when it starts: the cold start, logged as ``Init Duration`` on the
+  first ``REPORT`` line. Later invocations reuse the process and its module state (warm).
 * **concurrency**: at most ``concurrency`` processes; a call beyond that waits for one to be
   idle (Lambda would throttle; the emulator wants an answer, not a throttle).
 * **failures**, with Lambda's ``errorType`` and ``errorMessage`` on an
@@ -32,6 +33,8 @@ of its own (see :mod:`wsfanout.local.worker`), which prints cannot reach.
 
 A caller that stops waiting (the emulator's integration timeout) leaves its thread in the call;
 the invocation finishes (or times out) there and its process goes back to the pool.
+:meth:`ProcessFunction.recycle` retires the warm processes (the code changed): idle ones stop
+now, busy ones finish their invocation on the old code and stop then; the next call starts cold.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,6 +149,7 @@ class _Worker:
         finally:
             child.close()
         self.started = time.perf_counter()
+        self.generation = 0  # the function's generation it was started in
         self.init_ms: float | None = None  # set once ready; reported on the first REPORT line
         self.channel = parent
         self.alive = True
@@ -274,7 +278,8 @@ class ProcessFunction:
 
     ``name`` is the function's name (its logs, ``context.function_name``, the injected
     variables); ``handler`` is Lambda's ``Handler`` setting, ``package.module.attribute``;
-    ``timeout_s`` is the function's timeout; ``python`` the interpreter the workers run.
+    ``timeout_s`` is the function's timeout; ``python`` the interpreter the workers run;
+    ``import_paths`` are directories put on its import path after ``code_dir``.
     See the module docstring for what a call does.
 
     :raises InvalidInputError: a setting Lambda would refuse (an empty name, a handler without
@@ -294,6 +299,7 @@ class ProcessFunction:
         memory_mb: int = 128,
         concurrency: int = 1,
         python: str = sys.executable,
+        import_paths: Sequence[Path] = (),
     ) -> None:
         if not _NAME.fullmatch(name):
             raise InvalidInputError(
@@ -321,6 +327,7 @@ class ProcessFunction:
         self.name = name
         self.handler = handler
         self.code_dir = code_dir.resolve() if code_dir is not None else None
+        self.import_paths = tuple(path.resolve() for path in import_paths)
         self.environment = dict(environment)
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
@@ -333,6 +340,7 @@ class ProcessFunction:
         self._workers: set[_Worker] = set()
         self._starting = 0
         self._closed = False
+        self._generation = 0  # bumped by recycle(): workers of an older one are not kept
 
     @property
     def pids(self) -> frozenset[int]:
@@ -418,8 +426,11 @@ class ProcessFunction:
         return self._start()
 
     def _start(self) -> _Worker:
+        with self._cond:
+            generation = self._generation
         try:
             worker = _Worker(self.name, self._argv(), self._env(), self._task_root(), self.log)
+            worker.generation = generation
         except OSError as exc:
             with self._cond:
                 self._starting -= 1
@@ -443,7 +454,12 @@ class ProcessFunction:
         """Back to the idle pool, or, when its sandbox is done for (or the function closed),
         stopped; either way one waiting caller may go on."""
         with self._cond:
-            keep = worker.alive and not self._closed and worker in self._workers
+            keep = (
+                worker.alive
+                and not self._closed
+                and worker in self._workers
+                and worker.generation == self._generation
+            )
             if keep:
                 self._idle.append(worker)
             else:
@@ -467,6 +483,18 @@ class ProcessFunction:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+
+    def recycle(self) -> None:
+        """Retire every warm process so that the next call starts cold (its code changed):
+        idle ones stop now; a busy one finishes its invocation on the code it loaded, then
+        stops instead of going back to the pool. Unlike :meth:`close`, the function stays
+        usable. Returns once the idle ones have ended; from any thread."""
+        with self._cond:
+            self._generation += 1
+            idle, self._idle = self._idle, []
+            self._workers.difference_update(idle)
+        for worker in idle:
+            worker.stop(_STOP_GRACE_S)
 
     def __enter__(self) -> ProcessFunction:
         return self
@@ -493,6 +521,7 @@ class ProcessFunction:
         """What the sandbox's environment holds: Lambda's variables, then ``environment``."""
         root = self._task_root()
         paths = [str(self.code_dir)] if self.code_dir is not None else []
+        paths += [str(path) for path in self.import_paths]
         day = datetime.now(UTC).strftime("%Y/%m/%d")
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         return {

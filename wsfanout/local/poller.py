@@ -12,10 +12,11 @@ is to do exactly what the event source mapping does on AWS and nothing more:
   their :class:`~wsfanout.handlers.runtime.Runtime` (event loop, AWS clients) per thread
   (:mod:`wsfanout.local.containers`), so each thread plays one warm container for as long as the
   poller runs, and closes its runtime at the end;
-* read the response as ``ReportBatchItemFailures`` does: a missing, null or empty
-  ``batchItemFailures`` is a full success; an identifier that is empty, null or not in the batch,
-  or a response that is not an object, fails the whole batch; a handler that raises, or that
-  returns after its timeout (Lambda would have killed it), fails the whole batch too;
+* with ``ReportBatchItemFailures`` on the mapping, read the response as Lambda does: a missing,
+  null or empty ``batchItemFailures`` is a full success; an identifier that is empty, null or not in
+  the batch, or a response that is not an object, fails the whole batch. Without it the response is
+  not read at all: a batch fails only as a whole. Either way a handler that raises, or that returns
+  after its timeout (Lambda would have killed it), fails the whole batch;
 * delete the rest with ``DeleteMessageBatch``.
 
 Failed messages are not touched: they turn visible again when their visibility timeout expires,
@@ -126,6 +127,9 @@ class SqsPoller:
 
     ``visibility_timeout_s=None`` uses the queue's own visibility timeout, as the real mapping
     does; a number overrides it on every receive (handy for short retry loops in tests).
+    ``report_batch_item_failures`` is the mapping's ``FunctionResponseTypes:
+    [ReportBatchItemFailures]``: without it Lambda ignores what the handler returns, so a
+    ``batchItemFailures`` answer deletes the whole batch.
     """
 
     def __init__(
@@ -140,6 +144,7 @@ class SqsPoller:
         concurrency: int = 2,
         wait_s: int = 1,
         function_name: str = "wsfanout-broadcast",
+        report_batch_item_failures: bool = True,
     ) -> None:
         if not 1 <= batch_size <= 10:
             raise InvalidInputError(
@@ -166,6 +171,7 @@ class SqsPoller:
         self.concurrency = concurrency
         self.wait_s = wait_s
         self.function_name = function_name
+        self.report_batch_item_failures = report_batch_item_failures
         self.stats = PollerStats()
         self._queue_arn: str | None = None
 
@@ -323,6 +329,8 @@ class SqsPoller:
                 self.function_timeout_s,
             )
             return set(ids), True
+        if not self.report_batch_item_failures:
+            return set(), False  # Lambda reads no response: it returned, so the batch succeeded
         failed = batch_item_failures(response, ids)
         if failed is None:
             log.error("%s answered %.200r: not a batch response", self.function_name, response)

@@ -28,9 +28,10 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO, TypeVar
 from urllib.parse import urlsplit
 
@@ -47,6 +48,7 @@ from ..settings import Settings
 from . import containers
 from .apps import load_handler
 from .emulator import Emulator, Handler, Limits, serve_emulator
+from .functions import ProcessFunction
 from .management import AccountThrottle
 from .poller import SqsPoller
 from .processes import moto_server
@@ -75,6 +77,7 @@ _EXPORTED: Final = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
+    "AUTH_JWT_SECRET",  # a templated stack's development secret (wsfanout.local.dev_template)
 )
 
 _running = False  # one stack per process: the environment it sets is the process's
@@ -92,7 +95,15 @@ def check_stage(stage: str) -> str:
 
 @dataclass(frozen=True)
 class Stack:
-    """Where everything of a running local stack is, and what a second shell needs to use it."""
+    """Where everything of a running local stack is, and what a second shell needs to use it.
+
+    ``table``, ``queue_url`` and ``dlq_url`` are the registry table, the broadcast queue and its
+    dead-letter queue; ``tables`` and ``queues`` (URLs) hold every table and queue by the
+    template's logical id. ``poller`` is the broadcast queue's mapping (``None`` when a template
+    has no mapping), ``pollers`` every mapping by logical id; ``functions`` are a templated
+    stack's Lambda functions (:class:`~wsfanout.local.functions.ProcessFunction`) by logical id,
+    empty when the handlers run in this process.
+    """
 
     ws_url: str
     management_url: str
@@ -102,8 +113,12 @@ class Stack:
     queue_url: str
     dlq_url: str
     emulator: Emulator
-    poller: SqsPoller
+    poller: SqsPoller | None
     env: Mapping[str, str] = field(default_factory=dict)
+    tables: Mapping[str, str] = field(default_factory=dict)
+    queues: Mapping[str, str] = field(default_factory=dict)
+    functions: Mapping[str, ProcessFunction] = field(default_factory=dict)
+    pollers: Mapping[str, SqsPoller] = field(default_factory=dict)
 
     def exports(self) -> str:
         """``export NAME=value`` lines for a POSIX shell (``eval`` them in another terminal)."""
@@ -230,6 +245,9 @@ async def local_stack(
                 dlq_url=dlq_url,
                 emulator=emulator,
                 poller=poller,
+                tables={"ConnectionsTable": TABLE},
+                queues={"BroadcastDeadLetterQueue": dlq_url, "BroadcastQueue": queue_url},
+                pollers={"BroadcastFunctionJobs": poller},
                 env={
                     **CREDENTIALS,
                     "AWS_REGION": REGION,
@@ -361,16 +379,27 @@ class DevOptions:
     """The emulator's port (WebSocket, management API, page); 0 picks a free one."""
     moto_port: int = 0
     """moto's port; 0 picks a free one."""
-    stage: str = "local"
+    stage: str | None = None
+    """``None``: the template's stage, else ``local``."""
     app: str | None = None
     """``MODULE:ATTRIBUTE`` serving every route; ``None``: the built-in chat handler."""
     limits: Limits = field(default_factory=Limits)
     account_rate: float | None = None
     """The account-level throttle's requests per second; ``None``: no throttle."""
     account_burst: int = 1
+    template: Path | None = None
+    """A SAM/CloudFormation template to run (:mod:`wsfanout.local.dev_template`); ``None``: the
+    built-in stack, in this process."""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    """The template's parameter values (overrides of its defaults)."""
+    reload: bool = False
+    """With a template: restart its functions cold when a file under its directory changes."""
 
     def __post_init__(self) -> None:
-        check_stage(self.stage)
+        if self.stage is not None:
+            check_stage(self.stage)
+        if self.template is None and self.parameters:
+            raise InvalidInputError("--parameter needs a template (--template PATH)")
         if self.port and self.port == self.moto_port:
             raise InvalidInputError(f"--port and --moto-port are both {self.port}")
         if self.account_rate is not None:  # checked now, before anything starts
@@ -388,58 +417,100 @@ def run_dev(options: DevOptions = DevOptions(), *, out: TextIO | None = None) ->
     :raises ConfigurationError: moto could not start (its port is taken).
     :raises OSError: the emulator's port cannot be bound.
     """
+    if options.template is not None:
+        from .dev_template import run_template_dev  # noqa: PLC0415  (it builds on this module)
+
+        return run_template_dev(options, out=out)
     handler = load_handler(options.app) if options.app else None
     return anyio.run(_dev, options, handler, out or sys.stdout)
 
 
-_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 async def _dev(options: DevOptions, handler: Handler | None, out: TextIO) -> int:
+    say = _printer(out)
+    throttle = throttle_of_options(options)
+    # Signals are taken before anything starts, so Ctrl-C during start-up still shuts down in
+    # order (it is acted on once the stack is up) instead of leaving moto running.
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async with local_stack(
+            options.port,
+            options.stage or "local",
+            route_handler=handler,
+            moto_port=options.moto_port,
+            limits=options.limits,
+            throttle=throttle,
+        ) as stack:
+            describe(
+                stack,
+                say,
+                [("app", options.app or "the built-in chat handler")],
+                limits=options.limits,
+                throttle=throttle,
+            )
+            await until_signalled(signals, say)
+    say("wsfanout dev: stopped")
+    return 0
+
+
+def _printer(out: TextIO) -> Callable[..., None]:
     def say(text: str = "") -> None:
         out.write(text + "\n")
         out.flush()  # a pipe (a test, a supervisor) must see the URLs now, not at exit
 
-    throttle = (
-        None
-        if options.account_rate is None
-        else AccountThrottle(options.account_rate, options.account_burst)
-    )
-    limits = options.limits
-    # Signals are taken before anything starts, so Ctrl-C during start-up still shuts down in
-    # order (it is acted on once the stack is up) instead of leaving moto running.
-    with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
-        async with local_stack(
-            options.port,
-            options.stage,
-            route_handler=handler,
-            moto_port=options.moto_port,
-            limits=limits,
-            throttle=throttle,
-        ) as stack:
-            say("wsfanout dev: the local stack is running")
-            say(f"  app          {options.app or 'the built-in chat handler'}")
-            say(f"  WebSocket    {stack.ws_url}")
-            say(f"  management   {stack.management_url}")
-            say(f"  page         {stack.page_url}")
-            say(f"  moto         {stack.moto_url}")
-            say(f"  dead letters {stack.dlq_url}")
-            say(
-                f"  limits       idle {limits.idle_timeout_s:g} s, lifetime "
-                f"{limits.max_lifetime_s:g} s, frames {limits.frame_bytes} bytes; account "
-                + (
-                    "throttle off"
-                    if throttle is None
-                    else f"throttle {throttle.rate:g}/s, burst {throttle.burst}"
-                )
-            )
-            say()
-            say("# in another shell, so that wsfanout, the aws CLI and boto3 use this stack:")
-            say(stack.exports())
-            say()
-            say("Press Ctrl-C (or send SIGTERM or SIGHUP) to stop.")
-            async for signum in signals:
-                say(f"wsfanout dev: {signal.Signals(signum).name}, stopping")
-                break
-    say("wsfanout dev: stopped")
-    return 0
+    return say
+
+
+def throttle_of_options(options: DevOptions) -> AccountThrottle | None:
+    """The account-level throttle ``options`` ask for (``None``: off)."""
+    if options.account_rate is None:
+        return None
+    return AccountThrottle(options.account_rate, options.account_burst)
+
+
+async def until_signalled(signals: AsyncIterator[int], say: Callable[..., None]) -> None:
+    """Wait for the first stop signal and say which it was."""
+    async for signum in signals:
+        say(f"wsfanout dev: {signal.Signals(signum).name}, stopping")
+        return
+
+
+def describe(
+    stack: Stack,
+    say: Callable[..., None],
+    first: Sequence[tuple[str, str]],
+    *,
+    limits: Limits,
+    throttle: AccountThrottle | None,
+    notes: Sequence[str] = (),
+) -> None:
+    """Print where everything of ``stack`` is (``first``: the lines that say what it runs),
+    its limits, ``notes`` and the exports for a second shell."""
+    say("wsfanout dev: the local stack is running")
+    rows = [
+        *first,
+        ("WebSocket", stack.ws_url),
+        ("management", stack.management_url),
+        ("page", stack.page_url),
+        ("moto", stack.moto_url),
+        ("dead letters", stack.dlq_url or "(none)"),
+        (
+            "limits",
+            f"idle {limits.idle_timeout_s:g} s, lifetime {limits.max_lifetime_s:g} s, frames "
+            f"{limits.frame_bytes} bytes; account "
+            + (
+                "throttle off"
+                if throttle is None
+                else f"throttle {throttle.rate:g}/s, burst {throttle.burst}"
+            ),
+        ),
+        *(("note", note) for note in notes),
+    ]
+    for name, value in rows:
+        say(f"  {name:<12} {value}")
+    say()
+    say("# in another shell, so that wsfanout, the aws CLI and boto3 use this stack:")
+    say(stack.exports())
+    say()
+    say("Press Ctrl-C (or send SIGTERM or SIGHUP) to stop.")

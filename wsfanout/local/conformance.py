@@ -131,11 +131,17 @@ class Target:
             yield client
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[tuple[aiohttp.ClientWebSocketResponse, str]]:
-        """A WebSocket client and its connection id (learnt with ``whoami``)."""
+    async def socket(self) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A WebSocket client that has sent nothing yet (its id unknown)."""
         async with self.http.ws_connect(
             self.ws_url, headers={"User-Agent": _USER_AGENT}, autoclose=False
         ) as ws:
+            yield ws
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[tuple[aiohttp.ClientWebSocketResponse, str]]:
+        """A WebSocket client and its connection id (learnt with ``whoami``)."""
+        async with self.socket() as ws:
             await ws.send_str(json.dumps({"action": "whoami"}))
             with anyio.fail_after(WAIT_S):
                 while True:
@@ -361,7 +367,9 @@ async def _idle(target: Target) -> Verdict:
         return skipped(
             f"the idle timeout is {idle or 600:g} s; run the local stack with --idle-timeout 3"
         )
-    async with target.connect() as (ws, _):
+    # No frame at all (not even whoami, whose answer may take longer than a short timeout):
+    # the idle clock starts at the handshake.
+    async with target.socket() as ws:
         started = anyio.current_time()
         with anyio.fail_after(idle + WAIT_S):
             message = await ws.receive()

@@ -8,6 +8,7 @@ fail before any network call run it with ``subprocess.run``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from aiohttp import ClientSession, web
 
 from tests.helpers import WSFANOUT, registered_ids
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
+from wsfanout.cli.main import build_parser
 from wsfanout.core.models import Connection
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
 from wsfanout.local.serving import serve_app
@@ -670,6 +672,21 @@ def test_broadcast_help() -> None:
     for option in ("--data", "--room", "--user", "--connection", "--exclude", "--json"):
         assert option in result.stdout
     assert result.stderr == ""
+
+
+def test_help_texts_are_plain_text() -> None:
+    """Every command's help reads as plain text: docstring markup (``name``, :class:`x`) that
+    argparse would print verbatim never reaches it."""
+    parsers = [build_parser()]
+    for parser in parsers:  # grows as subcommands are found: the whole tree
+        text = parser.format_help()
+        assert "``" not in text, text
+        assert ":class:" not in text, text
+        for action in parser._actions:  # argparse has no public walk of its tree
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    assert len(parsers) > 20  # the tree was walked, not just its root
+    assert build_parser().description == "The wsfanout command line: a thin edge over the core."
 
 
 # -- dev --app ---------------------------------------------------------------------------------

@@ -74,9 +74,14 @@ def test_an_unknown_api_reference_fails_the_build(tmp_path: Path) -> None:
     assert "wsfanout.core.nowhere could not be found" in result.stderr
 
 
+def fenced_blocks(path: Path, language: str) -> list[str]:
+    """The ```language blocks of a Markdown file, in order."""
+    return [part.split("```", 1)[0] for part in path.read_text().split(f"```{language}\n")[1:]]
+
+
 def python_blocks(path: Path) -> list[str]:
     """The ```python blocks of a Markdown file, in order."""
-    return [part.split("```", 1)[0] for part in path.read_text().split("```python\n")[1:]]
+    return fenced_blocks(path, "python")
 
 
 def without_comments(code: str) -> list[str]:

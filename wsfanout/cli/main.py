@@ -1,5 +1,6 @@
-"""The ``wsfanout`` command line: a thin edge over the core.
+"""The wsfanout command line: a thin edge over the core.
 
+(The first line is ``wsfanout --help``'s description, printed as it is: plain text, no markup.)
 It reads arguments, builds :class:`~wsfanout.settings.Settings` (arguments override the
 environment), runs one core coroutine and prints the result. Exit status: 0 when nothing failed,
 1 when some sends failed, gone connections could not be removed, or a broadcast was interrupted

@@ -1,0 +1,78 @@
+"""The checks of behaviours only a local stack's knobs make quick to see (an account throttle,
+a short idle timeout), read from its ``GET /_wsfanout/config``; a target without them skips."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import aiohttp
+import anyio
+
+from .runner import (
+    UNKNOWN_ID,
+    WAIT_S,
+    Target,
+    Verdict,
+    answer_of,
+    check,
+    expect,
+    failed,
+    passed,
+    skipped,
+)
+
+__all__: list[str] = []  # the checks register themselves; nothing to import
+
+_IDLE_MAX_S: Final = 30.0  # idle timeouts longer than this are not waited for
+
+
+@check("account throttle: 429 LimitExceededException")
+async def _throttle(target: Target) -> Verdict:
+    rate = (target.config or {}).get("account_rate")
+    burst = (target.config or {}).get("account_burst")
+    if not rate or not burst:
+        return skipped(
+            "the target has no account throttle knob (locally: wsfanout dev --account-rate R)"
+        )
+    limit = int(10 * burst + 10 * rate + 100)
+    got: tuple[str, int] = ("", 200)
+    async with target.client() as client:
+        sent = 0
+        while sent < limit:
+            sent += 1
+            got = await answer_of(client.get_connection(ConnectionId=UNKNOWN_ID))
+            if got[1] == 429:
+                break
+        else:
+            return failed(f"{limit} requests at once, none throttled (rate {rate}/s)")
+        verdict = expect(got, "LimitExceededException", 429)
+        # Let the bucket refill before the next check, and check that it does.
+        give_up = anyio.current_time() + burst / rate + WAIT_S
+        while (await answer_of(client.get_connection(ConnectionId=UNKNOWN_ID)))[1] == 429:
+            if anyio.current_time() > give_up:
+                return failed("throttled, and still throttled after the bucket should refill")
+            await anyio.sleep(1 / rate)  # polling at the refill rate, bounded by give_up
+        # A whole burst back before the next check, whose replies go through the same bucket.
+        await anyio.sleep(burst / rate)  # the bucket's own refill time, not a synchronisation
+    if verdict.outcome != "pass":
+        return verdict
+    return passed(f"request {sent} got 429 LimitExceededException (burst {burst}); then refilled")
+
+
+@check("idle connection: closed with 1001")
+async def _idle(target: Target) -> Verdict:
+    idle = (target.config or {}).get("idle_timeout_s")
+    if not idle or idle > _IDLE_MAX_S:
+        return skipped(
+            f"the idle timeout is {idle or 600:g} s; run the local stack with --idle-timeout 3"
+        )
+    async with target.connect() as (ws, _):
+        started = anyio.current_time()
+        with anyio.fail_after(idle + WAIT_S):
+            message = await ws.receive()
+        waited = anyio.current_time() - started
+    if message.type is not aiohttp.WSMsgType.CLOSE:
+        return failed(f"expected a close frame, got {message.type.name}")
+    if message.data != 1001:
+        return failed(f"closed with {message.data}, expected 1001")
+    return passed(f"closed with 1001 after {waited:.1f} s idle (timeout {idle:g} s)")

@@ -84,6 +84,27 @@ async def test_every_behaviour_passes_on_the_conformance_template() -> None:
     assert not not_passed, not_passed
 
 
+async def test_the_frame_checks_fail_on_a_target_whose_limits_are_not_what_it_claims() -> None:
+    """Each frame check can fail: told limits other than the ones enforced (32 KB frames, 128 KB
+    messages), each sees the target act otherwise and says how."""
+    names = [
+        "a 96 KB message in 24 KB frames: routed whole",
+        "a 33 KB frame: closed with 1009",
+        "a message over 128 KB in 32 KB frames: closed with 1009",
+    ]
+    async with local_stack() as stack, open_target(stack.ws_url, stack.management_url) as target:
+        assert target.config is not None
+        looser = {**target.config, "frame_bytes": 64 * 1024, "message_bytes": 256 * 1024}
+        stricter = {**target.config, "frame_bytes": 16 * 1024, "message_bytes": 64 * 1024}
+        [whole] = await run_checks(Target(**{**target.__dict__, "config": looser}), names[:1])
+        refused = await run_checks(Target(**{**target.__dict__, "config": stricter}), names[1:])
+    assert (whole.outcome, whole.detail.split(":")[0]) == ("fail", "closed with 1009")
+    for result in refused:  # a frame or message under the real limits is routed, and answered
+        assert result.outcome == "fail"
+        assert result.detail.startswith("the target answered"), result.detail
+        assert result.detail.endswith("first: it was routed")
+
+
 async def test_checks_that_need_a_knob_skip_without_it() -> None:
     names = ["account throttle: 429 LimitExceededException", "idle connection: closed with 1001"]
     async with local_stack() as stack, open_target(stack.ws_url, stack.management_url) as target:

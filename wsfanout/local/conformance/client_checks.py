@@ -54,26 +54,19 @@ _NEEDS_API: Final = (
 )
 
 
-async def _until_closed(ws: ClientConnection) -> tuple[int | None, list[str | bytes]]:
-    """The close code the target sent (``None``: none within :data:`WAIT_S`) and every frame
-    that came before it."""
-    frames: list[str | bytes] = []
+async def _closes_unrouted(ws: ClientConnection, expected: int) -> Verdict:
+    """Passed when the target's next act is a close with ``expected``; a frame first means
+    what was sent got routed (and answered)."""
     with anyio.move_on_after(WAIT_S):
         try:
-            while True:
-                frames.append(await ws.recv())
+            frame = await ws.recv()
         except ConnectionClosed as closed:
-            return (closed.rcvd.code if closed.rcvd else None), frames
-    return None, frames
-
-
-async def _closes_unrouted(ws: ClientConnection, expected: int) -> Verdict:
-    code, frames = await _until_closed(ws)
-    if frames:
-        return failed(f"the target answered {str(frames[0])[:60]!r} first: it was routed")
-    if code != expected:
-        return failed(f"closed with {code}, expected {expected}" if code else "never closed")
-    return passed(f"closed with {expected}; nothing was routed")
+            code = closed.rcvd.code if closed.rcvd else None
+            if code != expected:
+                return failed(f"closed with {code}, expected {expected}")
+            return passed(f"closed with {expected}; nothing was routed")
+        return failed(f"the target answered {str(frame)[:60]!r} first: it was routed")
+    return failed(f"neither closed nor answered within {WAIT_S:g} s")
 
 
 async def _frame_where(
@@ -128,7 +121,8 @@ async def _fragmented(target: Target) -> Verdict:
         try:
             message = await _frame_where(ws, lambda f: f.get("type") == "message", seen)
         except ConnectionClosed as closed:
-            return failed(f"closed with {closed.rcvd.code if closed.rcvd else None}: {seen}")
+            code = closed.rcvd.code if closed.rcvd else None
+            return failed(f"closed with {code}" + (f" after {seen}" if seen else ""))
     if message.get("data") != data:
         return failed(f"the message came back with {len(str(message.get('data')))} characters")
     return passed(f"{len(text)} bytes in {len(parts)} frames came back whole")

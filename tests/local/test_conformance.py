@@ -16,8 +16,8 @@ from rich.table import Table
 from wsfanout.exceptions import ConfigurationError, InvalidInputError
 from wsfanout.local.conformance import (
     CHECKS,
+    ConformanceTarget,
     Result,
-    Target,
     Verdict,
     check,
     open_target,
@@ -96,8 +96,12 @@ async def test_the_frame_checks_fail_on_a_target_whose_limits_are_not_what_it_cl
         assert target.config is not None
         looser = {**target.config, "frame_bytes": 64 * 1024, "message_bytes": 256 * 1024}
         stricter = {**target.config, "frame_bytes": 16 * 1024, "message_bytes": 64 * 1024}
-        [whole] = await run_checks(Target(**{**target.__dict__, "config": looser}), names[:1])
-        refused = await run_checks(Target(**{**target.__dict__, "config": stricter}), names[1:])
+        [whole] = await run_checks(
+            ConformanceTarget(**{**target.__dict__, "config": looser}), names[:1]
+        )
+        refused = await run_checks(
+            ConformanceTarget(**{**target.__dict__, "config": stricter}), names[1:]
+        )
     assert (whole.outcome, whole.detail.split(":")[0]) == ("fail", "closed with 1009")
     for result in refused:  # a frame or message under the real limits is routed, and answered
         assert result.outcome == "fail"
@@ -109,7 +113,7 @@ async def test_checks_that_need_a_knob_skip_without_it() -> None:
     names = ["account throttle: 429 LimitExceededException", "idle connection: closed with 1001"]
     async with local_stack() as stack, open_target(stack.ws_url, stack.management_url) as target:
         results = await run_checks(target, names)
-        no_config = Target(**{**target.__dict__, "config": None})
+        no_config = ConformanceTarget(**{**target.__dict__, "config": None})
         assert {r.outcome for r in await run_checks(no_config, names)} == {"skip"}
     assert [r.outcome for r in results] == ["skip", "skip"]
     assert "--account-rate" in results[0].detail
@@ -120,7 +124,7 @@ async def test_a_check_that_raises_or_is_unknown() -> None:
     name = "test-only: a check that breaks"
 
     @check(name)
-    async def broken(_target: Target) -> Verdict:
+    async def broken(_target: ConformanceTarget) -> Verdict:
         raise RuntimeError("boom")
 
     try:

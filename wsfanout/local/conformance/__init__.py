@@ -24,8 +24,8 @@ from . import knob_checks  # noqa: F401  (registers its checks)
 from .runner import (
     CHECK_TIMEOUT_S,
     CHECKS,
+    ConformanceTarget,
     Result,
-    Target,
     Verdict,
     check,
     failed,
@@ -38,8 +38,8 @@ from .runner import (
 __all__ = [
     "CHECKS",
     "CHECK_TIMEOUT_S",
+    "ConformanceTarget",
     "Result",
-    "Target",
     "Verdict",
     "check",
     "failed",

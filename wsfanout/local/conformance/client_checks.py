@@ -24,9 +24,20 @@ import anyio
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .runner import WAIT_S, Target, Verdict, answer_of, check, failed, passed, skipped, whoami
+from .runner import (
+    WAIT_S,
+    ConformanceTarget,
+    Verdict,
+    answer_of,
+    check,
+    failed,
+    passed,
+    skipped,
+    whoami,
+)
 
-__all__: list[str] = []  # the checks register themselves; nothing to import
+# The checks register themselves; these are their bounds.
+__all__ = ["BACKLOG_CAP_BYTES", "DEPTH", "ID_SAMPLES", "LOCAL_BACKLOG_CAP_BYTES"]
 
 KIB: Final = 1024
 MIB: Final = 1024 * KIB
@@ -101,14 +112,14 @@ def _fragments(text: str, size: int) -> list[str]:
 
 
 @check("binary frame: closed with 1003, nothing routed")
-async def _binary(target: Target) -> Verdict:
+async def _binary(target: ConformanceTarget) -> Verdict:
     async with target.socket() as (ws, _):
         await ws.send(json.dumps({"action": "whoami"}).encode())
         return await _closes_unrouted(ws, 1003)
 
 
 @check("a 96 KB message in 24 KB frames: routed whole")
-async def _fragmented(target: Target) -> Verdict:
+async def _fragmented(target: ConformanceTarget) -> Verdict:
     size, frame = target.message_bytes * 3 // 4, target.frame_bytes * 3 // 4
     async with target.socket() as (ws, connection_id):
         to = {"connection": connection_id}
@@ -129,14 +140,14 @@ async def _fragmented(target: Target) -> Verdict:
 
 
 @check("a 33 KB frame: closed with 1009")
-async def _big_frame(target: Target) -> Verdict:
+async def _big_frame(target: ConformanceTarget) -> Verdict:
     async with target.socket() as (ws, _):
         await ws.send(_padded({"action": "whoami"}, target.frame_bytes + KIB))
         return await _closes_unrouted(ws, 1009)
 
 
 @check("a message over 128 KB in 32 KB frames: closed with 1009")
-async def _big_message(target: Target) -> Verdict:
+async def _big_message(target: ConformanceTarget) -> Verdict:
     async with target.socket() as (ws, _):
         text = _padded({"action": "whoami"}, target.message_bytes + 1)
         await ws.send(_fragments(text, target.frame_bytes))
@@ -147,7 +158,7 @@ async def _big_message(target: Target) -> Verdict:
 
 
 @check("a client that stops reading: 429 at once, never a duplicate")
-async def _backlog(target: Target) -> Verdict:
+async def _backlog(target: ConformanceTarget) -> Verdict:
     config = target.config or {}
     buffer = config.get("send_buffer_bytes")
     cap = int(buffer) + LOCAL_BACKLOG_CAP_BYTES if buffer else BACKLOG_CAP_BYTES
@@ -206,7 +217,7 @@ async def _backlog(target: Target) -> Verdict:
 
 
 @check("connection ids: URL-safe alphabet, - and _ included (statistical)")
-async def _ids(target: Target) -> Verdict:
+async def _ids(target: ConformanceTarget) -> Verdict:
     ids: list[str] = []
     reached = None
     async with target.client() as client:
@@ -232,7 +243,7 @@ async def _ids(target: Target) -> Verdict:
 
 
 @check("a 3,000-deep frame: the connection lives, routed as unmatched")
-async def _deep(target: Target) -> Verdict:
+async def _deep(target: ConformanceTarget) -> Verdict:
     async with target.socket() as (ws, connection_id):
         await ws.send("[" * DEPTH + "]" * DEPTH)
         try:
@@ -256,7 +267,7 @@ async def _deep(target: Target) -> Verdict:
 
 
 @check("no route and no $default: Forbidden")
-async def _forbidden(target: Target) -> Verdict:
+async def _forbidden(target: ConformanceTarget) -> Verdict:
     if not await target.conformance_api():
         return skipped(_NEEDS_API)
     async with target.socket() as (ws, connection_id):
@@ -271,7 +282,7 @@ async def _forbidden(target: Target) -> Verdict:
 
 
 @check("two-way route answers, one-way route does not")
-async def _two_way(target: Target) -> Verdict:
+async def _two_way(target: ConformanceTarget) -> Verdict:
     if not await target.conformance_api():
         return skipped(_NEEDS_API)
     seen: list[Any] = []
@@ -286,7 +297,7 @@ async def _two_way(target: Target) -> Verdict:
 
 
 @check("missing identity source: 401, authorizer not invoked")
-async def _identity(target: Target) -> Verdict:
+async def _identity(target: ConformanceTarget) -> Verdict:
     if not await target.conformance_api():
         return skipped(_NEEDS_API)
     refused, admitted = uuid.uuid4().hex, uuid.uuid4().hex
@@ -311,7 +322,7 @@ async def _identity(target: Target) -> Verdict:
 
 
 @check("the Host header does not decide where replies go")
-async def _host(target: Target) -> Verdict:
+async def _host(target: ConformanceTarget) -> Verdict:
     forged = "attacker.example"
     own = urlsplit(target.ws_url)
     api = await target.conformance_api()

@@ -17,7 +17,7 @@ from .runner import (
     UNKNOWN_ID,
     USER_AGENT,
     WAIT_S,
-    Target,
+    ConformanceTarget,
     Verdict,
     answer_of,
     check,
@@ -29,38 +29,38 @@ from .runner import (
 if TYPE_CHECKING:
     from types_aiobotocore_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
-__all__: list[str] = []  # the checks register themselves; nothing to import
+__all__ = ["gone_within"]  # the checks register themselves; their helper is shared
 
 
 @check("malformed connection id: 400 BadRequestException")
-async def _malformed(target: Target) -> Verdict:
+async def _malformed(target: ConformanceTarget) -> Verdict:
     async with target.client() as client:
         got = await answer_of(client.post_to_connection(ConnectionId=MALFORMED_ID, Data=b"x"))
     return expect(got, "BadRequestException", 400)
 
 
 @check("unknown well-formed id: 410 GoneException")
-async def _unknown(target: Target) -> Verdict:
+async def _unknown(target: ConformanceTarget) -> Verdict:
     async with target.client() as client:
         got = await answer_of(client.post_to_connection(ConnectionId=UNKNOWN_ID, Data=b"x"))
     return expect(got, "GoneException", 410)
 
 
 @check("unsigned request: 403 MissingAuthenticationTokenException")
-async def _unsigned(target: Target) -> Verdict:
+async def _unsigned(target: ConformanceTarget) -> Verdict:
     status, kind = await target.signed_post(UNKNOWN_ID, None)
     return expect((kind, status), "MissingAuthenticationTokenException", 403)
 
 
 @check("unknown access key: 403 UnrecognizedClientException")
-async def _unknown_key(target: Target) -> Verdict:
+async def _unknown_key(target: ConformanceTarget) -> Verdict:
     wrong = Credentials("AKIAIOSFODNN7EXAMPLE", target.credentials.secret_key, None)
     status, kind = await target.signed_post(UNKNOWN_ID, wrong)
     return expect((kind, status), "UnrecognizedClientException", 403)
 
 
 @check("wrong secret key: 403 InvalidSignatureException")
-async def _wrong_secret(target: Target) -> Verdict:
+async def _wrong_secret(target: ConformanceTarget) -> Verdict:
     own = target.credentials
     wrong = Credentials(own.access_key, own.secret_key + "x", own.token)
     status, kind = await target.signed_post(UNKNOWN_ID, wrong)
@@ -68,13 +68,13 @@ async def _wrong_secret(target: Target) -> Verdict:
 
 
 @check("signature older than 5 minutes: 403 InvalidSignatureException")
-async def _expired(target: Target) -> Verdict:
+async def _expired(target: ConformanceTarget) -> Verdict:
     status, kind = await target.signed_post(UNKNOWN_ID, target.credentials, time.time() - 600)
     return expect((kind, status), "InvalidSignatureException", 403)
 
 
 @check("PostToConnection reaches a live client")
-async def _post(target: Target) -> Verdict:
+async def _post(target: ConformanceTarget) -> Verdict:
     text = f"conformance {time.time_ns()}"
     async with target.connect() as (ws, connection_id), target.client() as client:
         await client.post_to_connection(ConnectionId=connection_id, Data=text.encode())
@@ -86,7 +86,7 @@ async def _post(target: Target) -> Verdict:
 
 
 @check("GetConnection describes a live client")
-async def _get(target: Target) -> Verdict:
+async def _get(target: ConformanceTarget) -> Verdict:
     async with target.connect() as (_, connection_id), target.client() as client:
         described = await client.get_connection(ConnectionId=connection_id)
     connected, active = described.get("ConnectedAt"), described.get("LastActiveAt")
@@ -107,14 +107,14 @@ async def _get(target: Target) -> Verdict:
 
 
 @check("DeleteConnection closes the socket")
-async def _delete(target: Target) -> Verdict:
+async def _delete(target: ConformanceTarget) -> Verdict:
     async with target.connect() as (ws, connection_id), target.client() as client:
         await client.delete_connection(ConnectionId=connection_id)
         with anyio.fail_after(WAIT_S):
             message = await ws.receive()
             while message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 message = await ws.receive()
-        gone = await _gone_within(client, connection_id)
+        gone = await gone_within(client, connection_id)
     if message.type is not aiohttp.WSMsgType.CLOSE:
         return failed(f"the socket ended with {message.type.name}, not a close frame")
     if not gone:
@@ -123,16 +123,16 @@ async def _delete(target: Target) -> Verdict:
 
 
 @check("a client that left: 410 GoneException")
-async def _left(target: Target) -> Verdict:
+async def _left(target: ConformanceTarget) -> Verdict:
     async with target.connect() as (ws, connection_id):
         await ws.close()
     async with target.client() as client:
-        if await _gone_within(client, connection_id, post=True):
+        if await gone_within(client, connection_id, post=True):
             return passed("410 GoneException once the client closed")
     return failed(f"PostToConnection still succeeded {WAIT_S:g} s after the client closed")
 
 
-async def _gone_within(
+async def gone_within(
     client: ApiGatewayManagementApiClient, connection_id: str, *, post: bool = False
 ) -> bool:
     """Whether the connection answers 410 within :data:`WAIT_S` (a close takes a moment)."""

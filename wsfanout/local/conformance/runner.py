@@ -10,15 +10,15 @@ carries the :data:`IDENTITY_HEADER` the conformance API's authorizer needs (othe
 
 Checks that need an API shape the chat stack lacks (no ``$default``, a two-way route, an
 authorizer's identity source) run against the conformance API of
-:mod:`wsfanout.local.conformance.api`; :meth:`Target.conformance_api` tells whether the target
-is one, and they skip, saying how to deploy it, where it is not.
+:mod:`wsfanout.local.conformance.api`; :meth:`ConformanceTarget.conformance_api` tells
+whether the target is one, and they skip, saying how to deploy it, where it is not.
 
 Checks that need a knob only the local stack has (an account throttle, a short idle timeout)
 read it from the stack's signed ``GET /_wsfanout/config``; a target without that route (AWS)
 makes them skip, with the reason. Adding a check is a decorated coroutine::
 
     @check("binary frame closes with 1003")
-    async def _binary(target: Target) -> Verdict:
+    async def _binary(target: ConformanceTarget) -> Verdict:
         async with target.client() as client:
             ...
         return passed("closed with 1003")
@@ -64,8 +64,8 @@ __all__ = [
     "UNKNOWN_ID",
     "USER_AGENT",
     "WAIT_S",
+    "ConformanceTarget",
     "Result",
-    "Target",
     "Verdict",
     "answer_of",
     "check",
@@ -131,7 +131,7 @@ def skipped(reason: str) -> Verdict:
 
 
 @dataclass
-class Target:
+class ConformanceTarget:
     """The stage under test: its URLs, the caller's credentials, and the local knobs if any."""
 
     ws_url: str
@@ -237,7 +237,7 @@ class Target:
             return answer.status, answer.headers.get("x-amzn-ErrorType", "")
 
 
-Check = Callable[[Target], Awaitable[Verdict]]
+Check = Callable[[ConformanceTarget], Awaitable[Verdict]]
 CHECKS: dict[str, Check] = {}
 """Every registered check by behaviour, in the order they run."""
 
@@ -301,7 +301,7 @@ def _check_urls(ws_url: str, management_url: str) -> None:
 @asynccontextmanager
 async def open_target(
     ws_url: str, management_url: str, session: aioboto3.Session | None = None
-) -> AsyncIterator[Target]:
+) -> AsyncIterator[ConformanceTarget]:
     """The target with the caller's credentials and region (the environment's, as boto3 finds
     them), and its local knobs if it is a wsfanout local stack.
 
@@ -321,12 +321,12 @@ async def open_target(
     management_url = management_url.rstrip("/")
     timeout = aiohttp.ClientTimeout(total=WAIT_S)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        target = Target(ws_url, management_url, session, credentials, region, http)
+        target = ConformanceTarget(ws_url, management_url, session, credentials, region, http)
         target.config = await _local_config(target)
         yield target
 
 
-async def _local_config(target: Target) -> Mapping[str, Any] | None:
+async def _local_config(target: ConformanceTarget) -> Mapping[str, Any] | None:
     """The local stack's ``/_wsfanout/config``; ``None`` where there is none (AWS: 403)."""
     parts = urlsplit(target.management_url)
     url = f"{parts.scheme}://{parts.netloc}/_wsfanout/config"
@@ -344,7 +344,7 @@ async def _local_config(target: Target) -> Mapping[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-async def run_checks(target: Target, names: Iterable[str] | None = None) -> list[Result]:
+async def run_checks(target: ConformanceTarget, names: Iterable[str] | None = None) -> list[Result]:
     """Run the checks named (default: all, in registration order), one after another.
 
     :raises InvalidInputError: a name that is not a registered check.

@@ -18,6 +18,8 @@ from typing import Any, Final
 
 import boto3
 
+__all__ = ["PROBE_TTL_S", "authorize", "route"]
+
 PROBE_TTL_S: Final = 3600
 """How long the probe table keeps an authorizer's trace (its items expire by TTL)."""
 

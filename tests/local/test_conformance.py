@@ -9,6 +9,9 @@ against AWS itself.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from rich.console import Console
 from rich.table import Table
@@ -36,11 +39,20 @@ pytestmark = pytest.mark.timeout(300)
 
 
 THROTTLE = "account throttle: 429 LimitExceededException"
+IDENTITY = "missing identity source: 401, authorizer not invoked"
 NEEDS_API = {
     "no route and no $default: Forbidden",
     "two-way route answers, one-way route does not",
-    "missing identity source: 401, authorizer not invoked",
+    IDENTITY,
 }
+ONE_WAY_RESPONSE = """\
+  OneWayRouteResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties:
+      ApiId: !Ref Api
+      RouteId: !Ref OneWayRoute
+      RouteResponseKey: $default
+"""
 LIMITS = Limits(idle_timeout_s=5)  # the idle check waits this long; 5 s leaves slack under load
 
 
@@ -107,6 +119,33 @@ async def test_the_frame_checks_fail_on_a_target_whose_limits_are_not_what_it_cl
         assert result.outcome == "fail"
         assert result.detail.startswith("the target answered"), result.detail
         assert result.detail.endswith("first: it was routed")
+
+
+async def test_the_conformance_api_checks_fail_where_the_api_misbehaves(tmp_path: Path) -> None:
+    """The template changed so that API Gateway would act otherwise (no identity source, the
+    one-way route made two-way): the checks of those behaviours fail, saying what they saw."""
+    copy = tmp_path / "api"
+    shutil.copytree(TEMPLATE.parent, copy)
+    text = TEMPLATE.read_text()
+    no_source = text.replace("      IdentitySource: [route.request.header.X-Conformance]\n", "")
+    two_way = no_source.replace("\nOutputs:\n", "\n" + ONE_WAY_RESPONSE + "\nOutputs:\n")
+    assert two_way.count("RouteResponseKey") == 2
+    assert "IdentitySource" not in two_way
+    (copy / "template.yaml").write_text(two_way)
+    names = ["two-way route answers, one-way route does not", IDENTITY]
+    async with (
+        templated_stack(load_template(copy / "template.yaml")) as stack,
+        open_target(stack.ws_url, stack.management_url) as target,
+    ):
+        two_way, identity = await run_checks(target, names)
+    assert (two_way.outcome, two_way.detail) == (
+        "fail",
+        "a one-way route's integration body reached the client",
+    )
+    assert (identity.outcome, identity.detail) == (
+        "fail",
+        "the handshake without the identity source was accepted",
+    )
 
 
 async def test_checks_that_need_a_knob_skip_without_it() -> None:

@@ -128,10 +128,10 @@ async def test_the_conformance_api_checks_fail_where_the_api_misbehaves(tmp_path
     shutil.copytree(TEMPLATE.parent, copy)
     text = TEMPLATE.read_text()
     no_source = text.replace("      IdentitySource: [route.request.header.X-Conformance]\n", "")
-    two_way = no_source.replace("\nOutputs:\n", "\n" + ONE_WAY_RESPONSE + "\nOutputs:\n")
-    assert two_way.count("RouteResponseKey") == 2
-    assert "IdentitySource" not in two_way
-    (copy / "template.yaml").write_text(two_way)
+    changed = no_source.replace("\nOutputs:\n", "\n" + ONE_WAY_RESPONSE + "\nOutputs:\n")
+    assert changed.count("RouteResponseKey") == 2
+    assert "IdentitySource" not in changed
+    (copy / "template.yaml").write_text(changed)
     names = ["two-way route answers, one-way route does not", IDENTITY]
     async with (
         templated_stack(load_template(copy / "template.yaml")) as stack,

@@ -1,10 +1,16 @@
-"""The conformance runner against the local stack: every behaviour it checks must pass here.
+"""The conformance runner against the local stack (the chat app) and against the conformance
+template run by the templated stack: every behaviour passes, but on the chat stack the three
+that need the conformance API's shapes, which skip saying so.
 
-The stack runs with short limits and an account throttle so that no check has to skip; the
-same runner, pointed at a real stage, checks the claims against AWS itself.
+The stacks run with a short idle timeout, and an account throttle for the throttle's check, so
+that nothing else has to skip; the same runner, pointed at a real stage, checks the claims
+against AWS itself.
 """
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -13,8 +19,8 @@ from rich.table import Table
 from wsfanout.exceptions import ConfigurationError, InvalidInputError
 from wsfanout.local.conformance import (
     CHECKS,
+    ConformanceTarget,
     Result,
-    Target,
     Verdict,
     check,
     open_target,
@@ -22,41 +28,131 @@ from wsfanout.local.conformance import (
     run_checks,
     skipped,
 )
+from wsfanout.local.conformance.api import TEMPLATE
 from wsfanout.local.emulator import Limits
 from wsfanout.local.management import AccountThrottle
-from wsfanout.local.stack import local_stack
+from wsfanout.local.stack import Stack, local_stack
+from wsfanout.local.template import load_template
+from wsfanout.local.templated import templated_stack
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def show(results: list[Result]) -> None:
-    table = Table("behaviour", "result", "detail", title="conformance of the local stack")
+THROTTLE = "account throttle: 429 LimitExceededException"
+IDENTITY = "missing identity source: 401, authorizer not invoked"
+NEEDS_API = {
+    "no route and no $default: Forbidden",
+    "two-way route answers, one-way route does not",
+    IDENTITY,
+}
+ONE_WAY_RESPONSE = """\
+  OneWayRouteResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties:
+      ApiId: !Ref Api
+      RouteId: !Ref OneWayRoute
+      RouteResponseKey: $default
+"""
+LIMITS = Limits(idle_timeout_s=5)  # the idle check waits this long; 5 s leaves slack under load
+
+
+def show(results: list[Result], title: str) -> None:
+    table = Table("behaviour", "result", "detail", title=f"conformance of {title}")
     for result in results:
         table.add_row(result.name, result.outcome, result.detail)
-    Console(width=160).print(table)
+    Console(width=200).print(table)
 
 
-async def test_every_behaviour_passes_on_the_local_stack() -> None:
+async def run_every_check(stack: Stack) -> list[Result]:
+    """Every check against ``stack``: the throttle's last, once an account throttle is on (with
+    it on throughout, the other checks' replies would wait in its bucket)."""
+    async with open_target(stack.ws_url, stack.management_url) as target:
+        assert target.config is not None
+        results = await run_checks(target, [name for name in CHECKS if name != THROTTLE])
+    stack.emulator.management.throttle = AccountThrottle(rate=20, burst=20)
+    async with open_target(stack.ws_url, stack.management_url) as target:
+        results += await run_checks(target, [THROTTLE])
+    assert sorted(r.name for r in results) == sorted(CHECKS)
+    return results
+
+
+async def test_every_behaviour_passes_on_the_local_stack_or_needs_the_conformance_api() -> None:
+    async with local_stack(limits=LIMITS) as stack:
+        results = await run_every_check(stack)
+    show(results, "the local stack (chat)")
+    assert len(results) >= 23
+    skips = {r.name: r.detail for r in results if r.outcome == "skip"}
+    assert set(skips) == NEEDS_API  # the chat API has a $default, no two-way route, no authorizer
+    assert all(detail.startswith("needs the conformance API") for detail in skips.values())
+    failures = [r for r in results if r.outcome == "fail"]
+    assert not failures, failures
+
+
+async def test_every_behaviour_passes_on_the_conformance_template() -> None:
+    async with templated_stack(load_template(TEMPLATE), limits=LIMITS) as stack:
+        results = await run_every_check(stack)
+    show(results, "the conformance template (wsfanout dev --template)")
+    not_passed = [r for r in results if r.outcome != "pass"]
+    assert not not_passed, not_passed
+
+
+async def test_the_frame_checks_fail_on_a_target_whose_limits_are_not_what_it_claims() -> None:
+    """Each frame check can fail: told limits other than the ones enforced (32 KB frames, 128 KB
+    messages), each sees the target act otherwise and says how."""
+    names = [
+        "a 96 KB message in 24 KB frames: routed whole",
+        "a 33 KB frame: closed with 1009",
+        "a message over 128 KB in 32 KB frames: closed with 1009",
+    ]
+    async with local_stack() as stack, open_target(stack.ws_url, stack.management_url) as target:
+        assert target.config is not None
+        looser = {**target.config, "frame_bytes": 64 * 1024, "message_bytes": 256 * 1024}
+        stricter = {**target.config, "frame_bytes": 16 * 1024, "message_bytes": 64 * 1024}
+        [whole] = await run_checks(
+            ConformanceTarget(**{**target.__dict__, "config": looser}), names[:1]
+        )
+        refused = await run_checks(
+            ConformanceTarget(**{**target.__dict__, "config": stricter}), names[1:]
+        )
+    assert (whole.outcome, whole.detail.split(":")[0]) == ("fail", "closed with 1009")
+    for result in refused:  # a frame or message under the real limits is routed, and answered
+        assert result.outcome == "fail"
+        assert result.detail.startswith("the target answered"), result.detail
+        assert result.detail.endswith("first: it was routed")
+
+
+async def test_the_conformance_api_checks_fail_where_the_api_misbehaves(tmp_path: Path) -> None:
+    """The template changed so that API Gateway would act otherwise (no identity source, the
+    one-way route made two-way): the checks of those behaviours fail, saying what they saw."""
+    copy = tmp_path / "api"
+    shutil.copytree(TEMPLATE.parent, copy)
+    text = TEMPLATE.read_text()
+    no_source = text.replace("      IdentitySource: [route.request.header.X-Conformance]\n", "")
+    changed = no_source.replace("\nOutputs:\n", "\n" + ONE_WAY_RESPONSE + "\nOutputs:\n")
+    assert changed.count("RouteResponseKey") == 2
+    assert "IdentitySource" not in changed
+    (copy / "template.yaml").write_text(changed)
+    names = ["two-way route answers, one-way route does not", IDENTITY]
     async with (
-        local_stack(
-            limits=Limits(idle_timeout_s=5), throttle=AccountThrottle(rate=20, burst=20)
-        ) as stack,
+        templated_stack(load_template(copy / "template.yaml")) as stack,
         open_target(stack.ws_url, stack.management_url) as target,
     ):
-        assert target.config is not None
-        results = await run_checks(target)
-    show(results)
-    assert [r.name for r in results] == list(CHECKS)
-    assert len(results) >= 12
-    failures = [r for r in results if r.outcome != "pass"]
-    assert not failures, failures
+        two_way, identity = await run_checks(target, names)
+    assert (two_way.outcome, two_way.detail) == (
+        "fail",
+        "a one-way route's integration body reached the client",
+    )
+    assert (identity.outcome, identity.detail) == (
+        "fail",
+        "the handshake without the identity source was accepted",
+    )
 
 
 async def test_checks_that_need_a_knob_skip_without_it() -> None:
     names = ["account throttle: 429 LimitExceededException", "idle connection: closed with 1001"]
     async with local_stack() as stack, open_target(stack.ws_url, stack.management_url) as target:
         results = await run_checks(target, names)
-        no_config = Target(**{**target.__dict__, "config": None})
+        no_config = ConformanceTarget(**{**target.__dict__, "config": None})
         assert {r.outcome for r in await run_checks(no_config, names)} == {"skip"}
     assert [r.outcome for r in results] == ["skip", "skip"]
     assert "--account-rate" in results[0].detail
@@ -67,7 +163,7 @@ async def test_a_check_that_raises_or_is_unknown() -> None:
     name = "test-only: a check that breaks"
 
     @check(name)
-    async def broken(_target: Target) -> Verdict:
+    async def broken(_target: ConformanceTarget) -> Verdict:
         raise RuntimeError("boom")
 
     try:

@@ -32,6 +32,7 @@ import secrets
 import string
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -181,6 +182,7 @@ async def templated_stack(
             api_id=api_id,
         )
         emulator.management.throttle = throttle
+        emulator.management.config.update(asdict(emulator.limits))  # for wsfanout conformance
         await exits.enter_async_context(serve_emulator(emulator, port=port))
 
         named = {k: v for env in environments.values() for k, v in env.items()}

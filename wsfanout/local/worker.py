@@ -207,7 +207,17 @@ def serve(spec: str, channel: socket.socket) -> int:
         if "error" in message:
             _log_error(message["error"])
         channel.sendall(frame)
+    _close_runtimes()
     return 0
+
+
+def _close_runtimes() -> None:
+    """Close wsfanout's container runtime, if the handler made one: a Lambda sandbox is frozen
+    and dropped instead, but a local worker exits, and an aiohttp session left open at exit
+    prints "Unclosed client session" into the developer's terminal."""
+    runtime = sys.modules.get("wsfanout.handlers.runtime")
+    if runtime is not None:
+        runtime.close_all_runtimes()
 
 
 def main(argv: list[str] | None = None) -> int:

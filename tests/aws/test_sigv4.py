@@ -67,7 +67,7 @@ def test_signature_changes_with_time_key_and_payload() -> None:
     other_secret = Credentials("AK", "OTHER", None)
     assert signer.sign("a=", b"x", other_secret, NOW)[1]["Authorization"] != base
     next_day = signer.sign("a=", b"x", creds, NOW + 86400)[1]["Authorization"]
-    assert "/20251126/us-east-1/execute-api/aws4_request" in next_day
+    assert f"/20251126/{REGION}/execute-api/aws4_request" in next_day
     assert signer.sign("a=", b"x", creds, NOW)[1]["Authorization"] == base
 
 

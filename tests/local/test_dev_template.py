@@ -118,13 +118,12 @@ async def test_dev_runs_the_projects_template_for_clients_boto3_and_the_aws_cli(
         )
         connections = [i["connectionId"]["S"] for i in scan["Items"] if i["SK"]["S"] == "CONN"]
         assert len(connections) == 2
-        # AWS CLI v1 pins SQS to its legacy queue.amazonaws.com host unless --endpoint-url is
-        # given (awscli/customizations/overridesslcommonname.py), over AWS_ENDPOINT_URL_SQS: the
-        # exported value is passed on explicitly; boto3 below needs nothing of the kind.
+        # AWS CLI v1 ignores AWS_ENDPOINT_URL_SQS in the older regions (it pins SQS to their
+        # legacy hosts): the stack's region is a newer one, so the exports are enough here too.
         queue = json.loads(
             await anyio.to_thread.run_sync(
                 dev.shell,
-                f'{AWS} sqs get-queue-attributes --endpoint-url "$AWS_ENDPOINT_URL_SQS" '
+                f"{AWS} sqs get-queue-attributes "
                 "--queue-url $BROADCAST_QUEUE_URL --attribute-names All --output json",
             )
         )["Attributes"]

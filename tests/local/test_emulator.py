@@ -403,7 +403,7 @@ async def test_authorizer_context_reaches_every_later_event() -> None:
     fixture = load_event("authorizer_request")
     assert keys(request) == keys(fixture)
     assert {"Connection", "Upgrade", "content-length"} <= set(request["headers"])
-    assert request["methodArn"] == "arn:aws:execute-api:us-east-1:123456789012:local/local/$connect"
+    assert request["methodArn"] == f"arn:aws:execute-api:{REGION}:123456789012:local/local/$connect"
     assert request["queryStringParameters"] == {"name": "a"}
     assert request["requestContext"]["requestTimeEpoch"] == request["requestContext"]["connectedAt"]
     trace = request["headers"]["X-Amzn-Trace-Id"]

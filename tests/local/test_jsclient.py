@@ -465,14 +465,18 @@ async def test_the_planned_reconnect_leaves_no_gap_on_the_stack() -> None:
     messages = result["log"]["messages"]
     assert {m["data"] for m in messages} == {f"m{i}" for i in range(count)}
     events = result["log"]["events"]
-    assert [(e["type"], e["planned"]) for e in events] == [
-        ("connected", False),
+    # Only planned reconnects (one at 6.3 to 7 s; a second may follow before the test ends):
+    # the stack never cut the page off, so it never had to come back ("reconnecting").
+    assert (events[0]["type"], events[0]["first"]) == ("connected", True)
+    assert {(e["type"], e["planned"]) for e in events[1:]} == {
         ("connected", True),
         ("resumed", True),
-    ]
+    }
     assert result["id"] != first
-    # The handover happened while messages were flowing.
-    assert messages[0]["at"] < events[2]["at"] < messages[-1]["at"]
+    # The first handover happened while messages were flowing.
+    handover = next(e for e in events if e["type"] == "resumed")
+    assert messages[0]["at"] < handover["at"] < messages[-1]["at"]
     print(  # the figures of the run, for the closing note
-        f"planned reconnect: {count} messages, {len(messages) - count} duplicates, no gap"
+        f"planned reconnect: {count} messages, {len(messages) - count} duplicates, no gap, "
+        f"{sum(e['type'] == 'resumed' for e in events)} handovers"
     )

@@ -47,7 +47,7 @@ _MARKS = (
 def needs_browser(test: T) -> T:
     """Mark ``test`` as a browser test, skipped with the reason where there is none."""
     for mark in _MARKS:
-        test = mark(test)
+        test = mark(test)  # type: ignore[assignment]  # a mark returns what it decorates
     return test
 
 

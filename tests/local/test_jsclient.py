@@ -107,6 +107,7 @@ async def test_the_client_and_its_types_are_served() -> None:
             async with session.get(f"{base}/wsfanout.js") as response:
                 assert response.status == 200
                 assert response.content_type == "text/javascript"
+                assert response.headers["Access-Control-Allow-Origin"] == "*"  # importable
                 script = await response.text()
             async with session.get(f"{base}/wsfanout.d.ts") as response:
                 assert response.status == 200

@@ -321,7 +321,12 @@ class Emulator:
         return web.Response(
             text=path.read_text(encoding="utf-8"),
             content_type=content_type,
-            headers={"Cache-Control": "no-cache"},  # `--reload` and upgrades show at once
+            headers={
+                "Cache-Control": "no-cache",  # `--reload` and upgrades show at once
+                # A module script is fetched with CORS: a page served from another origin (a
+                # developer's front end on its own port) may import it. It is public code.
+                "Access-Control-Allow-Origin": "*",
+            },
         )
 
     # -- invocations -----------------------------------------------------------------------------

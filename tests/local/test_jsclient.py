@@ -317,11 +317,74 @@ async def test_the_planned_reconnect_makes_before_it_breaks() -> None:
 
 
 @needs_browser
+async def test_a_failed_planned_reconnect_keeps_the_old_socket_and_tries_again() -> None:
+    async with fake_page() as page:
+        await page.evaluate("""() => {
+            fake({ rooms: ["lobby"], lifetimeMs: 200, backoffInitialMs: 50 });
+            hello(0);
+        }""")
+        await page.wait_for_function("() => FakeSocket.all.length === 2", timeout=WAIT_MS)
+        await page.evaluate("() => FakeSocket.all[1].drop(1006)")  # refused: never opened
+        await page.wait_for_function("() => FakeSocket.all.length === 3", timeout=WAIT_MS)
+        result = await page.evaluate("""() => {
+            hello(0);  // the third socket opens and re-joins: it takes over
+            return {
+              first: FakeSocket.all[0].closedWith, log, id: client.connectionId,
+              stats: client.stats,
+            };
+        }""")
+        assert result["first"] == [1000, "planned reconnect"]  # only once the third took over
+        assert result["id"] == "conn3="
+        assert result["stats"]["reconnects"] == 0  # the old socket carried on meanwhile
+        assert result["stats"]["planned"] == 2
+        assert [e["type"] for e in result["log"]["events"]] == [
+            "connected",
+            "connected",
+            "resumed",
+        ]
+
+
+@needs_browser
+async def test_a_kick_ends_the_client_and_coming_online_retries_at_once() -> None:
+    async with fake_page() as page:
+        result = await page.evaluate("""() => {
+            fake({ rooms: ["lobby"], backoffInitialMs: 60000, backoffMaxMs: 60000 });
+            hello(0);
+            FakeSocket.all[0].drop(1006);  // lost: the next attempt waits up to a minute
+            const waiting = FakeSocket.all.length;
+            window.dispatchEvent(new Event("online"));  // ... unless the browser is back online
+            const online = FakeSocket.all.length;
+            hello(0);
+            const kicked = FakeSocket.all.at(-1);
+            kicked.recv({ type: "close", reason: "token expired" });
+            kicked.drop(1000);
+            return { waiting, online, log, sockets: FakeSocket.all.length };
+        }""")
+        assert (result["waiting"], result["online"]) == (1, 2)
+        close = result["log"]["events"][-1]
+        assert (close["type"], close["reason"], close["byServer"]) == (
+            "close",
+            "token expired",
+            True,
+        )
+        # Told why, the client does not come back (a reconnect says "reconnecting" at once).
+        assert [e["type"] for e in result["log"]["events"]] == [
+            "connected",
+            "reconnecting",
+            "connected",
+            "resumed",
+            "close",
+        ]
+        assert result["sockets"] == 2
+        assert await page.evaluate("() => client.connected") is False
+
+
+@needs_browser
 async def test_keepalive_pings_only_when_nothing_was_sent() -> None:
     async with fake_page() as page:
         await page.evaluate(
             """() => {
-                fake({ keepaliveMs: 300 });
+                fake({ keepaliveMs: 1000 });
                 hello(0);
                 window.busy = setInterval(() => client.send({ action: "whoami" }), 50);
             }"""
@@ -443,7 +506,7 @@ async def test_keepalive_keeps_an_idle_page_connected_past_the_idle_timeout() ->
 async def test_the_planned_reconnect_leaves_no_gap_on_the_stack() -> None:
     """Messages sent through the planned reconnect all arrive. The chat app does not number them
     yet (no ``seq``), so one may arrive twice around the handover; none may be missing."""
-    count = 56
+    count = 64
     with anyio.fail_after(60):
         async with local_stack(limits=LIMITS) as stack, chromium() as browser:
             tab = await _open_client(
@@ -453,7 +516,7 @@ async def test_the_planned_reconnect_leaves_no_gap_on_the_stack() -> None:
             )
             first = await tab.evaluate("() => client.connectionId")
             sender = await _sender(stack.ws_url)
-            for i in range(count):  # about 7 s: through the reconnect at 6.3 to 7 s
+            for i in range(count):  # 8 s: through the reconnect at 6.3 to 7 s
                 await _say(sender, f"m{i}")
                 await anyio.sleep(0.125)  # pacing the sender, not synchronisation
             await tab.wait_for_function(

@@ -121,11 +121,19 @@ export class Client extends EventTarget {
     this._primary = null;
     this._next = null; // the socket of a planned reconnect, until it takes over
     this._attempt = 0;
+    this._planFailures = 0; // planned reconnects that failed in a row (their backoff)
     this._retry = null;
     this._queue = [];
     this._ids = 0;
     this._ever = false;
     this._closed = false;
+    // Back online: a reconnect waiting out its backoff goes now.
+    this._online = () => {
+      if (this._closed || this._primary !== null) return;
+      clearTimeout(this._retry);
+      this._primary = this._open(false);
+    };
+    globalThis.addEventListener?.("online", this._online);
     this._primary = this._open(false);
   }
 
@@ -162,8 +170,9 @@ export class Client extends EventTarget {
     if (frame.action === "joinRoom" && typeof frame.room === "string") {
       const room = this._room(frame.room);
       room.joined = true;
-      if (frame.since === undefined && room.last !== null) frame = { ...frame, since: room.last };
-      else if (frame.since === undefined) room.awaitingAck = true;
+      if (Number.isSafeInteger(frame.since)) room.last ??= frame.since; // replay from there
+      else if (room.last !== null) frame = { ...frame, since: room.last };
+      else room.awaitingAck = true;
     } else if (frame.action === "leaveRoom" && typeof frame.room === "string") {
       this._forget(frame.room);
     }
@@ -189,11 +198,17 @@ export class Client extends EventTarget {
   /** Close for good: no reconnect. Emits "close". */
   close(code = 1000, reason = "client closed") {
     if (this._closed) return;
+    this._end({ code, reason, byServer: false }, reason, code);
+  }
+
+  /** Stop for good: every timer, every socket, then the "close" event. */
+  _end(detail, why, code = 1000) {
     this._closed = true;
     clearTimeout(this._retry);
+    globalThis.removeEventListener?.("online", this._online);
     for (const room of this._rooms.values()) clearTimeout(room.gapTimer);
-    for (const link of [this._primary, this._next]) if (link) this._retire(link, code, reason);
-    this._emit("close", { code, reason, byServer: false });
+    for (const link of [this._primary, this._next]) if (link) this._retire(link, code, why);
+    this._emit("close", detail);
   }
 
   // -- sockets ------------------------------------------------------------------------------------
@@ -213,7 +228,7 @@ export class Client extends EventTarget {
   _opened(link) {
     if (link.retired) return;
     link.state = "joining";
-    link.timers.delete("connect");
+    clearTimeout(link.timers.get("connect"));
     this._keepalive(link);
     if (this.options.whoami) {
       link.waiting.add("$whoami");
@@ -257,6 +272,7 @@ export class Client extends EventTarget {
       const old = this._primary;
       this._primary = link;
       this._next = null;
+      this._planFailures = 0;
       if (old) this._retire(old, 1000, "planned reconnect");
     }
     if (link !== this._primary) return;
@@ -326,16 +342,15 @@ export class Client extends EventTarget {
     link.clear();
     if (link === this._next) {
       this._next = null;
-      if (!this._closed && this._primary) this._plan(this._primary, this._delay(1));
+      this._planFailures += 1;
+      if (!this._closed && this._primary) this._plan(this._primary, this._delay(this._planFailures));
       return;
     }
     if (link !== this._primary || wasRetired || this._closed) return;
     this._primary = null;
     if (link.closeFrame !== null) {
       // The server said why it closes us (kicked): do not come straight back.
-      this._closed = true;
-      if (this._next) this._retire(this._next, 1000, "closed by the server");
-      this._emit("close", { code, reason: link.closeFrame.reason ?? reason, byServer: true });
+      this._end({ code, reason: link.closeFrame.reason ?? reason, byServer: true }, "closed by the server");
       return;
     }
     if (this._next !== null) {
@@ -355,8 +370,7 @@ export class Client extends EventTarget {
   _reconnect(code, reason) {
     this._attempt += 1;
     if (this._attempt > this.options.maxAttempts) {
-      this._closed = true;
-      this._emit("close", { code, reason, byServer: false, gaveUp: true });
+      this._end({ code, reason, byServer: false, gaveUp: true }, "gave up");
       return;
     }
     const delayMs = this._delay(this._attempt);
@@ -484,14 +498,15 @@ export class Client extends EventTarget {
   _gap(name, room) {
     room.gapTimer = null;
     if (this._rooms.get(name) !== room || room.last === null || room.last >= room.latest) return;
-    room.gapTries += 1;
-    this.stats.gaps += 1;
-    if (room.gapTries > this.options.gapRetries) {
-      this._skip(name, room, "gap not filled");
-      return;
-    }
     const link = this._primary;
-    if (link !== null && link.socket.readyState === OPEN) {
+    if (link !== null && link.state === "live" && link.socket.readyState === OPEN) {
+      // (while reconnecting, the re-join with `since` asks for the same: no try is spent)
+      room.gapTries += 1;
+      this.stats.gaps += 1;
+      if (room.gapTries > this.options.gapRetries) {
+        this._skip(name, room, "gap not filled");
+        return;
+      }
       this._write(link, { action: "joinRoom", room: name, since: room.last });
     }
     room.gapTimer = setTimeout(() => this._gap(name, room), this.options.gapMs);

@@ -30,6 +30,9 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** How long a new socket may take to have its rooms re-joined. Default 10000. */
   joinTimeoutMs?: number;
+  /** The old socket of a planned reconnect is still read this long after the switch (messages
+   * already routed to it). Default 2000. */
+  handoverMs?: number;
   /** A seq gap not filled within this long is asked for again (joinRoom since). Default 2000. */
   gapMs?: number;
   /** Asks per gap before giving up on it with a "reset" event. Default 3. */

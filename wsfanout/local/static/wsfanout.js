@@ -28,6 +28,7 @@ const DEFAULTS = Object.freeze({
   maxAttempts: Infinity,
   connectTimeoutMs: 10_000,
   joinTimeoutMs: 10_000,
+  handoverMs: 2_000, // the old socket of a planned reconnect stays this long after the switch
   gapMs: 2_000,
   gapRetries: 3,
   maxBuffered: 1_000,
@@ -120,6 +121,7 @@ export class Client extends EventTarget {
     this._factory = opts.socket ?? ((u) => new WebSocket(u));
     this._primary = null;
     this._next = null; // the socket of a planned reconnect, until it takes over
+    this._draining = new Set(); // old sockets of planned reconnects, still read a moment
     this._attempt = 0;
     this._planFailures = 0; // planned reconnects that failed in a row (their backoff)
     this._retry = null;
@@ -207,7 +209,7 @@ export class Client extends EventTarget {
     clearTimeout(this._retry);
     globalThis.removeEventListener?.("online", this._online);
     for (const room of this._rooms.values()) clearTimeout(room.gapTimer);
-    for (const link of [this._primary, this._next]) if (link) this._retire(link, code, why);
+    for (const link of [this._primary, this._next, ...this._draining]) if (link) this._retire(link, code, why);
     this._emit("close", detail);
   }
 
@@ -273,7 +275,7 @@ export class Client extends EventTarget {
       this._primary = link;
       this._next = null;
       this._planFailures = 0;
-      if (old) this._retire(old, 1000, "planned reconnect");
+      if (old) this._drainAndRetire(old);
     }
     if (link !== this._primary) return;
     this._attempt = 0;
@@ -320,8 +322,22 @@ export class Client extends EventTarget {
     link.timer("keepalive", every, tick);
   }
 
+  /**
+   * The old socket of a planned reconnect: still read for `handoverMs`, then closed. A message
+   * the server routed to it before the new connection joined is still on its way, and a
+   * browser drops what a socket receives once close() was called; sequenced duplicates are
+   * dropped by seq, unsequenced ones delivered (at least once rather than lost).
+   */
+  _drainAndRetire(link) {
+    link.state = "draining";
+    link.clear();
+    this._draining.add(link);
+    link.timer("handover", this.options.handoverMs, () => this._retire(link, 1000, "planned reconnect"));
+  }
+
   _retire(link, code, reason) {
     link.retired = true;
+    this._draining.delete(link);
     link.clear();
     try {
       link.socket.close(code, reason);

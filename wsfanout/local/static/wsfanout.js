@@ -12,13 +12,15 @@
 // - reconnects with exponential backoff and full jitter, so clients cut off by one outage do not
 //   come back in step;
 // - a planned reconnect before the maximum lifetime, make-before-break: the new socket is open and
-//   its rooms re-joined (with `since`) before the old one is closed, so there is no gap;
+//   its rooms re-joined (with `since`) before it takes over, and the old one is still read for
+//   `handoverMs` before it is closed, so there is no gap;
 // - keepalive: `{"action":"ping"}` when nothing was sent for `keepaliveMs`;
 // - rooms re-joined after every reconnect with `since` = the last seq delivered;
 // - each (room, seq) delivered once and in order: duplicates dropped, early seqs held back until
 //   the gap fills, and a gap that does not fill within `gapMs` asked for again (joinRoom since).
 // Messages without a seq (non-durable rooms, direct sends, broadcasts) cannot be deduplicated:
-// they are delivered as they come, so one may arrive twice around a planned reconnect.
+// they are delivered as they come, so one may arrive twice around a planned reconnect (at
+// least once rather than lost).
 
 const DEFAULTS = Object.freeze({
   keepaliveMs: 240_000, // 4 min: well under API Gateway's 10-minute idle timeout

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -19,7 +19,6 @@ import aioboto3
 import aiohttp
 import anyio
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
 from tests.local.browser import WAIT_MS, chromium, needs_browser
 from wsfanout.local.emulator import Emulator, Limits, serve_emulator
@@ -433,18 +432,18 @@ async def _open_client(browser: Any, page_url: str, options: dict[str, Any]) -> 
 
 
 @asynccontextmanager
-async def _sender(ws_url: str) -> AsyncIterator[ClientConnection]:
-    """A plain WebSocket client that joined the lobby (only members post to a room)."""
-    async with connect(ws_url, open_timeout=10, close_timeout=5) as ws:
-        await ws.send(json.dumps({"action": "joinRoom", "room": "lobby"}))
-        with anyio.fail_after(10):
-            while json.loads(await ws.recv()).get("action") != "joinRoom":
-                pass
-        yield ws
+async def _room_sender(queue_url: str) -> AsyncIterator[Callable[[str], Awaitable[None]]]:
+    """``say(data)``: a room job for the lobby on the broadcast queue, carrying the chat app's
+    ``message`` frame, as a ``sendMessage`` to the room enqueues it. From outside any
+    WebSocket, so no sender connection runs into the stack's 12-second lifetime."""
+    async with aioboto3.Session().client("sqs") as sqs:
 
+        async def say(data: str) -> None:
+            frame = {"type": "message", "from": {"connectionId": "sender="}, "data": data}
+            job = {"target": {"room": "lobby"}, "data": json.dumps(frame)}
+            await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(job))
 
-async def _say(ws: ClientConnection, data: str) -> None:
-    await ws.send(json.dumps({"action": "sendMessage", "to": {"room": "lobby"}, "data": data}))
+        yield say
 
 
 async def _received(tab: Any, data: str) -> None:
@@ -461,8 +460,8 @@ async def test_rooms_are_rejoined_after_the_stack_drops_the_connection() -> None
                 browser, stack.page_url, {"rooms": ["lobby"], "backoffInitialMs": 200}
             )
             first = await tab.evaluate("() => client.connectionId")
-            async with _sender(stack.ws_url) as sender:
-                await _say(sender, "one")
+            async with _room_sender(stack.queue_url) as say:
+                await say("one")
                 await _received(tab, "one")
 
                 session = aioboto3.Session()
@@ -474,7 +473,7 @@ async def test_rooms_are_rejoined_after_the_stack_drops_the_connection() -> None
                     "() => log.events.some((e) => e.type === 'resumed')", timeout=WAIT_MS
                 )
                 # Only a member of the lobby gets this: the new connection re-joined it.
-                await _say(sender, "two")
+                await say("two")
                 await _received(tab, "two")
 
             result = await tab.evaluate("() => ({ log, id: client.connectionId })")
@@ -526,9 +525,9 @@ async def test_the_planned_reconnect_leaves_no_gap_on_the_stack() -> None:
                 {"rooms": ["lobby"], "lifetimeMs": 7000, "keepaliveMs": 2000},
             )
             first = await tab.evaluate("() => client.connectionId")
-            async with _sender(stack.ws_url) as sender:
+            async with _room_sender(stack.queue_url) as say:
                 for i in range(count):  # 8 s: through the reconnect at 6.3 to 7 s
-                    await _say(sender, f"m{i}")
+                    await say(f"m{i}")
                     await anyio.sleep(0.125)  # pacing the sender, not synchronisation
                 with suppress(PlaywrightTimeout):  # what is missing, if anything, is said below
                     await tab.wait_for_function(

@@ -4,7 +4,8 @@ Its sequence logic (dedupe, reorder, gaps, reset, resume with ``since``, make-be
 backoff, keepalive) is driven through fake sockets inside the page (the module takes a socket
 factory), since the chat app does not send ``seq`` yet; the live path runs against a local stack
 with compressed limits (idle 6 s, lifetime 12 s): re-joining rooms after a DeleteConnection,
-keepalive past the idle timeout, and a planned reconnect with no gap.
+keepalive past the idle timeout, and a planned reconnect with no gap; room messages go in as
+jobs on the broadcast queue (what a ``sendMessage`` to a room enqueues).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV    ?= .venv-checkov
 CHECKOV_STAMP    = $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: install test test-browser faults lint format docs demo dev bench bench-jobs package deploy checkov clean
+.PHONY: install test test-browser chromium faults lint format docs demo dev bench bench-jobs package deploy checkov clean
 
 install: $(STAMP)
 
@@ -27,7 +27,9 @@ $(STAMP) $(LOCAL_STAMP) $(LAMBDA_STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
-test: install lint checkov docs
+# The browser tests (Playwright, from the test extra, driving Debian's chromium) are part of the
+# suite: `chromium` installs the browser where it can, and they skip with the reason where not.
+test: install lint checkov docs chromium
 	$(BIN)/python -m pytest --cov --cov-report=term
 
 # The fault suite alone (it also runs in `make test`), printing each scenario's figures and the
@@ -35,14 +37,22 @@ test: install lint checkov docs
 faults: install
 	$(BIN)/python -m pytest -m faults -s -p no:cacheprovider
 
-# The demo page in a real headless Chromium: Debian's `chromium` (installed when missing; that
-# needs root) driven by Playwright, whose own browser download is never used.
+# The browser tests alone (the demo page and wsfanout.js in a real headless Chromium): Debian's
+# `chromium` (installed when missing; that needs root) driven by Playwright, whose own browser
+# download is never used.
 test-browser: install
 	@command -v chromium >/dev/null || [ "$$(id -u)" = 0 ] || \
 		{ echo "test-browser: chromium is missing; run: sudo apt-get install -y chromium" >&2; exit 1; }
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
-	$(BIN)/python -m pip install --quiet playwright
 	$(BIN)/python -m pytest -m browser -p no:cacheprovider
+
+# Debian's chromium for the browser tests, installed when missing and installable (root with
+# apt-get); otherwise one line says that the browser tests will be skipped.
+chromium:
+	@command -v chromium >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+			apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "make: no chromium (apt-get install chromium): the browser tests will be skipped"
 
 lint: install
 	$(BIN)/ruff format --check wsfanout tests deploy examples docs/_ext

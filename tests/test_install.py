@@ -104,6 +104,13 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
+def test_the_wheel_ships_the_browser_client(bare: Path) -> None:
+    """``wsfanout dev`` serves ``/wsfanout.js`` from the package: the wheel must carry it."""
+    site = Path(_run(bare, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))")[:-1])
+    static = site / "wsfanout" / "local" / "static"
+    assert {"index.html", "wsfanout.js", "wsfanout.d.ts"} <= {p.name for p in static.iterdir()}
+
+
 def test_the_bare_install_has_no_extra(bare: Path) -> None:
     installed = json.loads(
         _run(

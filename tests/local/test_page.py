@@ -6,30 +6,15 @@ Playwright: two tabs are two connections, and what one sends shows up live in th
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anyio
 import pytest
 
+from tests.local.browser import WAIT_MS, chromium, needs_browser
 from wsfanout.local.stack import local_stack
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 10_000  # every Playwright wait
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -77,62 +62,46 @@ async def test_the_page_is_served_at_the_root_with_the_stage() -> None:
     assert 'id="connect"' in html
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(
-    importlib.util.find_spec("playwright") is None,
-    reason="the playwright package is not installed (make test-browser installs it)",
-)
-@pytest.mark.skipif(
-    not Path(CHROMIUM).is_file(),
-    reason="no chromium browser (apt-get install chromium; make test-browser does)",
-)
+@needs_browser
 async def test_two_tabs_join_send_broadcast_and_leave_through_the_page(tmp_path) -> None:
-    from playwright.async_api import async_playwright  # noqa: PLC0415  (optional dependency)
-
     with anyio.fail_after(75):
-        async with local_stack() as stack, async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=LAUNCH_ARGS, timeout=30_000
+        async with local_stack() as stack, chromium() as browser:
+            context = await browser.new_context()
+            alice, bob = await context.new_page(), await context.new_page()
+            await _connect(alice, stack.page_url)
+            await _connect(bob, stack.page_url)
+            assert await alice.input_value("#url") == stack.ws_url
+
+            # A joins the lobby (the page's defaults: room "lobby", send to room "lobby").
+            await alice.click("#join")
+            await _frame(alice, kind="ack", action="joinRoom", room="lobby")
+
+            # B joins too (only members post to a room), then sends to it; A sees the
+            # message frame with the data, live.
+            await bob.click("#join")
+            await _frame(bob, kind="ack", action="joinRoom", room="lobby")
+            await bob.fill("#data", "hi from the other tab")
+            await bob.click("#send")
+            await _frame(bob, kind="ack", action="sendMessage", room="lobby")
+            message = await _frame(alice, kind="message", data="hi from the other tab")
+            assert message["from"]["connectionId"]
+
+            # Anonymous connections may not broadcast: an error frame, shown as an error.
+            await bob.click("#broadcast")
+            error = await _frame(bob, kind="error")
+            assert "forbidden" in json.dumps(error)
+            assert await bob.locator("#log li.error").count() >= 1
+
+            # A leaves the room it is in.
+            await alice.click("#leave")
+            await _frame(alice, kind="ack", action="leaveRoom", room="lobby", wasMember=True)
+
+            shot = tmp_path / "page.png"
+            await alice.screenshot(path=str(shot), full_page=True)
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+            await alice.click("#disconnect")
+            await alice.wait_for_function(
+                "document.getElementById('status').textContent === 'closed'",
+                timeout=WAIT_MS,
             )
-            try:
-                context = await browser.new_context()
-                alice, bob = await context.new_page(), await context.new_page()
-                await _connect(alice, stack.page_url)
-                await _connect(bob, stack.page_url)
-                assert await alice.input_value("#url") == stack.ws_url
-
-                # A joins the lobby (the page's defaults: room "lobby", send to room "lobby").
-                await alice.click("#join")
-                await _frame(alice, kind="ack", action="joinRoom", room="lobby")
-
-                # B joins too (only members post to a room), then sends to it; A sees the
-                # message frame with the data, live.
-                await bob.click("#join")
-                await _frame(bob, kind="ack", action="joinRoom", room="lobby")
-                await bob.fill("#data", "hi from the other tab")
-                await bob.click("#send")
-                await _frame(bob, kind="ack", action="sendMessage", room="lobby")
-                message = await _frame(alice, kind="message", data="hi from the other tab")
-                assert message["from"]["connectionId"]
-
-                # Anonymous connections may not broadcast: an error frame, shown as an error.
-                await bob.click("#broadcast")
-                error = await _frame(bob, kind="error")
-                assert "forbidden" in json.dumps(error)
-                assert await bob.locator("#log li.error").count() >= 1
-
-                # A leaves the room it is in.
-                await alice.click("#leave")
-                await _frame(alice, kind="ack", action="leaveRoom", room="lobby", wasMember=True)
-
-                shot = tmp_path / "page.png"
-                await alice.screenshot(path=str(shot), full_page=True)
-                assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-                await alice.click("#disconnect")
-                await alice.wait_for_function(
-                    "document.getElementById('status').textContent === 'closed'",
-                    timeout=WAIT_MS,
-                )
-            finally:
-                await browser.close()

@@ -84,7 +84,14 @@ _BINARY: Final = (1003, "Binary frames are not supported")
 _INTERNAL: Final = (1011, "Internal server error")
 
 
-_PAGE = Path(__file__).with_name("static") / "index.html"
+_STATIC = Path(__file__).with_name("static")
+_PAGE = _STATIC / "index.html"
+# The browser client (its types beside it), served for the demo page and for any page of a
+# developer's: ``import { connect } from "http://127.0.0.1:PORT/wsfanout.js"``.
+_SCRIPTS: Final = {
+    "/wsfanout.js": (_STATIC / "wsfanout.js", "text/javascript"),
+    "/wsfanout.d.ts": (_STATIC / "wsfanout.d.ts", "application/typescript"),
+}
 
 
 @dataclass(frozen=True)
@@ -291,7 +298,11 @@ class Emulator:
         self._closing = False
         self._discarding = False
         app = self.management.make_app(
-            [web.get(f"/{self.stage}", self._handshake), web.get("/", self._page)]
+            [
+                web.get(f"/{self.stage}", self._handshake),
+                web.get("/", self._page),
+                *(web.get(path, self._script) for path in _SCRIPTS),
+            ]
         )
         app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)
@@ -303,6 +314,20 @@ class Emulator:
             '<html lang="en">', f'<html lang="en" data-stage="{self.stage}">', 1
         )
         return web.Response(text=html, content_type="text/html")
+
+    async def _script(self, request: web.Request) -> web.StreamResponse:
+        """The browser client ``wsfanout.js`` (an ES module) or its ``.d.ts``."""
+        path, content_type = _SCRIPTS[request.path]
+        return web.Response(
+            text=path.read_text(encoding="utf-8"),
+            content_type=content_type,
+            headers={
+                "Cache-Control": "no-cache",  # `--reload` and upgrades show at once
+                # A module script is fetched with CORS: a page served from another origin (a
+                # developer's front end on its own port) may import it. It is public code.
+                "Access-Control-Allow-Origin": "*",
+            },
+        )
 
     # -- invocations -----------------------------------------------------------------------------
 

@@ -1,0 +1,558 @@
+"""The browser client ``wsfanout.js`` in a real headless Chromium.
+
+Its sequence logic (dedupe, reorder, gaps, reset, resume with ``since``, make-before-break,
+backoff, keepalive) is driven through fake sockets inside the page (the module takes a socket
+factory), since the chat app does not send ``seq`` yet; the live path runs against a local stack
+with compressed limits (idle 6 s, lifetime 12 s): re-joining rooms after a DeleteConnection,
+keepalive past the idle timeout, and a planned reconnect with no gap; room messages go in as
+jobs on the broadcast queue (what a ``sendMessage`` to a room enqueues).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import aioboto3
+import aiohttp
+import anyio
+import pytest
+
+from tests.local.browser import WAIT_MS, chromium, needs_browser
+from wsfanout.local.emulator import Emulator, Limits, serve_emulator
+from wsfanout.local.stack import local_stack
+
+pytestmark = pytest.mark.timeout(90)
+
+# In the page: the module as `wsfanout`, a scriptable fake socket, and a recorder of a client's
+# messages and events (with the page's clock, to order them).
+SETUP = """async () => {
+  window.wsfanout = await import("/wsfanout.js");
+  class FakeSocket extends EventTarget {
+    constructor(url) {
+      super();
+      this.url = url; this.readyState = 0; this.sent = []; this.closedWith = null;
+      FakeSocket.all.push(this);
+    }
+    send(text) {
+      if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+      this.sent.push(JSON.parse(text));
+    }
+    close(code, reason) {  // the client closes
+      if (this.readyState >= 2) return;
+      this.closedWith = [code, reason];
+      this.readyState = 3;
+      setTimeout(() => this.dispatchEvent(Object.assign(new Event("close"), { code, reason })));
+    }
+    open() { this.readyState = 1; this.dispatchEvent(new Event("open")); }
+    recv(frame) {
+      this.dispatchEvent(Object.assign(new Event("message"), { data: JSON.stringify(frame) }));
+    }
+    drop(code, reason = "") {  // the server closes
+      this.readyState = 3;
+      this.dispatchEvent(Object.assign(new Event("close"), { code, reason }));
+    }
+  }
+  FakeSocket.all = [];
+  window.FakeSocket = FakeSocket;
+  window.record = (client) => {
+    const log = { messages: [], events: [], frames: [] };
+    client.on("message", (m) => log.messages.push({ ...m, at: performance.now() }));
+    client.on("frame", (f) => log.frames.push(f));
+    for (const type of ["connected", "resumed", "reconnecting", "reset", "close"]) {
+      client.on(type, (detail) => log.events.push({ type, ...detail, at: performance.now() }));
+    }
+    return log;
+  };
+  window.fake = (options) => {
+    window.client = wsfanout.connect("ws://fake.invalid/local", {
+      socket: (url) => new FakeSocket(url), keepaliveMs: 0, ...options,
+    });
+    window.log = record(window.client);
+  };
+  window.hello = (seq) => {  // the newest socket opens and answers whoami, then each join
+    const s = FakeSocket.all.at(-1);
+    s.open();
+    s.recv({ type: "ack", action: "whoami", connectionId: `conn${FakeSocket.all.length}=` });
+    for (const f of s.sent) {
+      if (f.action === "joinRoom") s.recv({ type: "ack", action: "joinRoom", room: f.room, seq });
+    }
+  };
+}"""
+
+
+def seqs_of(messages: list[dict[str, Any]]) -> list[Any]:
+    return [m.get("seq", m.get("data")) for m in messages]
+
+
+@asynccontextmanager
+async def fake_page() -> AsyncIterator[Any]:
+    """A page of a bare emulator (which serves ``/wsfanout.js``) with :data:`SETUP` run."""
+    emulator = Emulator(route_handler=lambda _event, _context: {"statusCode": 200})
+    async with serve_emulator(emulator) as base, chromium() as browser:
+        tab = await browser.new_page()
+        await tab.goto(f"{base}/", timeout=WAIT_MS)
+        await tab.evaluate(SETUP)
+        yield tab
+
+
+async def test_the_client_and_its_types_are_served() -> None:
+    """Without a browser: ``/wsfanout.js`` is an ES module, ``/wsfanout.d.ts`` its types."""
+    emulator = Emulator(route_handler=lambda _event, _context: {"statusCode": 200})
+    async with serve_emulator(emulator) as base, aiohttp.ClientSession() as session:
+        with anyio.fail_after(20):
+            async with session.get(f"{base}/wsfanout.js") as response:
+                assert response.status == 200
+                assert response.content_type == "text/javascript"
+                assert response.headers["Access-Control-Allow-Origin"] == "*"  # importable
+                script = await response.text()
+            async with session.get(f"{base}/wsfanout.d.ts") as response:
+                assert response.status == 200
+                types = await response.text()
+            async with session.get(f"{base}/") as response:
+                page = await response.text()
+    assert "export function connect(" in script
+    assert re.search(r"^\s*import\b|\bimport\(", script, re.MULTILINE) is None  # no dependencies
+    assert "export function connect(url: string | URL, options?: ConnectOptions): Client;" in types
+    assert 'import { connect } from "/wsfanout.js";' in page
+
+
+@needs_browser
+async def test_each_seq_is_delivered_once_and_in_order() -> None:
+    async with fake_page() as page:
+        result = await page.evaluate("""() => {
+            fake({ rooms: ["lobby"], gapMs: 60000 });
+            const s = FakeSocket.all[0];
+            s.open();
+            const hello = s.sent.slice();
+            s.recv({ type: "message", room: "lobby", seq: 5, data: 5 });  // before the join's ack
+            s.recv({ type: "message", room: "lobby", seq: 7, data: 7 });
+            s.recv({ type: "ack", action: "whoami", connectionId: "A=" });
+            s.recv({ type: "ack", action: "joinRoom", room: "lobby", seq: 5 });  // latest: 5
+            for (const seq of [9, 6, 7, 6, 8, 10, 9]) {
+              s.recv({ type: "message", room: "lobby", seq });
+            }
+            s.recv({ type: "message", data: "direct" });  // no seq: as it comes
+            s.recv({ type: "pong" });  // keepalive answers are not surfaced
+            client.join("other");  // rooms are independent
+            s.recv({ type: "ack", action: "joinRoom", room: "other", seq: 0 });
+            for (const seq of [2, 1, 2]) s.recv({ type: "message", room: "other", seq });
+            return {
+              hello, sent: s.sent, log, stats: client.stats, id: client.connectionId,
+              rooms: client.rooms, last: client.lastSeq("lobby"),
+            };
+        }""")
+        assert result["hello"] == [{"action": "whoami"}, {"action": "joinRoom", "room": "lobby"}]
+        assert result["sent"][-1] == {"action": "joinRoom", "room": "other"}
+        lobby = [m["seq"] for m in result["log"]["messages"] if m.get("room") == "lobby"]
+        assert lobby == [6, 7, 8, 9, 10]  # 5 predates the join; each once, in order
+        assert [m["seq"] for m in result["log"]["messages"] if m.get("room") == "other"] == [1, 2]
+        assert "direct" in seqs_of(result["log"]["messages"])
+        assert result["stats"]["duplicates"] == 4  # 7, 6, 9 in the lobby, 2 in the other room
+        assert result["id"] == "A="
+        assert result["rooms"] == ["lobby", "other"]
+        assert result["last"] == 10
+        assert [e["type"] for e in result["log"]["events"]] == ["connected"]
+        assert all(f.get("type") != "pong" for f in result["log"]["frames"])
+
+
+@needs_browser
+async def test_a_gap_is_asked_for_again_and_reset_when_it_never_fills() -> None:
+    async with fake_page() as page:
+        await page.evaluate(
+            """() => { fake({ rooms: ["lobby"], gapMs: 500, gapRetries: 2 }); hello(10); }"""
+        )
+        await page.evaluate(
+            """() => FakeSocket.all[0].recv({ type: "message", room: "lobby", seq: 12 })"""
+        )
+        # 11 is missing: after gapMs the client asks for what follows 10 again.
+        await page.wait_for_function(
+            "() => FakeSocket.all[0].sent.some((f) => f.action === 'joinRoom' && f.since === 10)",
+            timeout=WAIT_MS,
+        )
+        await page.evaluate("""() => {
+            const s = FakeSocket.all[0];
+            s.recv({ type: "message", room: "lobby", seq: 11 });  // the replay
+            s.recv({ type: "message", room: "lobby", seq: 12 });
+            s.recv({ type: "ack", action: "joinRoom", room: "lobby", seq: 12 });
+            s.recv({ type: "message", room: "lobby", seq: 14 });  // 13 never comes
+        }""")
+        await page.wait_for_function(
+            """() => log.events.some((e) => e.type === "reset")""", timeout=WAIT_MS
+        )
+        result = await page.evaluate("""() => {
+            const s = FakeSocket.all[0];
+            s.recv({ type: "message", room: "lobby", seq: 13 });  // too late: after the reset
+            s.recv({ type: "reset", room: "lobby", seq: 20 });  // the server's: history too short
+            s.recv({ type: "message", room: "lobby", seq: 21 });
+            return { log, stats: client.stats };
+        }""")
+        assert [m["seq"] for m in result["log"]["messages"]] == [11, 12, 14, 21]
+        resets = [e for e in result["log"]["events"] if e["type"] == "reset"]
+        assert [(e["seq"], e["last"], e["reason"]) for e in resets] == [
+            (13, 12, "gap not filled"),
+            (20, 14, "history"),
+        ]
+        assert result["stats"]["gaps"] >= 4  # 11 asked for once or twice, 13 three times
+
+
+@needs_browser
+async def test_a_dropped_connection_resumes_from_the_last_seq() -> None:
+    async with fake_page() as page:
+        await page.evaluate(
+            """() => {
+                fake({ rooms: ["lobby"], backoffInitialMs: 50 });
+                hello(3);
+                FakeSocket.all[0].recv({ type: "message", room: "lobby", seq: 4 });
+                FakeSocket.all[0].drop(1001, "Going away");
+                client.send({ action: "sendMessage", to: { room: "lobby" }, data: "queued" });
+            }"""
+        )
+        await page.wait_for_function("() => FakeSocket.all.length === 2", timeout=WAIT_MS)
+        result = await page.evaluate("""() => {
+            const s = FakeSocket.all[1];
+            s.open();
+            const hello = s.sent.slice();
+            s.recv({ type: "ack", action: "whoami", connectionId: "B=" });
+            for (const seq of [4, 5, 6]) s.recv({ type: "message", room: "lobby", seq });  // replay
+            const before = s.sent.length;
+            s.recv({ type: "ack", action: "joinRoom", room: "lobby", seq: 6 });
+            return { hello, before, sent: s.sent, log, id: client.connectionId };
+        }""")
+        assert result["hello"] == [
+            {"action": "whoami"},
+            {"action": "joinRoom", "room": "lobby", "since": 4},
+        ]
+        # The frame sent while reconnecting waited for the rooms to be re-joined.
+        assert result["before"] == 2
+        assert result["sent"][2] == {
+            "action": "sendMessage",
+            "to": {"room": "lobby"},
+            "data": "queued",
+        }
+        assert [m["seq"] for m in result["log"]["messages"]] == [4, 5, 6]
+        events = result["log"]["events"]
+        assert [e["type"] for e in events] == ["connected", "reconnecting", "connected", "resumed"]
+        reconnecting = events[1]
+        assert (reconnecting["attempt"], reconnecting["code"]) == (1, 1001)
+        assert 0 <= reconnecting["delayMs"] <= 50
+        assert (events[3]["planned"], events[3]["first"]) == (False, False)
+        assert result["id"] == "B="
+
+
+@needs_browser
+async def test_reconnects_back_off_exponentially_with_full_jitter() -> None:
+    """Sockets that fail before opening: each delay is drawn from [0, min(max, initial*2^n))."""
+    async with fake_page() as page:
+        await page.evaluate("""() => {
+            fake({
+              backoffInitialMs: 20, backoffMaxMs: 160, maxAttempts: 12,
+              socket: (url) => {
+                const s = new FakeSocket(url);
+                setTimeout(() => s.drop(1006));
+                return s;
+              },
+            });
+        }""")
+        await page.wait_for_function(
+            """() => log.events.some((e) => e.type === "close")""", timeout=WAIT_MS
+        )
+        events = await page.evaluate("() => log.events")
+        tries = [e for e in events if e["type"] == "reconnecting"]
+        assert [e["attempt"] for e in tries] == list(range(1, 13))
+        for e in tries:
+            assert 0 <= e["delayMs"] <= min(160, 20 * 2 ** (e["attempt"] - 1))
+        capped = [e["delayMs"] for e in tries if e["attempt"] >= 4]
+        assert len(set(capped)) == len(capped)  # jittered: never the same delay twice
+        assert events[-1]["type"] == "close"
+        assert events[-1]["gaveUp"] is True
+        assert await page.evaluate("() => FakeSocket.all.length") == 13  # the first and 12 retries
+
+
+@needs_browser
+async def test_the_planned_reconnect_makes_before_it_breaks() -> None:
+    async with fake_page() as page:
+        await page.evaluate(
+            """() => {
+                fake({ rooms: ["lobby"], lifetimeMs: 200, handoverMs: 150 });
+                hello(0);
+                FakeSocket.all[0].recv({ type: "message", room: "lobby", seq: 1 });
+            }"""
+        )
+        await page.wait_for_function("() => FakeSocket.all.length === 2", timeout=WAIT_MS)
+        result = await page.evaluate("""() => {
+            const [a, b] = FakeSocket.all;
+            const oldOpenAtStart = a.readyState === 1 && a.closedWith === null;
+            b.open();
+            const hello = b.sent.slice();
+            b.recv({ type: "ack", action: "whoami", connectionId: "B=" });
+            a.recv({ type: "message", room: "lobby", seq: 2 });  // live on the old socket
+            b.recv({ type: "message", room: "lobby", seq: 2 });  // replay on the new one
+            b.recv({ type: "message", room: "lobby", seq: 3 });  // arrives on both, in either order
+            a.recv({ type: "message", room: "lobby", seq: 3 });
+            const oldOpenBeforeAck = a.readyState === 1 && a.closedWith === null;
+            b.recv({ type: "ack", action: "joinRoom", room: "lobby", seq: 3 });
+            b.recv({ type: "message", room: "lobby", seq: 4 });
+            // Still on its way to the old socket: read for handoverMs after the switch.
+            a.recv({ type: "message", room: "lobby", seq: 4 });
+            a.recv({ type: "message", data: "late on the old socket" });
+            return {
+              oldOpenAtStart, oldOpenBeforeAck, hello, closedAtSwitch: a.closedWith, log,
+              id: client.connectionId, stats: client.stats,
+            };
+        }""")
+        await page.wait_for_function("() => FakeSocket.all[0].closedWith !== null", timeout=WAIT_MS)
+        closed_with = await page.evaluate("() => FakeSocket.all[0].closedWith")
+        assert result["oldOpenAtStart"]
+        assert result["oldOpenBeforeAck"]  # the old socket stays until the new one has its rooms
+        assert result["closedAtSwitch"] is None  # and handoverMs longer
+        assert closed_with == [1000, "planned reconnect"]
+        assert result["hello"][1] == {"action": "joinRoom", "room": "lobby", "since": 1}
+        assert seqs_of(result["log"]["messages"]) == [1, 2, 3, 4, "late on the old socket"]
+        assert [(e["type"], e["planned"]) for e in result["log"]["events"]] == [
+            ("connected", False),
+            ("connected", True),
+            ("resumed", True),
+        ]
+        assert result["id"] == "B="
+        assert result["stats"]["reconnects"] == 0  # no gap: never "reconnecting"
+        assert result["stats"]["planned"] == 1
+
+
+@needs_browser
+async def test_a_failed_planned_reconnect_keeps_the_old_socket_and_tries_again() -> None:
+    async with fake_page() as page:
+        await page.evaluate("""() => {
+            fake({ rooms: ["lobby"], lifetimeMs: 200, backoffInitialMs: 50, handoverMs: 0 });
+            hello(0);
+        }""")
+        await page.wait_for_function("() => FakeSocket.all.length === 2", timeout=WAIT_MS)
+        await page.evaluate("() => FakeSocket.all[1].drop(1006)")  # refused: never opened
+        await page.wait_for_function("() => FakeSocket.all.length === 3", timeout=WAIT_MS)
+        assert await page.evaluate("() => FakeSocket.all[0].closedWith") is None
+        await page.evaluate("() => hello(0)")  # the third socket opens and re-joins: it takes over
+        await page.wait_for_function("() => FakeSocket.all[0].closedWith !== null", timeout=WAIT_MS)
+        result = await page.evaluate(
+            "() => ({ first: FakeSocket.all[0].closedWith, log, id: client.connectionId,"
+            " stats: client.stats })"
+        )
+        assert result["first"] == [1000, "planned reconnect"]  # only once the third took over
+        assert result["id"] == "conn3="
+        assert result["stats"]["reconnects"] == 0  # the old socket carried on meanwhile
+        assert result["stats"]["planned"] == 2
+        assert [e["type"] for e in result["log"]["events"]] == [
+            "connected",
+            "connected",
+            "resumed",
+        ]
+
+
+@needs_browser
+async def test_a_kick_ends_the_client_and_coming_online_retries_at_once() -> None:
+    async with fake_page() as page:
+        result = await page.evaluate("""() => {
+            fake({ rooms: ["lobby"], backoffInitialMs: 60000, backoffMaxMs: 60000 });
+            hello(0);
+            FakeSocket.all[0].drop(1006);  // lost: the next attempt waits up to a minute
+            const waiting = FakeSocket.all.length;
+            window.dispatchEvent(new Event("online"));  // ... unless the browser is back online
+            const online = FakeSocket.all.length;
+            hello(0);
+            const kicked = FakeSocket.all.at(-1);
+            kicked.recv({ type: "close", reason: "token expired" });
+            kicked.drop(1000);
+            return { waiting, online, log, sockets: FakeSocket.all.length };
+        }""")
+        assert (result["waiting"], result["online"]) == (1, 2)
+        close = result["log"]["events"][-1]
+        assert (close["type"], close["reason"], close["byServer"]) == (
+            "close",
+            "token expired",
+            True,
+        )
+        # Told why, the client does not come back (a reconnect says "reconnecting" at once).
+        assert [e["type"] for e in result["log"]["events"]] == [
+            "connected",
+            "reconnecting",
+            "connected",
+            "resumed",
+            "close",
+        ]
+        assert result["sockets"] == 2
+        assert await page.evaluate("() => client.connected") is False
+
+
+@needs_browser
+async def test_keepalive_pings_only_when_nothing_was_sent() -> None:
+    async with fake_page() as page:
+        await page.evaluate(
+            """() => {
+                fake({ keepaliveMs: 1000 });
+                hello(0);
+                window.busy = setInterval(() => client.send({ action: "whoami" }), 50);
+            }"""
+        )
+        await page.wait_for_function(
+            "() => FakeSocket.all[0].sent.filter((f) => f.action === 'whoami').length >= 20",
+            timeout=WAIT_MS,
+        )
+        busy_pings = await page.evaluate("""() => {
+            clearInterval(window.busy);
+            return FakeSocket.all[0].sent.filter((f) => f.action === "ping").length;
+        }""")
+        assert busy_pings == 0  # a client that sends anyway needs no ping
+        await page.wait_for_function(
+            "() => FakeSocket.all[0].sent.filter((f) => f.action === 'ping').length >= 2",
+            timeout=WAIT_MS,
+        )
+
+
+# -- live: the local stack with compressed limits ------------------------------------------------
+
+LIMITS = Limits(idle_timeout_s=6, max_lifetime_s=12)
+
+
+async def _open_client(browser: Any, page_url: str, options: dict[str, Any]) -> Any:
+    """A tab of the demo page with ``window.client`` connected (``window.log`` records it)."""
+    tab = await browser.new_page()
+    await tab.goto(page_url, timeout=WAIT_MS)
+    await tab.evaluate(SETUP)
+    await tab.evaluate(
+        """(options) => {
+            const url = `ws://${location.host}/local`;
+            window.client = wsfanout.connect(url, options);
+            window.log = record(window.client);
+        }""",
+        options,
+    )
+    await tab.wait_for_function("() => client.connected && client.connectionId", timeout=WAIT_MS)
+    return tab
+
+
+@asynccontextmanager
+async def _room_sender(queue_url: str) -> AsyncIterator[Callable[[str], Awaitable[None]]]:
+    """``say(data)``: a room job for the lobby on the broadcast queue, carrying the chat app's
+    ``message`` frame, as a ``sendMessage`` to the room enqueues it. From outside any
+    WebSocket, so no sender connection runs into the stack's 12-second lifetime."""
+    async with aioboto3.Session().client("sqs") as sqs:
+
+        async def say(data: str) -> None:
+            frame = {"type": "message", "from": {"connectionId": "sender="}, "data": data}
+            job = {"target": {"room": "lobby"}, "data": json.dumps(frame)}
+            await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(job))
+
+        yield say
+
+
+async def _received(tab: Any, data: str) -> None:
+    await tab.wait_for_function(
+        "(data) => log.messages.some((m) => m.data === data)", arg=data, timeout=WAIT_MS
+    )
+
+
+@needs_browser
+async def test_rooms_are_rejoined_after_the_stack_drops_the_connection() -> None:
+    with anyio.fail_after(60):
+        async with local_stack(limits=LIMITS) as stack, chromium() as browser:
+            tab = await _open_client(
+                browser, stack.page_url, {"rooms": ["lobby"], "backoffInitialMs": 200}
+            )
+            first = await tab.evaluate("() => client.connectionId")
+            async with _room_sender(stack.queue_url) as say:
+                await say("one")
+                await _received(tab, "one")
+
+                session = aioboto3.Session()
+                async with session.client(
+                    "apigatewaymanagementapi", endpoint_url=stack.management_url
+                ) as management:
+                    await management.delete_connection(ConnectionId=first)
+                await tab.wait_for_function(
+                    "() => log.events.some((e) => e.type === 'resumed')", timeout=WAIT_MS
+                )
+                # Only a member of the lobby gets this: the new connection re-joined it.
+                await say("two")
+                await _received(tab, "two")
+
+            result = await tab.evaluate("() => ({ log, id: client.connectionId })")
+    assert result["id"] != first
+    assert [m["data"] for m in result["log"]["messages"]] == ["one", "two"]
+    events = result["log"]["events"]
+    assert [e["type"] for e in events] == ["connected", "reconnecting", "connected", "resumed"]
+    assert events[1]["code"] == 1000  # DeleteConnection closes normally
+
+
+@needs_browser
+async def test_keepalive_keeps_an_idle_page_connected_past_the_idle_timeout() -> None:
+    with anyio.fail_after(60):
+        async with local_stack(limits=LIMITS) as stack, chromium() as browser:
+            options = {"lifetimeMs": 60_000, "backoffInitialMs": 200}
+            pinging = await _open_client(browser, stack.page_url, {**options, "keepaliveMs": 1500})
+            silent = await _open_client(browser, stack.page_url, {**options, "keepaliveMs": 0})
+            first = await pinging.evaluate("() => client.connectionId")
+            # The page that never pings is closed as idle (1001) after 6 s...
+            await silent.wait_for_function(
+                "() => log.events.some((e) => e.type === 'reconnecting' && e.code === 1001)",
+                timeout=12_000,
+            )
+            # ... while five pings (7.5 s) keep the other past it, on its first connection.
+            await pinging.wait_for_function("() => client.stats.pings >= 5", timeout=12_000)
+            result = await pinging.evaluate(
+                "() => ({ log, id: client.connectionId, connected: client.connected })"
+            )
+    assert result["id"] == first
+    assert result["connected"]
+    assert [e["type"] for e in result["log"]["events"]] == ["connected"]
+
+
+@needs_browser
+async def test_the_planned_reconnect_leaves_no_gap_on_the_stack() -> None:
+    """Messages sent through the planned reconnect all arrive. The chat app does not number them
+    yet (no ``seq``), so one may arrive twice around the handover (the old socket is read for
+    ``handoverMs`` after the switch); none may be missing."""
+    from playwright.async_api import (  # noqa: PLC0415  (optional dependency)
+        TimeoutError as PlaywrightTimeout,
+    )
+
+    count = 64
+    with anyio.fail_after(60):
+        async with local_stack(limits=LIMITS) as stack, chromium() as browser:
+            tab = await _open_client(
+                browser,
+                stack.page_url,
+                {"rooms": ["lobby"], "lifetimeMs": 7000, "keepaliveMs": 2000},
+            )
+            first = await tab.evaluate("() => client.connectionId")
+            async with _room_sender(stack.queue_url) as say:
+                for i in range(count):  # 8 s: through the reconnect at 6.3 to 7 s
+                    await say(f"m{i}")
+                    await anyio.sleep(0.125)  # pacing the sender, not synchronisation
+                with suppress(PlaywrightTimeout):  # what is missing, if anything, is said below
+                    await tab.wait_for_function(
+                        "(n) => new Set(log.messages.map((m) => m.data)).size >= n",
+                        arg=count,
+                        timeout=20_000,
+                    )
+            result = await tab.evaluate("() => ({ log, id: client.connectionId })")
+    messages = result["log"]["messages"]
+    events = result["log"]["events"]
+    missing = {f"m{i}" for i in range(count)} - {m["data"] for m in messages}
+    assert not missing, f"missing {sorted(missing)}; events {events}"
+    # Only planned reconnects (one at 6.3 to 7 s; a second may follow before the test ends):
+    # the stack never cut the page off, so it never had to come back ("reconnecting").
+    assert (events[0]["type"], events[0]["first"]) == ("connected", True)
+    assert {(e["type"], e["planned"]) for e in events[1:]} == {
+        ("connected", True),
+        ("resumed", True),
+    }
+    assert result["id"] != first
+    # The first handover happened while messages were flowing.
+    handover = next(e for e in events if e["type"] == "resumed")
+    assert messages[0]["at"] < handover["at"] < messages[-1]["at"]
+    print(  # the figures of the run, for the issue's closing note
+        f"planned reconnect: {count} messages, {len(messages) - count} duplicates, no gap, "
+        f"{sum(e['type'] == 'resumed' for e in events)} handovers"
+    )

@@ -135,6 +135,9 @@ class Stats:
     gap_requests: int = 0
     resets: int = 0
     resume_latencies_s: list[float] = field(default_factory=list)
+    """From a drop to the rooms re-joined on a new connection, backoff included."""
+    planned_latencies_s: list[float] = field(default_factory=list)
+    """From the start of a planned reconnect to the rooms re-joined (the old one still open)."""
 
 
 @dataclass(slots=True)
@@ -189,6 +192,7 @@ class Client:
         token: str | None = None,
         rooms: Iterable[str] = (),
         query: Mapping[str, str] | None = None,
+        since: Mapping[str, int] | None = None,
         options: ClientOptions | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
@@ -196,7 +200,10 @@ class Client:
         self.options = options or ClientOptions()
         self.stats = Stats()
         self._on_event = on_event
-        self._rooms: dict[str, _Room] = {room: _Room() for room in rooms}
+        since = since or {}
+        self._rooms: dict[str, _Room] = {
+            room: _Room(last=since.get(room)) for room in (*rooms, *since)
+        }
         self._link: _Link | None = None
         self._ready = asyncio.Event()
         self._messages: asyncio.Queue[Message | None] = asyncio.Queue()
@@ -371,7 +378,7 @@ class Client:
         self._use(new)
         self.stats.planned_reconnects += 1
         latency = time.monotonic() - started
-        self.stats.resume_latencies_s.append(latency)
+        self.stats.planned_latencies_s.append(latency)
         self._emit(
             Event("resumed", connection_id=new.connection_id, planned=True, latency_s=latency)
         )
@@ -563,16 +570,23 @@ async def connect(
     rooms: Iterable[str] = (),
     query: Mapping[str, str] | None = None,
     *,
+    since: Mapping[str, int] | None = None,
     options: ClientOptions | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> AsyncIterator[Client]:
     """A :class:`Client`, connected and in ``rooms``, closed when the block ends.
 
+    ``since`` resumes rooms from an earlier session's last ``seq`` (:meth:`Client.last_seq`,
+    kept by the application): what was missed is replayed, or a ``reset`` event says it is
+    gone. The rooms it names are joined too.
+
     :raises InvalidInputError: ``url`` is not a ws:// or wss:// URL.
     :raises OSError: the endpoint could not be reached (or refused the handshake).
     :raises TimeoutError: it did not answer within ``options.open_timeout_s``.
     """
-    client = Client(url, token=token, rooms=rooms, query=query, options=options, on_event=on_event)
+    client = Client(
+        url, token=token, rooms=rooms, query=query, since=since, options=options, on_event=on_event
+    )
     await client.start()
     try:
         yield client

@@ -5,10 +5,11 @@ gets ``reset``.
 
 Compressed from the issue's shape (300 messages over about 40 s, at least three reconnects):
 the same 300 messages, sent by three backend tasks at once through the App (the registry/queue
-path: the history item, then the room job), one every 0.12 s in all (36 s), while the client is
-dropped after 3-5 s and 8.5-10 s in turn and replaces its connection (make-before-break) every 7 s. The history
-keeps 150 messages, so a reconnect (backoff capped at 1 s) stays well inside it, while a client
-cut off after its first 10 messages, back at the end, falls out of it.
+path: the history item, then the room job), one every 0.12 s in all (36 s), while the client
+is dropped after 3-5 s and 8.5-10 s in turn and replaces its connection (make-before-break)
+every 7 s. The history keeps 150 messages, so a reconnect (backoff capped at 1 s) stays well
+inside it, while a client cut off after its first 10 messages, back at the end, falls out of
+it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ What it does for the application, so that a healthy client never sees a gap:
   once and in ``seq`` order; early ones wait in a buffer, and a gap that has not filled within
   ``gap_timeout_s`` is asked for again (``joinRoom`` with ``since``); a ``reset`` (the room's
   history no longer reaches back) is an event, and the client goes on from the room's latest;
+  a ``seq`` that three such asks did not bring although later ones came (a message whose
+  storing failed, which nobody got) is given up with a ``reset`` event too;
 - **events** (``on_event=`` callback, or ``async for event in client.events()``):
   ``connected``, ``reconnecting``, ``resumed``, ``reset`` and ``error``.
 
@@ -147,6 +149,7 @@ class _Room:
     pending: dict[int, Message] = field(default_factory=dict)
     skip: set[int] = field(default_factory=set)  # the client's own messages
     gap_since: float | None = None
+    asks: int = 0  # how often the current gap was asked for again
 
 
 class _Link:
@@ -176,6 +179,8 @@ class _Link:
 class ProtocolError(WsFanoutError):
     """The server answered an awaited frame (``whoami``, a join) with an error frame."""
 
+
+_ASKS = 3  # times a gap is asked for again before the client gives the missing seq up
 
 # What opening or resuming a connection can meet that a later attempt may not.
 _FAILURES = (OSError, TimeoutError, ConnectionError, ProtocolError, WebSocketException)
@@ -521,7 +526,7 @@ class Client:
             if state.gap_since is None:
                 state.gap_since = time.monotonic()
         else:
-            state.gap_since = None
+            state.gap_since, state.asks = None, 0
 
     async def _watch_gaps(self) -> None:
         """Ask again for a room whose gap did not fill within ``gap_timeout_s``."""
@@ -535,11 +540,24 @@ class Client:
             for room, state in list(self._rooms.items()):
                 if state.gap_since is not None and now - state.gap_since >= timeout:
                     state.gap_since = now
+                    if state.asks >= _ASKS and state.pending:
+                        self._give_up(room, state)
+                        continue
+                    state.asks += 1
                     self.stats.gap_requests += 1
                     with contextlib.suppress(ConnectionClosed):
                         await link.ws.send(
                             json.dumps({"action": "joinRoom", "room": room, "since": state.last})
                         )
+
+    def _give_up(self, room: str, state: _Room) -> None:
+        """A ``seq`` that replays did not bring either, although later ones are here: taken by a
+        message whose storing failed (nobody got it). Go on past it, as after a reset."""
+        state.last = min(state.pending) - 1
+        state.asks = 0
+        self.stats.resets += 1
+        self._emit(Event("reset", room=room, seq=state.last))
+        self._flush(state)
 
     def _emit(self, event: Event) -> None:
         if self._on_event is not None:

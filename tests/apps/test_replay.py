@@ -171,3 +171,29 @@ def test_a_hole_inside_a_covered_window_is_a_message_still_being_written() -> No
     assert [m.seq for m in replay.messages] == [5], "4 is missing: the client waits, asks again"
     assert replay_of(5, 7, stored, bounds, now=100.0).reset, "a seq beyond the latest"
     assert replay_of(5, 1, stored, bounds, now=100.0).reset, "neither 1 nor 2 is stored"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"action": "joinRoom", "room": "lobby", "since": -1},
+        {"action": "joinRoom", "room": "lobby", "since": "41"},
+        {"action": "joinRoom", "room": "lobby", "since": 1.5},
+        {"action": "ping", "extra": True},
+    ],
+)
+async def test_a_bad_since_or_ping_is_an_invalid_field(client: TestClient, frame: Any) -> None:
+    conn = await client.connect()
+    await conn.send(frame)
+    [answer] = conn.new()
+    assert (answer["type"], answer["code"]) == ("error", "invalid_field")
+    assert not await client.registry.is_member(conn.connection_id, "lobby")
+
+
+async def test_a_durable_message_too_large_takes_no_seq(client: TestClient) -> None:
+    sender = await member(client, "s")
+    sender.new()
+    await sender.send(say("x" * (128 * 1024 - 60)))
+    [answer] = sender.new()
+    assert (answer["type"], answer["code"]) == ("error", "too_large")
+    assert await client.services.rooms.latest("lobby") == 0

@@ -12,7 +12,15 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
 
 from ..exceptions import FrameError
 from .history import MAX_SEQ
@@ -55,7 +63,7 @@ class JoinRoom(_Frame):
 
     action: Literal["joinRoom"]
     room: RoomName
-    since: Annotated[int, Field(ge=0)] | None = None
+    since: Annotated[StrictInt, Field(ge=0)] | None = None  # "41" or true is not a seq
 
 
 class LeaveRoom(_Frame):

@@ -176,3 +176,17 @@ def test_the_sender_path_loads_no_extra() -> None:
     assert "aioboto3" in loaded, "the check imported the sender path"
     extras_modules = set().union(*EXTRAS.values()) | {"matplotlib", "moto"}
     assert loaded & extras_modules == set()
+
+
+def test_the_client_imports_nothing_of_the_server_side() -> None:
+    """``wsfanout.client`` runs where only ``[client]`` is installed: of wsfanout, it imports the
+    exception tree and the extras' hint alone."""
+    source = (PACKAGE / "client.py").read_text()
+    ours = {name for name in imported_modules(source, "wsfanout.client") if "wsfanout" in name}
+    assert ours == {"wsfanout.exceptions", "wsfanout.extras"}
+    third_party = {
+        name.partition(".")[0]
+        for name in imported_modules(source, "wsfanout.client")
+        if name.partition(".")[0] not in sys.stdlib_module_names
+    } - {"wsfanout", "__future__"}
+    assert third_party == {"websockets"}

@@ -7,7 +7,8 @@ extra, imported only where it is used, so a module that needs one says which whe
 - ``lambda``: AWS Lambda Powertools and PyJWT, for the handlers, the App's Lambda side
   (``app.lambda_handler``, ``app.handle``, the test client) and token verification;
 - ``cli``: rich, for the ``wsfanout`` command;
-- ``local``: moto, websockets and watchfiles, for ``wsfanout dev`` and ``wsfanout demo``.
+- ``local``: moto, websockets and watchfiles, for ``wsfanout dev`` and ``wsfanout demo``;
+- ``client``: websockets, for the Python client (:mod:`wsfanout.client`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ EXTRAS: dict[str, frozenset[str]] = {
     "lambda": frozenset({"aws_lambda_powertools", "jwt", "cryptography"}),
     "cli": frozenset({"rich"}),
     "local": frozenset({"moto", "websockets", "watchfiles"}),
+    "client": frozenset({"websockets"}),
 }
 """Each extra and the top-level modules it installs that wsfanout imports."""
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .core.history import HistoryBounds
 from .exceptions import ConfigurationError
 
 __all__ = ["Settings"]
@@ -63,6 +64,14 @@ class Settings(BaseSettings):
     )
     registry_page_size: int = Field(default=1000, ge=1, le=10000)
 
+    # Durable rooms (docs/contracts.md, "Replay")
+    room_history_messages: int = Field(
+        default=100, ge=1, le=10000, description="Messages of a durable room kept for replay."
+    )
+    room_history_seconds: int = Field(
+        default=3600, gt=0, description="Longest a durable room's message is kept for replay."
+    )
+
     # Broadcast jobs (the SQS worker)
     broadcast_segments: int = Field(
         default=4, ge=1, le=1000, description="Parallel-scan shards an 'all' job is split into."
@@ -103,6 +112,10 @@ class Settings(BaseSettings):
                 f"must be an http(s) URL such as https://{{domain}}/{{stage}}: {value!r}"
             )
         return value.rstrip("/")
+
+    def history_bounds(self) -> HistoryBounds:
+        """What durable rooms keep: ``ROOM_HISTORY_MESSAGES`` and ``ROOM_HISTORY_SECONDS``."""
+        return HistoryBounds(self.room_history_messages, self.room_history_seconds)
 
     def require_table(self) -> str:
         """Return the registry table name.

@@ -34,7 +34,7 @@ async def test_join_and_leave_answer_acks_and_change_the_membership(client: Test
     await conn.send({"action": "leaveRoom", "room": "lobby"})
     assert not await client.registry.is_member(conn.connection_id, "lobby")
     assert conn.received == [
-        {"type": "ack", "action": "joinRoom", "room": "lobby"},
+        {"type": "ack", "action": "joinRoom", "room": "lobby", "seq": 0},  # durable: latest seq
         {"type": "ack", "action": "leaveRoom", "room": "lobby", "wasMember": True},
         {"type": "ack", "action": "leaveRoom", "room": "lobby", "wasMember": False},
     ]
@@ -79,9 +79,11 @@ async def test_a_member_posts_to_a_room_through_a_job_without_itself(client: Tes
     [job] = client.jobs
     assert job.target.model_dump() == {"room": "lobby"}
     assert sender.new() == [
-        {"type": "ack", "action": "sendMessage", "room": "lobby", "jobId": job.job_id}
+        {"type": "ack", "action": "sendMessage", "room": "lobby", "jobId": job.job_id, "seq": 1}
     ]
-    assert member.new() == [message(sender, "hi room", "s")]
+    assert member.new() == [
+        {"type": "message", "room": "lobby", "seq": 1} | message(sender, "hi room", "s")
+    ]
     assert outsider.received == []
 
 

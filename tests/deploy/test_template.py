@@ -46,11 +46,14 @@ QUEUE_ARN = {"Fn::GetAtt": ["BroadcastQueue", "Arn"]}
 # What each function may do to the registry and the queue, and why (see the handlers).
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
     "RouteFunction": {
-        # $connect PutItem; $disconnect Query + BatchWriteItem; joinRoom GetItem + PutItem;
-        # leaveRoom DeleteItem; to a connection BatchGetItem; gone connections BatchWriteItem
+        # $connect PutItem; $disconnect Query + BatchWriteItem; joinRoom GetItem + PutItem
+        # (a durable room's replay GetItem + Query); leaveRoom DeleteItem; to a connection
+        # BatchGetItem; to a durable room UpdateItem + PutItem; ping UpdateItem; gone
+        # connections BatchWriteItem
         "table": {
             "dynamodb:GetItem",
             "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
             "dynamodb:DeleteItem",
             "dynamodb:Query",
             "dynamodb:BatchGetItem",
@@ -146,7 +149,14 @@ def test_a_route_for_every_protocol_action(transformed: dict[str, Any]) -> None:
         r["Properties"]["RouteKey"]
         for r in resources(transformed, "AWS::ApiGatewayV2::Route").values()
     }
-    assert protocol_actions() == {"joinRoom", "leaveRoom", "sendMessage", "broadcast", "whoami"}
+    assert protocol_actions() == {
+        "joinRoom",
+        "leaveRoom",
+        "sendMessage",
+        "broadcast",
+        "whoami",
+        "ping",
+    }
     assert keys == {"$connect", "$disconnect", "$default", *protocol_actions()}
 
 

@@ -67,7 +67,7 @@ def test_join_and_leave_rooms_answer_with_acks(stack: Stack) -> None:
     stack.message("a=", '{"action":"leaveRoom","room":"lobby"}')
     stack.message("a=", '{"action":"leaveRoom","room":"lobby"}')
     assert frames(stack, "a=") == [
-        {"type": "ack", "action": "joinRoom", "room": "lobby"},
+        {"type": "ack", "action": "joinRoom", "room": "lobby", "seq": 0},  # durable: latest seq
         {"type": "ack", "action": "leaveRoom", "room": "lobby", "wasMember": True},
         {"type": "ack", "action": "leaveRoom", "room": "lobby", "wasMember": False},
     ]
@@ -123,9 +123,16 @@ def test_send_to_a_room_goes_through_the_queue(stack: Stack) -> None:
     [ack] = frames(stack, "s=")
     assert ack["action"] == "sendMessage"
     assert ack["room"] == "lobby"
+    assert ack["seq"] == 1, "the chat app's rooms are durable"
     assert stack.fake.counts() == {"s=": 1}, "nothing is sent before the worker runs"
     stack.drain()
-    message = {"type": "message", "from": {"connectionId": "s="}, "data": "hi room"}
+    message = {
+        "type": "message",
+        "room": "lobby",
+        "seq": 1,
+        "from": {"connectionId": "s="},
+        "data": "hi room",
+    }
     assert frames(stack, "m1=") == [message]
     assert frames(stack, "m2=") == [message]
     assert frames(stack, "out=") == []
@@ -258,7 +265,7 @@ def test_endpoint_derived_from_the_event(stack: Stack, monkeypatch: pytest.Monke
         connectionId="local=", domainName=host, stage="dev", routeKey="joinRoom"
     )
     route.handler(message, LambdaContext())
-    assert frames(stack, "local=") == [{"type": "ack", "action": "joinRoom", "room": "r"}]
+    assert frames(stack, "local=") == [{"type": "ack", "action": "joinRoom", "room": "r", "seq": 0}]
 
 
 def test_all_target_never_reaches_membership_items(stack: Stack) -> None:

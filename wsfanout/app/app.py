@@ -40,7 +40,18 @@ from ..aws.base import Owner
 from ..core.models import Connection
 from ..core.protocol import error_frame
 from ..exceptions import ConnectionExistsError, ConnectionRefused, FrameError, WsFanoutError
-from .context import Context, Data, EventType, Sent, To, deliver, encode, logger, target_of
+from .context import (
+    Context,
+    Data,
+    EventType,
+    Sent,
+    To,
+    deliver,
+    encode,
+    is_durable,
+    logger,
+    target_of,
+)
 from .routing import Handler, Router
 from .rules import Rules
 
@@ -63,6 +74,11 @@ class App(Router, Owner):
     ``load_attributes`` reads the connection's registry item once before every route and the
     ``$disconnect`` hook, so ``ctx.attributes`` holds what ``$connect`` stored (one consistent
     GetItem per invocation); an app that stores none may turn it off.
+
+    ``durable_rooms`` says which rooms are durable: ``True`` (all), a collection of room names,
+    or a predicate of the room's name. A durable room's messages (JSON objects) get a per-room
+    ``seq`` and are kept in a bounded history, and ``ctx.join(room, since=...)`` replays what a
+    client missed (docs/app.md, "Durable rooms"); a send may opt out with ``durable=False``.
     """
 
     def __init__(
@@ -71,11 +87,13 @@ class App(Router, Owner):
         rules: Rules | None = None,
         settings: Settings | None = None,
         load_attributes: bool = True,
+        durable_rooms: bool | Collection[str] | Callable[[str], bool] = False,
     ) -> None:
         Router.__init__(self)
         Owner.__init__(self)  # what ``async with app:`` opens, closed when the block ends
         self.rules = rules or Rules()
         self.load_attributes = load_attributes
+        self.is_durable = _durability(durable_rooms)
         self._settings = settings
         self._outside: Services | None = None
         self._entrypoint: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
@@ -167,6 +185,7 @@ class App(Router, Owner):
             claims=dict(raw.get("authorizer") or {}),
             can_broadcast=bool(authorizer and authorizer.can_broadcast),
             deadline=deadline,
+            durable_rooms=self.is_durable,
             **fields,
         )
 
@@ -359,19 +378,39 @@ class App(Router, Owner):
         previous, self._outside = self._outside, services
         return previous
 
-    async def send(self, data: Data, *, exclude: Collection[str] = (), **to: Unpack[To]) -> Sent:
+    async def send(
+        self,
+        data: Data,
+        *,
+        exclude: Collection[str] = (),
+        durable: bool | None = None,
+        **to: Unpack[To],
+    ) -> Sent:
         """Send from outside a route (a backend, a cron job): the same targets (see
-        :class:`~wsfanout.app.context.To`) and bytes as ``ctx.send``, and no rules (the app's
-        own code is trusted).
+        :class:`~wsfanout.app.context.To`), bytes and durability as ``ctx.send``, and no rules
+        (the app's own code is trusted).
 
         :raises RuntimeError: outside ``async with app:``.
-        :raises TypeError: not exactly one target named.
+        :raises TypeError: not exactly one target named; ``durable=True`` for a target that is
+            not a room, or with ``data`` that is not a JSON object.
         """
-        return await deliver(self._services(), target_of(to), data, exclude=exclude)
+        target = target_of(to)
+        durable = is_durable(target, durable, self.is_durable)
+        return await deliver(self._services(), target, data, exclude=exclude, durable=durable)
 
     async def broadcast(self, data: Data, *, exclude: Collection[str] = ()) -> Sent:
         """Send to every connection (a broadcast job), from outside a route."""
         return await self.send(data, everyone=True, exclude=exclude)
+
+
+def _durability(rooms: bool | Collection[str] | Callable[[str], bool]) -> Callable[[str], bool]:
+    """``durable_rooms`` as a predicate of a room's name."""
+    if isinstance(rooms, bool):
+        return lambda _room: rooms
+    if callable(rooms):
+        return rooms
+    names = frozenset(rooms)
+    return names.__contains__
 
 
 def _wrap(middleware: Any, call_next: Callable[[Context], Any]) -> Callable[[Context], Any]:

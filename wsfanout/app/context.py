@@ -13,12 +13,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from pydantic import JsonValue
 
+from ..core.history import MAX_SEQ, stamped
 from ..core.models import (
     MAX_PAYLOAD_BYTES,
     AllTarget,
@@ -29,7 +30,7 @@ from ..core.models import (
     UsersTarget,
 )
 from ..core.outcomes import Outcome
-from ..core.protocol import error_frame, strict_loads
+from ..core.protocol import error_frame, reset_frame, strict_loads
 from ..exceptions import ConnectionNotFoundError, FrameError, PayloadTooLargeError
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "To",
     "deliver",
     "encode",
+    "is_durable",
     "logger",
     "target_of",
 ]
@@ -62,10 +64,12 @@ EventType = Literal["CONNECT", "MESSAGE", "DISCONNECT"]
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """What a send came to: how many received it inline, and the job that carries the rest."""
+    """What a send came to: how many received it inline, the job that carries the rest, and
+    the sequence number a durable room's message was given."""
 
     delivered: int = 0
     job_id: str | None = None
+    seq: int | None = None
 
 
 def encode(data: Data) -> tuple[bytes, bool]:
@@ -93,6 +97,23 @@ def _job(target: Target, payload: bytes, text: bool, exclude: Collection[str]) -
     return BroadcastJob(target=target, data_base64=encoded, exclude=list(exclude))
 
 
+async def _durable(
+    services: Services, room: str, data: Data, sender: Mapping[str, str] | None
+) -> tuple[dict[str, Any], int]:
+    """The message stamped with the room's next ``seq``, stored in its history first, so a
+    replay can never miss a message that was delivered.
+
+    :raises TypeError: ``data`` is not a JSON object (only an object can carry ``seq``).
+    :raises PayloadTooLargeError: the stamped message would be over 128 KiB (checked before a
+        ``seq`` is taken).
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError("a durable room's message must be a JSON object (a dict)")
+    encode(stamped(data, room, MAX_SEQ))
+    seq = await (await services.history()).append(room, data, sender)
+    return stamped(data, room, seq), seq
+
+
 async def deliver(
     services: Services,
     target: Target,
@@ -100,19 +121,31 @@ async def deliver(
     *,
     exclude: Collection[str] = (),
     deadline: float | None = None,
+    durable: bool = False,
+    sender: Mapping[str, str] | None = None,
 ) -> Sent:
     """Send ``data`` to ``target``: rooms and everyone through a job, the rest inline, and what
     an inline send could not reach before ``deadline`` through a job from where it stopped.
 
+    ``durable`` (a room only): the message gets the room's next ``seq`` and is kept in its
+    history (with ``sender``, the sending connection's identity) before the job is enqueued.
+
     :raises PayloadTooLargeError: ``data`` is over 128 KiB.
     :raises ForbiddenError: the management API answered 403.
     :raises QueueError: a job could not be enqueued.
+    :raises TypeError: ``durable`` for a target that is not a room, or with ``data`` that is
+        not a JSON object.
     """
+    seq: int | None = None
+    if durable:
+        if not isinstance(target, RoomTarget):
+            raise TypeError("only a room send can be durable")
+        data, seq = await _durable(services, target.room, data, sender)
     payload, text = encode(data)
     if isinstance(target, RoomTarget | AllTarget):
         job = _job(target, payload, text, exclude)
         await (await services.job_queue()).enqueue(job)
-        return Sent(job_id=job.job_id)
+        return Sent(job_id=job.job_id, seq=seq)
     report = await (await services.fanout()).run(
         target, payload, exclude=exclude, deadline=deadline
     )
@@ -121,6 +154,13 @@ async def deliver(
     rest = _job(target, payload, text, exclude).model_copy(update={"cursor": report.resume})
     await (await services.job_queue()).enqueue(rest)
     return Sent(delivered=report.delivered, job_id=rest.job_id)
+
+
+def is_durable(target: Target, durable: bool | None, rooms: Callable[[str], bool]) -> bool:
+    """Whether a send is durable: as asked, else (``None``) as ``rooms`` says for a room."""
+    if durable is None:
+        return isinstance(target, RoomTarget) and rooms(target.room)
+    return durable
 
 
 class To(TypedDict, total=False):
@@ -181,6 +221,8 @@ class Context:
     body: str | bytes | None = None
     attributes: dict[str, JsonValue] = field(default_factory=dict)
     deadline: float | None = None
+    durable_rooms: Callable[[str], bool] = field(default=lambda _room: False, repr=False)
+    """Whether a room is durable (the app's ``durable_rooms``)."""
     _json: Any = field(default=None, repr=False)
     _parsed: bool = field(default=False, repr=False)
 
@@ -213,21 +255,56 @@ class Context:
         """Answer the sender ``{"type": "error", "code": code, "message": message}``."""
         await self.reply(error_frame(code, message))
 
-    async def send(self, data: Data, *, exclude: Collection[str] = (), **to: Unpack[To]) -> Sent:
+    @property
+    def sender(self) -> dict[str, str]:
+        """This connection's identity as recipients see it: ``connectionId``, and ``userId``
+        when it has one."""
+        identity = {"connectionId": self.connection_id}
+        if self.user_id:
+            identity["userId"] = self.user_id
+        return identity
+
+    async def send(
+        self,
+        data: Data,
+        *,
+        exclude: Collection[str] = (),
+        durable: bool | None = None,
+        **to: Unpack[To],
+    ) -> Sent:
         """Send ``data`` to exactly one target (see :class:`To`), if the app's
         :class:`~wsfanout.app.Rules` allow this connection to.
 
+        ``durable`` (``None``: as the app's ``durable_rooms`` says for the room): a room's
+        message gets the room's next sequence number, ``Sent.seq``, and is kept for replay;
+        ``data`` must then be a JSON object, which recipients get with ``room`` and ``seq``.
+
         :raises FrameError: (``forbidden``) the rules refuse it; the sender gets the error frame.
-        :raises TypeError: not exactly one target named.
+        :raises TypeError: not exactly one target named; ``durable=True`` for a target that is
+            not a room, or with ``data`` that is not a JSON object.
         :raises PayloadTooLargeError: ``data`` is over 128 KiB.
         """
         target = target_of(to)
         if not await self.rules.may_send(self, target):
             raise FrameError("forbidden", _refusal(target))
-        return await deliver(self.services, target, data, exclude=exclude, deadline=self.deadline)
+        return await deliver(
+            self.services,
+            target,
+            data,
+            exclude=exclude,
+            deadline=self.deadline,
+            durable=is_durable(target, durable, self.durable_rooms),
+            sender=self.sender,
+        )
 
-    async def join(self, room: str) -> None:
-        """Add this connection to ``room``, if the rules allow it.
+    async def join(self, room: str, *, since: int | None = None) -> int | None:
+        """Add this connection to ``room``, if the rules allow it. For a durable room, then
+        send it what it missed after ``since`` (the last ``seq`` it saw), in order, as the
+        members got it, or a ``reset`` frame when the history no longer reaches back that far;
+        return the room's latest ``seq`` (``None`` for a room that is not durable).
+
+        The membership is written before the history is read: a message whose fan-out missed
+        the membership was stored before it, so the replay holds it.
 
         :raises FrameError: ``forbidden`` (the rules refuse), ``not_connected`` (the registry
             does not hold this connection).
@@ -238,6 +315,17 @@ class Context:
             await (await self.services.registry()).join_room(self.connection_id, room)
         except ConnectionNotFoundError:
             raise FrameError("not_connected", "this connection is not registered") from None
+        if not self.durable_rooms(room):
+            return None
+        history = await self.services.history()
+        if since is None:
+            return await history.latest(room)
+        replay = await history.since(room, since)
+        if replay.reset:
+            await self.reply(reset_frame(room, replay.latest))
+        for message in replay.messages:
+            await self.reply(stamped(message.frame, room, message.seq))
+        return replay.latest
 
     async def leave(self, room: str) -> bool:
         """Take this connection out of ``room``; ``False`` when it was not in it."""

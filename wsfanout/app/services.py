@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ..core.fanout import Fanout
-    from ..core.interfaces import ConnectionManager, ConnectionStore, Gateway, JobSink
+    from ..core.interfaces import (
+        ConnectionManager,
+        ConnectionStore,
+        Gateway,
+        HistoryStore,
+        JobSink,
+    )
     from ..settings import Settings
 
 __all__ = ["Services"]
@@ -40,4 +46,8 @@ class Services(Protocol):
 
     async def job_queue(self) -> JobSink:
         """Where broadcast jobs go (rooms, everyone, and inline sends that ran out of time)."""
+        ...
+
+    async def history(self) -> HistoryStore:
+        """Durable rooms' sequence numbers and bounded history."""
         ...

@@ -1,7 +1,9 @@
 """The built-in chat protocol of docs/contracts.md ("Client protocol") as an app on the App API.
 
-``joinRoom``, ``leaveRoom``, ``sendMessage`` (to a user, a room or a connection),
-``broadcast`` and ``whoami`` are routes; every frame is validated by
+``joinRoom`` (with ``since``, a replay of what the client missed), ``leaveRoom``,
+``sendMessage`` (to a user, a room or a connection), ``broadcast``, ``whoami`` and ``ping``
+(the keepalive, which also records the connection's ``lastSeen``) are routes; every room is
+durable (``App(durable_rooms=True)``); every frame is validated by
 :func:`~wsfanout.core.protocol.parse_frame`, so a malformed one is answered the same error
 frame whichever route or hook it reached. The framework does the rest: the connection's
 registry item at ``$connect``, its removal at ``$disconnect``, the sender's identity (the
@@ -20,6 +22,7 @@ from ..core.protocol import (
     ClientFrame,
     JoinRoom,
     LeaveRoom,
+    Ping,
     SendMessage,
     ToConnection,
     ToRoom,
@@ -33,9 +36,9 @@ from ..exceptions import FrameError
 
 __all__ = ["app"]
 
-F = TypeVar("F", JoinRoom, LeaveRoom, SendMessage, Broadcast, WhoAmI)
+F = TypeVar("F", JoinRoom, LeaveRoom, SendMessage, Broadcast, WhoAmI, Ping)
 
-app = App()
+app = App(durable_rooms=True)
 
 
 def _parse(ctx: Context) -> ClientFrame:
@@ -70,13 +73,10 @@ def _message(ctx: Context, frame: SendMessage | Broadcast) -> str:
     :raises FrameError: ``too_large`` or ``invalid_field``, as
         :func:`~wsfanout.core.protocol.message_frame` decides.
     """
-    sender = {"connectionId": ctx.connection_id}
-    if ctx.user_id:
-        sender["userId"] = ctx.user_id
-    return message_frame(sender, frame.data).decode()
+    return message_frame(ctx.sender, frame.data).decode()
 
 
-def _job_ack(action: str, sent: Sent, **fields: str) -> bytes:
+def _job_ack(action: str, sent: Sent, **fields: object) -> bytes:
     return ack_frame(action, **fields, jobId=sent.job_id)
 
 
@@ -84,8 +84,11 @@ def _job_ack(action: str, sent: Sent, **fields: str) -> bytes:
 async def join_room(ctx: Context) -> None:
     """Join a room; ``not_connected`` when the registry does not hold the connection."""
     frame = _frame(ctx, JoinRoom)
-    await ctx.join(frame.room)
-    await ctx.reply(ack_frame("joinRoom", room=frame.room))
+    latest = await ctx.join(frame.room, since=frame.since)
+    fields: dict[str, object] = {"room": frame.room}
+    if latest is not None:  # a durable room: what was missed went out before this ack
+        fields["seq"] = latest
+    await ctx.reply(ack_frame("joinRoom", **fields))
 
 
 @app.route("leaveRoom")
@@ -101,8 +104,14 @@ async def send_message(ctx: Context) -> None:
     """To a room (a job, the sender excluded, members only), or inline to a user's connections
     or one connection (``not_found`` when that one is not connected)."""
     frame = _frame(ctx, SendMessage)
-    message = _message(ctx, frame)
     to = frame.to
+    if isinstance(to, ToRoom) and ctx.durable_rooms(to.room):
+        message_frame(ctx.sender, frame.data, durable_room=to.room)  # refused before a seq
+        durable = {"type": "message", "from": ctx.sender, "data": frame.data}
+        sent = await ctx.send(durable, room=to.room, exclude=[ctx.connection_id])
+        await ctx.reply(_job_ack("sendMessage", sent, room=to.room, seq=sent.seq))
+        return
+    message = _message(ctx, frame)
     if isinstance(to, ToRoom):
         sent = await ctx.send(message, room=to.room, exclude=[ctx.connection_id])
         await ctx.reply(_job_ack("sendMessage", sent, room=to.room))
@@ -140,6 +149,15 @@ async def whoami(ctx: Context) -> None:
     no such route key, through ``$default`` by the frame's action)."""
     _frame(ctx, WhoAmI)
     await ctx.reply(ack_frame("whoami", connectionId=ctx.connection_id))
+
+
+@app.route("ping")
+async def ping(ctx: Context) -> None:
+    """The keepalive: answer ``{"type": "pong"}`` and record the connection's ``lastSeen`` (one
+    UpdateItem). Through ``$default`` by the frame's action where the template has no route."""
+    _frame(ctx, Ping)
+    await (await ctx.services.registry()).touch(ctx.connection_id)
+    await ctx.reply({"type": "pong"})
 
 
 @app.on_default

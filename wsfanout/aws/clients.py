@@ -19,6 +19,7 @@ from ..core.pacing import RetryPolicy
 from ..settings import Settings
 from .base import Owner
 from .gateway import ManagementGateway
+from .history import RoomHistory
 from .lean import LeanGateway
 from .progress import Checkpoints
 from .queue import JobQueue
@@ -47,10 +48,11 @@ class Clients(Owner):
         self._sqs: SQSClient | None = None
         self._job_queue: JobQueue | None = None
         self._progress: Checkpoints | None = None
+        self._history: RoomHistory | None = None
 
     def _forget(self) -> None:
         self._dynamodb = self._registry = self._gateway = self._sender = self._sqs = None
-        self._job_queue = self._progress = None
+        self._job_queue = self._progress = self._history = None
 
     async def dynamodb(self) -> DynamoDBClient:
         """The DynamoDB client (created on first use)."""
@@ -76,6 +78,20 @@ class Clients(Owner):
                 ttl_seconds=self.settings.connection_ttl_seconds,
             )
         return self._registry
+
+    async def history(self) -> RoomHistory:
+        """Durable rooms' history, in the registry's table, bounded by ``ROOM_HISTORY_*``.
+
+        :raises ConfigurationError: when ``CONNECTIONS_TABLE`` is not set.
+        """
+        if self._history is None:
+            settings = self.settings
+            self._history = RoomHistory(
+                await self.dynamodb(),
+                settings.require_table(),
+                bounds=settings.history_bounds(),
+            )
+        return self._history
 
     async def gateway(self) -> ManagementGateway:
         """The full management API (GetConnection, DeleteConnection too) over aiobotocore."""

@@ -40,7 +40,13 @@ from ..exceptions import (
     RegistryError,
 )
 from . import table as t
-from .errors import CONDITION_FAILED, ErrorFactory, is_throttling, map_botocore_errors
+from .errors import (
+    CONDITION_FAILED,
+    ConditionFailedError,
+    ErrorFactory,
+    is_throttling,
+    map_botocore_errors,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -313,6 +319,27 @@ class Registry:
         missing = {CONDITION_FAILED: lambda _: ConnectionNotFoundError(connection_id)}
         with self._errors("UpdateItem", on_code=missing):
             await self._client.update_item(**request)
+
+    async def touch(self, connection_id: str) -> bool:
+        """Set the connection item's ``lastSeen`` (N, epoch seconds) to now: one UpdateItem,
+        conditional on the item, so a connection gone meanwhile is not brought back. A
+        keepalive ``ping`` calls it; ``False`` when the connection is not stored.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        :raises ConfigurationError: the table does not exist.
+        """
+        try:
+            with self._errors("UpdateItem"):
+                await self._client.update_item(
+                    TableName=self.table_name,
+                    Key=_key(t.connection_pk(connection_id), t.CONNECTION_SK),
+                    ConditionExpression="attribute_exists(PK)",
+                    UpdateExpression="SET lastSeen = :now",
+                    ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
+                )
+        except ConditionFailedError:
+            return False
+        return True
 
     async def delete(self, connection_id: str) -> int:
         """Remove a connection and all its room memberships; return the items deleted.

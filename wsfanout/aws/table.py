@@ -14,7 +14,9 @@ __all__ = [
     "connection_id_from_pk",
     "connection_pk",
     "job_pk",
+    "message_sk",
     "room_gsi1pk",
+    "room_pk",
     "room_sk",
     "segment_sk",
     "table_definition",
@@ -34,6 +36,8 @@ USER_PREFIX: Final = "USER#"
 JOB_PREFIX: Final = "JOB#"
 SEG_PREFIX: Final = "SEG#"
 CONNECTION_SK: Final = "CONN"
+ROOM_SEQ_SK: Final = "SEQ"
+MESSAGE_PREFIX: Final = "MSG#"
 
 
 def connection_pk(connection_id: str) -> str:
@@ -54,6 +58,16 @@ def room_sk(room: str) -> str:
 def room_gsi1pk(room: str) -> str:
     """GSI1 partition of a room: all its membership items."""
     return ROOM_PREFIX + room
+
+
+def room_pk(room: str) -> str:
+    """Partition key of a durable room's history: its ``SEQ`` counter and ``MSG#`` items."""
+    return ROOM_PREFIX + room
+
+
+def message_sk(seq: int) -> str:
+    """Sort key of a durable room's message: zero-padded, so the items sort by ``seq``."""
+    return f"{MESSAGE_PREFIX}{seq:020d}"
 
 
 def user_gsi1pk(user_id: str) -> str:

@@ -7,10 +7,13 @@ a test double). Both are small protocols so the engine's decisions stay plain, t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from pydantic import JsonValue
+
+from .history import Replay
 from .models import BroadcastJob, Connection, Cursor, FanoutReport, Target
 from .outcomes import Outcome
 
@@ -21,6 +24,7 @@ __all__ = [
     "ConnectionManager",
     "ConnectionStore",
     "Gateway",
+    "HistoryStore",
     "JobSink",
     "ProgressStore",
     "Recipient",
@@ -148,6 +152,29 @@ class ConnectionStore(RecipientSource, Protocol):
 
     async def is_member(self, connection_id: str, room: str) -> bool:
         """Whether the connection has joined the room."""
+        ...
+
+    async def touch(self, connection_id: str) -> bool:
+        """Record that the connection was seen now (``lastSeen``); ``False`` when not stored."""
+        ...
+
+
+class HistoryStore(Protocol):
+    """Durable rooms' sequence numbers and bounded history (see :mod:`wsfanout.core.history`)."""
+
+    async def append(
+        self, room: str, frame: Mapping[str, JsonValue], sender: Mapping[str, str] | None
+    ) -> int:
+        """Take the room's next sequence number and store the message under it (before any
+        fan-out of it); returns the sequence number."""
+        ...
+
+    async def latest(self, room: str) -> int:
+        """The room's newest sequence number (0 when nothing was sent to it)."""
+        ...
+
+    async def since(self, room: str, since: int) -> Replay:
+        """What a resume from ``since`` gets: the kept messages after it, or a reset."""
         ...
 
 

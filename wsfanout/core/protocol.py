@@ -12,9 +12,18 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
 
 from ..exceptions import FrameError
+from .history import MAX_SEQ
 from .models import MAX_PAYLOAD_BYTES, json_bytes
 
 __all__ = [
@@ -22,6 +31,7 @@ __all__ = [
     "ClientFrame",
     "JoinRoom",
     "LeaveRoom",
+    "Ping",
     "SendMessage",
     "ToConnection",
     "ToRoom",
@@ -33,6 +43,7 @@ __all__ = [
     "message_frame",
     "no_constants",
     "parse_frame",
+    "reset_frame",
     "strict_loads",
 ]
 
@@ -47,10 +58,12 @@ class _Frame(BaseModel):
 
 
 class JoinRoom(_Frame):
-    """``{"action": "joinRoom", "room": "lobby"}``"""
+    """``{"action": "joinRoom", "room": "lobby", "since": 41}``: ``since`` (optional) is the
+    last sequence number the client saw in a durable room; what it missed is replayed."""
 
     action: Literal["joinRoom"]
     room: RoomName
+    since: Annotated[StrictInt, Field(ge=0)] | None = None  # "41" or true is not a seq
 
 
 class LeaveRoom(_Frame):
@@ -95,10 +108,17 @@ class WhoAmI(_Frame):
     action: Literal["whoami"]
 
 
+class Ping(_Frame):
+    """``{"action": "ping"}``: a keepalive below API Gateway's idle timeout, answered
+    ``{"type": "pong"}``."""
+
+    action: Literal["ping"]
+
+
 ClientFrame = Annotated[
-    JoinRoom | LeaveRoom | SendMessage | Broadcast | WhoAmI, Field(discriminator="action")
+    JoinRoom | LeaveRoom | SendMessage | Broadcast | WhoAmI | Ping, Field(discriminator="action")
 ]
-_ACTIONS = ("joinRoom", "leaveRoom", "sendMessage", "broadcast", "whoami")
+_ACTIONS = ("joinRoom", "leaveRoom", "sendMessage", "broadcast", "whoami", "ping")
 
 
 class _Envelope(BaseModel):
@@ -193,16 +213,27 @@ def ack_frame(action: str, **fields: Any) -> bytes:
     return _dump({"type": "ack", "action": action, **fields})
 
 
-def message_frame(sender: dict[str, str], data: JsonValue) -> bytes:
-    """``{"type": "message", "from": {...}, "data": ...}``, checked against API Gateway's limit.
+def reset_frame(room: str, seq: int) -> bytes:
+    """``{"type": "reset", "room": ..., "seq": latest}``: the room's history no longer holds
+    what the client asked to resume from, so it has a gap (docs/contracts.md, "Replay")."""
+    return _dump({"type": "reset", "room": room, "seq": seq})
+
+
+def message_frame(
+    sender: dict[str, str], data: JsonValue, *, durable_room: str | None = None
+) -> bytes:
+    """``{"type": "message", "from": {...}, "data": ...}``, checked against API Gateway's limit;
+    for a ``durable_room``, with room for the ``room`` and ``seq`` it will be stamped with.
 
     :raises FrameError: ``too_large`` when the frame would exceed 128 KiB; ``invalid_field`` when
         ``data`` holds text that is not valid Unicode (a lone surrogate).
     """
     frame = _dump({"type": "message", "from": sender, "data": data})
-    if len(frame) > MAX_PAYLOAD_BYTES:
+    stamp = 0 if durable_room is None else len(_dump({"room": durable_room, "seq": MAX_SEQ}))
+    if len(frame) + stamp > MAX_PAYLOAD_BYTES:
         raise FrameError(
             "too_large",
-            f"the message would be {len(frame)} bytes; at most {MAX_PAYLOAD_BYTES} can be sent",
+            f"the message would be {len(frame) + stamp} bytes; at most {MAX_PAYLOAD_BYTES} "
+            "can be sent",
         )
     return frame

@@ -50,6 +50,7 @@ from .doubles import (
     set_testing,
     sqs_event,
 )
+from .history import MemoryHistory
 
 if TYPE_CHECKING:  # loaded on first use: an app brings Powertools (and with it botocore)
     from .apps import AppConnection, MemoryRegistry, MemoryServices, TestClient
@@ -68,6 +69,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AppConnection",
     "LambdaContext",
+    "MemoryHistory",
     "MemoryJobSink",
     "MemoryProgressStore",
     "MemoryRegistry",

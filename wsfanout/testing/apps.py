@@ -22,6 +22,7 @@ from ..core.outcomes import Outcome
 from ..exceptions import ConnectionExistsError, ConnectionNotFoundError, ConnectionRefused
 from ..settings import Settings
 from .doubles import MemorySource, Post, connect_event, disconnect_event, message_event
+from .history import MemoryHistory
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
@@ -43,6 +44,8 @@ class MemoryRegistry(MemorySource):
     def __init__(self, *, page_size: int = 100) -> None:
         super().__init__(page_size=page_size)
         self.connections: dict[str, Connection] = {}
+        self.last_seen: dict[str, float] = {}
+        """When each connection was last touched (a keepalive ``ping``), epoch seconds."""
 
     async def put(self, connection: Connection) -> Connection:
         """Store a new connection.
@@ -109,6 +112,13 @@ class MemoryRegistry(MemorySource):
         """Whether the connection has joined the room."""
         return connection_id in self.rooms.get(room, ())
 
+    async def touch(self, connection_id: str) -> bool:
+        """Record that the connection was seen now; ``False`` when it is not stored."""
+        if connection_id not in self.connections:
+            return False
+        self.last_seen[connection_id] = time.time()
+        return True
+
     async def set_attributes(self, connection_id: str, attributes: Mapping[str, JsonValue]) -> None:
         """Replace a stored connection's attributes.
 
@@ -167,13 +177,15 @@ class _InlineJobs:
 
 
 class MemoryServices:
-    """What an app runs on, in memory (a :class:`~wsfanout.app.services.Services`)."""
+    """What an app runs on, in memory (a :class:`~wsfanout.app.services.Services`); durable
+    rooms' history is :attr:`rooms`, bounded by the settings' ``room_history_*``."""
 
     def __init__(self, settings: Settings | None = None, *, page_size: int = 100) -> None:
-        self.settings = settings or Settings()
+        self.settings = settings = settings or Settings()
         self.memory = MemoryRegistry(page_size=page_size)
         self.switchboard = _Switchboard()
         self.queue = _InlineJobs(self)
+        self.rooms = MemoryHistory(settings.history_bounds())
 
     async def registry(self) -> MemoryRegistry:
         return self.memory
@@ -189,6 +201,9 @@ class MemoryServices:
 
     async def job_queue(self) -> _InlineJobs:
         return self.queue
+
+    async def history(self) -> MemoryHistory:
+        return self.rooms
 
 
 class AppConnection:

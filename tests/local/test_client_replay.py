@@ -1,0 +1,160 @@
+"""The Python client end to end on the local stack with compressed limits: connections live
+12 s and idle out after 6 s, DeleteConnection drops them at random, and room messages sent
+meanwhile all reach the client exactly once and in order; one cut off longer than the history
+gets ``reset``.
+
+Compressed from the issue's shape (300 messages over about 40 s, at least three reconnects):
+the same 300 messages, sent by three backend tasks at once through the App (the registry/queue
+path: the history item, then the room job), one every 0.12 s in all (36 s), while the client
+is dropped after 3-5 s and 8.5-10 s in turn and replaces its connection (make-before-break)
+every 7 s. The history keeps 150 messages, so a reconnect (backoff capped at 1 s) stays well
+inside it, while a client cut off after its first 10 messages, back at the end, falls out of
+it.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+
+import anyio
+import pytest
+
+from wsfanout import App
+from wsfanout.aws.clients import Clients
+from wsfanout.aws.gateway import ManagementGateway
+from wsfanout.client import Client, ClientOptions, Event, Message, connect
+from wsfanout.local.emulator import Limits
+from wsfanout.local.stack import local_stack
+from wsfanout.settings import Settings
+
+pytestmark = pytest.mark.timeout(120)
+
+MESSAGES = 300
+INTERVAL_S = 0.12
+SENDERS = 3  # at once, as several backends or route invocations would: seq orders them
+HISTORY = 150
+OPTIONS = ClientOptions(
+    lifetime_s=7,
+    keepalive_s=2,
+    backoff_base_s=0.1,
+    backoff_max_s=1.0,
+    gap_timeout_s=2.0,
+    open_timeout_s=10,
+)
+
+
+async def test_messages_arrive_exactly_once_in_order_across_reconnects() -> None:
+    environ = {"ROOM_HISTORY_MESSAGES": str(HISTORY), "ROOM_HISTORY_SECONDS": "600"}
+    limits = Limits(max_lifetime_s=12, idle_timeout_s=6)
+    events: list[Event] = []
+    backend = App(durable_rooms=True)
+    async with (
+        local_stack(environ=environ, limits=limits, set_management_endpoint=True) as stack,
+        backend,
+        Clients(Settings()) as clients,
+        connect(stack.ws_url, rooms=["lobby"], options=OPTIONS, on_event=events.append) as client,
+    ):
+        run = Run(stack.ws_url, backend, await clients.gateway(), client)
+        await run.run()
+        stats = client.stats
+        run.report()
+        assert [m.seq for m in run.got] == list(range(1, MESSAGES + 1)), "once each, in order"
+        assert sorted(m.data for m in run.got) == list(range(MESSAGES)), "every message"
+        assert stats.reconnects >= 3
+        assert stats.planned_reconnects >= 1
+        assert stats.resets == 0
+        resumed = [e for e in events if e.kind == "resumed"]
+        assert len(resumed) == stats.reconnects + stats.planned_reconnects
+
+        # The client cut off early, back after far more than the history keeps: a reset, then
+        # live messages from the room's latest on.
+        assert run.cut_at is not None
+        assert MESSAGES - run.cut_at > HISTORY
+        resets: list[Event] = []
+        async with connect(
+            stack.ws_url,
+            since={"lobby": run.cut_at},
+            options=OPTIONS,
+            on_event=lambda e: resets.append(e) if e.kind == "reset" else None,
+        ) as back:
+            assert [(e.room, e.seq) for e in resets] == [("lobby", MESSAGES)]
+            assert back.last_seq("lobby") == MESSAGES
+            await backend.send({"type": "message", "data": "after"}, room="lobby")
+            with anyio.fail_after(10):
+                message = await anext(aiter(back))
+            assert (message.seq, message.data) == (MESSAGES + 1, "after")
+
+
+class Run:
+    """The senders, the random drops, the client cut off early, and what the client got."""
+
+    def __init__(self, url: str, backend: App, gateway: ManagementGateway, client: Client) -> None:
+        self.url, self.backend, self.gateway, self.client = url, backend, gateway, client
+        self.got: list[Message] = []
+        self.sent_in: list[float] = []
+        self.drops: list[bool] = []  # whether each DeleteConnection found the connection
+        self.cut_at: int | None = None
+        self.elapsed = 0.0
+        self._rng = random.Random(18)
+        self._started = time.monotonic()
+
+    async def run(self) -> None:
+        self._started = time.monotonic()
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._drop_at_random)
+            group.start_soon(self._cut_off)
+            for first in range(SENDERS):
+                group.start_soon(self._send_share, first)
+            with anyio.move_on_after(60):  # then the assertions say what was missing
+                async for message in self.client:
+                    self.got.append(message)
+                    if len(self.got) == MESSAGES:
+                        break
+            group.cancel_scope.cancel()
+        self.elapsed = time.monotonic() - self._started
+
+    async def _send_share(self, first: int) -> None:
+        for n in range(first, MESSAGES, SENDERS):
+            began = time.monotonic()
+            await self.backend.send({"type": "message", "data": n}, room="lobby")
+            # Each send takes its period at least, and never catches up after a slow one: a
+            # stalled moto (the cores are shared) must not end in a burst.
+            await anyio.sleep(max(0.0, INTERVAL_S * SENDERS - (time.monotonic() - began)))
+        self.sent_in.append(time.monotonic() - self._started)
+
+    async def _drop_at_random(self) -> None:
+        """A short pause then a long one, in turn: the long ones outlast the client's
+        lifetime, so planned reconnects happen between the drops."""
+        while True:
+            await anyio.sleep(self._rng.uniform(3, 5))
+            await self._drop()
+            await anyio.sleep(self._rng.uniform(8.5, 10))
+            await self._drop()
+
+    async def _drop(self) -> None:
+        if self.client.connection_id is not None:
+            self.drops.append(await self.gateway.delete_connection(self.client.connection_id))
+
+    async def _cut_off(self) -> None:
+        async with connect(self.url, rooms=["lobby"], options=OPTIONS) as cut:
+            seen = 0
+            async for _ in cut:
+                seen += 1
+                if seen == 10:
+                    break
+            self.cut_at = cut.last_seq("lobby")
+
+    def report(self) -> None:
+        stats = self.client.stats
+        print(
+            f"\nreplay: {len(self.got)} messages in {self.elapsed:.1f} s (sent by {SENDERS} at "
+            f"once, in {max(self.sent_in, default=0):.1f} s); {len(self.drops)} drops; "
+            f"reconnects {stats.reconnects} after drops, {stats.planned_reconnects} planned; "
+            f"duplicates dropped {stats.duplicates}; gaps asked again {stats.gap_requests}; "
+            f"resets {stats.resets}; resume latency after a drop median "
+            f"{statistics.median(stats.resume_latencies_s or [0]):.3f} s, max "
+            f"{max(stats.resume_latencies_s, default=0):.3f} s; planned (no gap) median "
+            f"{statistics.median(stats.planned_latencies_s or [0]):.3f} s"
+        )

@@ -160,6 +160,29 @@ async def test_each_seq_is_delivered_once_and_in_order() -> None:
 
 
 @needs_browser
+async def test_the_clients_own_room_message_is_skipped_not_waited_for() -> None:
+    """The server sends a room message to every member but its sender; the ``sendMessage`` ack
+    names its seq, so the seq after it is delivered at once, with no gap asked for."""
+    async with fake_page() as page:
+        result = await page.evaluate("""() => {
+            fake({ rooms: ["lobby"], gapMs: 60000 });
+            hello(3);
+            const s = FakeSocket.all[0];
+            client.send({ action: "sendMessage", to: { room: "lobby" }, data: "mine" });
+            s.recv({ type: "message", room: "lobby", seq: 5, data: 5 });  // after ours: held
+            const held = log.messages.length;
+            s.recv({ type: "ack", action: "sendMessage", room: "lobby", jobId: "j", seq: 4 });
+            s.recv({ type: "message", room: "lobby", seq: 4, data: "mine" });  // a replay of it
+            return { held, log, last: client.lastSeq("lobby"), stats: client.stats };
+        }""")
+        assert result["held"] == 0
+        assert [m["seq"] for m in result["log"]["messages"]] == [5]
+        assert result["last"] == 5
+        assert result["stats"]["gaps"] == 0
+        assert result["stats"]["duplicates"] == 1
+
+
+@needs_browser
 async def test_a_gap_is_asked_for_again_and_reset_when_it_never_fills() -> None:
     async with fake_page() as page:
         await page.evaluate(

@@ -98,6 +98,10 @@ class Link {
 }
 
 /** Where a room's sequence stands. */
+// A seq held in a room's pending map for the client's own message: the server does not send a
+// room message back to its sender, and the `sendMessage` ack names its seq, so it is skipped.
+const OWN = Symbol("own message");
+
 class Room {
   constructor(joined) {
     this.joined = joined; // re-joined after every reconnect
@@ -437,6 +441,7 @@ export class Client extends EventTarget {
           return;
         }
         if (frame.action === "joinRoom" && typeof frame.room === "string") this._ack(link, frame);
+        if (frame.action === "sendMessage" && typeof frame.room === "string") this._own(frame);
         break;
       default:
         break;
@@ -493,13 +498,24 @@ export class Client extends EventTarget {
     this._emit("message", frame);
   }
 
+  _own(frame) {
+    const room = this._rooms.get(frame.room);
+    const seq = frame.seq;
+    if (room === undefined || !Number.isSafeInteger(seq)) return;
+    if ((room.last !== null && seq <= room.last) || room.pending.has(seq)) return;
+    room.latest = Math.max(room.latest, seq);
+    room.pending.set(seq, OWN);
+    this._drain(frame.room, room);
+  }
+
   _drain(name, room) {
     if (room.last === null) return;
     for (;;) {
       const frame = room.pending.get(room.last + 1);
       if (frame === undefined) break;
       room.pending.delete(room.last + 1);
-      this._deliver(room, frame);
+      if (frame === OWN) room.last += 1;
+      else this._deliver(room, frame);
     }
     for (const seq of room.pending.keys()) if (seq <= room.last) room.pending.delete(seq);
     if (room.last >= room.latest) {

@@ -153,6 +153,20 @@ def add_bench_commands(commands: Any) -> None:
     distributed.set_defaults(run=_cmd_distributed)
 
     _add_quota(modes)
+    e2e = modes.add_parser(
+        "e2e",
+        help="end-to-end latency of broadcast and sendMessage on the local stack",
+        description="Connect N real WebSocket clients to the local stack, each as a user with a "
+        "JWT; one sends a broadcast, then sendMessage to one user at a time: p50 / p99 / max "
+        "from the sender's frame to each arrival (reported, not gated; exit 1 on a missed or "
+        "duplicated message).",
+    )
+    e2e.add_argument("--clients", type=positive_int, default=1000)
+    e2e.add_argument(
+        "--messages", type=positive_int, default=100, help="sendMessage to one user (default 100)"
+    )
+    e2e.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    e2e.set_defaults(run=_cmd_e2e)
 
     jobs = modes.add_parser(
         "jobs",
@@ -237,6 +251,12 @@ def _cmd_quota(args: argparse.Namespace) -> int:
             json_path=args.json,
         )
     )
+
+
+def _cmd_e2e(args: argparse.Namespace) -> int:
+    from .e2e import E2eOptions, run_e2e  # noqa: PLC0415
+
+    return run_e2e(E2eOptions(clients=args.clients, messages=args.messages, json_path=args.json))
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

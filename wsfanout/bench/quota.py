@@ -43,7 +43,7 @@ class QuotaOptions:
     :raises InvalidInputError: a share outside (0, 1], no segments or no pacing.
     """
 
-    connections: int = 20_000
+    connections: int = 10_000  # a run under a minute here, even at S = 1
     segments: tuple[int, ...] = (1, 2, 4)
     concurrency: int = 32
     latency_s: float = 0.020

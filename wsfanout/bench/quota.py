@@ -1,11 +1,13 @@
 """``wsfanout bench quota``: one "all" job by S workers under an account-level request quota.
 
 API Gateway's quota is one token bucket for every PostToConnection of the account and region,
-whoever sends it; S workers of one job share it with no coordinator. The command first measures
-what the local endpoint serves with no bucket (the largest S, in the same run), then restarts it
-with a bucket of rate R (a share of that rate, so the workers can overrun it) and burst B, and
-runs the job at each S with each pacing (``aimd``: the concurrency limiter; ``learnt``: the
-rate learnt from 429s), interleaved. Per run it reports the delivered rate over R, the share of
+whoever sends it; S workers of one job share it with no coordinator. For each S the command
+first measures what the local endpoint serves with no bucket, then restarts it with a bucket of
+rate R (a share of that rate, so the workers can overrun it) and burst B, and runs the job with
+each pacing (``aimd``: the concurrency limiter; ``learnt``: the rate learnt from 429s), one
+after the other. R is measured per S, seconds before its runs, because on this shared machine
+what it can serve changes by a factor of two or more within minutes, and with the number of
+worker processes. Per run it reports the delivered rate over R, the share of
 requests answered 429 by the bucket, and the endpoint's records of missed and duplicated
 deliveries.
 """
@@ -68,8 +70,10 @@ class QuotaRow:
     segments: int
     pacing: str
     account_rate: float
+    burst: int
     run: Run
     answered_429: int  # the bucket's refusals (the endpoint's ``account_throttled``)
+    unthrottled: Run | None  # the run R was derived from (None: R was given)
 
     @property
     def rate_over_r(self) -> float:
@@ -97,6 +101,8 @@ class QuotaRow:
             "segments": self.segments,
             "pacing": self.pacing,
             "account_rate": self.account_rate,
+            "account_burst": self.burst,
+            "unthrottled_rate": self.unthrottled.rate if self.unthrottled else None,
             "rate_over_r": self.rate_over_r,
             "answered_429": self.answered_429,
             "share_429": self.share_429,
@@ -106,17 +112,9 @@ class QuotaRow:
         }
 
 
-@dataclass(slots=True)
-class _Measured:
-    unthrottled: Run | None
-    account_rate: float
-    burst: int
-    rows: list[QuotaRow]
-
-
-async def _measure(options: QuotaOptions, console: Console) -> _Measured:
+async def _measure(options: QuotaOptions, console: Console) -> list[QuotaRow]:
     scenario = Scenario(latency_s=options.latency_s, seed=options.seed)
-    size, widest = options.connections, max(options.segments)
+    size = options.connections
     ids = bench_ids(size)
     with moto_server() as moto_url:
         async with (
@@ -139,44 +137,48 @@ async def _measure(options: QuotaOptions, console: Console) -> _Measured:
                         name, specs, table=table, ids=ids, advance=advance, check_registry=False
                     )
 
-            unthrottled = None
-            with endpoint_process(scenario.endpoint_args()) as base_url:
-                bench = bench_at(base_url)
-                with console.status(f"seeding {size:,} registry items in moto server"):
-                    table = await bench.create_table("quota", ids)
-                rate = options.account_rate
-                if rate is None:
-                    unthrottled = await measure(bench, f"S={widest} no quota", widest, "aimd")
-                    rate = round(unthrottled.rate * options.share, 1)
-            burst = max(1, round(rate * options.burst_s))
-            quota = ["--account-rate", str(rate), "--account-burst", str(burst)]
             rows: list[QuotaRow] = []
-            with endpoint_process([*scenario.endpoint_args(), *quota]) as base_url:
-                bench = bench_at(base_url)
-                for count in options.segments:
-                    for pacing in options.pacings:  # interleaved: a noisy minute hits both
+            with endpoint_process(scenario.endpoint_args()) as base_url:
+                open_bench = bench_at(base_url)
+                with console.status(f"seeding {size:,} registry items in moto server"):
+                    table = await open_bench.create_table("quota", ids)
+            for count in options.segments:
+                rate, unthrottled = options.account_rate, None
+                if rate is None:  # what this machine serves now, with this many workers
+                    with endpoint_process(scenario.endpoint_args()) as base_url:
+                        name = f"S={count} no quota"
+                        unthrottled = await measure(bench_at(base_url), name, count, "aimd")
+                    rate = round(unthrottled.rate * options.share, 1)
+                burst = max(1, round(rate * options.burst_s))
+                quota = ["--account-rate", str(rate), "--account-burst", str(burst)]
+                with endpoint_process([*scenario.endpoint_args(), *quota]) as base_url:
+                    bench = bench_at(base_url)
+                    for pacing in options.pacings:  # one after the other, minutes apart at most
                         run = await measure(bench, f"S={count} {pacing}", count, pacing)
                         stats = await bench.stats() or {}
                         refused = int(stats.get("account_throttled", 0))
-                        rows.append(QuotaRow(count, pacing, rate, run, refused))
-            await bench.drop_table(table)
-    return _Measured(unthrottled, rate, burst, rows)
+                        rows.append(QuotaRow(count, pacing, rate, burst, run, refused, unthrottled))
+            await dynamodb.delete_table(TableName=table)
+    return rows
 
 
-def quota_table(measured: _Measured, options: QuotaOptions) -> Table:
+def quota_table(rows: list[QuotaRow], options: QuotaOptions) -> Table:
     """The rows as the docs show them."""
     table = Table(
         title=f'bench quota: one "all" job, N={options.connections:,}, '
-        f"{options.concurrency} senders per worker, latency {options.latency_s * 1000:g} ms, "
-        f"R={measured.account_rate:,.0f}/s, B={measured.burst:,}"
+        f"{options.concurrency} senders per worker, latency {options.latency_s * 1000:g} ms"
     )
-    columns = ("S", "pacing", "wall s", "deliveries/s", "rate / R", "requests", "429 share")
-    for column in (*columns, "missed", "duplicated", "failed"):
+    columns = ("S", "unthrottled /s", "R /s", "B", "pacing", "wall s", "deliveries/s")
+    for column in (*columns, "rate / R", "requests", "429 share", "missed", "duplicated"):
         table.add_column(column, justify="right")
-    for row in measured.rows:
+    table.add_column("failed", justify="right")
+    for row in rows:
         run = row.run
         table.add_row(
             str(row.segments),
+            f"{row.unthrottled.rate:,.0f}" if row.unthrottled else "-",
+            f"{row.account_rate:,.0f}",
+            f"{row.burst:,}",
             row.pacing,
             f"{run.elapsed_s:.2f}",
             f"{run.rate:,.0f}",
@@ -197,16 +199,10 @@ def run_quota(options: QuotaOptions) -> int:
     reported, not gated (the machine is shared, so rates vary from run to run).
     """
     console = console_for()
-    measured = anyio.run(_measure, options, console)
-    if measured.unthrottled is not None:
-        console.print(
-            f"unthrottled, S={max(options.segments)}: {measured.unthrottled.rate:,.0f} "
-            f"deliveries/s; R = {options.share:g} of it = {measured.account_rate:,.0f}/s, "
-            f"burst {measured.burst:,}"
-        )
-    console.print(quota_table(measured, options))
+    rows = anyio.run(_measure, options, console)
+    console.print(quota_table(rows, options))
     for pacing in options.pacings:
-        many = [row for row in measured.rows if row.pacing == pacing and row.segments >= 2]
+        many = [row for row in rows if row.pacing == pacing and row.segments >= 2]
         if many:
             met = all(row.meets_goal for row in many)
             console.print(
@@ -214,15 +210,9 @@ def run_quota(options: QuotaOptions) -> int:
                 f"none missed or duplicated: {'met' if met else 'not met'}"
             )
     if options.json_path:
-        document = {
-            "options": asdict(options),
-            "unthrottled": measured.unthrottled.as_dict() if measured.unthrottled else None,
-            "account_rate": measured.account_rate,
-            "account_burst": measured.burst,
-            "rows": [row.as_dict() for row in measured.rows],
-        }
+        document = {"options": asdict(options), "rows": [row.as_dict() for row in rows]}
         Path(options.json_path).write_text(json.dumps(document, indent=2) + "\n")
-    wrong = [f"S={r.segments} {r.pacing}" for r in measured.rows if not r.correct]
+    wrong = [f"S={r.segments} {r.pacing}" for r in rows if not r.correct]
     if wrong:
         console.print(f"[red]runs that missed, duplicated or failed: {', '.join(wrong)}[/red]")
         return 1

@@ -8,6 +8,7 @@ Then one run of the engine itself against a scripted gateway that throttles as t
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import itertools
 
@@ -98,16 +99,39 @@ def test_starts_are_spaced_at_the_rate_and_the_first_waits_one_interval() -> Non
 
 def test_without_successes_a_429_halves_the_rate_and_the_floor_holds() -> None:
     clock = Clock()
-    pace = LearntRate(8, floor=0.25, cooldown_s=0.1, clock=clock)
+    pace = LearntRate(8, floor=0.25, cooldown_s=0.1, window_s=0.25, clock=clock)
     pace.throttled()  # a 429 before any success: start at one request per second per slot
     assert pace.rate() == pytest.approx(8.0)
+    accept(pace, clock, 25, 0.25)  # 100/s over a window: paced at 95/s
+    pace.throttled()
+    assert pace.rate() == pytest.approx(0.95 * 100, rel=0.02)
     rates = []
-    for _ in range(5):
+    for _ in range(5):  # then 429s and no successes: halved each time, down to the floor
         clock.now += 0.2
         pace.throttled()
         rates.append(pace.rate())
-    assert rates[0] == pytest.approx(8.0 * (1 + 0.25 * 0.2) / 2)
-    assert rates[-1] == pytest.approx(2.0)  # a quarter of the first rate learnt, not less
+    assert rates[0] == pytest.approx(0.95 * 100 * (1 + 0.25 * 0.2) / 2, rel=0.02)
+    assert rates[-1] == pytest.approx(0.25 * 0.95 * 100, rel=0.02)  # a quarter, not less
+
+
+def test_a_429_to_a_start_taken_before_the_last_cut_is_already_accounted_for() -> None:
+    """However long the round trip: the sender's own context says when it took its start."""
+    clock = Clock()
+    pace = LearntRate(8, cooldown_s=0.0, clock=clock)
+    accept(pace, clock, 100, 0.25)
+    early = contextvars.copy_context()
+    early.run(pace.reserve)  # taken before the cut, answered 429 long after it
+    clock.now += 0.001
+    pace.throttled()
+    cut = pace.rate()
+    clock.now += 1.0
+    early.run(pace.throttled)
+    assert pace.rate() == pytest.approx(cut * 1.25)  # grown, not cut again
+    late = contextvars.copy_context()
+    late.run(pace.reserve)
+    accept(pace, clock, 10, 0.25)
+    late.run(pace.throttled)
+    assert pace.rate() == pytest.approx(0.95 * 40, rel=0.02)
 
 
 @pytest.mark.parametrize(
@@ -159,38 +183,46 @@ def simulate(
     bucket = Bucket(clock, 1000.0, 100.0)
     paces = [LearntRate(senders, clock=clock) for _ in range(pools)]
     order = itertools.count()
-    events: list[tuple[float, int, int, str]] = []  # (time, tie, pool, what)
+    # (time, tie, pool, what, the sender's context: each sender is a task with its own)
+    events: list[tuple[float, int, int, str, contextvars.Context]] = []
     for pool in range(pools):
         for _ in range(senders):
-            heapq.heappush(events, (0.0, next(order), pool, "ready"))
+            ready = (0.0, next(order), pool, "ready", contextvars.copy_context())
+            heapq.heappush(events, ready)
     delivered = requests = throttled = 0
     steady = seconds / 4
     while events:
-        at, _, pool, what = heapq.heappop(events)
+        at, _, pool, what, context = heapq.heappop(events)
         clock.now = at
         if at > seconds:
             break
         pace = paces[pool]
         if what == "ready":  # a sender asks the pacer when it may start
-            heapq.heappush(events, (at + pace.reserve(), next(order), pool, "send"))
+            wait = context.run(pace.reserve)
+            heapq.heappush(events, (at + wait, next(order), pool, "send", context))
         elif what == "send":
             answer = "ok" if bucket.take() else "429"
-            heapq.heappush(events, (at + latency_s, next(order), pool, answer))
+            heapq.heappush(events, (at + latency_s, next(order), pool, answer, context))
         else:
             requests += at >= steady
             if what == "ok":
                 pace.succeeded()
                 delivered += at >= steady
             else:
-                pace.throttled()
+                context.run(pace.throttled)
                 throttled += at >= steady
-            heapq.heappush(events, (at, next(order), pool, "ready"))
+            heapq.heappush(events, (at, next(order), pool, "ready", context))
     return delivered / (seconds - steady) / 1000.0, throttled / max(1, requests)
 
 
-@pytest.mark.parametrize("pools", [2, 4])
-def test_pools_learning_the_rate_share_a_quota_closely_with_few_429s(pools: int) -> None:
-    rate, share = simulate(pools)
+@pytest.mark.parametrize(
+    ("pools", "latency_s"), [(2, 0.02), (4, 0.02), (4, 0.005), (4, 0.1)], ids=str
+)
+def test_pools_learning_the_rate_share_a_quota_closely_with_few_429s(
+    pools: int, latency_s: float
+) -> None:
+    """Round trips from 5 ms to longer than the cool-down (a loaded host) alike."""
+    rate, share = simulate(pools, latency_s=latency_s)
     assert rate >= 0.95
     assert share <= 0.05
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol, TypeVar, get_args
@@ -37,6 +38,10 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+# When the sender (each runs in a task of its own, so a context of its own) last took a start
+# from a LearntRate: a 429 to a request whose start was decided before the last cut says
+# nothing new.
+_RESERVED_AT: ContextVar[float | None] = ContextVar("wsfanout_reserved_at", default=None)
 _RNG = random.Random()  # for callers that bring none: jitter needs no reproducibility
 
 
@@ -263,12 +268,14 @@ class LearntRate:
 
     - Until the first 429 nothing is paced (the concurrency cap alone rules, as with
       :class:`Throttle`).
-    - On a 429, at most once per ``cooldown_s`` (the 429s of requests already in flight count
-      once; shorter, down to a tenth, after a rate measured over less than that): the rate
+    - On a 429, at most once per ``cooldown_s`` (shorter, down to a tenth, after a rate
+      measured over less than that), and never for a request whose start was taken before the
+      last cut (each sender task remembers when it took its start, so 429s of requests already
+      promised at the old rate count once, however long the round trip): the rate
       becomes ``decrease`` x the successes of the last ``window_s`` (or since the last cut, if
       later) per second; with none, half the rate. Never below ``floor`` x the first rate
-      learnt, which bounds the fall when 429s do not follow the rate (one client's full buffer
-      rather than the account).
+      learnt over at least half a window, which bounds the fall when 429s do not follow the
+      rate (one client's full buffer rather than the account).
     - New starts wait for the bucket; like ``Retry-After``, the first start after a cut waits
       one interval of the new rate after the starts already promised.
 
@@ -338,9 +345,10 @@ class LearntRate:
     def reserve(self) -> float:
         """Take the next start time from the bucket; the seconds to wait for it (0: go now)."""
         rate = self.rate()
+        now = self._clock()
+        _RESERVED_AT.set(now)
         if rate is None:
             return 0.0
-        now = self._clock()
         start = max(self._next, now)
         self._next = start + 1.0 / rate
         return start - now
@@ -366,6 +374,9 @@ class LearntRate:
         """A request was answered 429: pace at ``decrease`` x the accept rate, once per
         cool-down."""
         now = self._clock()
+        reserved_at = _RESERVED_AT.get()
+        if reserved_at is not None and reserved_at < self._cut_at:
+            return  # its start was decided at the old rate, already cut for
         if now - self._cut_at < self._cooldown:
             return
         if self._started is None:
@@ -383,8 +394,8 @@ class LearntRate:
             rate = current / 2
         else:  # a 429 before any success: start slow, and learn from there
             rate = float(self.ceiling)
-        if self._base is None:
-            self._min_rate = rate * self._floor
+        if not self._min_rate and span >= self._window_s / 2 and accepted > 0:
+            self._min_rate = rate * self._floor  # from the first rate measured over a window
         self._base = max(rate, self._min_rate)
         self._cut_at = now
         self._accepted.clear()

@@ -124,6 +124,7 @@ def test_a_429_to_a_start_taken_before_the_last_cut_is_already_accounted_for() -
     clock.now += 0.001
     pace.throttled()
     cut = pace.rate()
+    assert cut is not None
     clock.now += 1.0
     early.run(pace.throttled)
     assert pace.rate() == pytest.approx(cut * 1.25)  # grown, not cut again

@@ -68,7 +68,7 @@ demo: $(LOCAL_STAMP)
 dev: $(LOCAL_STAMP)
 	$(BIN)/wsfanout dev
 
-# Every figure of docs/performance.md, from one run on this machine (about 25
+# Every figure of docs/performance.md, from one run on this machine (about 35
 # minutes): the side-by-side comparison, the zero-latency CPU comparison with the floor, 429s,
 # the N x concurrency sweep, the distributed sweep, the account quota shared by S workers and
 # the end-to-end latency of 1,000 WebSocket clients. JSON and plots go to $(BENCH_OUT)/.

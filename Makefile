@@ -78,9 +78,10 @@ demo: $(LOCAL_STAMP)
 dev: $(LOCAL_STAMP)
 	$(BIN)/wsfanout dev
 
-# Every figure of docs/performance.md, from one run on this machine (about 25
+# Every figure of docs/performance.md, from one run on this machine (about 35
 # minutes): the side-by-side comparison, the zero-latency CPU comparison with the floor, 429s,
-# the N x concurrency sweep and the distributed sweep. JSON and plots go to $(BENCH_OUT)/.
+# the N x concurrency sweep, the distributed sweep, the account quota shared by S workers and
+# the end-to-end latency of 1,000 WebSocket clients. JSON and plots go to $(BENCH_OUT)/.
 BENCH_OUT ?= bench-results
 bench: install
 	mkdir -p $(BENCH_OUT)
@@ -93,6 +94,8 @@ bench: install
 	$(BIN)/wsfanout bench scaling --json $(BENCH_OUT)/scaling.json --plot $(BENCH_OUT)/scaling.png
 	$(BIN)/wsfanout bench distributed --json $(BENCH_OUT)/distributed.json \
 		--plot $(BENCH_OUT)/distributed.png
+	$(BIN)/wsfanout bench quota --json $(BENCH_OUT)/quota.json
+	$(BIN)/wsfanout bench e2e --json $(BENCH_OUT)/e2e.json
 
 # One 50,000-connection "all" job carried by 3-second worker invocations (about 12 minutes).
 bench-jobs: install

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import run_wsfanout
+from wsfanout.bench.e2e import Latencies, latencies
 
 Bench = Callable[[str], tuple[Any, subprocess.CompletedProcess[str]]]
 
@@ -138,6 +139,10 @@ def test_bench_jobs_carries_a_job_across_invocations(bench: Bench) -> None:
         (("bench", "--gateway", "moto", "--latency", "0.02"), "no latency or fault injection"),
         (("bench", "--throttle-rate", "0.7", "--error-rate", "0.7"), "must not exceed 1"),
         (("bench", "--repeat", "0"), "must be at least 1"),
+        (("bench", "quota", "--pacing", "aimd,fast"), "unknown pacing 'fast'"),
+        (("bench", "quota", "--pacing", "aimd,aimd"), "listed twice"),
+        (("bench", "quota", "--share", "0"), "--share must be in (0, 1]"),
+        (("bench", "e2e", "--clients", "0"), "must be at least 1"),
     ],
 )
 def test_bench_rejects_bad_arguments_in_one_line(args: tuple[str, ...], reason: str) -> None:
@@ -145,3 +150,49 @@ def test_bench_rejects_bad_arguments_in_one_line(args: tuple[str, ...], reason: 
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert reason in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_quota_reports_each_pacing_and_segment_count(bench: Bench) -> None:
+    document, result = bench("quota --connections 300 --segments 1,2 --latency 0.002")
+    rows = document["rows"]
+    assert [(r["segments"], r["pacing"]) for r in rows] == [
+        (1, "aimd"),
+        (1, "learnt"),
+        (2, "aimd"),
+        (2, "learnt"),
+    ]
+    for row in rows:
+        assert row["account_rate"] == pytest.approx(0.65 * row["unthrottled_rate"], rel=0.01)
+        assert row["account_burst"] == max(1, round(row["account_rate"] * 0.1))
+        assert row["run"]["missed"] == row["run"]["duplicated"] == row["failed"] == 0
+        assert row["run"]["delivered"] == 300
+        assert row["run"]["requests"] == 300 + row["answered_429"]
+        assert row["share_429"] == pytest.approx(row["answered_429"] / row["run"]["requests"])
+        assert row["rate_over_r"] > 0
+    assert "rate / R" in result.stdout
+    assert "learnt: S >= 2" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_e2e_times_a_broadcast_and_messages_to_one_user(bench: Bench) -> None:
+    document, result = bench("e2e --clients 50 --messages 5")
+    assert document["missed"] == document["duplicated"] == 0
+    broadcast, direct = document["broadcast"], document["send_message"]
+    assert broadcast["count"] == 49  # everyone but the sender
+    assert direct["count"] == 5
+    for figures in (broadcast, direct):
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert "sendMessage to one user" in result.stdout
+    assert '"level"' not in result.stdout  # the stack's logs went to the log file
+
+
+def test_latencies_summarise_in_milliseconds() -> None:
+    figures = latencies([n / 1000 for n in range(1, 101)])
+    assert (figures.count, figures.p50_ms, figures.max_ms) == (100, 50.5, 100.0)
+    assert 99.0 <= figures.p99_ms <= 100.0
+    assert latencies([0.25]) == Latencies(1, 250.0, 250.0, 250.0)
+    with pytest.raises(ValueError, match="no latencies"):
+        latencies([])

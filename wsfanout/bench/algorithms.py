@@ -50,6 +50,7 @@ from ..aws.sigv4 import Credentials, PostSigner
 from ..core.fanout import Fanout
 from ..core.interfaces import Recipient
 from ..core.models import AllTarget
+from ..core.pacing import PACINGS, Pacing
 from ..local.signatures import signed_headers
 from . import ALGORITHMS
 from .seeding import connection_ids
@@ -76,10 +77,13 @@ class Spec:
     segment: int | None = None
     total_segments: int | None = None
     control_url: str | None = None  # the endpoint's records, which pace the ``scan`` companion
+    pacing: Pacing = "aimd"  # the engine's reaction to 429s (wsfanout.core.pacing.pacer)
 
     def __post_init__(self) -> None:
         if self.algorithm not in (*ALGORITHMS, "scan"):
             raise ValueError(f"unknown algorithm {self.algorithm!r}; one of {ALGORITHMS} or scan")
+        if self.pacing not in PACINGS:
+            raise ValueError(f"unknown pacing {self.pacing!r}; one of {PACINGS}")
 
 
 Account = dict[str, int]  # what the algorithm believes: sent, failed, gone, ...
@@ -309,7 +313,12 @@ async def _engine(
             pool_size=spec.concurrency,
         ) as gateway,
     ):
-        fanout = Fanout(Registry(dynamodb, spec.table), gateway, concurrency=spec.concurrency)
+        fanout = Fanout(
+            Registry(dynamodb, spec.table),
+            gateway,
+            concurrency=spec.concurrency,
+            pacing=spec.pacing,
+        )
         if isinstance(gateway, LeanGateway):
             await gateway.credentials()  # what a warm container has already read
 

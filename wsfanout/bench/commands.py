@@ -1,4 +1,5 @@
-"""The ``wsfanout bench`` command line: the comparison and its modes (scaling, distributed, jobs).
+"""The ``wsfanout bench`` command line: the comparison and its modes (scaling, distributed, quota,
+jobs, e2e).
 
 Only argparse lives here; each command loads the bench's dependencies (moto, boto3, matplotlib)
 when it runs, so ``wsfanout --help`` and the other commands never pay for them.
@@ -9,7 +10,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ..cli.arguments import OneLineParser, non_negative, positive_int, positive_ints, rate
+from ..cli.arguments import (
+    OneLineParser,
+    non_negative,
+    positive_float,
+    positive_int,
+    positive_ints,
+    rate,
+)
+from ..core.pacing import PACINGS
 from ..exceptions import InvalidInputError
 from . import ALGORITHMS, DEFAULT_ALGORITHMS
 
@@ -143,6 +152,22 @@ def add_bench_commands(commands: Any) -> None:
     _scenario_options(distributed, gone=0.0, gateway=False)
     distributed.set_defaults(run=_cmd_distributed)
 
+    _add_quota(modes)
+    e2e = modes.add_parser(
+        "e2e",
+        help="end-to-end latency of broadcast and sendMessage on the local stack",
+        description="Connect N real WebSocket clients to the local stack, each as a user with a "
+        "JWT; one sends a broadcast, then sendMessage to one user at a time: p50 / p99 / max "
+        "from the sender's frame to each arrival (reported, not gated; exit 1 on a missed or "
+        "duplicated message).",
+    )
+    e2e.add_argument("--clients", type=positive_int, default=1000)
+    e2e.add_argument(
+        "--messages", type=positive_int, default=100, help="sendMessage to one user (default 100)"
+    )
+    e2e.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    e2e.set_defaults(run=_cmd_e2e)
+
     jobs = modes.add_parser(
         "jobs",
         help='one large "all" job carried across short worker invocations',
@@ -159,6 +184,79 @@ def add_bench_commands(commands: Any) -> None:
     jobs.add_argument("--latency", type=non_negative, default=0.0)
     jobs.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     jobs.set_defaults(run=_cmd_jobs)
+
+
+def _pacings(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(","))
+    unknown = [name for name in names if name not in PACINGS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown pacing {unknown[0]!r}; choose from {', '.join(PACINGS)}"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a pacing is listed twice: {text}")
+    return names
+
+
+def _add_quota(modes: Any) -> None:
+    quota = modes.add_parser(
+        "quota",
+        help='one "all" job by S workers under an account-level request quota',
+        description="Measure the local endpoint's rate with no quota (the largest S), then give "
+        "it an account token bucket of rate R (--share of that rate, or --account-rate) and "
+        "burst B, and run one broadcast to N connections as S segments on S worker processes "
+        "for each S and each pacing: delivered rate / R, share of requests answered 429, "
+        "missed and duplicated deliveries.",
+    )
+    quota.add_argument("--connections", type=positive_int, default=10_000)
+    quota.add_argument("--segments", type=positive_ints, default=(1, 2, 4))
+    quota.add_argument(
+        "--concurrency", type=positive_int, default=32, help="senders per worker (default 32)"
+    )
+    quota.add_argument(
+        "--latency", type=non_negative, default=0.02, help="seconds per request (default 0.02)"
+    )
+    quota.add_argument(
+        "--share", type=rate, default=0.65, help="R as a share of the unthrottled rate"
+    )
+    quota.add_argument(
+        "--account-rate", type=positive_float, help="R in requests/s (skips the unthrottled run)"
+    )
+    quota.add_argument(
+        "--burst-seconds", type=non_negative, default=0.1, help="B as seconds of R (default 0.1)"
+    )
+    quota.add_argument(
+        "--pacing",
+        type=_pacings,
+        default=("aimd", "learnt"),
+        help="comma-separated pacings to compare (default aimd,learnt)",
+    )
+    quota.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    quota.set_defaults(run=_cmd_quota)
+
+
+def _cmd_quota(args: argparse.Namespace) -> int:
+    from .quota import QuotaOptions, run_quota  # noqa: PLC0415
+
+    return run_quota(
+        QuotaOptions(
+            connections=args.connections,
+            segments=args.segments,
+            concurrency=args.concurrency,
+            latency_s=args.latency,
+            share=args.share,
+            account_rate=args.account_rate,
+            burst_s=args.burst_seconds,
+            pacings=args.pacing,
+            json_path=args.json,
+        )
+    )
+
+
+def _cmd_e2e(args: argparse.Namespace) -> int:
+    from .e2e import E2eOptions, run_e2e  # noqa: PLC0415
+
+    return run_e2e(E2eOptions(clients=args.clients, messages=args.messages, json_path=args.json))
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

@@ -240,8 +240,13 @@ class Bench:
             answer.raise_for_status()
             return await answer.json(content_type=None)
 
+    async def stats(self) -> dict[str, int] | None:
+        """The endpoint's POST counters since the last reset (``None``: moto keeps none)."""
+        stats: dict[str, int] | None = await self._control("GET", "stats")
+        return stats
+
     async def posts(self) -> int | None:
-        stats = await self._control("GET", "stats")
+        stats = await self.stats()
         return None if stats is None else int(stats["posts"])
 
     # -- runs ------------------------------------------------------------------------------------
@@ -256,6 +261,16 @@ class Bench:
             id_prefix=ID_PREFIX,
             **extra,
         )
+
+    def segment_specs(self, table: str, ids_count: int, count: int, **extra: Any) -> list[Spec]:
+        """The engine's specs for one "all" job in ``count`` parallel-scan segments, one worker
+        each (a single unsegmented worker for ``count`` = 1)."""
+        if count == 1:
+            return [self.spec("engine", table, ids_count, **extra)]
+        return [
+            self.spec("engine", table, ids_count, segment=i, total_segments=count, **extra)
+            for i in range(count)
+        ]
 
     async def run_together(self, specs: Sequence[Spec], advance: Advance | None) -> list[Measured]:
         """Start one child per spec, let them all go at once, wait for every one to finish.

@@ -166,20 +166,7 @@ def run_distributed(options: DistributedOptions) -> int:
 
     def runs_for(bench: Bench, table: str, size: int) -> Iterator[tuple[str, list[Spec]]]:
         for count in options.segments:
-            if count == 1:
-                specs = [bench.spec("engine", table, size, concurrency=options.concurrency)]
-            else:
-                specs = [
-                    bench.spec(
-                        "engine",
-                        table,
-                        size,
-                        concurrency=options.concurrency,
-                        segment=index,
-                        total_segments=count,
-                    )
-                    for index in range(count)
-                ]
+            specs = bench.segment_specs(table, size, count, concurrency=options.concurrency)
             yield f"S={count}", specs
 
     runs = anyio.run(_sweep, options.scenario, console, (options.connections,), runs_for)

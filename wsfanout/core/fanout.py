@@ -45,7 +45,7 @@ from ..exceptions import (
 from .interfaces import Gateway, Recipient, RecipientSource
 from .models import MAX_PAYLOAD_BYTES, MAX_SKIP, Cursor, FanoutReport, Target
 from .outcomes import Outcome
-from .pacing import RetryPolicy, Throttle
+from .pacing import PACINGS, Pacer, Pacing, RetryPolicy, pacer
 
 __all__ = ["Fanout", "RunHooks"]
 
@@ -92,7 +92,7 @@ class _Plan:
     gateway: Gateway
     retry: RetryPolicy
     rng: random.Random
-    pace: Throttle
+    pace: Pacer
     deadline: float | None
     stop: anyio.Event | None  # set: as if the deadline were now
     progress: Callable[[int], None] | None
@@ -276,6 +276,13 @@ class Fanout:
     ``source`` streams recipients and removes gone connections (normally a
     :class:`~wsfanout.aws.registry.Registry`); ``gateway`` posts frames (normally a
     :class:`~wsfanout.aws.gateway.ManagementGateway`).
+
+    ``pacing`` says how the senders react to 429s (:func:`~wsfanout.core.pacing.pacer`):
+    ``"aimd"`` (the default) halves the requests in flight and adds them back one by one, which
+    suits one sender pool and 429s of any cause; ``"learnt"`` paces starts at a rate learnt from
+    the accept rate, for several workers sharing one account quota with no coordinator.
+
+    :raises ValueError: ``concurrency`` below 1 or an unknown ``pacing``.
     """
 
     def __init__(
@@ -290,9 +297,13 @@ class Fanout:
         cleanup_concurrency: int = 4,
         cleanup_linger_s: float = 0.2,
         rng: random.Random | None = None,
+        pacing: Pacing = "aimd",
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if pacing not in PACINGS:
+            raise ValueError(f"unknown pacing {pacing!r}; one of {', '.join(PACINGS)}")
+        self.pacing: Pacing = pacing
         self._source = source
         self.gateway = gateway
         self.concurrency = concurrency
@@ -349,7 +360,7 @@ class Fanout:
             gateway=self.gateway,
             retry=self.retry,
             rng=self.rng,
-            pace=Throttle(self.concurrency, floor=max(1, self.concurrency // 16)),
+            pace=pacer(self.pacing, self.concurrency),
             deadline=loop_deadline,
             stop=stop,
             progress=hooks.progress,

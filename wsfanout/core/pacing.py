@@ -5,21 +5,43 @@ request that saw it is not enough: every sender in the pool must slow down. :cla
 halves the number of requests in flight on a throttle (at most once per cool-down, so a burst of
 429s from requests already in flight counts once), pauses the pool briefly, and adds capacity back
 one slot at a time as sends succeed: additive increase, multiplicative decrease, as TCP does.
+
+:class:`LearntRate` is the alternative for pools that share one account quota with other pools
+and no coordinator (several workers of one job): it paces request starts at a rate learnt from
+the pool's own accept rate whenever a 429 says the account's bucket is empty. :func:`pacer`
+builds either one by name.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import Literal, Protocol, TypeVar, get_args
 
 import anyio
 
-__all__ = ["LeftOverError", "RetryPolicy", "Throttle", "is_testing", "set_testing"]
+__all__ = [
+    "PACINGS",
+    "LearntRate",
+    "LeftOverError",
+    "Pacer",
+    "Pacing",
+    "RetryPolicy",
+    "Throttle",
+    "is_testing",
+    "pacer",
+    "set_testing",
+]
 
 _T = TypeVar("_T")
+# When the sender (each runs in a task of its own, so a context of its own) last took a start
+# from a LearntRate: a 429 to a request whose start was decided before the last cut says
+# nothing new.
+_RESERVED_AT: ContextVar[float | None] = ContextVar("wsfanout_reserved_at", default=None)
 _RNG = random.Random()  # for callers that bring none: jitter needs no reproducibility
 
 
@@ -231,3 +253,204 @@ class Throttle:
             self._cuts_in_a_row = 0
             if self.limit < self.ceiling:
                 self._limiter.total_tokens = self.limit + 1
+
+
+class LearntRate:
+    """Caps requests in flight at ``concurrency`` and paces their starts at a rate learnt from
+    429s: a token bucket in the sender whose rate follows an AIMD on the observed accept rate.
+
+    Why not :class:`Throttle` when several pools share one account quota: halving concurrency
+    halves a pool's rate, so S pools cut together fall far below the quota, and the next probe
+    overshoots it again. Here each pool measures what the account actually let through: when the
+    account's bucket is empty every pool's accept rate is its share of the quota, so cutting to
+    ``decrease`` times that share puts the sum of all pools just under the quota, with no
+    coordinator. Then the rate grows by ``growth`` of itself per second until the next 429.
+
+    - Until the first 429 nothing is paced (the concurrency cap alone rules, as with
+      :class:`Throttle`).
+    - On a 429, at most once per ``cooldown_s`` (shorter, down to a tenth, after a rate
+      measured over less than that), and never for a request whose start was taken before the
+      last cut (each sender task remembers when it took its start, so 429s of requests already
+      promised at the old rate count once, however long the round trip): the rate
+      becomes ``decrease`` x the successes of the last ``window_s`` (or since the last cut, if
+      later) per second; with none, half the rate. Never below ``floor`` x the first rate
+      learnt over at least half a window, which bounds the fall when 429s do not follow the
+      rate (one client's full buffer rather than the account).
+    - New starts wait for the bucket; like ``Retry-After``, the first start after a cut waits
+      one interval of the new rate after the starts already promised.
+
+    ``clock`` defaults to the event loop's (:func:`anyio.current_time`); tests pass their own.
+    Use ``async with pacer:`` around each request.
+
+    :raises ValueError: ``concurrency`` below 1, or a parameter out of its range.
+    """
+
+    def __init__(
+        self,
+        concurrency: int,
+        *,
+        decrease: float = 0.95,
+        growth: float = 0.25,
+        window_s: float = 0.25,
+        cooldown_s: float = 0.1,
+        floor: float = 1 / 16,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not 0.0 < decrease < 1.0 or not 0.0 < floor <= 1.0:
+            raise ValueError("decrease must be in (0, 1) and floor in (0, 1]")
+        if growth < 0.0 or window_s <= 0.0 or cooldown_s < 0.0:
+            raise ValueError("growth and cooldown_s must not be negative, window_s positive")
+        self.ceiling = concurrency
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._decrease = decrease
+        self._growth = growth
+        self._window_s = window_s
+        self._cooldown_s = cooldown_s
+        self._cooldown = cooldown_s  # the one after the last cut: shorter after a short window
+        self._floor = floor
+        self._clock = clock or anyio.current_time
+        self._accepted: deque[float] = deque()  # success times within the window
+        self._base: float | None = None  # the rate set at the last cut; None: not paced
+        self._cut_at = -1.0e9
+        self._started: float | None = None  # the first outcome: the window cannot start before
+        self._min_rate = 0.0
+        self._next = 0.0  # when the next start may go
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed in flight (constant: the rate, not the concurrency, is cut)."""
+        return self.ceiling
+
+    def rate(self) -> float | None:
+        """The current pace in requests per second; ``None`` before the first 429."""
+        if self._base is None:
+            return None
+        return self._base * (1.0 + self._growth * max(0.0, self._clock() - self._cut_at))
+
+    def accept_rate(self) -> float:
+        """Successes per second over the last ``window_s`` (or since the last cut, if later)."""
+        now = self._clock()
+        self._forget(now)
+        started = now if self._started is None else self._started
+        span = min(self._window_s, now - max(self._cut_at, started))
+        return len(self._accepted) / span if span > 0 else 0.0
+
+    def _forget(self, now: float) -> None:
+        accepted, since = self._accepted, max(now - self._window_s, self._cut_at)
+        while accepted and accepted[0] <= since:
+            accepted.popleft()
+
+    def reserve(self) -> float:
+        """Take the next start time from the bucket; the seconds to wait for it (0: go now)."""
+        rate = self.rate()
+        now = self._clock()
+        _RESERVED_AT.set(now)
+        if rate is None:
+            return 0.0
+        start = max(self._next, now)
+        self._next = start + 1.0 / rate
+        return start - now
+
+    async def __aenter__(self) -> None:
+        wait = self.reserve()
+        if wait > 0:
+            await anyio.sleep(wait)
+        try:  # a free slot without a trip through the event loop, as Throttle does
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._limiter.release()
+
+    def throttled(self) -> None:
+        """A request was answered 429: pace at ``decrease`` x the accept rate, once per
+        cool-down."""
+        now = self._clock()
+        reserved_at = _RESERVED_AT.get()
+        if reserved_at is not None and reserved_at < self._cut_at:
+            return  # its start was decided at the old rate, already cut for
+        if now - self._cut_at < self._cooldown:
+            return
+        if self._started is None:
+            self._started = now
+        span = now - max(self._cut_at, self._started)
+        # A rate measured over a moment (the first 429 of a run comes once the account's burst
+        # is spent, maybe milliseconds in) is a guess: it may be corrected as soon as it was
+        # measured over, not a whole cool-down later.
+        self._cooldown = min(self._cooldown_s, max(span, self._cooldown_s / 10))
+        accepted = self.accept_rate()
+        current = self.rate()
+        if accepted > 0:
+            rate = self._decrease * accepted
+        elif current is not None:
+            rate = current / 2
+        else:  # a 429 before any success: start slow, and learn from there
+            rate = float(self.ceiling)
+        if not self._min_rate and span >= self._window_s / 2 and accepted > 0:
+            self._min_rate = rate * self._floor  # from the first rate measured over a window
+        self._base = max(rate, self._min_rate)
+        self._cut_at = now
+        self._accepted.clear()
+        # After the starts already promised (senders are waiting for them), one new interval.
+        self._next = max(self._next, now) + 1.0 / self._base
+
+    def succeeded(self) -> None:
+        """A request got through: counted in the accept rate."""
+        now = self._clock()
+        if self._started is None:
+            self._started = now
+        self._accepted.append(now)
+        if len(self._accepted) > 64 and self._accepted[0] <= now - self._window_s:
+            self._forget(now)
+
+
+class Pacer(Protocol):
+    """What the engine's senders share: ``async with`` around each request, and the outcome."""
+
+    @property
+    def limit(self) -> int:
+        """Requests currently allowed in flight."""
+        ...
+
+    async def __aenter__(self) -> None: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def throttled(self) -> None:
+        """A request was answered 429."""
+        ...
+
+    def succeeded(self) -> None:
+        """A request was delivered."""
+        ...
+
+
+Pacing = Literal["aimd", "learnt"]
+PACINGS: tuple[Pacing, ...] = get_args(Pacing)
+"""The pacings :func:`pacer` builds: ``aimd`` (:class:`Throttle`, the default) and ``learnt``
+(:class:`LearntRate`)."""
+
+
+def pacer(pacing: Pacing, concurrency: int) -> Pacer:
+    """A fresh pacer of the kind ``pacing`` names, for one run of ``concurrency`` senders.
+
+    :raises ValueError: an unknown ``pacing``.
+    """
+    if pacing == "aimd":
+        return Throttle(concurrency, floor=max(1, concurrency // 16))
+    if pacing == "learnt":
+        return LearntRate(concurrency)
+    raise ValueError(f"unknown pacing {pacing!r}; one of {', '.join(PACINGS)}")

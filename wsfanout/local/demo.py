@@ -45,7 +45,7 @@ from ..aws.registry import Registry
 from ..core.models import AllTarget, BroadcastJob
 from .stack import Stack, local_stack
 
-__all__ = ["DemoOptions", "DemoReport", "run_demo"]
+__all__ = ["DemoOptions", "DemoReport", "logs_to", "run_demo"]
 
 _USER_AGENT = "wsfanout-demo/"
 _CONNECT_AT_ONCE = 64  # API Gateway takes 500 new connections/s per account; stay polite
@@ -336,8 +336,9 @@ async def _settle(stack: Stack) -> None:
 
 
 @contextlib.contextmanager
-def _logs_to(file: IO[str]) -> Iterator[None]:
-    """Send what the in-process handlers write to ``file`` (see the module docstring).
+def logs_to(file: IO[str]) -> Iterator[None]:
+    """Send what the in-process handlers write to ``file`` (see the module docstring); for every
+    command that runs the stack in its own process and prints a report of its own.
 
     The ``wsfanout`` logger is Powertools' (its handler holds the stream it was made with);
     other libraries' warnings (aiohttp, websockets) reach the root logger, which gets a handler
@@ -380,7 +381,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> int:
     with _open_log(options) as file:
         path = file.name
         console.print(f"the local stack's logs and metrics go to {path}", soft_wrap=True)
-        with _logs_to(file):
+        with logs_to(file):
             report = anyio.run(_demo, options, console)
     table = Table(title=f"wsfanout demo: {options.clients:,} clients", show_header=False)
     table.add_column("figure")

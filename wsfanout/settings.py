@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     fanout_backoff_base_s: float = Field(default=0.05, gt=0)
     fanout_backoff_max_s: float = Field(default=2.0, gt=0)
     fanout_request_timeout_s: float = Field(default=10.0, gt=0)
+    aws_ca_bundle: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("aws_ca_bundle", "AWS_CA_BUNDLE"),
+        description="PEM file of the certificates HTTPS endpoints are verified against; "
+        "botocore's own variable, so both transports and every AWS client trust the same.",
+    )
     fanout_transport: Literal["lean", "botocore"] = Field(
         default="lean",
         description="'lean': signed aiohttp posts (fast); 'botocore': the aiobotocore client.",

@@ -49,12 +49,18 @@ class LeanGateway(ManagementTransport):
         self._refresh = anyio.Lock()
 
     async def __aenter__(self) -> Self:
+        """Open the pool.
+
+        :raises ConfigurationError: ``ca_bundle`` cannot be loaded.
+        """
+        tls = self._tls()
         await super().__aenter__()
         connector = aiohttp.TCPConnector(
             limit=self._pool_size,
             limit_per_host=self._pool_size,
             ttl_dns_cache=300,
             keepalive_timeout=60,
+            ssl=tls or True,  # True: aiohttp's verifying default
         )
         timeout = aiohttp.ClientTimeout(total=self._timeout_s)
         self._http = await self._stack.enter_async_context(

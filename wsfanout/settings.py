@@ -63,9 +63,10 @@ class Settings(BaseSettings):
         description="PEM file of the certificates HTTPS endpoints are verified against; "
         "botocore's own variable, so both transports and every AWS client trust the same.",
     )
-    fanout_transport: Literal["lean", "botocore"] = Field(
+    fanout_transport: Literal["lean", "raw", "botocore"] = Field(
         default="lean",
-        description="'lean': signed aiohttp posts (fast); 'botocore': the aiobotocore client.",
+        description="'lean': signed aiohttp posts (fast); 'raw': the same over bare asyncio "
+        "HTTP/1.1 connections (faster, asyncio only); 'botocore': the aiobotocore client.",
     )
     registry_page_size: int = Field(default=1000, ge=1, le=10000)
 

@@ -18,6 +18,7 @@ from cryptography import x509
 from wsfanout.aws.clients import Clients
 from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.aws.lean import LeanGateway
+from wsfanout.aws.raw import RawGateway
 from wsfanout.core.outcomes import Outcome
 from wsfanout.exceptions import ConfigurationError
 from wsfanout.local.management import ManagementEndpoint, serve
@@ -27,8 +28,8 @@ from wsfanout.settings import Settings
 pytestmark = pytest.mark.timeout(60)
 
 CID = "L0SM9cOFvHcCIhw="
-Transport = type[LeanGateway] | type[ManagementGateway]
-TRANSPORTS: list[Transport] = [LeanGateway, ManagementGateway]
+Transport = type[LeanGateway] | type[RawGateway] | type[ManagementGateway]
+TRANSPORTS: list[Transport] = [LeanGateway, RawGateway, ManagementGateway]
 
 
 @pytest.fixture(scope="module")
@@ -89,23 +90,24 @@ async def test_a_transport_not_given_the_certificate_refuses_the_endpoint(
     assert fake.stats()["posts"] == 0
 
 
-async def test_the_lean_transport_names_a_bundle_it_cannot_load(
-    session: aioboto3.Session, tmp_path: Path
+@pytest.mark.parametrize("transport", [LeanGateway, RawGateway])
+async def test_the_transport_names_a_bundle_it_cannot_load(
+    transport: Transport, session: aioboto3.Session, tmp_path: Path
 ) -> None:
     missing = tmp_path / "missing.pem"
     with pytest.raises(ConfigurationError, match="cannot load the CA bundle"):
-        async with LeanGateway(session, default_endpoint="https://x/y", ca_bundle=str(missing)):
+        async with transport(session, default_endpoint="https://x/y", ca_bundle=str(missing)):
             pass
     empty = tmp_path / "empty.pem"
     empty.write_text("not a certificate\n")
     with pytest.raises(ConfigurationError, match="cannot load the CA bundle"):
-        async with LeanGateway(session, default_endpoint="https://x/y", ca_bundle=str(empty)):
+        async with transport(session, default_endpoint="https://x/y", ca_bundle=str(empty)):
             pass
 
 
-@pytest.mark.parametrize("transport", ["lean", "botocore"])
+@pytest.mark.parametrize("transport", ["lean", "raw", "botocore"])
 async def test_aws_ca_bundle_reaches_the_engines_transport(
-    transport: Literal["lean", "botocore"],
+    transport: Literal["lean", "raw", "botocore"],
     monkeypatch: pytest.MonkeyPatch,
     certificate: Certificate,
     https_endpoint: tuple[ManagementEndpoint, str],

@@ -13,7 +13,8 @@ happened against the endpoint's records and the registry.
   pool, to ids it is handed (no registry), no retries, no bookkeeping. The practical limit.
 - ``floor-raw``: the same signed POSTs with no HTTP library: bare :class:`asyncio.Protocol`
   connections, one per sender, kept alive (:mod:`.rawhttp`). The physical limit in Python.
-- ``engine``: :class:`~wsfanout.core.fanout.Fanout` as shipped, over one of its transports.
+- ``engine``: :class:`~wsfanout.core.fanout.Fanout` as shipped, over one of its transports
+  (``engine``: aiohttp, ``engine-raw``: bare asyncio connections, ``engine-botocore``).
 - ``engine-memory`` (a diagnostic): the same engine and lean transport, the registry served from
   memory as the floor's ids are; the difference to ``engine`` is the price of reading the
   registry from moto server on the same two cores.
@@ -52,6 +53,7 @@ from ..aws import table as t
 from ..aws.account import KEY_ID, REGION, SECRET
 from ..aws.gateway import ManagementGateway
 from ..aws.lean import LeanGateway
+from ..aws.raw import RawGateway
 from ..aws.registry import Registry
 from ..aws.sigv4 import Credentials, PostSigner
 from ..core.fanout import Fanout
@@ -109,6 +111,7 @@ def prepared(spec: Spec) -> AbstractAsyncContextManager[Go]:
         "floor-raw": _floor_raw,
         "engine": partial(_engine, transport=LeanGateway),
         "engine-botocore": partial(_engine, transport=ManagementGateway),
+        "engine-raw": partial(_engine, transport=RawGateway),
         "engine-memory": _engine_memory,
         "scan": _scan,
     }
@@ -361,7 +364,7 @@ async def _scan(spec: Spec) -> AsyncIterator[Go]:
 
 @asynccontextmanager
 async def _engine(
-    spec: Spec, transport: type[LeanGateway] | type[ManagementGateway]
+    spec: Spec, transport: type[LeanGateway] | type[RawGateway] | type[ManagementGateway]
 ) -> AsyncIterator[Go]:
     """The engine as shipped: registry stream, sender pool, retries, throttle, cleanup."""
     session = _session(spec)

@@ -77,10 +77,10 @@ bench: install
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/wsfanout bench --json $(BENCH_OUT)/compare.json
 	$(BIN)/wsfanout bench --connections 10000 --latency 0 --gone-rate 0 \
-		--algorithms floor,floor-raw,engine,engine-memory,engine-botocore --repeat 9 \
+		--algorithms floor,floor-raw,engine,engine-raw,engine-memory,engine-botocore --repeat 9 \
 		--json $(BENCH_OUT)/zero-latency.json
 	$(BIN)/wsfanout bench --connections 10000 --latency 0 --gone-rate 0 --tls \
-		--algorithms floor,floor-raw,engine,engine-memory,engine-botocore --repeat 9 \
+		--algorithms floor,floor-raw,engine,engine-raw,engine-memory,engine-botocore --repeat 9 \
 		--json $(BENCH_OUT)/zero-latency-tls.json
 	$(BIN)/wsfanout bench --gone-rate 0 --throttle-rate 0.3 --algorithms gather,engine \
 		--json $(BENCH_OUT)/throttled.json

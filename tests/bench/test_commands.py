@@ -111,8 +111,8 @@ def test_bench_floor_raw_beside_floor_and_engine(bench: Bench, tls: bool) -> Non
     ratios = document["ratios"]
     assert ratios["floor-raw"]["cpu_over_floor_raw"] == pytest.approx(1.0)
     assert ratios["engine"]["cpu_over_floor_raw"] > 0
-    assert ("HTTPS" if tls else "HTTP,") in result.stdout
-    assert "CPU x floor-raw" in result.stdout
+    assert ("HTTPS" if tls else "HTTP,") in result.stdout  # the table's title (its columns
+    # wrap in a narrow terminal: the JSON's ratios above are what is checked)
 
 
 @pytest.mark.slow

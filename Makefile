@@ -79,16 +79,20 @@ dev: $(LOCAL_STAMP)
 	$(BIN)/wsfanout dev
 
 # Every figure of docs/performance.md, from one run on this machine (about 35
-# minutes): the side-by-side comparison, the zero-latency CPU comparison with the floor, 429s,
-# the N x concurrency sweep, the distributed sweep, the account quota shared by S workers and
-# the end-to-end latency of 1,000 WebSocket clients. JSON and plots go to $(BENCH_OUT)/.
+# minutes): the side-by-side comparison, the zero-latency CPU comparison with both floors over
+# plain HTTP and over TLS (as on AWS), 429s, the N x concurrency sweep, the distributed sweep,
+# the account quota shared by S workers and the end-to-end latency of 1,000 WebSocket clients.
+# JSON and plots go to $(BENCH_OUT)/.
 BENCH_OUT ?= bench-results
 bench: install
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/wsfanout bench --json $(BENCH_OUT)/compare.json
 	$(BIN)/wsfanout bench --connections 10000 --latency 0 --gone-rate 0 \
-		--algorithms floor,engine,engine-memory,engine-botocore --repeat 9 \
+		--algorithms floor,floor-raw,engine,engine-raw,engine-memory,engine-botocore --repeat 9 \
 		--json $(BENCH_OUT)/zero-latency.json
+	$(BIN)/wsfanout bench --connections 10000 --latency 0 --gone-rate 0 --tls \
+		--algorithms floor,floor-raw,engine,engine-raw,engine-memory,engine-botocore --repeat 9 \
+		--json $(BENCH_OUT)/zero-latency-tls.json
 	$(BIN)/wsfanout bench --gone-rate 0 --throttle-rate 0.3 --algorithms gather,engine \
 		--json $(BENCH_OUT)/throttled.json
 	$(BIN)/wsfanout bench scaling --json $(BENCH_OUT)/scaling.json --plot $(BENCH_OUT)/scaling.png

@@ -58,9 +58,16 @@ class Settings(BaseSettings):
     fanout_backoff_base_s: float = Field(default=0.05, gt=0)
     fanout_backoff_max_s: float = Field(default=2.0, gt=0)
     fanout_request_timeout_s: float = Field(default=10.0, gt=0)
-    fanout_transport: Literal["lean", "botocore"] = Field(
+    aws_ca_bundle: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("aws_ca_bundle", "AWS_CA_BUNDLE"),
+        description="PEM file of the certificates HTTPS endpoints are verified against; "
+        "botocore's own variable, so both transports and every AWS client trust the same.",
+    )
+    fanout_transport: Literal["lean", "raw", "botocore"] = Field(
         default="lean",
-        description="'lean': signed aiohttp posts (fast); 'botocore': the aiobotocore client.",
+        description="'lean': signed aiohttp posts (fast); 'raw': the same over bare asyncio "
+        "HTTP/1.1 connections (faster, asyncio only); 'botocore': the aiobotocore client.",
     )
     registry_page_size: int = Field(default=1000, ge=1, le=10000)
 

@@ -11,6 +11,7 @@ from tests.helpers import receive_all
 from wsfanout.aws.clients import Clients
 from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.aws.lean import LeanGateway
+from wsfanout.aws.raw import RawGateway
 from wsfanout.core.models import AllTarget, BroadcastJob
 from wsfanout.exceptions import ConfigurationError
 from wsfanout.settings import Settings
@@ -49,7 +50,7 @@ async def test_every_part_comes_from_the_settings_once(
         queue = await clients.job_queue()
         assert queue.queue_url == queue_url
         sender = await clients.sender()
-        assert isinstance(sender, LeanGateway)
+        assert type(sender) is LeanGateway  # the default
         assert sender.default_endpoint == URL
         fanout = await clients.fanout()
         assert fanout.concurrency == 9
@@ -63,6 +64,14 @@ async def test_every_part_comes_from_the_settings_once(
     segments = [BroadcastJob.model_validate_json(body).segment for body in bodies]
     assert None not in segments
     assert sorted(s for s in segments if s is not None) == [0, 1, 2]
+
+
+async def test_the_raw_transport_is_chosen_by_its_setting(table_name: str) -> None:
+    async with Clients(settings(table_name, "", fanout_transport="raw")) as clients:
+        sender = await clients.sender()
+        assert type(sender) is RawGateway
+        assert sender.default_endpoint == URL
+        assert await clients.sender() is sender
 
 
 async def test_the_botocore_transport_is_the_gateway_itself(table_name: str) -> None:

@@ -90,6 +90,34 @@ def test_bench_against_motos_management_api(bench: Bench) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_bench_floor_raw_beside_floor_and_engine(bench: Bench, tls: bool) -> None:
+    """floor-raw posts over bare asyncio connections beside the floor and the engine, over plain
+    HTTP and over HTTPS (the endpoint's throwaway certificate trusted by every algorithm).
+    (Pairing by round needs five rounds: test_compare has its arithmetic.)"""
+    document, result = bench(
+        "--connections 200 --latency 0 --gone-rate 0.1 --repeat 1"
+        " --algorithms floor,floor-raw,engine" + (" --tls" if tls else "")
+    )
+    rows = rows_by_name(document)
+    assert list(rows) == ["floor", "floor-raw", "engine"]
+    gone = 200 - rows["engine"]["delivered"]
+    assert 0 < gone < 50
+    for name, row in rows.items():
+        assert row["missed"] == row["duplicated"] == 0, name
+        assert row["delivered"] == 200 - gone, name
+        assert row["cpu_us"] > 0, name
+    assert rows["floor-raw"]["outcome"] == {"sent": 200 - gone, "gone": gone, "failed": 0}
+    assert rows["engine"]["gone_left"] == 0
+    ratios = document["ratios"]
+    assert ratios["floor-raw"]["cpu_over_floor_raw"] == pytest.approx(1.0)
+    assert ratios["engine"]["cpu_over_floor_raw"] > 0
+    assert ("HTTPS" if tls else "HTTP,") in result.stdout  # the table's title (its columns
+    # wrap in a narrow terminal: the JSON's ratios above are what is checked)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_bench_scaling_writes_json_and_a_plot(bench: Bench, tmp_path: Path) -> None:
     plot = tmp_path / "scaling.png"
     document, result = bench(
@@ -137,6 +165,7 @@ def test_bench_jobs_carries_a_job_across_invocations(bench: Bench) -> None:
         (("bench", "scaling", "--sizes", "1000,0"), "must be at least 1"),
         (("bench", "distributed", "--segments", "1,,2"), "comma-separated"),
         (("bench", "--gateway", "moto", "--latency", "0.02"), "no latency or fault injection"),
+        (("bench", "--gateway", "moto", "--tls"), "plain HTTP"),
         (("bench", "--throttle-rate", "0.7", "--error-rate", "0.7"), "must not exceed 1"),
         (("bench", "--repeat", "0"), "must be at least 1"),
         (("bench", "quota", "--pacing", "aimd,fast"), "unknown pacing 'fast'"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsfanout.bench.compare import Comparison, _summary
+from wsfanout.bench.compare import Comparison, _summary, paired_table
 from wsfanout.bench.harness import Run, median_run
 
 
@@ -70,3 +70,57 @@ def test_summary_prints_the_paired_line() -> None:
     )
     assert lines[1].startswith("paired by round (5 rounds): engine / floor CPU per delivery 1.10x")
     assert "deliveries per second 0.80" in lines[1]
+
+
+def three_way(rounds: int) -> Comparison:
+    """floor, floor-raw and engine, each round slower or faster alike."""
+    runs = []
+    for name, cpu in (("floor", 0.20), ("floor-raw", 0.10), ("engine", 0.25)):
+        runs += [run(name, 1.0 * (1 + r % 2), cpu * (1 + r % 2)) for r in range(rounds)]
+    rows = [median_run([r for r in runs if r.name == n]) for n in ("floor", "floor-raw", "engine")]
+    return Comparison(rows=rows, runs=runs)
+
+
+def test_every_algorithm_is_paired_with_each_floor_but_itself() -> None:
+    pairings = three_way(5).pairings()
+    assert set(pairings) == {"floor", "floor-raw", "engine"}
+    assert set(pairings["engine"]) == {"floor", "floor-raw"}
+    assert set(pairings["floor"]) == {"floor-raw"}
+    assert set(pairings["floor-raw"]) == {"floor"}
+    assert pairings["engine"]["floor-raw"]["cpu_over_floor_raw"] == pytest.approx(2.5)
+    assert pairings["engine"]["floor"]["cpu_over_floor"] == pytest.approx(1.25)
+    assert pairings["floor"]["floor-raw"]["rate_over_floor_raw"] == pytest.approx(1.0)
+    assert three_way(4).pairings() == {}
+
+
+def test_ratios_are_taken_to_both_floors() -> None:
+    ratios = three_way(5).ratios()
+    assert ratios["engine"]["cpu_over_floor"] == pytest.approx(1.25)
+    assert ratios["engine"]["cpu_over_floor_raw"] == pytest.approx(2.5)
+    assert ratios["floor-raw"]["cpu_over_floor_raw"] == pytest.approx(1.0)
+
+
+def test_the_paired_table_and_summary_name_floor_raw() -> None:
+    comparison = three_way(5)
+    lines = _summary(comparison)
+    assert lines[-1].startswith(
+        "paired by round (5 rounds): engine / floor-raw CPU per delivery 2.50x at the median"
+    )
+    table = paired_table(comparison)
+    assert table is not None
+    assert [column.header for column in table.columns] == [
+        "algorithm",
+        "CPU x floor",
+        "deliveries/s x floor",
+        "CPU x floor-raw",
+        "deliveries/s x floor-raw",
+    ]
+    engine = [list(column.cells)[2] for column in table.columns]  # rows: floor, floor-raw, engine
+    assert engine == [
+        "engine",
+        "1.25 [1.25, 1.25]",
+        "1.00 [1.00, 1.00]",
+        "2.50 [2.50, 2.50]",
+        "1.00 [1.00, 1.00]",
+    ]
+    assert paired_table(three_way(4)) is None

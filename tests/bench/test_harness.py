@@ -68,6 +68,7 @@ def test_scenario_predicts_the_gone_set_the_endpoint_will_answer() -> None:
         {"gateway": "elsewhere"},
         {"gateway": "moto", "latency_s": 0.01},
         {"gateway": "moto", "latency_s": 0.0, "gone_rate": 0.1},
+        {"gateway": "moto", "latency_s": 0.0, "tls": True},
         {"throttle_rate": 0.6, "error_rate": 0.6},
         {"gone_rate": 1.5},
     ],

@@ -15,6 +15,7 @@ from tests.aws.throttling import Throttled
 from tests.helpers import registered_ids
 from wsfanout.aws.gateway import ManagementGateway
 from wsfanout.aws.lean import LeanGateway
+from wsfanout.aws.raw import RawGateway
 from wsfanout.aws.registry import Registry
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
 from wsfanout.core import models
@@ -36,11 +37,16 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 FAST_RETRY = RetryPolicy(max_attempts=10, base_s=0.001, max_s=0.01)
 
 
-@pytest.fixture(params=["lean", "botocore"])
+@pytest.fixture(params=["lean", "raw", "botocore"])
 async def gateway(request, session, endpoint) -> AsyncIterator[Gateway]:
-    """Every engine test runs over both transports: the lean one and aiobotocore."""
+    """Every engine test runs over every transport: aiohttp's, raw asyncio's and aiobotocore."""
     _, url = endpoint
-    transport = LeanGateway if request.param == "lean" else ManagementGateway
+    transports: dict[str, type[LeanGateway] | type[RawGateway] | type[ManagementGateway]] = {
+        "lean": LeanGateway,
+        "raw": RawGateway,
+        "botocore": ManagementGateway,
+    }
+    transport = transports[request.param]
     async with transport(session, default_endpoint=url, pool_size=64) as gw:
         yield gw
 

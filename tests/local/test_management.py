@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aioboto3
@@ -38,6 +39,7 @@ from wsfanout.local.management import (
 )
 from wsfanout.local.processes import endpoint_process
 from wsfanout.local.signatures import signed_headers
+from wsfanout.local.tls import throwaway_certificate
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -613,3 +615,52 @@ async def test_the_standalone_endpoint_takes_the_throttle_flags() -> None:
             async with http.get(stats_url, headers=signed_headers("GET", stats_url)) as response:
                 stats = await response.json()
     assert (stats["posts"], stats["delivered"], stats["account_throttled"]) == (3, 2, 1)
+
+
+# -- HTTPS, as API Gateway serves ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pair", [("cert",), ("key",), ("cert", "key")])
+def test_bad_tls_arguments_exit_2(
+    pair: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One of the two alone, or files that are no certificate and key."""
+    argv = []
+    for part in pair:
+        (tmp_path / part).write_text("not PEM\n")
+        argv += [f"--tls-{part}", str(tmp_path / part)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert ("go together" if len(pair) == 1 else "cannot load the TLS certificate") in err
+
+
+async def test_the_standalone_endpoint_serves_https_only_with_the_given_certificate() -> None:
+    with throwaway_certificate() as certificate:
+        files = ["--tls-cert", str(certificate.cert_file), "--tls-key", str(certificate.key_file)]
+        with endpoint_process(files) as url:
+            assert url.startswith("https://127.0.0.1:")
+            session = aioboto3.Session(
+                aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, region_name=REGION
+            )
+            connector = aiohttp.TCPConnector(ssl=certificate.client_context())
+            async with (
+                session.client(
+                    "apigatewaymanagementapi",
+                    endpoint_url=f"{url}/prod",
+                    verify=str(certificate.cert_file),
+                ) as client,
+                aiohttp.ClientSession(connector=connector) as http,
+            ):
+                with anyio.fail_after(30):
+                    await client.post_to_connection(ConnectionId="a=", Data=b"x")
+                    counts_url = f"{url}/_wsfanout/counts"
+                    headers = signed_headers("GET", counts_url)
+                    async with http.get(counts_url, headers=headers) as response:
+                        assert await response.json() == {"a=": 1}
+                    plain = url.replace("https://", "http://") + "/_wsfanout/counts"
+                    async with aiohttp.ClientSession() as clear:
+                        with pytest.raises(aiohttp.ClientError):
+                            await clear.get(plain, headers=signed_headers("GET", plain))

@@ -4,15 +4,17 @@
 client opened on first use is closed with everything else when the ``async with`` block ends,
 in reverse order, even when the block fails. :class:`ManagementTransport` is what both
 PostToConnection transports take: the session whose credential chain signs, the default
-endpoint, the signing region and the pool's size and timeout.
+endpoint, the signing region, the pool's size and timeout, and the certificates TLS trusts.
 """
 
 from __future__ import annotations
 
+import ssl
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from ..exceptions import ConfigurationError
 from .endpoints import region_of_endpoint, resolve_endpoint
 
 if TYPE_CHECKING:
@@ -50,8 +52,10 @@ class ManagementTransport(Owner):
     """The shared set-up of the transports that post to ``@connections`` endpoints.
 
     Connections whose registry item names no endpoint are posted to ``default_endpoint``; the
-    signing region is the one in an ``execute-api`` host name, else ``region``. Subclasses set
-    up their own state in :meth:`_setup`, called at the end of ``__init__``.
+    signing region is the one in an ``execute-api`` host name, else ``region``. ``ca_bundle``
+    (a PEM file) replaces the certificates HTTPS endpoints are verified against, as botocore's
+    ``verify=`` does; verification itself is never turned off. Subclasses set up their own
+    state in :meth:`_setup`, called at the end of ``__init__``.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class ManagementTransport(Owner):
         region: str | None = None,
         pool_size: int = 128,
         timeout_s: float = 10.0,
+        ca_bundle: str | None = None,
     ) -> None:
         super().__init__()
         self._session = session
@@ -69,18 +74,36 @@ class ManagementTransport(Owner):
         self._region = region
         self._pool_size = max(pool_size, 10)
         self._timeout_s = timeout_s
+        self._ca_bundle = ca_bundle
         self._setup()
 
     @classmethod
     def from_settings(cls, session: aioboto3.Session, settings: Settings) -> Self:
-        """The transport the settings describe: their endpoint, region, concurrency, timeout."""
+        """The transport the settings describe: their endpoint, region, concurrency, timeout
+        and ``AWS_CA_BUNDLE``."""
         return cls(
             session,
             default_endpoint=settings.apigw_management_endpoint,
             region=settings.aws_region,
             pool_size=settings.fanout_concurrency,
             timeout_s=settings.fanout_request_timeout_s,
+            ca_bundle=settings.aws_ca_bundle,
         )
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """A verifying client context trusting ``ca_bundle`` only; ``None`` without one (the
+        system's certificates, as every client's default).
+
+        :raises ConfigurationError: the bundle cannot be read or holds no certificate.
+        """
+        if self._ca_bundle is None:
+            return None
+        try:
+            return ssl.create_default_context(cafile=self._ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(
+                f"cannot load the CA bundle {self._ca_bundle!r}: {exc}"
+            ) from None
 
     def _setup(self) -> None:
         """Create the subclass's own state (called once, from ``__init__``)."""

@@ -23,6 +23,7 @@ from .history import RoomHistory
 from .lean import LeanGateway
 from .progress import Checkpoints
 from .queue import JobQueue
+from .raw import RawGateway
 from .registry import Registry
 
 if TYPE_CHECKING:
@@ -102,14 +103,16 @@ class Clients(Owner):
         return self._gateway
 
     async def sender(self) -> Gateway:
-        """What the engine posts through: the lean transport, or the aiobotocore client."""
+        """What the engine posts through (``FANOUT_TRANSPORT``): the lean transport over aiohttp
+        or over raw asyncio connections, or the aiobotocore client."""
         if self._sender is None:
             settings = self.settings
             if settings.fanout_transport == "botocore":
                 self._sender = await self.gateway()
             else:
+                transport = RawGateway if settings.fanout_transport == "raw" else LeanGateway
                 self._sender = await self._stack.enter_async_context(
-                    LeanGateway.from_settings(self.session, settings)
+                    transport.from_settings(self.session, settings)
                 )
         return self._sender
 

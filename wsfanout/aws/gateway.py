@@ -62,6 +62,8 @@ class ManagementGateway(ManagementTransport):
                         endpoint_url=url,
                         region_name=self._region_of(url),
                         config=self._config,
+                        # None: botocore's own choice (its AWS_CA_BUNDLE, else its bundle)
+                        verify=self._ca_bundle,
                     )
                 )
                 self._clients[url] = client

@@ -49,12 +49,18 @@ class LeanGateway(ManagementTransport):
         self._refresh = anyio.Lock()
 
     async def __aenter__(self) -> Self:
+        """Open the pool.
+
+        :raises ConfigurationError: ``ca_bundle`` cannot be loaded.
+        """
+        tls = self._tls()
         await super().__aenter__()
         connector = aiohttp.TCPConnector(
             limit=self._pool_size,
             limit_per_host=self._pool_size,
             ttl_dns_cache=300,
             keepalive_timeout=60,
+            ssl=tls or True,  # True: aiohttp's verifying default
         )
         timeout = aiohttp.ClientTimeout(total=self._timeout_s)
         self._http = await self._stack.enter_async_context(
@@ -93,6 +99,25 @@ class LeanGateway(ManagementTransport):
             self._signers[base] = signer
         return signer
 
+    async def _signed(
+        self, connection_id: str, data: bytes, endpoint: str | None
+    ) -> tuple[str, str, dict[str, str]] | None:
+        """The endpoint's base URL, the post's URL and its signed headers; ``None`` for an id
+        that would address another path, never a connection.
+
+        :raises ConfigurationError: no endpoint for the connection, or no credentials to sign.
+        """
+        if connection_id in _DOT_SEGMENTS:
+            return None
+        signer = self._signers.get(endpoint or self._default_endpoint or "") or self._signer(
+            endpoint
+        )
+        credentials = self._credentials
+        if credentials is None or time.monotonic() > self._fresh_until:
+            credentials = await self.credentials()
+        url, headers = signer.sign(connection_id, data, credentials)
+        return signer.base_url, url, headers
+
     async def post(self, connection_id: str, data: bytes, endpoint: str | None = None) -> Outcome:
         """One signed PostToConnection attempt, classified; HTTP and network errors are outcomes.
 
@@ -102,15 +127,10 @@ class LeanGateway(ManagementTransport):
         http = self._http
         if http is None:
             raise RuntimeError("LeanGateway used outside its 'async with' block")
-        if connection_id in _DOT_SEGMENTS:  # would address another path, never a connection
+        signed = await self._signed(connection_id, data, endpoint)
+        if signed is None:
             return Outcome.REJECTED
-        signer = self._signers.get(endpoint or self._default_endpoint or "") or self._signer(
-            endpoint
-        )
-        credentials = self._credentials
-        if credentials is None or time.monotonic() > self._fresh_until:
-            credentials = await self.credentials()
-        url, headers = signer.sign(connection_id, data, credentials)
+        _, url, headers = signed
         try:
             async with http.post(url, data=data, headers=headers) as answer:
                 status = answer.status

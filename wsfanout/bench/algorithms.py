@@ -11,7 +11,10 @@ happened against the endpoint's records and the registry.
   connection through an aioboto3 client with its default pool and retries.
 - ``floor``: the least a correct sender must do in Python: signed POSTs over one keep-alive aiohttp
   pool, to ids it is handed (no registry), no retries, no bookkeeping. The practical limit.
-- ``engine``: :class:`~wsfanout.core.fanout.Fanout` as shipped, over one of its transports.
+- ``floor-raw``: the same signed POSTs with no HTTP library: bare :class:`asyncio.Protocol`
+  connections, one per sender, kept alive (:mod:`.rawhttp`). The physical limit in Python.
+- ``engine``: :class:`~wsfanout.core.fanout.Fanout` as shipped, over one of its transports
+  (``engine``: aiohttp, ``engine-raw``: bare asyncio connections, ``engine-botocore``).
 - ``engine-memory`` (a diagnostic): the same engine and lean transport, the registry served from
   memory as the floor's ids are; the difference to ``engine`` is the price of reading the
   registry from moto server on the same two cores.
@@ -24,13 +27,18 @@ cost would be billed to the engine alone.
 It keeps the engine's pace too, one page ahead of the posts the endpoint has counted: read all at
 once, moto's load would fall on the first second of the run, not spread over it as the engine's
 is.
+
+With ``Spec.ca_bundle`` the endpoint is HTTPS, and every algorithm trusts that certificate
+explicitly: botocore's ``verify=``, the transports' ``ca_bundle``, an :class:`ssl.SSLContext` for
+aiohttp and the raw connections. Nothing is trusted process-wide and nothing goes unverified.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -45,6 +53,7 @@ from ..aws import table as t
 from ..aws.account import KEY_ID, REGION, SECRET
 from ..aws.gateway import ManagementGateway
 from ..aws.lean import LeanGateway
+from ..aws.raw import RawGateway
 from ..aws.registry import Registry
 from ..aws.sigv4 import Credentials, PostSigner
 from ..core.fanout import Fanout
@@ -53,6 +62,7 @@ from ..core.models import AllTarget
 from ..core.pacing import PACINGS, Pacing
 from ..local.signatures import signed_headers
 from . import ALGORITHMS
+from .rawhttp import RawConnection, RawOrigin
 from .seeding import connection_ids
 
 __all__ = ["Account", "Go", "Spec", "bench_session", "prepared"]
@@ -78,12 +88,17 @@ class Spec:
     total_segments: int | None = None
     control_url: str | None = None  # the endpoint's records, which pace the ``scan`` companion
     pacing: Pacing = "aimd"  # the engine's reaction to 429s (wsfanout.core.pacing.pacer)
+    ca_bundle: str | None = None  # the HTTPS endpoint's certificate, trusted explicitly
 
     def __post_init__(self) -> None:
         if self.algorithm not in (*ALGORITHMS, "scan"):
             raise ValueError(f"unknown algorithm {self.algorithm!r}; one of {ALGORITHMS} or scan")
         if self.pacing not in PACINGS:
             raise ValueError(f"unknown pacing {self.pacing!r}; one of {PACINGS}")
+
+    def tls(self) -> ssl.SSLContext | None:
+        """A client context trusting ``ca_bundle`` only; ``None`` for plain HTTP."""
+        return None if self.ca_bundle is None else ssl.create_default_context(cafile=self.ca_bundle)
 
 
 Account = dict[str, int]  # what the algorithm believes: sent, failed, gone, ...
@@ -97,8 +112,10 @@ def prepared(spec: Spec) -> AbstractAsyncContextManager[Go]:
         "seed": _seed,
         "gather": _gather,
         "floor": _floor,
+        "floor-raw": _floor_raw,
         "engine": partial(_engine, transport=LeanGateway),
         "engine-botocore": partial(_engine, transport=ManagementGateway),
+        "engine-raw": partial(_engine, transport=RawGateway),
         "engine-memory": _engine_memory,
         "scan": _scan,
     }
@@ -129,7 +146,9 @@ async def _seed(spec: Spec) -> AsyncIterator[Go]:
         region_name=spec.region, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET
     )
     table = session.resource("dynamodb", endpoint_url=spec.moto_url).Table(spec.table)
-    api = session.client("apigatewaymanagementapi", endpoint_url=spec.management_url)
+    api = session.client(
+        "apigatewaymanagementapi", endpoint_url=spec.management_url, verify=spec.ca_bundle
+    )
     data = spec.payload.encode()
 
     async def go() -> Account:
@@ -164,7 +183,9 @@ async def _gather(spec: Spec) -> AsyncIterator[Go]:
     data = spec.payload.encode()
     async with (
         session.client("dynamodb", endpoint_url=spec.moto_url) as dynamodb,
-        session.client("apigatewaymanagementapi", endpoint_url=spec.management_url) as api,
+        session.client(
+            "apigatewaymanagementapi", endpoint_url=spec.management_url, verify=spec.ca_bundle
+        ) as api,
     ):
 
         async def post(connection_id: str, tally: Counter[str]) -> None:
@@ -192,39 +213,85 @@ async def _gather(spec: Spec) -> AsyncIterator[Go]:
         yield go
 
 
+@dataclass(frozen=True, slots=True)
+class _Posts:
+    """What both floors send: the ids they are handed, signed for the endpoint, one payload."""
+
+    ids: list[str]
+    signer: PostSigner
+    credentials: Credentials
+    data: bytes
+
+    @classmethod
+    def of(cls, spec: Spec) -> _Posts:
+        return cls(
+            connection_ids(spec.connections, spec.id_prefix),
+            PostSigner(spec.management_url, spec.region),
+            Credentials(KEY_ID, SECRET, None),
+            spec.payload.encode(),
+        )
+
+    def sign(self, connection_id: str) -> tuple[str, dict[str, str]]:
+        return self.signer.sign(connection_id, self.data, self.credentials)
+
+    async def send(
+        self,
+        senders: int,
+        sender: Callable[[Iterator[str], Counter[int]], Coroutine[Any, Any, None]],
+    ) -> Account:
+        """Run ``senders`` copies of ``sender`` over the ids; what the answers' statuses say."""
+        ids = iter(self.ids)
+        statuses: Counter[int] = Counter()
+        async with anyio.create_task_group() as tasks:
+            for _ in range(senders):
+                tasks.start_soon(sender, ids, statuses)
+        return {
+            "sent": sum(n for status, n in statuses.items() if status < 300),
+            "gone": statuses[410],
+            "failed": sum(n for status, n in statuses.items() if status >= 300 and status != 410),
+        }
+
+
 @asynccontextmanager
 async def _floor(spec: Spec) -> AsyncIterator[Go]:
     """Signed POSTs over one keep-alive pool to ids handed in; nothing else."""
-    all_ids = connection_ids(spec.connections, spec.id_prefix)
-    signer = PostSigner(spec.management_url, spec.region)
-    credentials = Credentials(KEY_ID, SECRET, None)
-    data = spec.payload.encode()
-    connector = aiohttp.TCPConnector(limit=spec.concurrency, limit_per_host=spec.concurrency)
+    posts = _Posts.of(spec)
+    connector = aiohttp.TCPConnector(
+        limit=spec.concurrency, limit_per_host=spec.concurrency, ssl=spec.tls() or True
+    )
     async with aiohttp.ClientSession(connector=connector) as http:
 
-        async def go() -> Account:
-            ids = iter(all_ids)
-            statuses: Counter[int] = Counter()
+        async def sender(ids: Iterator[str], statuses: Counter[int]) -> None:
+            for connection_id in ids:
+                url, headers = posts.sign(connection_id)
+                async with http.post(url, data=posts.data, headers=headers) as answer:
+                    await answer.read()
+                    statuses[answer.status] += 1
 
-            async def sender() -> None:
-                for connection_id in ids:
-                    url, headers = signer.sign(connection_id, data, credentials)
-                    async with http.post(url, data=data, headers=headers) as answer:
-                        await answer.read()
-                        statuses[answer.status] += 1
+        yield partial(posts.send, spec.concurrency, sender)
 
-            async with anyio.create_task_group() as senders:
-                for _ in range(spec.concurrency):
-                    senders.start_soon(sender)
-            return {
-                "sent": sum(n for status, n in statuses.items() if status < 300),
-                "gone": statuses[410],
-                "failed": sum(
-                    n for status, n in statuses.items() if status >= 300 and status != 410
-                ),
-            }
 
-        yield go
+@asynccontextmanager
+async def _floor_raw(spec: Spec) -> AsyncIterator[Go]:
+    """The floor's signed POSTs over bare asyncio connections, one kept alive per sender."""
+    posts = _Posts.of(spec)
+    origin = RawOrigin(spec.management_url, spec.tls())
+
+    async def sender(ids: Iterator[str], statuses: Counter[int]) -> None:
+        connection: RawConnection | None = None
+        try:
+            for connection_id in ids:
+                if connection is None or not connection.reusable:
+                    if connection is not None:
+                        connection.close()
+                    connection = await origin.connect()
+                url, headers = posts.sign(connection_id)
+                statuses[await connection.exchange(origin.post(url, headers, posts.data))] += 1
+        finally:
+            if connection is not None:
+                connection.close()
+
+    yield partial(posts.send, spec.concurrency, sender)
 
 
 class _MemoryRegistry:
@@ -251,6 +318,7 @@ async def _engine_memory(spec: Spec) -> AsyncIterator[Go]:
         default_endpoint=spec.management_url,
         region=spec.region,
         pool_size=spec.concurrency,
+        ca_bundle=spec.ca_bundle,
     ) as gateway:
         await gateway.credentials()
         fanout = Fanout(source, gateway, concurrency=spec.concurrency)
@@ -272,7 +340,7 @@ async def _scan(spec: Spec) -> AsyncIterator[Go]:
     """
     async with (
         _session(spec).client("dynamodb", endpoint_url=spec.moto_url) as dynamodb,
-        aiohttp.ClientSession() as http,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=spec.tls() or True)) as http,
     ):
         registry = Registry(dynamodb, spec.table)
 
@@ -300,7 +368,7 @@ async def _scan(spec: Spec) -> AsyncIterator[Go]:
 
 @asynccontextmanager
 async def _engine(
-    spec: Spec, transport: type[LeanGateway] | type[ManagementGateway]
+    spec: Spec, transport: type[LeanGateway] | type[RawGateway] | type[ManagementGateway]
 ) -> AsyncIterator[Go]:
     """The engine as shipped: registry stream, sender pool, retries, throttle, cleanup."""
     session = _session(spec)
@@ -311,6 +379,7 @@ async def _engine(
             default_endpoint=spec.management_url,
             region=spec.region,
             pool_size=spec.concurrency,
+            ca_bundle=spec.ca_bundle,
         ) as gateway,
     ):
         fanout = Fanout(

@@ -55,6 +55,12 @@ def _scenario_options(parser: argparse.ArgumentParser, *, gone: float, gateway: 
     faults.add_argument("--throttle-rate", type=rate, default=0.0, help="fraction of POSTs 429")
     faults.add_argument("--error-rate", type=rate, default=0.0, help="fraction of POSTs 500")
     faults.add_argument("--seed", type=int, default=1, help="seed of every fault decision")
+    faults.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve the endpoint over HTTPS, as on AWS, with a certificate made for the run "
+        "and trusted by the algorithms explicitly",
+    )
     if gateway:
         faults.add_argument(
             "--gateway",
@@ -79,6 +85,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         error_rate=args.error_rate,
         seed=args.seed,
         gateway=gateway,
+        tls=args.tls,
     )
 
 
@@ -98,6 +105,7 @@ def add_bench_commands(commands: Any) -> None:
         description="Without a mode: seed N classic registry items in moto server and "
         "broadcast to them with each algorithm in turn (seed: the classic sequential loop; "
         "gather: one unbounded asyncio.gather; floor: bare signed POSTs, the practical limit; "
+        "floor-raw: the same over bare asyncio connections, no HTTP library; "
         "engine: wsfanout), each in a process of its own, against one management endpoint "
         "process with injected latency and faults. Prints deliveries/s, CPU per delivery, peak "
         "RSS, requests and correctness, with ratios to seed and floor. seed runs once; the "

@@ -5,11 +5,16 @@ a process of their own, and each algorithm run is a third process (:mod:`.child`
 of one never include the CPU or memory of another. After each run the endpoint's records and the
 registry say what really happened: who got the frame, who got it twice, which gone connections
 are still registered.
+
+With ``Scenario(tls=True)`` the endpoint serves HTTPS, as every ``@connections`` endpoint on AWS
+does, with a certificate made for the run (:mod:`wsfanout.local.tls`); every client of it trusts
+that certificate explicitly, through ``Services.ca_bundle`` and ``Spec.ca_bundle``.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import statistics
 import subprocess
 import sys
@@ -31,11 +36,22 @@ from ..exceptions import ConfigurationError, InvalidInputError
 from ..local.management import Faults
 from ..local.processes import endpoint_process, moto_server
 from ..local.signatures import signed_headers
+from ..local.tls import throwaway_certificate
 from . import NO_REGISTRY
 from .algorithms import Spec
 from .seeding import classic_item, connection_ids, seed_items
 
-__all__ = ["Bench", "Measured", "Run", "Scenario", "bench_ids", "median_run", "services"]
+__all__ = [
+    "Bench",
+    "Measured",
+    "Run",
+    "Scenario",
+    "Services",
+    "bench_ids",
+    "control_session",
+    "median_run",
+    "services",
+]
 
 STAGE = "bench"
 ID_PREFIX = "b"
@@ -59,10 +75,13 @@ class Scenario:
     error_rate: float = 0.0
     seed: int = 1
     gateway: str = "local"  # "local": the wsfanout endpoint; "moto": moto's own management API
+    tls: bool = False  # the local endpoint serves HTTPS, as API Gateway does
 
     def __post_init__(self) -> None:
         if self.gateway not in ("local", "moto"):
             raise InvalidInputError(f"gateway must be 'local' or 'moto', not {self.gateway!r}")
+        if self.gateway == "moto" and self.tls:
+            raise InvalidInputError("moto's management API serves plain HTTP: --tls needs local")
         faulty = self.latency_s or self.jitter_s or self.gone_rate or self.throttle_rate
         if self.gateway == "moto" and (faulty or self.error_rate):
             raise InvalidInputError(
@@ -96,17 +115,44 @@ class Services:
     moto_url: str
     management_url: str  # what the algorithms post to: {base}/{stage}, or moto itself
     control_url: str | None  # the local endpoint's /_wsfanout records; None for moto
+    ca_bundle: str | None = None  # the endpoint's certificate (PEM) when it serves HTTPS
+
+    def tls(self) -> ssl.SSLContext | None:
+        """A client context trusting the endpoint's certificate only; ``None`` for plain HTTP."""
+        return None if self.ca_bundle is None else ssl.create_default_context(cafile=self.ca_bundle)
 
 
 @contextmanager
 def services(scenario: Scenario) -> Iterator[Services]:
-    """Start moto server and (for the local gateway) the management endpoint; stop both after."""
+    """Start moto server and (for the local gateway) the management endpoint; stop both after.
+
+    With ``scenario.tls`` the endpoint serves HTTPS with a certificate made for this call and
+    deleted after it.
+    """
     with moto_server() as moto_url:
         if scenario.gateway == "moto":
             yield Services(moto_url, moto_url, None)
             return
-        with endpoint_process(scenario.endpoint_args()) as base_url:
-            yield Services(moto_url, f"{base_url}/{STAGE}", base_url)
+        if not scenario.tls:
+            with endpoint_process(scenario.endpoint_args()) as base_url:
+                yield Services(moto_url, f"{base_url}/{STAGE}", base_url)
+            return
+        with throwaway_certificate() as certificate:
+            files = [
+                "--tls-cert",
+                str(certificate.cert_file),
+                "--tls-key",
+                str(certificate.key_file),
+            ]
+            with endpoint_process([*scenario.endpoint_args(), *files]) as base_url:
+                yield Services(
+                    moto_url, f"{base_url}/{STAGE}", base_url, str(certificate.cert_file)
+                )
+
+
+def control_session(where: Services) -> aiohttp.ClientSession:
+    """An HTTP session for the endpoint's control routes (trusting its certificate, if any)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=where.tls() or True))
 
 
 @dataclass(slots=True)
@@ -259,6 +305,7 @@ class Bench:
             management_url=self.where.management_url,
             connections=ids_count,
             id_prefix=ID_PREFIX,
+            ca_bundle=self.where.ca_bundle,
             **extra,
         )
 

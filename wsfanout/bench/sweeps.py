@@ -16,13 +16,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 from rich.console import Console
 from rich.table import Table
 
 from .algorithms import Spec, bench_session
-from .harness import Bench, Run, Scenario, bench_ids, services
+from .harness import Bench, Run, Scenario, bench_ids, control_session, services
 from .progress import console_for, run_progress
 
 __all__ = ["DistributedOptions", "ScalingOptions", "run_distributed", "run_scaling"]
@@ -67,7 +66,7 @@ async def _sweep(
         session = bench_session()
         async with (
             session.client("dynamodb", endpoint_url=where.moto_url) as dynamodb,
-            aiohttp.ClientSession() as http,
+            control_session(where) as http,
         ):
             bench = Bench(scenario, where, dynamodb, http)
             for size in sizes:

@@ -20,7 +20,9 @@ Run it in-process with :func:`serve`, or as a subprocess for benchmarks::
     python -m wsfanout.local.management --port 0 --stage prod --latency 0.02 --seed 1 \
         --account-rate 10000 --account-burst 5000
 
-which prints one line ``READY http://127.0.0.1:PORT`` and serves until SIGTERM/SIGINT.
+which prints one line ``READY http://127.0.0.1:PORT`` and serves until SIGTERM/SIGINT. With
+``--tls-cert FILE --tls-key FILE`` (:mod:`wsfanout.local.tls` makes a throwaway pair) it serves
+HTTPS only, as API Gateway does, and prints ``READY https://127.0.0.1:PORT``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import json
 import random
 import re
 import signal
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -64,6 +67,7 @@ __all__ = [
     "main",
     "serve",
     "throttle_of",
+    "tls_of",
 ]
 
 DEFAULT_USER_AGENT: Final = "wsfanout-local"
@@ -621,14 +625,23 @@ async def serve(
     port: int = 0,
     *,
     shutdown_timeout: float = 2.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[str]:
-    """Serve ``endpoint`` and yield its base URL (``http://127.0.0.1:PORT``, no stage).
+    """Serve ``endpoint`` and yield its base URL (``http://127.0.0.1:PORT``, no stage; with an
+    ``ssl_context``, ``https://`` and TLS only).
 
     ``port=0`` picks a free port (see :func:`~wsfanout.local.serving.serve_app`). The backlog is
     deep because a benchmark opens its whole sender pool at once.
     """
     app = endpoint.make_app()
-    async with serve_app(app, host, port, shutdown_timeout=shutdown_timeout, backlog=4096) as url:
+    async with serve_app(
+        app,
+        host,
+        port,
+        shutdown_timeout=shutdown_timeout,
+        backlog=4096,
+        ssl_context=ssl_context,
+    ) as url:
         yield url
 
 
@@ -658,8 +671,27 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept requests that are not signed with the local account's credentials",
     )
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    parser.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     add_throttle_arguments(parser)
     return parser
+
+
+def tls_of(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server context ``--tls-cert``/``--tls-key`` ask for, or ``None`` (plain HTTP).
+
+    :raises InvalidInputError: only one of the two is given, or they cannot be loaded.
+    """
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise InvalidInputError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidInputError(f"cannot load the TLS certificate and key: {exc}") from None
+    return context
 
 
 def throttle_of(args: argparse.Namespace) -> AccountThrottle | None:
@@ -675,13 +707,15 @@ def throttle_of(args: argparse.Namespace) -> AccountThrottle | None:
     return AccountThrottle(args.account_rate, burst)
 
 
-async def _serve_until_signalled(endpoint: ManagementEndpoint, host: str, port: int) -> None:
+async def _serve_until_signalled(
+    endpoint: ManagementEndpoint, host: str, port: int, ssl_context: ssl.SSLContext | None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with serve(endpoint, host, port) as url:
+        async with serve(endpoint, host, port, ssl_context=ssl_context) as url:
             sys.stdout.write(f"READY {url}\n")
             sys.stdout.flush()
             await stop.wait()
@@ -711,10 +745,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             verify_signatures=not args.allow_unsigned,
             throttle=throttle_of(args),
         )
+        tls = tls_of(args)
     except InvalidInputError as exc:
         parser.error(str(exc))
     try:
-        asyncio.run(_serve_until_signalled(endpoint, args.host, args.port))
+        asyncio.run(_serve_until_signalled(endpoint, args.host, args.port, tls))
     except OSError as exc:  # the port is taken, the host is not ours ...
         sys.stderr.write(f"{parser.prog}: error: cannot serve: {exc}\n")
         return 1

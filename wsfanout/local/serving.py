@@ -7,6 +7,7 @@ and taking it, so parallel tests and benchmarks never collide.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,8 +24,10 @@ async def serve_app(
     *,
     shutdown_timeout: float = 2.0,
     backlog: int = 128,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[str]:
-    """Serve ``app`` on ``host``:``port`` and yield its base URL, ``http://HOST:PORT``.
+    """Serve ``app`` on ``host``:``port`` and yield its base URL, ``http://HOST:PORT``
+    (``https://`` with an ``ssl_context``: then every connection is TLS).
 
     ``port=0`` lets the kernel pick a free port; the URL carries the port actually bound. The
     access log is off (a line per request would dominate a benchmark's cost) and signals are
@@ -37,9 +40,9 @@ async def serve_app(
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, backlog=backlog).start()
+        await web.TCPSite(runner, host, port, backlog=backlog, ssl_context=ssl_context).start()
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        yield f"http://{shown}:{bound_port}"
+        yield f"{'http' if ssl_context is None else 'https'}://{shown}:{bound_port}"
     finally:
         await runner.cleanup()

@@ -56,7 +56,7 @@ from .processes import moto_server
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-__all__ = ["DevOptions", "Stack", "check_stage", "local_stack", "run_dev"]
+__all__ = ["DevOptions", "Stack", "check_stage", "local_stack", "run_dev", "stack_env"]
 
 T = TypeVar("T")
 
@@ -248,27 +248,45 @@ async def local_stack(
                 tables={"ConnectionsTable": TABLE},
                 queues={"BroadcastDeadLetterQueue": dlq_url, "BroadcastQueue": queue_url},
                 pollers={"BroadcastFunctionJobs": poller},
-                env={
-                    **CREDENTIALS,
-                    "AWS_REGION": REGION,
-                    "AWS_DEFAULT_REGION": REGION,
-                    "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
-                    "AWS_ENDPOINT_URL_SQS": moto_url,
-                    "CONNECTIONS_TABLE": TABLE,
-                    "BROADCAST_QUEUE_URL": queue_url,
-                    "BROADCAST_DLQ_URL": dlq_url,
-                    "APIGW_MANAGEMENT_ENDPOINT": management_url,
-                    # botocore's own variable for the service (its serviceId, upper case): boto3,
-                    # the AWS CLI and the SDKs reach @connections with no --endpoint-url. The
-                    # stage is part of it: botocore appends /@connections/{id} to its path.
-                    "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": management_url,
-                },
+                env=stack_env(
+                    REGION,
+                    moto_url=moto_url,
+                    management_url=management_url,
+                    table=TABLE,
+                    queue_url=queue_url,
+                    dlq_url=dlq_url,
+                ),
             )
     finally:
         _running = False
 
 
 # -- the pieces ----------------------------------------------------------------------------------
+
+
+def stack_env(
+    region: str, *, moto_url: str, management_url: str, table: str, queue_url: str, dlq_url: str
+) -> dict[str, str]:
+    """The environment a stack gives its functions and exports to a second shell: the local
+    credentials and region, moto for DynamoDB and SQS, the management endpoint, and the
+    registry table, broadcast queue and dead-letter queue where the stack has them (an empty
+    one is left out: a templated stack may have none)."""
+    env = {
+        **CREDENTIALS,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+        "AWS_ENDPOINT_URL_SQS": moto_url,
+        "CONNECTIONS_TABLE": table,
+        "BROADCAST_QUEUE_URL": queue_url,
+        "BROADCAST_DLQ_URL": dlq_url,
+        "APIGW_MANAGEMENT_ENDPOINT": management_url,
+        # botocore's own variable for the service (its serviceId, upper case): boto3, the AWS
+        # CLI and the SDKs reach @connections with no --endpoint-url. The stage is part of it:
+        # botocore appends /@connections/{id} to its path.
+        "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": management_url,
+    }
+    return {name: value for name, value in env.items() if value}
 
 
 async def _in_thread(func: Callable[[], T]) -> T:

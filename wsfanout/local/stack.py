@@ -120,6 +120,51 @@ class Stack:
     functions: Mapping[str, ProcessFunction] = field(default_factory=dict)
     pollers: Mapping[str, SqsPoller] = field(default_factory=dict)
 
+    @classmethod
+    def serving(
+        cls,
+        base: str,
+        stage: str,
+        *,
+        region: str,
+        moto_url: str,
+        management_url: str,
+        table: str,
+        queue_url: str,
+        dlq_url: str,
+        emulator: Emulator,
+        poller: SqsPoller | None,
+        tables: Mapping[str, str],
+        queues: Mapping[str, str],
+        pollers: Mapping[str, SqsPoller],
+        functions: Mapping[str, ProcessFunction] | None = None,
+    ) -> Stack:
+        """The stack whose emulator serves at ``base`` (``http://host:port``) with ``stage``: its
+        WebSocket and page URLs, and the environment :func:`stack_env` makes of the rest."""
+        return cls(
+            ws_url=f"ws://{urlsplit(base).netloc}/{stage}",
+            management_url=management_url,
+            page_url=f"{base}/",
+            moto_url=moto_url,
+            table=table,
+            queue_url=queue_url,
+            dlq_url=dlq_url,
+            env=stack_env(
+                region,
+                moto_url=moto_url,
+                management_url=management_url,
+                table=table,
+                queue_url=queue_url,
+                dlq_url=dlq_url,
+            ),
+            emulator=emulator,
+            poller=poller,
+            tables=tables,
+            queues=queues,
+            functions=functions or {},
+            pollers=pollers,
+        )
+
     def exports(self) -> str:
         """``export NAME=value`` lines for a POSIX shell (``eval`` them in another terminal)."""
         return "\n".join(
@@ -234,12 +279,12 @@ async def local_stack(
             )
             await exits.enter_async_context(_in_background(poller.run))
 
-            netloc = urlsplit(base).netloc
-            yield Stack(
-                ws_url=f"ws://{netloc}/{stage}",
-                management_url=management_url,
-                page_url=f"{base}/",
+            yield Stack.serving(
+                base,
+                stage,
+                region=REGION,
                 moto_url=moto_url,
+                management_url=management_url,
                 table=TABLE,
                 queue_url=queue_url,
                 dlq_url=dlq_url,
@@ -248,14 +293,6 @@ async def local_stack(
                 tables={"ConnectionsTable": TABLE},
                 queues={"BroadcastDeadLetterQueue": dlq_url, "BroadcastQueue": queue_url},
                 pollers={"BroadcastFunctionJobs": poller},
-                env=stack_env(
-                    REGION,
-                    moto_url=moto_url,
-                    management_url=management_url,
-                    table=TABLE,
-                    queue_url=queue_url,
-                    dlq_url=dlq_url,
-                ),
             )
     finally:
         _running = False

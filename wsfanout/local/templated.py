@@ -34,7 +34,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 import aioboto3
 from aiobotocore.session import AioSession
@@ -46,7 +45,7 @@ from .management import AccountThrottle
 from .poller import SqsPoller
 from .processes import free_port
 from .routes import CONNECT_ROUTE, Authorizer, Route, RouteTable
-from .stack import Stack, _enter_moto, _in_background, _in_thread, check_stage, stack_env
+from .stack import Stack, _enter_moto, _in_background, _in_thread, check_stage
 from .template import LocalQueue, LocalResources, LocalTemplate, TemplateError
 
 if TYPE_CHECKING:
@@ -192,19 +191,12 @@ async def templated_stack(
             (queues[m.queue].url for m in template.mappings.values()), ""
         )
         dlq_url = _dead_letter_url(template, queues, queue_url)
-        env = stack_env(
-            template.region,
+        yield Stack.serving(
+            base,
+            stage,
+            region=template.region,
             moto_url=moto_url,
             management_url=management_url,
-            table=table,
-            queue_url=queue_url,
-            dlq_url=dlq_url,
-        )
-        yield Stack(
-            ws_url=f"ws://{urlsplit(base).netloc}/{stage}",
-            management_url=management_url,
-            page_url=f"{base}/",
-            moto_url=moto_url,
             table=table,
             queue_url=queue_url,
             dlq_url=dlq_url,
@@ -213,7 +205,6 @@ async def templated_stack(
                 (p for p in pollers.values() if p.queue_url == queue_url),
                 next(iter(pollers.values()), None),
             ),
-            env=env,
             tables=tables,
             queues={logical_id: queue.url for logical_id, queue in queues.items()},
             functions=functions,

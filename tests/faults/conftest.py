@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.handlers import conftest as handlers
@@ -27,7 +28,7 @@ from wsfanout.core.models import FanoutReport
 from wsfanout.handlers.runtime import reset_runtime
 from wsfanout.local.management import ManagementEndpoint
 
-__all__ = ["Figures", "settle", "start_worker", "wait_until"]
+__all__ = ["Figures", "settle", "settle_job", "start_worker", "wait_until", "worker_knobs"]
 
 ROOT = Path(__file__).resolve().parents[2]
 _FIGURES = pytest.StashKey[list["Figures"]]()
@@ -123,6 +124,46 @@ def settle(
     assert fake.stats()["delivered"] == len(live) + duplicated, "the endpoint's own count"
     figures.append(row)
     return row
+
+
+async def settle_job(
+    figures: list[Figures],
+    scenario: str,
+    stack: Stack,
+    ids: list[str],
+    *,
+    job_id: str,
+    total: int,
+    bound: int,
+    seconds: float,
+    crashed: bool = False,
+) -> Figures:
+    """:func:`settle` for a job the stack ran: what its registry still holds and what the job's
+    ``total`` progress items report, read off the event loop (boto3 blocks)."""
+    remaining = await anyio.to_thread.run_sync(registered, stack)
+    report = await anyio.to_thread.run_sync(progress_report, stack, job_id, total)
+    return settle(
+        figures,
+        scenario,
+        fake=stack.fake,
+        ids=ids,
+        remaining=remaining,
+        report=report,
+        bound=bound,
+        seconds=seconds,
+        crashed=crashed,
+    )
+
+
+def worker_knobs(page: int, senders: int) -> dict[str, str]:
+    """The worker's environment for a scenario that counts its duplicates: a checkpoint every
+    ``page`` connections, ``senders`` sends in flight (the two make the duplicate bound), and a
+    short deadline margin so that short invocations still do work."""
+    return {
+        "REGISTRY_PAGE_SIZE": str(page),
+        "FANOUT_CONCURRENCY": str(senders),
+        "WORKER_DEADLINE_MARGIN_S": "0.5",
+    }
 
 
 def wait_until(condition: Callable[[], bool], what: str, *, timeout: float = 60.0) -> None:

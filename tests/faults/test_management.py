@@ -16,7 +16,7 @@ from functools import partial
 import anyio
 import pytest
 
-from tests.faults.conftest import Figures, progress_report, registered, settle, start_job
+from tests.faults.conftest import Figures, settle_job, start_job
 from tests.handlers.conftest import Stack
 from wsfanout.bench.seeding import connection_ids
 from wsfanout.handlers import broadcast
@@ -47,13 +47,13 @@ async def test_gone_throttled_failing_and_dropping_at_once(
     assert poller.stats.failed_records == 0
     stats = stack.fake.stats()
     assert min(stats["throttled"], stats["errors"], stats["dropped"]) > 0, stats
-    settle(
+    await settle_job(
         figures,
         "management API: 5% gone, 30% 429, 1% 5xx, 2% dropped",
-        fake=stack.fake,
-        ids=ids,
-        remaining=await anyio.to_thread.run_sync(registered, stack),
-        report=progress_report(stack, "j-faults", SEGMENTS),
+        stack,
+        ids,
+        job_id="j-faults",
+        total=SEGMENTS,
         bound=0,
         seconds=seconds,
     )

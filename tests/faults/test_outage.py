@@ -27,11 +27,10 @@ import pytest
 from tests.faults.conftest import (
     Figures,
     complete,
-    progress_report,
-    registered,
-    settle,
+    settle_job,
     start_job,
     wait_until,
+    worker_knobs,
 )
 from tests.handlers.conftest import Stack
 from wsfanout.bench.seeding import connection_ids
@@ -69,11 +68,7 @@ async def test_moto_frozen_mid_job(
 ) -> None:
     _, process = moto
     ids = connection_ids(N, "o")
-    knobs = {
-        "REGISTRY_PAGE_SIZE": str(PAGE),
-        "FANOUT_CONCURRENCY": str(SENDERS),
-        "WORKER_DEADLINE_MARGIN_S": "0.5",
-    }
+    knobs = worker_knobs(PAGE, SENDERS)
     await anyio.to_thread.run_sync(
         partial(start_job, stack, monkeypatch, ids, job_id="j-outage", total=SEGMENTS, knobs=knobs)
     )
@@ -107,13 +102,13 @@ async def test_moto_frozen_mid_job(
         tasks.cancel_scope.cancel()
     assert frozen_at < N, "frozen mid-job"
     print(f"outage: frozen at {frozen_at} posts; poller {poller.stats}")
-    settle(
+    await settle_job(
         figures,
         f"moto frozen {OUTAGE_S:.0f}s mid-job (SIGSTOP/SIGCONT)",
-        fake=stack.fake,
-        ids=ids,
-        remaining=await anyio.to_thread.run_sync(registered, stack),
-        report=await anyio.to_thread.run_sync(progress_report, stack, "j-outage", SEGMENTS),
+        stack,
+        ids,
+        job_id="j-outage",
+        total=SEGMENTS,
         bound=SEGMENTS * (PAGE + SENDERS),
         seconds=time.monotonic() - started,
         crashed=True,  # an invocation past its timeout is given up on, as Lambda's would be

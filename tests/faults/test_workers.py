@@ -25,12 +25,11 @@ import pytest
 from tests.faults.conftest import (
     Figures,
     complete,
-    progress_report,
-    registered,
-    settle,
+    settle_job,
     start_job,
     start_worker,
     wait_until,
+    worker_knobs,
 )
 from tests.handlers.conftest import Stack
 from wsfanout.bench.seeding import connection_ids
@@ -45,11 +44,7 @@ PAGE = 200  # REGISTRY_PAGE_SIZE: a checkpoint every page
 SENDERS = 16  # FANOUT_CONCURRENCY: the sends in flight
 LAMBDA_S = 4.0  # each invocation's Lambda time: the killed worker's lease, less the skew
 VISIBILITY_S = 8  # longer than the lease, as the template's is longer than the function timeout
-KNOBS = {
-    "REGISTRY_PAGE_SIZE": str(PAGE),
-    "FANOUT_CONCURRENCY": str(SENDERS),
-    "WORKER_DEADLINE_MARGIN_S": "0.5",
-}
+KNOBS = worker_knobs(PAGE, SENDERS)
 
 
 def receive_one(stack: Stack) -> dict[str, Any]:
@@ -116,13 +111,13 @@ async def test_a_worker_killed_mid_step_is_taken_over(
     sent = stack.fake.stats()["posts"]
     assert sent < N, "killed mid-step"
     await until_complete(stack, sqs, "j-kill")
-    settle(
+    await settle_job(
         figures,
         "worker SIGKILLed mid-step, message redelivered",
-        fake=stack.fake,
-        ids=ids,
-        remaining=await anyio.to_thread.run_sync(registered, stack),
-        report=await anyio.to_thread.run_sync(progress_report, stack, "j-kill", 1),
+        stack,
+        ids,
+        job_id="j-kill",
+        total=1,
         bound=PAGE + SENDERS,
         seconds=time.monotonic() - started,
         crashed=True,
@@ -159,13 +154,13 @@ async def test_one_message_run_twice_at_once_sends_once(
                 worker.communicate(timeout=30)
     assert copy_answer == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
     assert first_answer == {"batchItemFailures": []}
-    settle(
+    await settle_job(
         figures,
         "one message run twice at once (same messageId)",
-        fake=stack.fake,
-        ids=ids,
-        remaining=await anyio.to_thread.run_sync(registered, stack),
-        report=await anyio.to_thread.run_sync(progress_report, stack, "j-twice", 1),
+        stack,
+        ids,
+        job_id="j-twice",
+        total=1,
         bound=0,
         seconds=time.monotonic() - started,
     )

@@ -9,7 +9,6 @@ route selection sends it to ``$default`` and the App routes it by its ``action``
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -18,11 +17,10 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 from websockets.asyncio.client import connect
 
 from tests.helpers import WSFANOUT
+from tests.local.dev_process import running_dev
 from wsfanout.local.apps import load_handler
 from wsfanout.local.stack import local_stack
 
@@ -94,63 +92,25 @@ def test_a_plain_lambda_handler_is_used_as_is(tmp_path, imports) -> None:
 # -- --reload, end to end through the console script ------------------------------------------
 
 
-class Output:
-    """The lines a ``wsfanout dev`` process prints, read on demand within a bound."""
-
-    def __init__(self, process: Process) -> None:
-        assert process.stdout is not None
-        self._stream = BufferedByteReceiveStream(process.stdout)
-        self.lines: list[str] = []
-
-    async def until(self, needle: str, *, seconds: float = 60) -> str:
-        """Read up to the next line containing ``needle`` and return it."""
-        with anyio.fail_after(seconds):
-            for _ in range(200):
-                line = (await self._stream.receive_until(b"\n", 65536)).decode()
-                self.lines.append(line)
-                if needle in line:
-                    return line
-        raise AssertionError(f"no line with {needle!r} in {self.lines}")
-
-    async def ws_url(self) -> str:
-        return (await self.until("WebSocket")).split()[-1]
-
-
 async def test_reload_restarts_the_stack_with_the_changed_app(tmp_path) -> None:
     write_app(tmp_path, "devapp_reloaded", "typing")
-    stderr = tmp_path / "stderr.txt"
-    with stderr.open("wb") as err:
-        process = await anyio.open_process(
-            [WSFANOUT, "dev", "--app", "devapp_reloaded:app", "--reload"],
-            cwd=tmp_path,
-            stdin=None,
-            stderr=err,
-            env=dict(os.environ),
-        )
-        async with process:
-            out = Output(process)
-            try:
-                await out.until(f"watching {tmp_path.resolve()}")
-                first = await out.ws_url()
-                await out.until("to stop")
-                assert (await _typing(first, "ada"))["type"] == "typing"
+    command = [WSFANOUT, "dev", "--app", "devapp_reloaded:app", "--reload"]
+    async with running_dev(command, tmp_path / "stderr.txt", cwd=tmp_path) as dev:
+        out = dev.out
+        await out.until(f"watching {tmp_path.resolve()}")
+        first = await out.ws_url()
+        await out.until("to stop")
+        assert (await _typing(first, "ada"))["type"] == "typing"
 
-                write_app(tmp_path, "devapp_reloaded", "typing-v2")
-                assert "devapp_reloaded.py changed, restarting" in await out.until("restarting")
-                second = await out.ws_url()
-                await out.until("to stop")
-                answer = await _typing(second, "bob")
-                assert answer == {"type": "typing-v2", "nick": "bob", "text": "hi"}
+        write_app(tmp_path, "devapp_reloaded", "typing-v2")
+        assert "devapp_reloaded.py changed, restarting" in await out.until("restarting")
+        second = await out.ws_url()
+        await out.until("to stop")
+        answer = await _typing(second, "bob")
+        assert answer == {"type": "typing-v2", "nick": "bob", "text": "hi"}
 
-                process.send_signal(signal.SIGINT)
-                await out.until("SIGINT, stopping")
-                await out.until("wsfanout dev: stopped")  # the child shut its stack down
-                with anyio.fail_after(90):
-                    code = await process.wait()
-            finally:
-                if process.returncode is None:
-                    process.kill()
-    assert code == 0, stderr.read_text()
+        # "stopped": the child shut its stack down
+        await dev.stop(signal.SIGINT, "SIGINT, stopping", seconds=90)
     host, port = second.removeprefix("ws://").split("/")[0].split(":")
     with pytest.raises(OSError):  # noqa: PT011  (refused: the child is gone too)
         await anyio.connect_tcp(host, int(port))

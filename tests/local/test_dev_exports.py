@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.helpers import WSFANOUT
-from tests.local.test_dev_app import Output
+from tests.local.dev_process import running_dev
 from wsfanout.cli.main import main
 from wsfanout.local.processes import free_port
 
@@ -68,56 +68,38 @@ async def test_boto3_and_the_cli_use_the_printed_exports_alone(tmp_path: Path) -
     command = [WSFANOUT, "dev", "--port", str(port), "--moto-port", str(moto_port)]
     command += ["--idle-timeout", "120", "--frame-bytes", "65536"]
     command += ["--account-rate", "50", "--account-burst", "50"]
-    stderr = tmp_path / "stderr.txt"
-    with stderr.open("wb") as err:
-        # run where there is no template: the built-in stack (a template has its own test)
-        process = await anyio.open_process(
-            command, stdin=None, stderr=err, env=dict(os.environ), cwd=tmp_path
-        )
-        async with process:
-            out = Output(process)
-            try:
-                ws_url = await out.ws_url()
-                await out.until("to stop")
-                exports = exports_of(out.lines)
-                management = exports["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"]
-                assert management == f"http://127.0.0.1:{port}/local"
-                assert exports["AWS_ENDPOINT_URL_SQS"] == f"http://127.0.0.1:{moto_port}"
-                assert exports["BROADCAST_DLQ_URL"].endswith("/wsfanout-broadcast-dlq")
-                assert any("dead letters" in line for line in out.lines)
-                assert any("idle 120 s" in line and "65536 bytes" in line for line in out.lines)
+    # run where there is no template: the built-in stack (a template has its own test)
+    async with running_dev(command, tmp_path / "stderr.txt", cwd=tmp_path) as dev:
+        out = dev.out
+        ws_url = await out.ws_url()
+        await out.until("to stop")
+        exports = exports_of(out.lines)
+        management = exports["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"]
+        assert management == f"http://127.0.0.1:{port}/local"
+        assert exports["AWS_ENDPOINT_URL_SQS"] == f"http://127.0.0.1:{moto_port}"
+        assert exports["BROADCAST_DLQ_URL"].endswith("/wsfanout-broadcast-dlq")
+        assert any("dead letters" in line for line in out.lines)
+        assert any("idle 120 s" in line and "65536 bytes" in line for line in out.lines)
 
-                headers = {"User-Agent": "dev-exports-test"}
-                async with connect(ws_url, additional_headers=headers) as ws:
-                    await ws.send(json.dumps({"action": "whoami"}))
-                    with anyio.fail_after(20):
-                        connection_id = json.loads(await ws.recv())["connectionId"]
-                    env = only(exports, tmp_path)
-                    answer = json.loads(
-                        await run([sys.executable, "-c", BOTO3, connection_id], env)
-                    )
-                    assert answer == {"agent": "dev-exports-test", "url": management}
-                    with anyio.fail_after(20):
-                        assert await ws.recv() == "from boto3"
-                    aws = shutil.which("aws")
-                    if aws is not None:  # the AWS CLI honours the variable as boto3 does
-                        cli = [aws, "apigatewaymanagementapi", "get-connection"]
-                        described = await run([*cli, "--connection-id", connection_id], env)
-                        assert (
-                            json.loads(described)["Identity"]["UserAgent"] == headers["User-Agent"]
-                        )
+        headers = {"User-Agent": "dev-exports-test"}
+        async with connect(ws_url, additional_headers=headers) as ws:
+            await ws.send(json.dumps({"action": "whoami"}))
+            with anyio.fail_after(20):
+                connection_id = json.loads(await ws.recv())["connectionId"]
+            env = only(exports, tmp_path)
+            answer = json.loads(await run([sys.executable, "-c", BOTO3, connection_id], env))
+            assert answer == {"agent": "dev-exports-test", "url": management}
+            with anyio.fail_after(20):
+                assert await ws.recv() == "from boto3"
+            aws = shutil.which("aws")
+            if aws is not None:  # the AWS CLI honours the variable as boto3 does
+                cli = [aws, "apigatewaymanagementapi", "get-connection"]
+                described = await run([*cli, "--connection-id", connection_id], env)
+                assert json.loads(described)["Identity"]["UserAgent"] == headers["User-Agent"]
 
-                await conformance_through_the_exports(ws_url, management, env)
+        await conformance_through_the_exports(ws_url, management, env)
 
-                process.send_signal(signal.SIGHUP)
-                await out.until("SIGHUP, stopping")
-                await out.until("wsfanout dev: stopped")
-                with anyio.fail_after(90):
-                    code = await process.wait()
-            finally:
-                if process.returncode is None:
-                    process.kill()
-    assert code == 0, stderr.read_text()
+        await dev.stop(signal.SIGHUP, "SIGHUP, stopping", seconds=90)
     for stopped in (port, moto_port):  # moto stopped too: both ports refuse
         with pytest.raises(OSError):  # noqa: PT011  (refused, whichever errno)
             await anyio.connect_tcp("127.0.0.1", stopped)

@@ -27,7 +27,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.helpers import WSFANOUT
-from tests.local.test_dev_app import Output
+from tests.local.dev_process import Output, running_dev
 from tests.local.test_stack import _frame_of_type
 from wsfanout.cli.main import main
 
@@ -69,24 +69,10 @@ class Dev:
 @pytest.fixture
 async def dev(tmp_path: Path) -> AsyncIterator[Dev]:
     """``wsfanout dev`` in the project's directory, no flags: its own template."""
-    stderr = tmp_path / "stderr.txt"
-    with stderr.open("wb") as err:
-        process = await anyio.open_process(
-            [WSFANOUT, "dev"], cwd=ROOT, stdin=None, stderr=err, env=dict(os.environ)
-        )
-        async with process:
-            out = Output(process)
-            try:
-                await out.until("to stop")
-                yield Dev(out)
-                process.send_signal(signal.SIGINT)
-                await out.until("wsfanout dev: stopped")
-                with anyio.fail_after(60):
-                    code = await process.wait()
-            finally:
-                if process.returncode is None:
-                    process.kill()
-    assert code == 0, stderr.read_text()
+    async with running_dev([WSFANOUT, "dev"], tmp_path / "stderr.txt", cwd=ROOT) as running:
+        await running.out.until("to stop")
+        yield Dev(running.out)
+        await running.stop(signal.SIGINT)
 
 
 async def test_dev_runs_the_projects_template_for_clients_boto3_and_the_aws_cli(dev: Dev) -> None:
@@ -165,32 +151,20 @@ async def test_a_new_project_runs_its_template_and_reload_restarts_its_function_
     template; an edit of app.py reaches the next invocation."""
     directory = tmp_path / "chat"
     assert main(["new", str(directory)]) == 0
-    stderr = tmp_path / "stderr.txt"
-    with stderr.open("wb") as err:
-        process = await anyio.open_process(
-            [WSFANOUT, "dev", "--reload"], cwd=directory, stdin=None, stderr=err
-        )
-        async with process:
-            out = Output(process)
-            try:
-                await out.until("to stop")
-                ws_url = Dev(out).ws_url
-                await out.until(f"watching {directory.resolve()}")
-                assert await _echo(ws_url) == {"type": "echo", "text": "hi"}
+    command = [WSFANOUT, "dev", "--reload"]
+    async with running_dev(command, tmp_path / "stderr.txt", cwd=directory) as dev:
+        out = dev.out
+        await out.until("to stop")
+        ws_url = Dev(out).ws_url
+        await out.until(f"watching {directory.resolve()}")
+        assert await _echo(ws_url) == {"type": "echo", "text": "hi"}
 
-                app = directory / "app.py"
-                app.write_text(app.read_text().replace('"type": "echo"', '"type": "echo-v2"'))
-                assert "app.py changed" in await out.until("restart cold")
-                assert await _echo(ws_url) == {"type": "echo-v2", "text": "hi"}
+        app = directory / "app.py"
+        app.write_text(app.read_text().replace('"type": "echo"', '"type": "echo-v2"'))
+        assert "app.py changed" in await out.until("restart cold")
+        assert await _echo(ws_url) == {"type": "echo-v2", "text": "hi"}
 
-                process.send_signal(signal.SIGINT)
-                await out.until("wsfanout dev: stopped")
-                with anyio.fail_after(60):
-                    code = await process.wait()
-            finally:
-                if process.returncode is None:
-                    process.kill()
-    assert code == 0, stderr.read_text()
+        await dev.stop(signal.SIGINT)
 
 
 async def _echo(ws_url: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ commands can show the reason verbatim.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
@@ -14,6 +15,7 @@ __all__ = [
     "OneLineParser",
     "add_throttle_arguments",
     "add_version_option",
+    "identifier",
     "non_negative",
     "port",
     "positive_float",
@@ -38,6 +40,18 @@ def add_version_option(parser: argparse.ArgumentParser) -> None:
     except PackageNotFoundError:  # pragma: no cover - a source tree on PYTHONPATH only
         installed = "unknown"
     parser.add_argument("--version", action="version", version=f"wsfanout {installed}")
+
+
+def identifier(what: str) -> Callable[[str], str]:
+    """An argument type for an id (a connection's, a job's, a user's) of 1 to 512 characters,
+    the bound the registry's keys keep; its error names ``what`` the id is of."""
+
+    def checked(text: str) -> str:
+        if not 1 <= len(text) <= 512:
+            raise argparse.ArgumentTypeError(f"not a {what} id (1 to 512 characters): {text!r}")
+        return text
+
+    return checked
 
 
 def positive_int(text: str) -> int:

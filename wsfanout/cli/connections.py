@@ -24,12 +24,14 @@ from ..core import models
 from ..core.interfaces import Recipient
 from ..core.outcomes import Outcome
 from ..exceptions import DeliveryError, ForbiddenError, RegistryError
-from .arguments import positive_int
+from .arguments import identifier
 from .output import (
     EXIT_FAILED,
     EXIT_OK,
     add_json_option,
+    add_limit_option,
     add_table_option,
+    command_group,
     emit,
     progress_on_stderr,
     rows_table,
@@ -43,18 +45,19 @@ if TYPE_CHECKING:
 __all__ = ["add_connections_command"]
 
 _DEFAULT_LIMIT = 100
+_connection_id = identifier("connection")
 
 
 def add_connections_command(commands: Any) -> None:
     """Add ``connections`` and its subcommands to the ``wsfanout`` subcommands."""
-    group = commands.add_parser(
+    sub = command_group(
+        commands,
         "connections",
-        help="list, count, inspect and kick connections",
-        description="Read the connection registry and the management API: list or count "
+        "list, count, inspect and kick connections",
+        "Read the connection registry and the management API: list or count "
         "connections (all, a user's or a room's), show one with what API Gateway knows of it, "
         "or close connections.",
     )
-    sub = group.add_subparsers(dest="action", required=True, parser_class=type(group))
 
     listing = sub.add_parser(
         "list",
@@ -63,13 +66,7 @@ def add_connections_command(commands: Any) -> None:
         "and broadcast right. A room's member whose connection item is gone shows as such.",
     )
     _target_options(listing)
-    listing.add_argument(
-        "--limit",
-        metavar="N",
-        type=positive_int,
-        default=_DEFAULT_LIMIT,
-        help=f"list at most N (default: {_DEFAULT_LIMIT})",
-    )
+    add_limit_option(listing, _DEFAULT_LIMIT)
     _common(listing)
     listing.set_defaults(run=_cmd_list)
 
@@ -116,12 +113,6 @@ def add_connections_command(commands: Any) -> None:
     _endpoint_option(kick)
     _common(kick)
     kick.set_defaults(run=_cmd_kick)
-
-
-def _connection_id(text: str) -> str:
-    if not 1 <= len(text) <= 512:
-        raise argparse.ArgumentTypeError(f"not a connection id (1 to 512 characters): {text!r}")
-    return text
 
 
 def _target_options(parser: argparse.ArgumentParser) -> None:

@@ -24,8 +24,16 @@ from ..aws.clients import Clients
 from ..aws.deadletters import DeadLetterQueue, dead_letter_url
 from ..core.models import AllTarget, BroadcastJob, ConnectionsTarget, RoomTarget, UsersTarget
 from ..exceptions import ConfigurationError
-from .arguments import positive_int
-from .output import EXIT_FAILED, EXIT_OK, add_json_option, emit, rows_table, settings_of
+from .output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_json_option,
+    add_limit_option,
+    command_group,
+    emit,
+    rows_table,
+    settings_of,
+)
 from .signals import stoppable
 
 if TYPE_CHECKING:
@@ -39,13 +47,13 @@ _DEFAULT_LIMIT = 50
 
 def add_dlq_command(commands: Any) -> None:
     """Add ``dlq list`` and ``dlq redrive`` to the ``wsfanout`` subcommands."""
-    group = commands.add_parser(
+    sub = command_group(
+        commands,
         "dlq",
-        help="look into the broadcast dead-letter queue, and move jobs back",
-        description="The broadcast queue's dead-letter queue: $BROADCAST_DLQ_URL, else the one "
+        "look into the broadcast dead-letter queue, and move jobs back",
+        "The broadcast queue's dead-letter queue: $BROADCAST_DLQ_URL, else the one "
         "named by the RedrivePolicy of $BROADCAST_QUEUE_URL.",
     )
-    sub = group.add_subparsers(dest="action", required=True, parser_class=type(group))
     listing = sub.add_parser(
         "list",
         help="the messages, with receive counts and their job summarised (nothing removed)",
@@ -53,13 +61,7 @@ def add_dlq_command(commands: Any) -> None:
         "this listing adds one to), when sent, and the broadcast job the body holds, or why it "
         "is no job. Messages are received once each and given back at once: none is removed.",
     )
-    listing.add_argument(
-        "--limit",
-        metavar="N",
-        type=positive_int,
-        default=_DEFAULT_LIMIT,
-        help=f"show at most N (default: {_DEFAULT_LIMIT})",
-    )
+    add_limit_option(listing, _DEFAULT_LIMIT, "show")
     add_json_option(listing)
     listing.set_defaults(run=_cmd_list)
 

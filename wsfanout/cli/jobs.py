@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..aws.clients import Clients
+from .arguments import identifier
 from .output import (
     EXIT_FAILED,
     EXIT_OK,
     add_json_option,
     add_table_option,
+    command_group,
     emit,
     epoch_text,
     progress_on_stderr,
@@ -34,15 +36,17 @@ if TYPE_CHECKING:
 
 __all__ = ["add_jobs_command"]
 
+_job_id = identifier("job")
+
 
 def add_jobs_command(commands: Any) -> None:
     """Add ``jobs list`` and ``jobs status JOB_ID`` to the ``wsfanout`` subcommands."""
-    group = commands.add_parser(
+    sub = command_group(
+        commands,
         "jobs",
-        help="broadcast jobs' progress, from their progress items",
-        description="Read the progress items broadcast jobs keep in the registry table.",
+        "broadcast jobs' progress, from their progress items",
+        "Read the progress items broadcast jobs keep in the registry table.",
     )
-    sub = group.add_subparsers(dest="action", required=True, parser_class=type(group))
     listing = sub.add_parser(
         "list",
         help="every job in the table, one line each",
@@ -64,12 +68,6 @@ def add_jobs_command(commands: Any) -> None:
     add_table_option(status)
     add_json_option(status)
     status.set_defaults(run=_cmd_status)
-
-
-def _job_id(text: str) -> str:
-    if not 1 <= len(text) <= 512:
-        raise argparse.ArgumentTypeError(f"not a job id (1 to 512 characters): {text!r}")
-    return text
 
 
 def _segment_json(segment: int | None, checkpoint: Checkpoint, now: float) -> dict[str, Any]:

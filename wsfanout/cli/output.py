@@ -21,12 +21,15 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..settings import Settings
+from .arguments import positive_int
 
 __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "add_json_option",
+    "add_limit_option",
     "add_table_option",
+    "command_group",
     "emit",
     "epoch_text",
     "progress_on_stderr",
@@ -42,6 +45,24 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document on stdout, nothing else"
     )
+
+
+def add_limit_option(parser: argparse.ArgumentParser, default: int, verb: str = "list") -> None:
+    """``--limit N``: how many items a listing shows at the most."""
+    parser.add_argument(
+        "--limit",
+        metavar="N",
+        type=positive_int,
+        default=default,
+        help=f"{verb} at most N (default: {default})",
+    )
+
+
+def command_group(commands: Any, name: str, summary: str, description: str) -> Any:
+    """Add the command ``name`` to the ``wsfanout`` subcommands and return its (required)
+    subcommands, each an operator's action (``connections list``, ``dlq redrive``)."""
+    group = commands.add_parser(name, help=summary, description=description)
+    return group.add_subparsers(dest="action", required=True, parser_class=type(group))
 
 
 def add_table_option(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from ..exceptions import ConfigurationError
+from .arguments import identifier
 from .output import EXIT_OK, add_json_option, emit, epoch_text, settings_of
 
 __all__ = ["add_token_command", "duration"]
@@ -24,6 +25,7 @@ __all__ = ["add_token_command", "duration"]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _MAX_TTL_S = 366 * 86400
+_sub = identifier("user")
 
 
 def duration(text: str) -> int:
@@ -57,12 +59,6 @@ def add_token_command(commands: Any) -> None:
     )
     add_json_option(token)
     token.set_defaults(run=_cmd_token)
-
-
-def _sub(text: str) -> str:
-    if not 1 <= len(text) <= 512:
-        raise argparse.ArgumentTypeError(f"not a user id (1 to 512 characters): {text!r}")
-    return text
 
 
 def _cmd_token(args: argparse.Namespace) -> int:

@@ -56,7 +56,7 @@ from .processes import moto_server
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-__all__ = ["DevOptions", "Stack", "check_stage", "local_stack", "run_dev"]
+__all__ = ["DevOptions", "Stack", "check_stage", "local_stack", "run_dev", "stack_env"]
 
 T = TypeVar("T")
 
@@ -119,6 +119,51 @@ class Stack:
     queues: Mapping[str, str] = field(default_factory=dict)
     functions: Mapping[str, ProcessFunction] = field(default_factory=dict)
     pollers: Mapping[str, SqsPoller] = field(default_factory=dict)
+
+    @classmethod
+    def serving(
+        cls,
+        base: str,
+        stage: str,
+        *,
+        region: str,
+        moto_url: str,
+        management_url: str,
+        table: str,
+        queue_url: str,
+        dlq_url: str,
+        emulator: Emulator,
+        poller: SqsPoller | None,
+        tables: Mapping[str, str],
+        queues: Mapping[str, str],
+        pollers: Mapping[str, SqsPoller],
+        functions: Mapping[str, ProcessFunction] | None = None,
+    ) -> Stack:
+        """The stack whose emulator serves at ``base`` (``http://host:port``) with ``stage``: its
+        WebSocket and page URLs, and the environment :func:`stack_env` makes of the rest."""
+        return cls(
+            ws_url=f"ws://{urlsplit(base).netloc}/{stage}",
+            management_url=management_url,
+            page_url=f"{base}/",
+            moto_url=moto_url,
+            table=table,
+            queue_url=queue_url,
+            dlq_url=dlq_url,
+            env=stack_env(
+                region,
+                moto_url=moto_url,
+                management_url=management_url,
+                table=table,
+                queue_url=queue_url,
+                dlq_url=dlq_url,
+            ),
+            emulator=emulator,
+            poller=poller,
+            tables=tables,
+            queues=queues,
+            functions=functions or {},
+            pollers=pollers,
+        )
 
     def exports(self) -> str:
         """``export NAME=value`` lines for a POSIX shell (``eval`` them in another terminal)."""
@@ -234,12 +279,12 @@ async def local_stack(
             )
             await exits.enter_async_context(_in_background(poller.run))
 
-            netloc = urlsplit(base).netloc
-            yield Stack(
-                ws_url=f"ws://{netloc}/{stage}",
-                management_url=management_url,
-                page_url=f"{base}/",
+            yield Stack.serving(
+                base,
+                stage,
+                region=REGION,
                 moto_url=moto_url,
+                management_url=management_url,
                 table=TABLE,
                 queue_url=queue_url,
                 dlq_url=dlq_url,
@@ -248,27 +293,37 @@ async def local_stack(
                 tables={"ConnectionsTable": TABLE},
                 queues={"BroadcastDeadLetterQueue": dlq_url, "BroadcastQueue": queue_url},
                 pollers={"BroadcastFunctionJobs": poller},
-                env={
-                    **CREDENTIALS,
-                    "AWS_REGION": REGION,
-                    "AWS_DEFAULT_REGION": REGION,
-                    "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
-                    "AWS_ENDPOINT_URL_SQS": moto_url,
-                    "CONNECTIONS_TABLE": TABLE,
-                    "BROADCAST_QUEUE_URL": queue_url,
-                    "BROADCAST_DLQ_URL": dlq_url,
-                    "APIGW_MANAGEMENT_ENDPOINT": management_url,
-                    # botocore's own variable for the service (its serviceId, upper case): boto3,
-                    # the AWS CLI and the SDKs reach @connections with no --endpoint-url. The
-                    # stage is part of it: botocore appends /@connections/{id} to its path.
-                    "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": management_url,
-                },
             )
     finally:
         _running = False
 
 
 # -- the pieces ----------------------------------------------------------------------------------
+
+
+def stack_env(
+    region: str, *, moto_url: str, management_url: str, table: str, queue_url: str, dlq_url: str
+) -> dict[str, str]:
+    """The environment a stack gives its functions and exports to a second shell: the local
+    credentials and region, moto for DynamoDB and SQS, the management endpoint, and the
+    registry table, broadcast queue and dead-letter queue where the stack has them (an empty
+    one is left out: a templated stack may have none)."""
+    env = {
+        **CREDENTIALS,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+        "AWS_ENDPOINT_URL_SQS": moto_url,
+        "CONNECTIONS_TABLE": table,
+        "BROADCAST_QUEUE_URL": queue_url,
+        "BROADCAST_DLQ_URL": dlq_url,
+        "APIGW_MANAGEMENT_ENDPOINT": management_url,
+        # botocore's own variable for the service (its serviceId, upper case): boto3, the AWS
+        # CLI and the SDKs reach @connections with no --endpoint-url. The stage is part of it:
+        # botocore appends /@connections/{id} to its path.
+        "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": management_url,
+    }
+    return {name: value for name, value in env.items() if value}
 
 
 async def _in_thread(func: Callable[[], T]) -> T:

@@ -34,7 +34,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 import aioboto3
 from aiobotocore.session import AioSession
@@ -65,7 +64,6 @@ _API_ID_ALPHABET: Final = string.ascii_lowercase + string.digits
 # The names the project's handlers read, so Stack.table/queue_url mean the same on either path.
 _TABLE_VARIABLE: Final = "CONNECTIONS_TABLE"
 _QUEUE_VARIABLE: Final = "BROADCAST_QUEUE_URL"
-_MANAGEMENT_VARIABLE: Final = "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"
 
 
 def _session() -> aioboto3.Session:
@@ -193,28 +191,12 @@ async def templated_stack(
             (queues[m.queue].url for m in template.mappings.values()), ""
         )
         dlq_url = _dead_letter_url(template, queues, queue_url)
-        env = {
-            **CREDENTIALS,
-            "AWS_REGION": template.region,
-            "AWS_DEFAULT_REGION": template.region,
-            "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
-            "AWS_ENDPOINT_URL_SQS": moto_url,
-            "APIGW_MANAGEMENT_ENDPOINT": management_url,
-            # botocore's own variable: boto3 and the AWS CLI reach @connections with no
-            # --endpoint-url; the path holds the stage, as the execute-api endpoint does
-            _MANAGEMENT_VARIABLE: management_url,
-        }
-        if table:
-            env[_TABLE_VARIABLE] = table
-        if queue_url:
-            env[_QUEUE_VARIABLE] = queue_url
-        if dlq_url:
-            env["BROADCAST_DLQ_URL"] = dlq_url
-        yield Stack(
-            ws_url=f"ws://{urlsplit(base).netloc}/{stage}",
-            management_url=management_url,
-            page_url=f"{base}/",
+        yield Stack.serving(
+            base,
+            stage,
+            region=template.region,
             moto_url=moto_url,
+            management_url=management_url,
             table=table,
             queue_url=queue_url,
             dlq_url=dlq_url,
@@ -223,7 +205,6 @@ async def templated_stack(
                 (p for p in pollers.values() if p.queue_url == queue_url),
                 next(iter(pollers.values()), None),
             ),
-            env=env,
             tables=tables,
             queues={logical_id: queue.url for logical_id, queue in queues.items()},
             functions=functions,

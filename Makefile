@@ -83,6 +83,7 @@ bench: install
 	$(BIN)/wsfanout bench scaling --json $(BENCH_OUT)/scaling.json --plot $(BENCH_OUT)/scaling.png
 	$(BIN)/wsfanout bench distributed --json $(BENCH_OUT)/distributed.json \
 		--plot $(BENCH_OUT)/distributed.png
+	$(BIN)/wsfanout bench coldstart --invoke --json $(BENCH_OUT)/coldstart.json
 
 # One 50,000-connection "all" job carried by 3-second worker invocations (about 12 minutes).
 bench-jobs: install

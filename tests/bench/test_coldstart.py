@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run_wsfanout
-from wsfanout.bench.coldstart import parse_importtime, spread
-from wsfanout.exceptions import ConfigurationError
+from wsfanout.bench.coldstart import bytecode_env, parse_importtime, sample_import, spread
+from wsfanout.exceptions import ConfigurationError, InvalidInputError
 
 START_UP = """import time: self [us] | cumulative | imported package
 import time:       500 |        500 | site
@@ -43,6 +43,19 @@ def test_spread_gives_median_and_quartiles() -> None:
     assert spread([1.0, 2.0, 3.0, 4.0, 5.0]) == {"q1": 2.0, "median": 3.0, "q3": 4.0}
 
 
+def test_bytecode_modes_decide_what_is_compiled(tmp_path: Path) -> None:
+    """``cached`` fills its own cache and reads it back; ``none`` writes nothing, so every
+    import compiles, whatever the caller's environment says."""
+    cached = bytecode_env("cached", tmp_path / "cached")
+    assert "PYTHONDONTWRITEBYTECODE" not in cached
+    sample_import("wsfanout.exceptions", cached)
+    assert list((tmp_path / "cached").rglob("exceptions*.pyc"))
+    sample_import("wsfanout.exceptions", bytecode_env("none", tmp_path / "none"))
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(InvalidInputError, match="bytecode must be"):
+        bytecode_env("sometimes", tmp_path)
+
+
 def test_coldstart_reports_every_entrypoint(tmp_path: Path) -> None:
     out = tmp_path / "cold.json"
     result = run_wsfanout(
@@ -51,6 +64,7 @@ def test_coldstart_reports_every_entrypoint(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr + result.stdout
     document = json.loads(out.read_text())
     assert document["runs"] == 2
+    assert document["bytecode"] == "cached"
     assert list(document["imports"]) == ["route", "broadcast", "authorizer"]
     for name, row in document["imports"].items():
         assert row["module"] == f"wsfanout.handlers.{name}"

@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -35,6 +36,7 @@ from . import ENTRYPOINTS
 __all__ = [
     "ColdstartOptions",
     "ImportSample",
+    "bytecode_env",
     "parse_importtime",
     "run_coldstart",
     "sample_import",
@@ -54,6 +56,7 @@ class ColdstartOptions:
     runs: int = 7
     top: int = 12
     invoke: bool = False
+    bytecode: str = "cached"
     json_path: str | None = None
 
 
@@ -213,10 +216,30 @@ def _events(entrypoint: str, count: int) -> list[dict[str, Any]]:
     return [events.authorizer_request(origin, upgrade) for _ in range(count)]
 
 
-def _invoke_env(moto_url: str, table: str, queue_url: str, scratch: Path) -> dict[str, str]:
+def bytecode_env(mode: str, cache: Path) -> dict[str, str]:
+    """The environment of the measured interpreters: every module from bytecode in ``cache``
+    (``cached``: an artifact shipped with its ``.pyc``, once :func:`run_coldstart` has filled
+    it), or every module compiled from source (``none``: what a Lambda container does with an
+    artifact without bytecode, as it cannot write any). Either way the figures do not depend on
+    which ``__pycache__`` directories the machine happens to hold.
+
+    :raises InvalidInputError: for a mode that is neither.
+    """
+    if mode not in ("cached", "none"):
+        raise InvalidInputError(f"bytecode must be 'cached' or 'none', not {mode!r}")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cache)
+    if mode == "none":
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _invoke_env(
+    base: Mapping[str, str], moto_url: str, table: str, queue_url: str, scratch: Path
+) -> dict[str, str]:
     from ..aws.account import CREDENTIALS, REGION  # noqa: PLC0415
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env = {k: v for k, v in base.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     env.update(CREDENTIALS)
     env.update(
         AWS_REGION=REGION,
@@ -253,7 +276,7 @@ def _invoke_once(entrypoint: str, env: Mapping[str, str]) -> dict[str, Any]:
     return result
 
 
-def _invocations(options: ColdstartOptions) -> dict[str, Any]:
+def _invocations(options: ColdstartOptions, base: Mapping[str, str]) -> dict[str, Any]:
     import boto3  # noqa: PLC0415  (bench dependencies load when it runs)
 
     from ..aws.account import KEY_ID, REGION, SECRET  # noqa: PLC0415
@@ -270,7 +293,7 @@ def _invocations(options: ColdstartOptions) -> dict[str, Any]:
         queue_url = session.client("sqs", endpoint_url=moto_url).create_queue(QueueName=table)[
             "QueueUrl"
         ]
-        env = _invoke_env(moto_url, table, queue_url, Path(f"/nonexistent/{table}"))
+        env = _invoke_env(base, moto_url, table, queue_url, Path(f"/nonexistent/{table}"))
         for _ in range(options.runs):
             for name in options.entrypoints:
                 runs[name].append(_invoke_once(name, env))
@@ -350,21 +373,27 @@ def run_coldstart(options: ColdstartOptions) -> int:
         raise InvalidInputError(
             f"unknown entrypoint {unknown[0]!r}; choose from {', '.join(ENTRYPOINTS)}"
         )
-    samples: dict[str, list[ImportSample]] = {name: [] for name in options.entrypoints}
-    for _ in range(options.runs):  # interleaved, so a busy moment touches every entrypoint
-        for name in options.entrypoints:
-            samples[name].append(sample_import(ENTRYPOINTS[name]))
-    document: dict[str, Any] = {
-        "runs": options.runs,
-        "python": sys.version.split()[0],
-        "command": f'{sys.executable} -X importtime -c "import MODULE"',
-        "imports": {
-            name: _import_summary(ENTRYPOINTS[name], found, options.top)
-            for name, found in samples.items()
-        },
-    }
-    if options.invoke:
-        document["invocations"] = _invocations(options)
+    with tempfile.TemporaryDirectory(prefix="wsfanout-pycache-") as cache:
+        env = bytecode_env(options.bytecode, Path(cache))
+        if options.bytecode == "cached":
+            for name in options.entrypoints:  # untimed: fills the cache
+                sample_import(ENTRYPOINTS[name], env)
+        samples: dict[str, list[ImportSample]] = {name: [] for name in options.entrypoints}
+        for _ in range(options.runs):  # interleaved, so a busy moment touches every entrypoint
+            for name in options.entrypoints:
+                samples[name].append(sample_import(ENTRYPOINTS[name], env))
+        document: dict[str, Any] = {
+            "runs": options.runs,
+            "bytecode": options.bytecode,
+            "python": sys.version.split()[0],
+            "command": f'{sys.executable} -X importtime -c "import MODULE"',
+            "imports": {
+                name: _import_summary(ENTRYPOINTS[name], found, options.top)
+                for name, found in samples.items()
+            },
+        }
+        if options.invoke:
+            document["invocations"] = _invocations(options, env)
     _print(document)
     if options.json_path:
         Path(options.json_path).write_text(json.dumps(document, indent=2) + "\n")

@@ -183,6 +183,13 @@ def _coldstart_command(modes: Any) -> None:
     coldstart.add_argument(
         "--invoke", action="store_true", help="also init + first invocation against moto"
     )
+    coldstart.add_argument(
+        "--bytecode",
+        choices=("cached", "none"),
+        default="cached",
+        help="every module from bytecode (default: an artifact shipped with .pyc) or compiled "
+        "from source (none: a Lambda artifact without .pyc)",
+    )
     coldstart.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     coldstart.set_defaults(run=_cmd_coldstart)
 
@@ -271,6 +278,7 @@ def _cmd_coldstart(args: argparse.Namespace) -> int:
             runs=args.runs,
             top=args.top,
             invoke=args.invoke,
+            bytecode=args.bytecode,
             json_path=args.json,
         )
     )

@@ -100,6 +100,7 @@ bench: install
 		--plot $(BENCH_OUT)/distributed.png
 	$(BIN)/wsfanout bench quota --json $(BENCH_OUT)/quota.json
 	$(BIN)/wsfanout bench e2e --json $(BENCH_OUT)/e2e.json
+	$(BIN)/wsfanout bench coldstart --invoke --json $(BENCH_OUT)/coldstart.json
 
 # One 50,000-connection "all" job carried by 3-second worker invocations (about 12 minutes).
 bench-jobs: install

@@ -6,7 +6,6 @@ The few names most users need are re-exported here; everything else lives in its
 from __future__ import annotations
 
 import importlib
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
@@ -73,6 +72,14 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # Read on first use: finding the distribution's metadata costs every cold start of a
+        # handler that never asks for the version.
+        from importlib import metadata  # noqa: PLC0415  (see above)
+
+        version = metadata.version("wsfanout")
+        globals()[name] = version
+        return version
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'wsfanout' has no attribute {name!r}")
@@ -84,8 +91,6 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(__all__)
 
-
-__version__ = _metadata.version("wsfanout")
 
 __all__ = [
     "AllTarget",

@@ -55,7 +55,7 @@ class Authorizer(BaseModel):
     """``requestContext.authorizer``: what our $connect authorizer returned, as API Gateway
     forwards it to every route of the connection (context values may arrive as strings)."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    model_config = ConfigDict(populate_by_name=True, extra="allow", defer_build=True)
 
     principal_id: str | None = Field(default=None, alias="principalId")
     user_id: str | None = Field(default=None, alias="userId")
@@ -67,6 +67,10 @@ class Authorizer(BaseModel):
 
 
 class _WithAuthorizer(BaseModel):
+    # Every model here builds its validator on its first event (``defer_build``), so a cold
+    # start pays for the one event type it serves, not all three.
+    model_config = ConfigDict(defer_build=True)
+
     authorizer: Authorizer | None = None
 
 
@@ -81,6 +85,8 @@ class MessageContext(APIGatewayWebSocketMessageEventRequestContext, _WithAuthori
 class ConnectEvent(APIGatewayWebSocketConnectEventModel):
     """Powertools' $connect model plus the fields it leaves out."""
 
+    model_config = ConfigDict(defer_build=True)
+
     request_context: ConnectContext = Field(alias="requestContext")
     query_string_parameters: dict[str, str] | None = Field(
         default=None, alias="queryStringParameters"
@@ -89,6 +95,8 @@ class ConnectEvent(APIGatewayWebSocketConnectEventModel):
 
 class MessageEvent(APIGatewayWebSocketMessageEventModel):
     """Powertools' message model plus the authorizer context."""
+
+    model_config = ConfigDict(defer_build=True)
 
     request_context: MessageContext = Field(alias="requestContext")
 
@@ -99,6 +107,8 @@ class DisconnectContext(APIGatewayWebSocketDisconnectEventRequestContext, _WithA
 
 class DisconnectEvent(APIGatewayWebSocketDisconnectEventModel):
     """Powertools' ``$disconnect`` model plus the authorizer context."""
+
+    model_config = ConfigDict(defer_build=True)
 
     request_context: DisconnectContext = Field(alias="requestContext")
 

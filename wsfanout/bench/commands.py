@@ -20,7 +20,7 @@ from ..cli.arguments import (
 )
 from ..core.pacing import PACINGS
 from ..exceptions import InvalidInputError
-from . import ALGORITHMS, DEFAULT_ALGORITHMS
+from . import ALGORITHMS, DEFAULT_ALGORITHMS, ENTRYPOINTS
 
 if TYPE_CHECKING:
     from .harness import Scenario
@@ -192,6 +192,49 @@ def add_bench_commands(commands: Any) -> None:
     jobs.add_argument("--latency", type=non_negative, default=0.0)
     jobs.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     jobs.set_defaults(run=_cmd_jobs)
+    _coldstart_command(modes)
+
+
+def _coldstart_command(modes: Any) -> None:
+    coldstart = modes.add_parser(
+        "coldstart",
+        help="what importing each Lambda entrypoint costs in a fresh interpreter",
+        description="Import each Lambda entrypoint under python -X importtime in N fresh "
+        "interpreters (interleaved) and report the median and quartiles of the total, its wall "
+        "and CPU time, the top modules by cumulative time and the top packages by self time. "
+        "With --invoke, also time init plus the first and a warm invocation of each with real "
+        "events against moto server.",
+    )
+    coldstart.add_argument(
+        "--entrypoints",
+        type=_entrypoints,
+        default=tuple(ENTRYPOINTS),
+        help=f"comma-separated, from {','.join(ENTRYPOINTS)} (default all)",
+    )
+    coldstart.add_argument("--runs", type=positive_int, default=7, help="interpreters each")
+    coldstart.add_argument("--top", type=positive_int, default=12, help="modules listed")
+    coldstart.add_argument(
+        "--invoke", action="store_true", help="also init + first invocation against moto"
+    )
+    coldstart.add_argument(
+        "--bytecode",
+        choices=("cached", "none"),
+        default="cached",
+        help="every module from bytecode (default: an artifact shipped with .pyc) or compiled "
+        "from source (none: a Lambda artifact without .pyc)",
+    )
+    coldstart.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    coldstart.set_defaults(run=_cmd_coldstart)
+
+
+def _entrypoints(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(","))
+    unknown = [name for name in names if name not in ENTRYPOINTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown entrypoint {unknown[0]!r}; choose from {', '.join(ENTRYPOINTS)}"
+        )
+    return tuple(dict.fromkeys(names))
 
 
 def _pacings(text: str) -> tuple[str, ...]:
@@ -327,6 +370,21 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             gone_rate=args.gone_rate,
             latency_s=args.latency,
+            json_path=args.json,
+        )
+    )
+
+
+def _cmd_coldstart(args: argparse.Namespace) -> int:
+    from .coldstart import ColdstartOptions, run_coldstart  # noqa: PLC0415
+
+    return run_coldstart(
+        ColdstartOptions(
+            entrypoints=args.entrypoints,
+            runs=args.runs,
+            top=args.top,
+            invoke=args.invoke,
+            bytecode=args.bytecode,
             json_path=args.json,
         )
     )

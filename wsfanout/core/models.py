@@ -92,7 +92,11 @@ AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Attributes = Annotated[dict[AttributeKey, JsonValue], AfterValidator(_bounded)]
 """A JSON object of at most :data:`MAX_ATTRIBUTES_BYTES`, keys of 1 to 128 characters."""
 
-_ATTRIBUTES: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(Attributes)
+# Every model here builds its validator on first use, not at import (``defer_build``): a Lambda
+# cold start pays only for the models its invocation touches.
+_LAZY = ConfigDict(defer_build=True)
+
+_ATTRIBUTES: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(Attributes, config=_LAZY)
 
 
 def attributes_text(attributes: Mapping[str, JsonValue]) -> str:
@@ -114,7 +118,7 @@ def attributes_from_text(text: str | bytes) -> dict[str, JsonValue]:
 
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True, defer_build=True)
 
 
 class Connection(_Contract):
@@ -239,7 +243,7 @@ class BroadcastJob(_Contract):
 class FanoutReport(BaseModel):
     """What one fan-out run did. ``resume`` is set when it stopped early at its deadline."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     delivered: int = 0
     gone: int = 0

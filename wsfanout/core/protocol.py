@@ -53,8 +53,10 @@ RoomName = Annotated[
 Id = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
+# Built on first use, not at import (``defer_build``): a cold start that serves a $connect
+# never pays for the frames' validators.
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class JoinRoom(_Frame):
@@ -122,6 +124,8 @@ _ACTIONS = ("joinRoom", "leaveRoom", "sendMessage", "broadcast", "whoami", "ping
 
 
 class _Envelope(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     frame: ClientFrame
 
 

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from ..core.jobs import JobOutcome, JobResult
@@ -52,11 +52,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     rt = runtime()
     margin = rt.settings.worker_deadline_margin_s
 
-    def record_handler(record: SqsRecordModel) -> str:
-        bind_log_keys(message_id=record.messageId)
+    def record_handler(record: SQSRecord) -> str:
+        message_id = record.message_id
+        bind_log_keys(message_id=message_id)
         metrics.add_metric(name="JobMessages", unit=MetricUnit.Count, value=1)
         try:
-            job = BroadcastJob.model_validate_json(str(record.body))
+            job = BroadcastJob.model_validate_json(record.body)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
@@ -65,7 +66,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             logger.error("not a broadcast job", extra={"problems": problems})
             metrics.add_metric(name="InvalidJobs", unit=MetricUnit.Count, value=1)
             raise
-        bind_log_keys(message_id=record.messageId, job_id=job.job_id, segment=job.segment)
+        bind_log_keys(message_id=message_id, job_id=job.job_id, segment=job.segment)
         # The step's lease lasts as long as Lambda may run this invocation, no longer: a copy of
         # the message redelivered after that finds the step free to take over.
         lease_s = context.get_remaining_time_in_millis() / 1000
@@ -75,7 +76,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             raise OutOfTimeError("no time left to start this job")
         started = time.monotonic()
         try:
-            result = rt.run(_run(rt, job, record.messageId, started + seconds_left, lease_s))
+            result = rt.run(_run(rt, job, message_id, started + seconds_left, lease_s))
         except Exception:
             logger.exception("the job failed; SQS will redeliver it")
             raise
@@ -105,10 +106,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return action
 
     # A processor per invocation: it holds the batch's results, and the local poller runs
-    # invocations on several threads at once.
-    processor = BatchProcessor(
-        event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
-    )
+    # invocations on several threads at once. Records are Powertools' data class, not its
+    # parser's pydantic model: SQS sends the record's shape, the body is validated as a job
+    # right above, and the parser would cost every cold start its import.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     response: dict[str, Any] = dict(
         process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from wsfanout.aws.account import REGION
 from wsfanout.aws.endpoints import (
     DEFAULT_REGION,
     STAGE_NAME,
@@ -22,7 +23,9 @@ from wsfanout.exceptions import ConfigurationError
         ("https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod", None, "cn-north-1"),
         ("https://ws.example.com/prod", "ap-southeast-2", "ap-southeast-2"),
         ("https://ws.example.com/prod", None, DEFAULT_REGION),
-        ("http://127.0.0.1:8080/test", "", DEFAULT_REGION),
+        ("http://127.0.0.1:8080/test", "", REGION),  # the local stack's account
+        ("http://localhost:8080/test", None, REGION),
+        ("http://127.0.0.1:8080/test", "eu-west-1", "eu-west-1"),
     ],
 )
 def test_region_of_endpoint(endpoint: str, default: str | None, expected: str) -> None:

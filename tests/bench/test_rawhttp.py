@@ -9,7 +9,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from wsfanout.aws.account import KEY_ID, SECRET
+from wsfanout.aws.account import KEY_ID, REGION, SECRET
 from wsfanout.aws.sigv4 import Credentials, PostSigner
 from wsfanout.bench.rawhttp import RawOrigin
 from wsfanout.local.management import Faults, ManagementEndpoint, serve
@@ -110,7 +110,7 @@ async def test_signed_posts_are_accepted_and_gone_ids_answered_410(
     context = certificate.server_context() if tls else None
     async with serve(fake, ssl_context=context) as base:
         url = f"{base}/bench"
-        signer = PostSigner(url, "us-east-1")
+        signer = PostSigner(url, REGION)
         credentials = Credentials(KEY_ID, SECRET, None)
         origin = RawOrigin(url, certificate.client_context() if tls else None)
         connection = await origin.connect()

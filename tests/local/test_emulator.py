@@ -818,6 +818,7 @@ async def test_real_route_handler_against_moto(
                         "type": "ack",
                         "action": "joinRoom",
                         "room": "lobby",
+                        "seq": 0,  # the durable room's latest: nothing sent yet
                     }
                     message = {"action": "sendMessage", "to": {"connection": bob_id}, "data": "hi"}
                     await alice.send(json.dumps(message))

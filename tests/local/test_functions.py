@@ -607,7 +607,7 @@ async def test_the_route_handler_as_a_process_behind_the_emulator(
                 with anyio.fail_after(WAIT_S):
                     await alice.send(json.dumps({"action": "joinRoom", "room": "lobby"}))
                     ack = json.loads(await alice.recv())
-                assert ack == {"type": "ack", "action": "joinRoom", "room": "lobby"}
+                assert ack == {"type": "ack", "action": "joinRoom", "room": "lobby", "seq": 0}
                 alice_id = emulator.connection_id_of(user_agent="alice")
                 items = (await dynamodb.scan(TableName=table_name))["Items"]
                 keys = {(i["PK"]["S"], i["SK"]["S"]) for i in items}

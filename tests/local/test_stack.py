@@ -71,6 +71,7 @@ async def test_a_room_message_reaches_the_member_through_sqs(monkeypatch) -> Non
                 "type": "ack",
                 "action": "joinRoom",
                 "room": "lobby",
+                "seq": 0,  # the durable room's latest: nothing sent yet
             }
             await bob.send(json.dumps({"action": "joinRoom", "room": "lobby"}))  # members post
             assert (await _frame_of_type(bob, "ack"))["action"] == "joinRoom"

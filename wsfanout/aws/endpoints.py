@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 from typing import Final
+from urllib.parse import urlsplit
 
 from ..exceptions import ConfigurationError
+from .account import REGION as LOCAL_REGION
 
 __all__ = ["DEFAULT_REGION", "STAGE_NAME", "endpoint_for", "region_of_endpoint", "resolve_endpoint"]
 
 DEFAULT_REGION: Final = "us-east-1"
 """Signing region when neither the endpoint's host name nor the configuration names one."""
+
+_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 STAGE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 """API Gateway's stage names: "alphanumeric characters, hyphens, and underscores", at most 128."""
@@ -48,8 +52,13 @@ def resolve_endpoint(endpoint: str | None, default: str | None) -> str:
 
 
 def region_of_endpoint(endpoint: str, default: str | None) -> str:
-    """The signing region: the one in an ``execute-api`` host name, else the configured one."""
+    """The signing region: the one in an ``execute-api`` host name, else the configured one;
+    with neither, the local account's region for a loopback host (the local stack's stand-in
+    verifies signatures for that region), else :data:`DEFAULT_REGION`."""
     found = _REGION_IN_HOST.search(endpoint)
     if found:
         return found.group(1)
-    return default or DEFAULT_REGION
+    if default:
+        return default
+    host = urlsplit(endpoint).hostname or ""
+    return LOCAL_REGION if host in _LOOPBACK else DEFAULT_REGION

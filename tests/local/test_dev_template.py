@@ -212,3 +212,130 @@ def test_a_template_it_cannot_run_is_refused_with_one_line(tmp_path: Path) -> No
     assert line.startswith("wsfanout: error: ")
     assert "NodeFn" in line
     assert "nodejs20.x" in line
+
+
+SCRATCH_HANDLER = """\
+import json
+import os
+
+import boto3
+
+
+def hello(event, context):
+    connection_id = event["requestContext"]["connectionId"]
+    item = {"id": {"S": connection_id}}
+    boto3.client("dynamodb").put_item(TableName=os.environ["TABLE"], Item=item)
+    management = boto3.client("apigatewaymanagementapi", endpoint_url=os.environ["ENDPOINT"])
+    management.post_to_connection(ConnectionId=connection_id, Data=json.dumps(item).encode())
+    return {"statusCode": 200}
+"""
+
+_SCRATCH_ENVIRONMENT = """\
+      Environment:
+        Variables:
+          TABLE: !Ref Items
+          ENDPOINT: !Sub https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/dev
+"""
+_SCRATCH_TABLE = """\
+  Items:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
+      KeySchema: [{AttributeName: id, KeyType: HASH}]
+"""
+SCRATCH = {
+    "raw": f"""\
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties:
+      Name: scratch
+      ProtocolType: WEBSOCKET
+      RouteSelectionExpression: $request.body.action
+  Hello:
+    Type: AWS::Lambda::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.hello
+      Code: src
+      Role: arn:aws:iam::123456789012:role/hello
+{_SCRATCH_ENVIRONMENT}  Integration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub
+        arn:aws:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{Hello.Arn}}/invocations
+  HelloRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Api
+      RouteKey: hello
+      Target: !Sub integrations/${{Integration}}
+  Stage:
+    Type: AWS::ApiGatewayV2::Stage
+    Properties:
+      ApiId: !Ref Api
+      StageName: dev
+{_SCRATCH_TABLE}""",
+    "sam": f"""\
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Api:
+    Type: AWS::Serverless::WebSocketApi
+    Properties:
+      RouteSelectionExpression: $request.body.action
+      StageName: dev
+      Routes:
+        hello:
+          FunctionArn: !GetAtt Hello.Arn
+  Hello:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      CodeUri: src/
+      Handler: app.hello
+{_SCRATCH_ENVIRONMENT}{_SCRATCH_TABLE}""",
+}
+
+
+@pytest.mark.parametrize("form", list(SCRATCH))
+async def test_dev_runs_a_template_written_from_scratch_for_boto3_and_the_aws_cli(
+    tmp_path: Path, form: str
+) -> None:
+    """A template from scratch (raw ``AWS::ApiGatewayV2`` + ``AWS::Lambda::Function``, or SAM's
+    ``AWS::Serverless::WebSocketApi``): ``wsfanout dev --template`` runs it; its function writes
+    to its own table and posts back through the management URL its ``!Sub`` resolved to; then
+    the AWS CLI and boto3 reach the same table and connection through the exports alone."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text(SCRATCH_HANDLER)
+    (tmp_path / "template.yaml").write_text(SCRATCH[form])
+    command = [WSFANOUT, "dev", "--template", "template.yaml"]
+    async with running_dev(command, tmp_path / "stderr.txt", cwd=tmp_path) as running:
+        await running.out.until("to stop")
+        dev = Dev(running.out)
+        assert dev.ws_url.endswith("/dev")
+        async with connect(dev.ws_url) as ws:
+            await ws.send(json.dumps({"action": "hello"}))
+            connection_id = json.loads(await _text(ws))["id"]["S"]
+            scan = json.loads(
+                await anyio.to_thread.run_sync(
+                    dev.shell, f"{AWS} dynamodb scan --table-name $CONNECTIONS_TABLE --output json"
+                )
+            )
+            assert scan["Items"] == [{"id": {"S": connection_id}}]
+            await anyio.to_thread.run_sync(
+                dev.shell,
+                f"{AWS} apigatewaymanagementapi post-to-connection "
+                f"--connection-id '{connection_id}' --data from-the-cli",
+            )
+            script = (
+                "import boto3; boto3.client('apigatewaymanagementapi').post_to_connection("
+                f"ConnectionId={connection_id!r}, Data=b'from-boto3')"
+            )
+            await anyio.to_thread.run_sync(dev.shell, f"{sys.executable} -c {shlex.quote(script)}")
+            assert await _text(ws) == "from-the-cli"
+            assert await _text(ws) == "from-boto3"
+        await running.stop(signal.SIGINT)

@@ -183,7 +183,33 @@ class RetryPolicy:
         return await call()
 
 
-class Throttle:
+class _Slots:
+    """Up to ``concurrency`` requests in flight: what both pacers hold, and how a slot is taken
+    and given back (``async with pacer:`` around each request)."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.ceiling = concurrency
+        self._limiter = anyio.CapacityLimiter(concurrency)
+
+    async def _take(self) -> None:
+        # A free slot is taken without a trip through the event loop (``acquire`` always makes
+        # one, and at zero latency that trip is a visible share of a delivery's CPU); the
+        # request that follows yields anyway.
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._limiter.release()
+
+
+class Throttle(_Slots):
     """Caps requests in flight; shrinks on 429s and grows back on successes.
 
     Use ``async with throttle:`` around each request.
@@ -197,9 +223,8 @@ class Throttle:
         pause_s: float = 0.05,
         max_pause_s: float = 2.0,
     ) -> None:
-        self.ceiling = concurrency
+        super().__init__(concurrency)
         self._floor = max(1, min(floor, concurrency))
-        self._limiter = anyio.CapacityLimiter(concurrency)
         self._pause_s = pause_s
         self._max_pause_s = max_pause_s
         self._resume_at = 0.0
@@ -217,21 +242,7 @@ class Throttle:
             wait = self._resume_at - anyio.current_time()
             if wait > 0:
                 await anyio.sleep(wait)
-        # A free slot is taken without a trip through the event loop (``acquire`` always makes
-        # one, and at zero latency that trip is a visible share of a delivery's CPU); the
-        # request that follows yields anyway.
-        try:
-            self._limiter.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._limiter.acquire()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._limiter.release()
+        await self._take()
 
     def throttled(self) -> None:
         """A request was answered 429: cut the pool, at most once per cool-down window."""
@@ -255,7 +266,7 @@ class Throttle:
                 self._limiter.total_tokens = self.limit + 1
 
 
-class LearntRate:
+class LearntRate(_Slots):
     """Caps requests in flight at ``concurrency`` and paces their starts at a rate learnt from
     429s: a token bucket in the sender whose rate follows an AIMD on the observed accept rate.
 
@@ -302,8 +313,7 @@ class LearntRate:
             raise ValueError("decrease must be in (0, 1) and floor in (0, 1]")
         if growth < 0.0 or window_s <= 0.0 or cooldown_s < 0.0:
             raise ValueError("growth and cooldown_s must not be negative, window_s positive")
-        self.ceiling = concurrency
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        super().__init__(concurrency)
         self._decrease = decrease
         self._growth = growth
         self._window_s = window_s
@@ -357,18 +367,7 @@ class LearntRate:
         wait = self.reserve()
         if wait > 0:
             await anyio.sleep(wait)
-        try:  # a free slot without a trip through the event loop, as Throttle does
-            self._limiter.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._limiter.acquire()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._limiter.release()
+        await self._take()
 
     def throttled(self) -> None:
         """A request was answered 429: pace at ``decrease`` x the accept rate, once per

@@ -465,10 +465,13 @@ def run_dev(options: DevOptions = DevOptions(), *, out: TextIO | None = None) ->
     """Run the stack until SIGINT (Ctrl-C), SIGTERM or SIGHUP (its terminal closed); print
     where everything is and the exports a second shell needs. Returns 0.
 
-    ``options.app`` is imported from the current directory before the stack starts and serves
+    ``options.template`` runs that template's API, each function in worker processes of its
+    own (see :mod:`wsfanout.local.dev_template`). Otherwise the built-in stack runs in this
+    process: ``options.app`` is imported from the current directory before it starts and serves
     every route (see :mod:`wsfanout.local.apps`); without it the built-in handler does.
 
     :raises InvalidInputError: the app cannot be loaded (nothing has started yet).
+    :raises TemplateError: the template cannot be read or run (nothing has started yet).
     :raises ConfigurationError: moto could not start (its port is taken).
     :raises OSError: the emulator's port cannot be bound.
     """

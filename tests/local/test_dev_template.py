@@ -29,6 +29,7 @@ from websockets.asyncio.client import connect
 from tests.helpers import WSFANOUT
 from tests.local.dev_process import Output, running_dev
 from tests.local.test_stack import _frame_of_type
+from tests.local.test_templated import project
 from wsfanout.cli.main import main
 
 pytestmark = pytest.mark.timeout(180)
@@ -309,9 +310,7 @@ async def test_dev_runs_a_template_written_from_scratch_for_boto3_and_the_aws_cl
     ``AWS::Serverless::WebSocketApi``): ``wsfanout dev --template`` runs it; its function writes
     to its own table and posts back through the management URL its ``!Sub`` resolved to; then
     the AWS CLI and boto3 reach the same table and connection through the exports alone."""
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "app.py").write_text(SCRATCH_HANDLER)
-    (tmp_path / "template.yaml").write_text(SCRATCH[form])
+    project(tmp_path, SCRATCH[form], SCRATCH_HANDLER)
     command = [WSFANOUT, "dev", "--template", "template.yaml"]
     async with running_dev(command, tmp_path / "stderr.txt", cwd=tmp_path) as running:
         await running.out.until("to stop")

@@ -167,10 +167,10 @@ Resources:
 """
 
 
-def project(directory: Path, template: str) -> Path:
+def project(directory: Path, template: str, handlers: str = HANDLERS) -> Path:
     """A project directory: ``template.yaml`` and its handlers in ``src/app.py``."""
     (directory / "src").mkdir(parents=True)
-    (directory / "src" / "app.py").write_text(HANDLERS)
+    (directory / "src" / "app.py").write_text(handlers)
     path = directory / "template.yaml"
     path.write_text(textwrap.dedent(template))
     return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +27,7 @@ from wsfanout.local.conformance import (
     open_target,
     passed,
     run_checks,
+    runner,
     skipped,
 )
 from wsfanout.local.conformance.api import TEMPLATE
@@ -159,13 +161,27 @@ async def test_checks_that_need_a_knob_skip_without_it() -> None:
     assert "--idle-timeout" in results[1].detail
 
 
-async def test_a_check_that_raises_or_is_unknown() -> None:
-    name = "test-only: a check that breaks"
+async def test_a_check_that_raises_hangs_or_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    name, waits, hangs = (
+        f"test-only: a check that {what}" for what in ("breaks", "waits", "hangs")
+    )
 
     @check(name)
     async def broken(_target: ConformanceTarget) -> Verdict:
         raise RuntimeError("boom")
 
+    @check(waits)
+    async def waiting(_target: ConformanceTarget) -> Verdict:
+        with anyio.fail_after(0.01):  # one of its own waits runs out: not "no verdict"
+            await anyio.sleep_forever()
+        return passed("unreachable")
+
+    @check(hangs)
+    async def hanging(_target: ConformanceTarget) -> Verdict:
+        await anyio.sleep_forever()
+        return passed("unreachable")
+
+    monkeypatch.setattr(runner, "CHECK_TIMEOUT_S", 0.5)
     try:
         with pytest.raises(ConfigurationError):
             check(name)(broken)
@@ -173,12 +189,17 @@ async def test_a_check_that_raises_or_is_unknown() -> None:
             local_stack() as stack,
             open_target(stack.ws_url, stack.management_url) as target,
         ):
-            [result] = await run_checks(target, [name])
+            results = await run_checks(target, [name, waits, hangs])
             with pytest.raises(InvalidInputError):
                 await run_checks(target, ["no such behaviour"])
     finally:
-        del CHECKS[name]
-    assert (result.outcome, result.detail) == ("fail", "RuntimeError: boom")
+        for registered in (name, waits, hangs):
+            del CHECKS[registered]
+    assert [(r.outcome, r.detail) for r in results] == [
+        ("fail", "RuntimeError: boom"),
+        ("fail", "TimeoutError"),
+        ("fail", "no verdict within 0.5 s"),
+    ]
     assert passed("x").outcome == "pass"
     assert skipped("x").outcome == "skip"
 

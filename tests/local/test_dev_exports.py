@@ -59,8 +59,9 @@ def only(exports: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 async def run(command: list[str], env: dict[str, str]) -> str:
     done = await anyio.run_process(command, env=env, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode()
+    out = done.stdout.decode()
+    assert done.returncode == 0, f"{out[-4000:]}\n{done.stderr.decode()[-4000:]}"
+    return out
 
 
 async def test_boto3_and_the_cli_use_the_printed_exports_alone(tmp_path: Path) -> None:
@@ -94,7 +95,8 @@ async def test_boto3_and_the_cli_use_the_printed_exports_alone(tmp_path: Path) -
             aws = shutil.which("aws")
             if aws is not None:  # the AWS CLI honours the variable as boto3 does
                 cli = [aws, "apigatewaymanagementapi", "get-connection"]
-                described = await run([*cli, "--connection-id", connection_id], env)
+                # an id may start with "-": the = form keeps the CLI from reading it as an option
+                described = await run([*cli, f"--connection-id={connection_id}"], env)
                 assert json.loads(described)["Identity"]["UserAgent"] == headers["User-Agent"]
 
         await conformance_through_the_exports(ws_url, management, env)

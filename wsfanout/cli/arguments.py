@@ -7,7 +7,9 @@ commands can show the reason verbatim.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import re
+import sys
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
@@ -25,10 +27,27 @@ __all__ = [
 ]
 
 
+# A connection id as API Gateway makes them; one may start with "-", which argparse takes
+# for an option unless it comes after "--".
+_DASHED_ID = re.compile(r"-[A-Za-z0-9_-]{14}=")
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but an error is one line on stderr and exit status 2."""
+    """argparse, but an error is one line on stderr and exit status 2; one caused by a
+    connection id that starts with ``-`` says to put it after ``--``."""
+
+    _argv: Sequence[str] = ()
+
+    def parse_known_args(  # type: ignore[override]  # typeshed overloads; one signature here
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
+        dashed = next((arg for arg in self._argv if _DASHED_ID.fullmatch(arg)), None)
+        if dashed is not None:
+            message += f" (an id that starts with '-' goes after '--': -- {dashed})"
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

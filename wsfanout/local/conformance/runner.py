@@ -33,9 +33,11 @@ so it cannot starve the others).
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -80,6 +82,8 @@ __all__ = [
 
 CHECK_TIMEOUT_S: Final = 60.0
 """A check running longer fails: every wait inside one is bounded well below this."""
+
+_PACKAGE: Final = str(Path(__file__).resolve().parents[2])  # wsfanout/, for _broke
 
 WAIT_S: Final = 10.0
 """How long a check waits for the target to act (a frame, a close, a connection gone)."""
@@ -355,12 +359,24 @@ async def run_checks(target: ConformanceTarget, names: Iterable[str] | None = No
         raise InvalidInputError(f"no conformance check named {unknown[0]!r}")
     results = []
     for name in chosen:
-        try:
-            with anyio.fail_after(CHECK_TIMEOUT_S):
+        verdict = failed(f"no verdict within {CHECK_TIMEOUT_S:g} s")
+        # A scope of our own, not fail_after: a TimeoutError from inside the check (one of its
+        # own waits, a client's timeout) is a different failure, and says where it came from.
+        with anyio.move_on_after(CHECK_TIMEOUT_S):
+            try:
                 verdict = await CHECKS[name](target)
-        except TimeoutError:
-            verdict = failed(f"no verdict within {CHECK_TIMEOUT_S:g} s")
-        except Exception as exc:  # a check that breaks is a failed behaviour
-            verdict = failed(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a check that breaks is a failed behaviour
+                verdict = failed(_broke(exc))
         results.append(Result(name, verdict.outcome, verdict.detail))
     return results
+
+
+def _broke(exc: Exception) -> str:
+    """What broke a check: the exception, and the last line of the package it passed through
+    (``TimeoutError`` alone would not say which wait ran out)."""
+    where = ""
+    tb = exc.__traceback__
+    for frame, line in traceback.walk_tb(tb.tb_next if tb else None):  # past run_checks
+        if frame.f_code.co_filename.startswith(_PACKAGE):
+            where = f" (at {Path(frame.f_code.co_filename).name}:{line})"
+    return f"{type(exc).__name__}: {exc}{where}" if str(exc) else f"{type(exc).__name__}{where}"

@@ -11,6 +11,7 @@ from wsfanout import App, ConnectionRefused
 from wsfanout.app import Context, Router, Rules
 from wsfanout.app.context import deliver, target_of
 from wsfanout.core.models import UsersTarget
+from wsfanout.core.outcomes import Outcome
 from wsfanout.testing import MemoryServices, TestClient
 
 
@@ -382,3 +383,35 @@ async def test_attributes_too_large_for_the_registry_are_the_apps_bug() -> None:
         with pytest.raises(RuntimeError, match="answered 500"):
             await client.connect()
         assert client.registry.connections == {}
+
+
+async def test_a_reply_is_retried_while_throttled_or_failing_and_never_after_a_410(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = App()
+
+    @app.route("hello")
+    async def hello(ctx: Context) -> None:
+        await ctx.reply({"type": "hello"})
+
+    async with TestClient(app) as client:
+        conn = await client.connect()
+        board = client.services.switchboard
+        real = board.post
+        answers = [Outcome.THROTTLED, Outcome.THROTTLED, Outcome.SERVER_ERROR]
+        refused: list[Outcome] = []
+
+        async def post(connection_id: str, data: bytes, endpoint: str | None = None) -> Outcome:
+            if answers:
+                refused.append(answers.pop(0))
+                return refused[-1]
+            return await real(connection_id, data, endpoint)
+
+        monkeypatch.setattr(board, "post", post)
+        await conn.send({"action": "hello"})
+        assert conn.new() == [{"type": "hello"}]
+        assert refused == [Outcome.THROTTLED, Outcome.THROTTLED, Outcome.SERVER_ERROR]
+
+        answers[:] = [Outcome.GONE, Outcome.GONE]
+        await conn.send({"action": "hello"})
+        assert (conn.new(), answers) == ([], [Outcome.GONE]), "a 410 is final: asked once"

@@ -13,10 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
+import anyio
 from pydantic import JsonValue
 
 from ..core.history import MAX_SEQ, stamped
@@ -30,6 +32,7 @@ from ..core.models import (
     UsersTarget,
 )
 from ..core.outcomes import Outcome
+from ..core.pacing import RetryPolicy
 from ..core.protocol import error_frame, reset_frame, strict_loads
 from ..exceptions import ConnectionNotFoundError, FrameError, PayloadTooLargeError
 
@@ -51,6 +54,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("wsfanout")
+_RNG = random.Random()  # the reply retries' jitter (only timing: no need for secrets)
 """The App's log lines. The standard library's logger of the name Powertools'
 ``Logger(service="wsfanout")`` (:mod:`wsfanout.handlers.runtime`) configures: on the Lambda side
 they are Powertools' JSON with the invocation's keys; a sender's process, which has no
@@ -244,10 +248,29 @@ class Context:
         return self._json
 
     async def reply(self, data: Data) -> None:
-        """Send ``data`` to this connection (not during ``$connect``: it is not open yet)."""
+        """Send ``data`` to this connection (not during ``$connect``: it is not open yet).
+
+        A 429 (the account's throttle), a 5xx or a network error is retried as the engine
+        retries a recipient (:class:`~wsfanout.core.pacing.RetryPolicy`), while the
+        invocation's deadline allows: an answer is one request, and dropping it on the first
+        429 would lose it when the account is busy. What still fails is logged, not raised.
+        """
         payload, _ = encode(data)
         sender = await self.services.sender()
-        outcome = await sender.post(self.connection_id, payload, self.endpoint)
+        retry, attempts, throttled = RetryPolicy(), 0, 0
+        while True:
+            outcome = await sender.post(self.connection_id, payload, self.endpoint)
+            if outcome is Outcome.DELIVERED or not outcome.retryable:
+                break
+            if outcome is Outcome.THROTTLED:
+                throttled += 1
+            else:
+                attempts += 1
+            pause = retry.delay(attempts + throttled, _RNG)
+            late = self.deadline is not None and anyio.current_time() + pause >= self.deadline
+            if late or attempts >= retry.max_attempts or throttled >= retry.max_throttled_attempts:
+                break
+            await anyio.sleep(pause)
         if outcome is not Outcome.DELIVERED:
             logger.warning("could not answer the sender", extra={"outcome": outcome.value})
 

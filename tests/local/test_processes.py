@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import subprocess
+import sys
+import time
 import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
 
 from wsfanout.exceptions import ConfigurationError
+from wsfanout.local.motoserver import WATCH_INTERVAL_S
 from wsfanout.local.processes import endpoint_process
 from wsfanout.local.signatures import signed_headers
 
@@ -65,3 +69,39 @@ def test_a_start_that_fails_names_the_childs_error() -> None:
         endpoint_process(["--latency", "-1"], startup_timeout=30),
     ):
         pytest.fail("the endpoint started with a negative latency")
+
+
+# A parent that starts moto, prints its URL and waits to be killed.
+PARENT = """
+import sys, time
+from wsfanout.local.processes import moto_server
+with moto_server() as url:
+    print(url, flush=True)
+    time.sleep(120)  # killed long before: the test's SIGKILL ends it
+"""
+
+
+def test_moto_ends_when_the_process_that_started_it_is_killed() -> None:
+    parent = subprocess.Popen(  # noqa: S603  (our interpreter, our script)
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        url = parent.stdout.readline().strip()
+        with urllib.request.urlopen(f"{url}/moto-api/", timeout=ANSWER_TIMEOUT_S):  # noqa: S310  (loopback)
+            pass
+        parent.kill()  # no finally of its own runs: only moto's watch can end moto
+        parent.wait(timeout=ANSWER_TIMEOUT_S)
+    finally:
+        parent.kill()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    port = int(urlsplit(url).port or 0)
+    give_up = time.monotonic() + ANSWER_TIMEOUT_S
+    while True:  # polled, bounded: moto looks for its parent every WATCH_INTERVAL_S
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            break  # refused: moto is gone
+        assert time.monotonic() < give_up, f"moto still serves {url} after its parent died"
+        time.sleep(WATCH_INTERVAL_S / 5)

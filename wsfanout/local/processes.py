@@ -82,6 +82,10 @@ def _stop(proc: subprocess.Popen[bytes], tail: _Tail | None = None) -> None:
             pipe.close()
 
 
+def _moto_args(port: int) -> list[str]:
+    return ["-H", "127.0.0.1", "-p", str(port)]
+
+
 @contextmanager
 def moto_server(startup_timeout: float = 30.0, port: int = 0) -> Iterator[str]:
     """Run ``moto.server`` on 127.0.0.1 and yield its URL once it answers.
@@ -116,7 +120,8 @@ def moto_process(
     else:
         port = free_port()
     proc = subprocess.Popen(  # noqa: S603  (our own interpreter, fixed arguments)
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        # moto under a watch that ends it with this process (see wsfanout.local.motoserver)
+        [sys.executable, "-m", "wsfanout.local.motoserver", str(os.getpid()), *_moto_args(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=_clean_env(),

@@ -12,7 +12,7 @@ import pytest
 
 from wsfanout import App
 from wsfanout.app import Context, Presence
-from wsfanout.exceptions import QueueError
+from wsfanout.exceptions import QueueError, RegistryError
 from wsfanout.settings import Settings
 from wsfanout.testing import AppConnection, TestClient
 
@@ -233,3 +233,21 @@ async def test_a_failed_event_job_is_logged_not_the_sender_s_error(
         assert await client.registry.is_member(bob.connection_id, "lobby")
         assert "could not send the presence events" in caplog.text
         assert alice.new() == [{"type": "ack", "action": "join"}]
+
+
+async def test_a_disconnect_whose_rooms_cannot_be_read_still_removes_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with TestClient(presence_app(), settings=SETTINGS) as client:
+        stays = await joined(client, "alice", "lobby")
+        goes = await joined(client, "bob", "lobby")
+        stays.new()
+
+        async def unreadable(connection_id: str) -> list[str]:
+            raise RegistryError("DynamoDB is down")
+
+        client.registry.rooms_of = unreadable  # type: ignore[method-assign]
+        await goes.close()
+        assert goes.connection_id not in client.registry.connections
+        assert stays.new() == []
+        assert "no leave events" in caplog.text

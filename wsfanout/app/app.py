@@ -289,6 +289,16 @@ class App(Router, Owner):
         except WsFanoutError:  # the frame is still served; the next one tries again
             logger.warning("could not refresh the connection's lastSeen", exc_info=True)
 
+    async def _rooms_of(self, ctx: Context) -> list[str]:
+        """The rooms a disconnecting connection was in, read before its memberships go, so
+        its presence rooms get a leave event; none (and a log line) when they cannot be read:
+        removing the connection matters more."""
+        try:
+            return await (await ctx.services.registry()).rooms_of(ctx.connection_id)
+        except WsFanoutError:
+            logger.exception("could not read the rooms of the connection; no leave events")
+            return []
+
     async def _announce(self, ctx: Context) -> None:
         """Send the presence events the route or hook queued (after the route's own answer);
         a failure is logged, never the sender's error: its frame was served."""
@@ -307,9 +317,8 @@ class App(Router, Owner):
         except Exception:
             logger.exception("the $disconnect hook failed; the connection is removed anyway")
         registry = await services.registry()
+        rooms = await self._rooms_of(ctx) if self.presence_on else []
         try:
-            # Read before the memberships go: the presence rooms it was in get a leave event.
-            rooms = await registry.rooms_of(ctx.connection_id) if self.presence_on else []
             removed = await registry.delete(ctx.connection_id)
         except WsFanoutError:
             # API Gateway ignores the answer to $disconnect; the items' ttl reaps what is left.

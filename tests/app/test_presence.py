@@ -12,6 +12,7 @@ import pytest
 
 from wsfanout import App
 from wsfanout.app import Context, Presence
+from wsfanout.core.models import BroadcastJob
 from wsfanout.exceptions import QueueError, RegistryError
 from wsfanout.settings import Settings
 from wsfanout.testing import AppConnection, TestClient
@@ -231,7 +232,7 @@ async def test_a_failed_event_job_is_logged_not_the_sender_s_error(
         await bob.send({"action": "join", "room": "lobby"})
         assert bob.new() == [{"type": "ack", "action": "join"}]
         assert await client.registry.is_member(bob.connection_id, "lobby")
-        assert "could not send the presence events" in caplog.text
+        assert "could not send a presence event" in caplog.text
         assert alice.new() == [{"type": "ack", "action": "join"}]
 
 
@@ -251,3 +252,26 @@ async def test_a_disconnect_whose_rooms_cannot_be_read_still_removes_the_connect
         assert goes.connection_id not in client.registry.connections
         assert stays.new() == []
         assert "no leave events" in caplog.text
+
+
+async def test_one_event_that_cannot_be_enqueued_does_not_stop_the_others() -> None:
+    async with TestClient(presence_app(), settings=SETTINGS) as client:
+        stays = await joined(client, "alice", "one", "two")
+        goes = await joined(client, "bob", "one", "two")
+        stays.new()
+        queue = client.services.queue
+        run = queue.enqueue
+        refused: list[str] = []
+
+        async def first_refused(job: BroadcastJob) -> str:
+            if not refused:
+                refused.append(job.model_dump()["target"]["room"])
+                raise QueueError("the queue is down")
+            return await run(job)
+
+        queue.enqueue = first_refused  # type: ignore[method-assign]
+        await goes.close()
+        [told] = stays.new()
+        assert len(refused) == 1
+        assert told["room"] != refused[0]
+        assert told == event("leave", goes, told["room"], "bob")

@@ -299,14 +299,6 @@ class App(Router, Owner):
             logger.exception("could not read the rooms of the connection; no leave events")
             return []
 
-    async def _announce(self, ctx: Context) -> None:
-        """Send the presence events the route or hook queued (after the route's own answer);
-        a failure is logged, never the sender's error: its frame was served."""
-        try:
-            await ctx._send_announcements()
-        except WsFanoutError:
-            logger.exception("could not send the presence events")
-
     async def _disconnect(
         self, event: DisconnectEvent, raw: Mapping[str, Any], services: Services
     ) -> dict[str, Any]:
@@ -326,8 +318,8 @@ class App(Router, Owner):
             return _OK
         for room in rooms:
             if self.has_presence(room):
-                ctx.announce("leave", room)
-        await self._announce(ctx)
+                ctx._announce("leave", room)
+        await ctx._send_announcements()
         request = event.request_context
         logger.info(
             "disconnected",
@@ -368,7 +360,7 @@ class App(Router, Owner):
             await ctx.reply(error_frame("internal", "the frame could not be served"))
             return _OK
         finally:  # a join or leave done before a failure is done: the room is told of it
-            await self._announce(ctx)
+            await ctx._send_announcements()
         if result is None:
             return _OK
         payload, _ = encode(result)

@@ -31,7 +31,12 @@ from ..core.models import (
 )
 from ..core.outcomes import Outcome
 from ..core.protocol import error_frame, presence_event_frame, reset_frame, strict_loads
-from ..exceptions import ConnectionNotFoundError, FrameError, PayloadTooLargeError
+from ..exceptions import (
+    ConnectionNotFoundError,
+    FrameError,
+    PayloadTooLargeError,
+    WsFanoutError,
+)
 from .presence import Presence, PresenceEvent, presence_of
 
 if TYPE_CHECKING:
@@ -324,7 +329,7 @@ class Context:
         except ConnectionNotFoundError:
             raise FrameError("not_connected", "this connection is not registered") from None
         if new and self.presence_rooms(room):  # a re-join (a client's gap request) is no join
-            self._presence_events.append(("join", room))
+            self._announce("join", room)
         if not self.durable_rooms(room):
             return None
         history = await self.services.history()
@@ -343,7 +348,7 @@ class Context:
         invocation's route is done."""
         was_member = await (await self.services.registry()).leave_room(self.connection_id, room)
         if was_member and self.presence_rooms(room):
-            self._presence_events.append(("leave", room))
+            self._announce("leave", room)
         return was_member
 
     async def presence(self, room: str) -> Presence:
@@ -372,24 +377,27 @@ class Context:
         self._touched = await (await self.services.registry()).touch(self.connection_id)
         return self._touched
 
-    def announce(self, event: PresenceEvent, room: str) -> None:
-        """Have the framework tell ``room``'s other members that this connection joined or
-        left it, once the route or hook is done (``$disconnect`` announces its own leaves)."""
+    def _announce(self, event: PresenceEvent, room: str) -> None:
+        """Queue a presence event of this connection for ``room``'s other members, sent once
+        the route or hook is done (:meth:`_send_announcements`, which the App calls)."""
         self._presence_events.append((event, room))
 
     async def _send_announcements(self) -> None:
-        """Send what :meth:`announce` (and :meth:`join`, :meth:`leave`) queued: one broadcast
-        job per event, as every room send, since a room may hold any number of members and
-        the job keeps this invocation as short as it is without presence. Never durable (no
-        ``seq``): replayed after a reconnect, an event would tell of a state long past.
-
-        :raises QueueError: a job could not be enqueued (the events not yet sent stay queued).
+        """Send what :meth:`join`, :meth:`leave` (and the App's ``$disconnect``) queued, each
+        as a broadcast job, as every room send: a room may hold any number of members, and the
+        job keeps this invocation as short as it is without presence. Never durable (no
+        ``seq``): replayed after a reconnect, an event would tell of a state long past. An
+        event that cannot be enqueued is logged, never the sender's error (its frame was
+        served), and the others are still sent.
         """
-        while self._presence_events:
-            event, room = self._presence_events[0]
+        events, self._presence_events = self._presence_events, []
+        for event, room in events:
             frame = presence_event_frame(event, room, self.sender)
-            await deliver(self.services, RoomTarget(room=room), frame, exclude=[self.connection_id])
-            self._presence_events.pop(0)
+            target = RoomTarget(room=room)
+            try:
+                await deliver(self.services, target, frame, exclude=[self.connection_id])
+            except WsFanoutError:
+                logger.exception("could not send a presence event", extra={"room": room})
 
     async def close(self, reason: str | None = None) -> None:
         """Close this connection: an application close frame (``{"type": "close", ...}``), then

@@ -1,6 +1,6 @@
 """``wsfanout bench coldstart``: what a Lambda cold start of each entrypoint costs.
 
-Two measurements, each in fresh interpreters (a cold container imports everything anew):
+Three measurements, each in fresh interpreters (a cold container imports everything anew):
 
 - **import**: ``python -X importtime -c "import wsfanout.handlers.route"`` (and the others),
   N times each, interleaved; the total is the sum of the cumulative times of what the
@@ -12,6 +12,8 @@ Two measurements, each in fresh interpreters (a cold container imports everythin
   event against moto server (a ``$connect`` that writes the registry, a broadcast job that
   posts to moto's management API, a token the authorizer allows), then a warm invocation: so
   a cut that only moves the cost into the first invocation shows as such.
+- **artifact** (``--artifact``): the import from the Lambda artifact itself, with its bytecode
+  and without, in Python 3.12 (:mod:`wsfanout.bench.coldartifact`).
 """
 
 from __future__ import annotations

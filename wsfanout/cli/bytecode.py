@@ -23,6 +23,7 @@ from ..exceptions import InvalidInputError
 __all__ = [
     "PYTHON_ENV",
     "TASK_ROOT",
+    "BytecodeError",
     "Interpreter",
     "compile_tree",
     "find_python",

@@ -38,6 +38,7 @@ from wsfanout.aws import table
 from wsfanout.aws.account import CREDENTIALS, KEY_ID, REGION
 from wsfanout.aws.table import table_definition
 from wsfanout.cli import package as package_cli
+from wsfanout.cli.bytecode import find_python, is_unchecked_hash_pyc
 from wsfanout.cli.main import main
 from wsfanout.cli.new import create_project
 from wsfanout.testing import connect_event, message_event
@@ -45,6 +46,8 @@ from wsfanout.testing import connect_event, message_event
 pytestmark = pytest.mark.timeout(600)  # the first test waits for the three builds
 
 SCRIPT = cfn.ROOT / "deploy" / "package.py"
+LAMBDA_PYTHON = find_python(None, "3.12")
+PYC_312_MAGIC = (3531).to_bytes(2, "little") + b"\r\n"  # Python 3.12's bytecode magic number
 INVOKE = Path(__file__).with_name("invoke.py")
 BUILD_TIMEOUT_S = 540
 ELF_MACHINE = {"x86_64": 62, "aarch64": 183, "arm64": 183}
@@ -248,12 +251,48 @@ def test_leaves_out_what_lambda_never_runs(built: dict[str, Built], kind: str) -
     assert not shipped & {"rich", "moto", "websockets", "pytest", "boto3-stubs", "mypy"}
     for relative in ("wsfanout/bench", "wsfanout/local", "wsfanout/cli", "bin"):
         assert not (directory / relative).exists(), relative
-    assert not list(directory.rglob("__pycache__"))
-    assert not list(directory.rglob("*.pyc"))
+    # the caches pip or the project left are gone: every .pyc is the build's, of a module beside
+    tag = "cpython-312" if kind == "arm64" else sys.implementation.cache_tag
+    assert set(directory.rglob("*.pyc")) <= set(bytecode_paths(directory, tag))
     models = directory / "botocore" / "data"
     assert {p.name for p in models.iterdir() if p.is_dir()} == package.SERVICES
     for loaded_at_startup in ("endpoints.json", "partitions.json", "_retry.json"):
         assert (models / loaded_at_startup).is_file()
+
+
+def bytecode_paths(directory: Path, tag: str) -> list[Path]:
+    """Where the bytecode of each module of the tree goes, for interpreters of ``tag``."""
+    return [
+        path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc" for path in directory.rglob("*.py")
+    ]
+
+
+@pytest.mark.skipif(LAMBDA_PYTHON is None, reason="no Python 3.12 here to compile with")
+def test_the_lambda_build_ships_unchecked_bytecode_of_every_module(
+    built: dict[str, Built],
+) -> None:
+    assert LAMBDA_PYTHON is not None
+    artifact = built["arm64"]
+    expected = bytecode_paths(artifact.directory, "cpython-312")
+    assert len(expected) > 500, "the handlers' dependencies, not only wsfanout"
+    for pyc in expected:
+        with pyc.open("rb") as file:
+            header = file.read(16)
+        assert header[:4] == PYC_312_MAGIC, pyc
+        assert is_unchecked_hash_pyc(header), pyc
+    with zipfile.ZipFile(artifact.zip_path) as zf:
+        shipped = {name for name in zf.namelist() if name.endswith(".pyc")}
+    assert shipped == {p.relative_to(artifact.directory).as_posix() for p in expected}
+    assert f"bytecode compiled by Python {LAMBDA_PYTHON.version}" in artifact.report
+
+
+def test_the_local_builds_ship_bytecode_for_this_interpreter(built: dict[str, Built]) -> None:
+    for kind in ("local", "project"):
+        directory = built[kind].directory
+        for pyc in bytecode_paths(directory, sys.implementation.cache_tag):
+            assert is_unchecked_hash_pyc(pyc.read_bytes()[:16]), pyc
+        version = platform.python_version()
+        assert f"bytecode compiled by Python {version}" in built[kind].report
 
 
 def test_the_zip_holds_exactly_the_tree_readable_by_lambda(built: dict[str, Built]) -> None:
@@ -631,7 +670,14 @@ def test_the_zip_is_reproducible(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("arguments", "reason"),
-    [(["--bogus"], "unrecognized arguments: --bogus"), (["--out", "FILE"], "not a directory")],
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--out", "FILE"], "not a directory"),
+        (["--python", "/nonexistent/python3.12"], "not a Python interpreter that runs"),
+        (["--local", "--arch", "x86_64"], "--arch is for the Lambda build"),
+        (["--local", "--python", "python3"], "--python is for the Lambda build"),
+        (["--arch", "s390x"], "invalid choice: 's390x'"),
+    ],
 )
 def test_bad_arguments_exit_2_with_one_line(
     tmp_path: Path, arguments: list[str], reason: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import aioboto3
@@ -13,6 +14,7 @@ import pytest
 from tests.handlers.conftest import Stack, body_record, sqs_event, visibility_timeout_lapses
 from wsfanout.aws.lean import LeanGateway
 from wsfanout.bench.seeding import connection_ids
+from wsfanout.exceptions import InvalidInputError
 from wsfanout.handlers import broadcast
 from wsfanout.handlers.runtime import reset_runtime
 from wsfanout.local import containers
@@ -335,3 +337,39 @@ def assert_a_redelivery_sends_nothing(stack: Stack, message: dict[str, Any]) -> 
     before = sum(stack.fake.counts().values())
     assert broadcast.handler(sqs_event([message]), LambdaContext()) == {"batchItemFailures": []}
     assert sum(stack.fake.counts().values()) == before
+
+
+def test_the_partial_batch_response_names_each_record_that_raised() -> None:
+    seen: list[str] = []
+
+    def record_handler(record: Mapping[str, Any]) -> str:
+        seen.append(record["messageId"])
+        if record["body"] == "bad":
+            raise ValueError("not a job")
+        return "ok"
+
+    records = [
+        {"messageId": m, "body": body} for m, body in (("1", "ok"), ("2", "bad"), ("3", "ok"))
+    ]
+    event = {"Records": records}
+    assert broadcast.partial_batch_response(event, record_handler) == {
+        "batchItemFailures": [{"itemIdentifier": "2"}]
+    }
+    assert seen == ["1", "2", "3"], "a failed record does not stop the others"
+    every = {"Records": [{"messageId": "1", "body": "bad"}, {"messageId": "2", "body": "bad"}]}
+    assert broadcast.partial_batch_response(every, record_handler) == {
+        "batchItemFailures": [{"itemIdentifier": "1"}, {"itemIdentifier": "2"}]
+    }
+    assert broadcast.partial_batch_response({"Records": []}, record_handler) == {
+        "batchItemFailures": []
+    }
+
+
+def test_what_is_no_exception_ends_the_batch_and_no_records_is_refused() -> None:
+    def interrupted(record: Mapping[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        broadcast.partial_batch_response({"Records": [{"messageId": "1"}]}, interrupted)
+    with pytest.raises(InvalidInputError, match="not an SQS event"):
+        broadcast.partial_batch_response({"records": {}}, interrupted)

@@ -1,41 +1,25 @@
 """The API Gateway WebSocket events an app is invoked with, as pydantic models.
 
-Powertools' models of the three event types, plus what they leave out: the authorizer's output
-(``requestContext.authorizer``, forwarded by API Gateway to every route of the connection, its
-context values as strings) and the ``$connect`` query string.
-
-Powertools comes with the ``[lambda]`` extra: the App imports this module on its Lambda side
-only, and without the extra it raises a :class:`~wsfanout.exceptions.ConfigurationError` naming
-it.
+The fields of Powertools' parser models of the three event types (same names, aliases and
+types), plus what they leave out: the authorizer's output (``requestContext.authorizer``,
+forwarded by API Gateway to every route of the connection, its context values as strings) and
+the ``$connect`` query string. Written here rather than subclassed: importing Powertools'
+models imports its parser, and building them at import costs every cold start of a route
+function what this module's deferred models cost only for the event type an invocation serves.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.networks import IPvAnyNetwork
 
 from ..aws.endpoints import endpoint_for
-from ..extras import missing_extra
-
-try:
-    from aws_lambda_powertools.utilities.parser.models import (
-        APIGatewayWebSocketConnectEventModel,
-        APIGatewayWebSocketConnectEventRequestContext,
-        APIGatewayWebSocketDisconnectEventModel,
-        APIGatewayWebSocketDisconnectEventRequestContext,
-        APIGatewayWebSocketMessageEventModel,
-        APIGatewayWebSocketMessageEventRequestContext,
-    )
-except ModuleNotFoundError as exc:
-    raise missing_extra("lambda", exc) from None
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.parser.models import (
-        APIGatewayWebSocketEventRequestContextBase,
-    )
-
     from ..settings import Settings
 
 __all__ = [
@@ -44,11 +28,17 @@ __all__ = [
     "ConnectEvent",
     "DisconnectContext",
     "DisconnectEvent",
+    "Identity",
     "MessageContext",
     "MessageEvent",
+    "RequestContext",
     "deadline_of",
     "endpoint_of",
 ]
+
+# Every model here builds its validator on its first event (``defer_build``), so a cold start
+# pays for the one event type it serves, not all three.
+_DEFERRED = ConfigDict(defer_build=True)
 
 
 class Authorizer(BaseModel):
@@ -66,54 +56,96 @@ class Authorizer(BaseModel):
         return self.user_id or self.principal_id
 
 
-class _WithAuthorizer(BaseModel):
-    # Every model here builds its validator on its first event (``defer_build``), so a cold
-    # start pays for the one event type it serves, not all three.
-    model_config = ConfigDict(defer_build=True)
+class Identity(BaseModel):
+    """``requestContext.identity``: where the client connected from."""
 
+    model_config = _DEFERRED
+
+    source_ip: IPvAnyNetwork = Field(alias="sourceIp")
+    user_agent: str | None = Field(None, alias="userAgent")
+
+
+class RequestContext(BaseModel):
+    """What the request context of every WebSocket event holds."""
+
+    model_config = _DEFERRED
+
+    extended_request_id: str = Field(alias="extendedRequestId")
+    request_time: str = Field(alias="requestTime")
+    stage: str = Field(alias="stage")
+    connected_at: datetime = Field(alias="connectedAt")
+    request_time_epoch: datetime = Field(alias="requestTimeEpoch")
+    identity: Identity = Field(alias="identity")
+    request_id: str = Field(alias="requestId")
+    domain_name: str = Field(alias="domainName")
+    connection_id: str = Field(alias="connectionId")
+    api_id: str = Field(alias="apiId")
     authorizer: Authorizer | None = None
 
 
-class ConnectContext(APIGatewayWebSocketConnectEventRequestContext, _WithAuthorizer):
+class ConnectContext(RequestContext):
     """The $connect request context with the authorizer's output."""
 
+    route_key: Literal["$connect"] = Field(alias="routeKey")
+    event_type: Literal["CONNECT"] = Field(alias="eventType")
+    message_direction: Literal["IN"] = Field(alias="messageDirection")
 
-class MessageContext(APIGatewayWebSocketMessageEventRequestContext, _WithAuthorizer):
+
+class MessageContext(RequestContext):
     """A message's request context with the authorizer's output."""
 
+    route_key: str = Field(alias="routeKey")
+    message_id: str = Field(alias="messageId")
+    event_type: Literal["MESSAGE"] = Field(alias="eventType")
+    message_direction: Literal["IN", "OUT"] = Field(alias="messageDirection")
 
-class ConnectEvent(APIGatewayWebSocketConnectEventModel):
-    """Powertools' $connect model plus the fields it leaves out."""
 
-    model_config = ConfigDict(defer_build=True)
+class DisconnectContext(RequestContext):
+    """A ``$disconnect`` request context with the authorizer's output."""
 
+    route_key: Literal["$disconnect"] = Field(alias="routeKey")
+    disconnect_status_code: int = Field(alias="disconnectStatusCode")
+    event_type: Literal["DISCONNECT"] = Field(alias="eventType")
+    message_direction: Literal["IN"] = Field(alias="messageDirection")
+    disconnect_reason: str = Field(alias="disconnectReason")
+
+
+class ConnectEvent(BaseModel):
+    """A $connect event, with its query string."""
+
+    model_config = _DEFERRED
+
+    headers: dict[str, str] = Field(alias="headers")
+    multi_value_headers: dict[str, list[str]] = Field(alias="multiValueHeaders")
     request_context: ConnectContext = Field(alias="requestContext")
+    is_base64_encoded: bool = Field(alias="isBase64Encoded")
     query_string_parameters: dict[str, str] | None = Field(
         default=None, alias="queryStringParameters"
     )
 
 
-class MessageEvent(APIGatewayWebSocketMessageEventModel):
-    """Powertools' message model plus the authorizer context."""
+class MessageEvent(BaseModel):
+    """A message event: a frame a client sent."""
 
-    model_config = ConfigDict(defer_build=True)
+    model_config = _DEFERRED
 
     request_context: MessageContext = Field(alias="requestContext")
+    is_base64_encoded: bool = Field(alias="isBase64Encoded")
+    body: str | None = Field(None, alias="body")
 
 
-class DisconnectContext(APIGatewayWebSocketDisconnectEventRequestContext, _WithAuthorizer):
-    """A ``$disconnect`` request context with the authorizer's output."""
+class DisconnectEvent(BaseModel):
+    """A ``$disconnect`` event."""
 
+    model_config = _DEFERRED
 
-class DisconnectEvent(APIGatewayWebSocketDisconnectEventModel):
-    """Powertools' ``$disconnect`` model plus the authorizer context."""
-
-    model_config = ConfigDict(defer_build=True)
-
+    headers: dict[str, str] = Field(alias="headers")
+    multi_value_headers: dict[str, list[str]] = Field(alias="multiValueHeaders")
     request_context: DisconnectContext = Field(alias="requestContext")
+    is_base64_encoded: bool = Field(alias="isBase64Encoded")
 
 
-def endpoint_of(settings: Settings, context: APIGatewayWebSocketEventRequestContextBase) -> str:
+def endpoint_of(settings: Settings, context: RequestContext) -> str:
     """The management endpoint of the event's connection: the configured one, else the one
     API Gateway serves the event's ``domainName`` and ``stage`` on."""
     return settings.apigw_management_endpoint or endpoint_for(context.domain_name, context.stage)

@@ -1,6 +1,6 @@
 """``wsfanout bench coldstart``: what a Lambda cold start of each entrypoint costs.
 
-Two measurements, each in fresh interpreters (a cold container imports everything anew):
+Three measurements, each in fresh interpreters (a cold container imports everything anew):
 
 - **import**: ``python -X importtime -c "import wsfanout.handlers.route"`` (and the others),
   N times each, interleaved; the total is the sum of the cumulative times of what the
@@ -12,6 +12,8 @@ Two measurements, each in fresh interpreters (a cold container imports everythin
   event against moto server (a ``$connect`` that writes the registry, a broadcast job that
   posts to moto's management API, a token the authorizer allows), then a warm invocation: so
   a cut that only moves the cost into the first invocation shows as such.
+- **artifact** (``--artifact``): the import from the Lambda artifact itself, with its bytecode
+  and without, in Python 3.12 (:mod:`wsfanout.bench.coldartifact`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ __all__ = [
     "ColdstartOptions",
     "ImportSample",
     "bytecode_env",
+    "fmt_spread",
+    "import_summary",
     "parse_importtime",
     "run_coldstart",
     "sample_import",
@@ -58,6 +62,8 @@ class ColdstartOptions:
     invoke: bool = False
     bytecode: str = "cached"
     json_path: str | None = None
+    artifact: str | None = None  # a lambda.zip; "": build one here; None: no artifact case
+    python: str | None = None  # the Python 3.12 of the artifact case
 
 
 @dataclass(frozen=True)
@@ -102,20 +108,30 @@ def parse_importtime(stderr: str) -> tuple[float, dict[str, float], dict[str, fl
     return total, cumulative, self_ms
 
 
-def sample_import(module: str, env: Mapping[str, str] | None = None) -> ImportSample:
+def sample_import(
+    module: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    python: Sequence[str] = (sys.executable,),
+    root: Path | None = None,
+) -> ImportSample:
     """Import ``module`` in a fresh interpreter under ``-X importtime`` and time it.
+
+    ``python`` is the interpreter's command (with its options); ``root``, when given, goes first
+    on ``sys.path`` before the clock starts, as Lambda puts ``/var/task`` there.
 
     :raises ConfigurationError: when the import fails (its last line of error says why).
     """
     code = (
         "import sys, time\n"
-        f"sys.stderr.write({_MARK!r} + '\\n'); sys.stderr.flush()\n"
+        + ("" if root is None else f"sys.path.insert(0, {str(root)!r})\n")
+        + f"sys.stderr.write({_MARK!r} + '\\n'); sys.stderr.flush()\n"
         "w, c = time.perf_counter(), time.process_time()\n"
         f"import {module}\n"
         "print((time.perf_counter() - w) * 1000, (time.process_time() - c) * 1000)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code],
+        [*python, "-X", "importtime", "-c", code],
         capture_output=True,
         text=True,
         env=dict(env if env is not None else os.environ),
@@ -138,7 +154,9 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     return {"q1": q1, "median": median, "q3": q3}
 
 
-def _import_summary(module: str, samples: Sequence[ImportSample], top: int) -> dict[str, Any]:
+def import_summary(module: str, samples: Sequence[ImportSample], top: int) -> dict[str, Any]:
+    """Median and quartiles of each figure of ``samples``, and the ``top`` modules (by
+    cumulative time) and packages (by the self time of their modules)."""
     per_module: dict[str, list[float]] = defaultdict(list)
     per_package: dict[str, list[float]] = defaultdict(list)
     own_of: dict[str, list[float]] = defaultdict(list)
@@ -315,7 +333,8 @@ def _invocations(options: ColdstartOptions, base: Mapping[str, str]) -> dict[str
     return summary
 
 
-def _fmt(figures: Mapping[str, float]) -> str:
+def fmt_spread(figures: Mapping[str, float]) -> str:
+    """``median (q1-q3)``, in whole numbers."""
     return f"{figures['median']:.0f} ({figures['q1']:.0f}-{figures['q3']:.0f})"
 
 
@@ -339,7 +358,7 @@ def _print(document: Mapping[str, Any]) -> None:
         ("-X importtime total", "wall", "CPU", "modules"),
         {
             name: [
-                *(_fmt(row[key]) for key in ("total_ms", "wall_ms", "cpu_ms")),
+                *(fmt_spread(row[key]) for key in ("total_ms", "wall_ms", "cpu_ms")),
                 str(round(row["modules_loaded"])),
             ]
             for name, row in imports.items()
@@ -350,28 +369,77 @@ def _print(document: Mapping[str, Any]) -> None:
         packages = ", ".join(f"{p['name']} {p['self_ms']:.0f}" for p in row["top_packages"])
         console.print(f"[bold]{name}[/bold] top modules (cumulative ms): {modules}")
         console.print(f"[bold]{name}[/bold] top packages (self ms): {packages}")
+    if "artifact" in document:
+        _print_artifact(document["artifact"], document["runs"], table, console.print)
     if "invocations" in document:
         keys = ("init_ms", "first_ms", "init_plus_first_ms", "init_plus_first_cpu_ms", "warm_ms")
         table(
             "init + first invocation against moto server, ms: median (q1-q3)",
             ("init", "first", "init + first", "its CPU", "warm"),
             {
-                name: [_fmt(row[key]) for key in keys]
+                name: [fmt_spread(row[key]) for key in keys]
                 for name, row in document["invocations"].items()
             },
         )
 
 
+_WALL_CPU = ("wall_ms", "cpu_ms")
+
+
+def _print_artifact(
+    artifact: Mapping[str, Any],
+    runs: int,
+    table: Callable[[str, Sequence[str], Mapping[str, Sequence[str]]], None],
+    say: Callable[[str], None],
+) -> None:
+    rows: dict[str, list[str]] = {}
+    for name, row in artifact["imports"].items():
+        cells = []
+        for case in (row["with_bytecode"], row["without_bytecode"]):
+            cells += ["-"] * 2 if case is None else [f"{case[k]['median']:.0f}" for k in _WALL_CPU]
+        ratio = row["ratio"]
+        cells += ["-"] * 2 if ratio is None else [f"{ratio[k]:.1f}x" for k in _WALL_CPU]
+        rows[name] = cells
+    table(
+        f"import from the artifact in Python {artifact['python']}, ms: median of {runs} runs",
+        (".pyc wall", "CPU", "no .pyc wall", "CPU", "ratio wall", "CPU"),
+        rows,
+    )
+    built = "built here" if artifact["built"] else "given"
+    say(
+        f"artifact ({built}, {artifact['architecture']}): {artifact['zip']}, "
+        f"{artifact['pyc_files']} .pyc files"
+    )
+    if not artifact["pyc_files"]:
+        say("the artifact ships no bytecode: measured without only")
+    if artifact.get("note"):
+        say(artifact["note"])
+
+
 def run_coldstart(options: ColdstartOptions) -> int:
     """Measure, print the tables, write the JSON when asked; 0 unless a measurement failed.
 
-    :raises InvalidInputError: for an entrypoint name that is not one of :data:`ENTRYPOINTS`.
-    :raises ConfigurationError: when an import or a cold start fails.
+    :raises InvalidInputError: for an entrypoint name that is not one of :data:`ENTRYPOINTS`, or
+        an ``artifact`` that is no zip, or a ``python`` that is no 3.12.
+    :raises ConfigurationError: when an import or a cold start fails, or the artifact case
+        cannot run here (no Python 3.12, an artifact for another machine, a failed build).
     """
     unknown = [name for name in options.entrypoints if name not in ENTRYPOINTS]
     if unknown:
         raise InvalidInputError(
             f"unknown entrypoint {unknown[0]!r}; choose from {', '.join(ENTRYPOINTS)}"
+        )
+    artifact = None
+    if options.artifact is not None:  # first: what it cannot measure here fails fast
+        # here, not at the top: the artifact case builds on this module's sampling
+        from .coldartifact import measure_artifact  # noqa: PLC0415
+
+        artifact = measure_artifact(
+            options.artifact,
+            options.entrypoints,
+            runs=options.runs,
+            top=options.top,
+            python=options.python,
         )
     with tempfile.TemporaryDirectory(prefix="wsfanout-pycache-") as cache:
         env = bytecode_env(options.bytecode, Path(cache))
@@ -388,10 +456,12 @@ def run_coldstart(options: ColdstartOptions) -> int:
             "python": sys.version.split()[0],
             "command": f'{sys.executable} -X importtime -c "import MODULE"',
             "imports": {
-                name: _import_summary(ENTRYPOINTS[name], found, options.top)
+                name: import_summary(ENTRYPOINTS[name], found, options.top)
                 for name, found in samples.items()
             },
         }
+        if artifact is not None:
+            document["artifact"] = artifact
         if options.invoke:
             document["invocations"] = _invocations(options, env)
     _print(document)

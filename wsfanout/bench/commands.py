@@ -203,7 +203,9 @@ def _coldstart_command(modes: Any) -> None:
         "interpreters (interleaved) and report the median and quartiles of the total, its wall "
         "and CPU time, the top modules by cumulative time and the top packages by self time. "
         "With --invoke, also time init plus the first and a warm invocation of each with real "
-        "events against moto server.",
+        "events against moto server. With --artifact, also import each from a Lambda artifact "
+        "(wsfanout package's), unpacked read-only, in a Python 3.12, with and without its "
+        "bytecode.",
     )
     coldstart.add_argument(
         "--entrypoints",
@@ -222,6 +224,18 @@ def _coldstart_command(modes: Any) -> None:
         default="cached",
         help="every module from bytecode (default: an artifact shipped with .pyc) or compiled "
         "from source (none: a Lambda artifact without .pyc)",
+    )
+    coldstart.add_argument(
+        "--artifact",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ZIP",
+        help="also import each entrypoint from a Lambda artifact (default: build one with "
+        "wsfanout package for this machine) with its bytecode and without, in Python 3.12",
+    )
+    coldstart.add_argument(
+        "--python", metavar="PYTHON", help="the Python 3.12 of --artifact (default: as package)"
     )
     coldstart.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     coldstart.set_defaults(run=_cmd_coldstart)
@@ -386,5 +400,7 @@ def _cmd_coldstart(args: argparse.Namespace) -> int:
             invoke=args.invoke,
             bytecode=args.bytecode,
             json_path=args.json,
+            artifact=args.artifact,
+            python=args.python,
         )
     )

@@ -27,8 +27,16 @@ What else goes in, and why:
   botocore to its own patch line, while the runtime's copies are whatever release AWS last put
   there. Only the bundled pair is known to match aiobotocore.
 
-What is pruned: console scripts, bytecode caches, the test suites some dependencies ship, and
-the botocore and boto3 models of every AWS service the handlers do not call.
+What is pruned: console scripts, the bytecode caches pip or the project left, the test suites
+some dependencies ship, and the botocore and boto3 models of every AWS service the handlers do
+not call.
+
+What is added: the bytecode of every module, compiled by a Python 3.12 interpreter (the Lambda
+runtime's). Lambda's ``/var/task`` is read-only, so an artifact without ``.pyc`` files has every
+cold start compile each module it imports, and throw the result away. The interpreter is
+``--python``, else ``WSFANOUT_PACKAGE_PYTHON``, else this one when it is 3.12, else
+``python3.12`` on ``PATH``, else the newest 3.12 that pyenv installed (its shim refuses to run
+a version that is not selected); with none, the artifact ships no bytecode and says so.
 """
 
 from __future__ import annotations
@@ -54,8 +62,10 @@ from urllib.request import url2pathname
 import wsfanout
 
 from ..exceptions import InvalidInputError
+from .bytecode import PYTHON_ENV, BytecodeError, compile_tree, find_python, this_interpreter
 
 __all__ = [
+    "ARCHITECTURES",
     "CLI_ONLY",
     "LAMBDA_PYTHON",
     "SERVICES",
@@ -66,6 +76,7 @@ __all__ = [
     "app_code",
     "build",
     "installed_pins",
+    "lambda_platforms",
     "normalize",
     "project_requirements",
     "prune",
@@ -77,14 +88,19 @@ __all__ = [
 ]
 
 LAMBDA_PYTHON = "3.12"
-# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34), so any of these wheels runs there;
-# pip prefers them in this order.
-LAMBDA_PLATFORMS = (
-    "manylinux_2_34_aarch64",
-    "manylinux_2_28_aarch64",
-    "manylinux_2_17_aarch64",
-    "manylinux2014_aarch64",
-)
+ARCHITECTURES = {"arm64": "aarch64", "x86_64": "x86_64"}
+"""Lambda's architectures (the template's ``Architectures``), by the machine name of wheels."""
+
+
+def lambda_platforms(architecture: str) -> tuple[str, ...]:
+    """pip's ``--platform`` tags for one of :data:`ARCHITECTURES`, preferred first: Lambda's
+    python3.12 runs on Amazon Linux 2023 (glibc 2.34), so any of these wheels runs there."""
+    machine = ARCHITECTURES[architecture]
+    return tuple(
+        f"{tag}_{machine}"
+        for tag in ("manylinux_2_34", "manylinux_2_28", "manylinux_2_17", "manylinux2014")
+    )
+
 
 CLI_ONLY = frozenset({"rich"})
 """Dependencies of wsfanout that only the command line imports (left out even where an older
@@ -123,6 +139,9 @@ class Artifact:
     zipped_bytes: int
     pruned_bytes: int
     code: tuple[str, ...] = ()
+    architecture: str = "arm64"
+    bytecode_bytes: int = 0
+    bytecode_python: str | None = None  # the compiler's version; None: no bytecode shipped
 
 
 def normalize(name: str) -> str:
@@ -285,12 +304,12 @@ def _pip(arguments: Sequence[str]) -> None:
         raise BuildError(f"pip {arguments[0]} failed: {reason}")
 
 
-def _target_options(local: bool) -> list[str]:
+def _target_options(local: bool, architecture: str) -> list[str]:
     if local:
         return []
     options = ["--implementation", "cp", "--python-version", LAMBDA_PYTHON]
     options += ["--only-binary=:all:"]
-    for platform in LAMBDA_PLATFORMS:
+    for platform in lambda_platforms(architecture):
         options += ["--platform", platform]
     return options
 
@@ -407,16 +426,33 @@ def build(
     local: bool = False,
     pin: bool = True,
     pruned: bool = True,
+    architecture: str | None = None,
+    python: str | None = None,
 ) -> Artifact:
     """Build ``out/lambda/`` (the tree) and ``out/lambda.zip`` (what is deployed) for the project
-    in ``app_dir`` (default: the current directory).
+    in ``app_dir`` (default: the current directory), for Lambda's ``architecture`` (one of
+    :data:`ARCHITECTURES`; arm64 when None) or, with ``local``, for this interpreter and
+    machine.
 
-    :raises InvalidInputError: ``app_dir`` is no project (no pyproject.toml, no Python code), or
-        ``out`` is a file.
-    :raises BuildError: pip failed, the project's code clashes with a dependency, or the tree is
-        over Lambda's size limit.
+    The tree ships the bytecode of every module, compiled by the interpreter
+    :func:`~wsfanout.cli.bytecode.find_python` finds for Python 3.12 (``python`` first), or by
+    this one for a ``local`` build; with no 3.12 found the artifact ships none, and
+    :attr:`Artifact.bytecode_python` is None.
+
+    :raises InvalidInputError: ``app_dir`` is no project (no pyproject.toml, no Python code),
+        ``out`` is a file, ``architecture`` is none of Lambda's, or ``python`` is given with
+        ``local`` or is no 3.12 interpreter, or ``architecture`` is given with ``local``.
+    :raises BuildError: pip failed, the project's code clashes with a dependency, a module did
+        not compile, or the tree is over Lambda's size limit.
     """
     app_dir = Path.cwd() if app_dir is None else app_dir
+    if local and (python is not None or architecture is not None):
+        given = "--python" if python is not None else "--arch"
+        raise InvalidInputError(f"{given} is for the Lambda build; --local builds for this one")
+    architecture = architecture or "arm64"
+    if architecture not in ARCHITECTURES:
+        raise InvalidInputError(f"--arch {architecture!r} is none of {', '.join(ARCHITECTURES)}")
+    compiler = this_interpreter() if local else find_python(python, LAMBDA_PYTHON)
     plan = _plan(app_dir, out)
     directory = out / "lambda"
     if directory.exists():
@@ -425,7 +461,7 @@ def build(
     quiet = ["--quiet", "--disable-pip-version-check", "--no-input"]
     with tempfile.TemporaryDirectory(prefix="wsfanout-package-") as scratch:
         install = ["install", *quiet, "--no-compile", "--target", str(directory)]
-        install += _target_options(local)
+        install += _target_options(local, architecture)
         if pin:
             constraints = Path(scratch) / "constraints.txt"
             constraints.write_text("\n".join(installed_pins()) + "\n")
@@ -435,13 +471,29 @@ def build(
     _check_excluded(directory, plan.requirements)
     saved = prune(directory) if pruned else 0
     _copy_code(plan.code, directory)
+    bytecode = 0
+    if compiler is not None:
+        try:
+            bytecode = compile_tree(directory, compiler.path)
+        except BytecodeError as exc:
+            raise BuildError(str(exc)) from None
     unzipped = _tree_size(directory)
     if unzipped > UNZIPPED_LIMIT:
         raise BuildError(f"{unzipped / 2**20:.1f} MiB unzipped: over Lambda's 250 MiB limit")
     zip_path = out / "lambda.zip"
     write_zip(directory, zip_path)
     code = tuple(path.name for path in plan.code)
-    return Artifact(directory, zip_path, unzipped, zip_path.stat().st_size, saved, code)
+    return Artifact(
+        directory,
+        zip_path,
+        unzipped,
+        zip_path.stat().st_size,
+        saved,
+        code,
+        architecture,
+        bytecode,
+        None if compiler is None else compiler.version,
+    )
 
 
 def add_package_arguments(parser: argparse.ArgumentParser) -> None:
@@ -463,19 +515,40 @@ def add_package_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-pin", action="store_true", help="resolve the newest versions, not the installed ones"
     )
     parser.add_argument("--no-prune", action="store_true", help="keep everything pip installed")
+    parser.add_argument(
+        "--arch",
+        choices=tuple(ARCHITECTURES),
+        default=None,
+        help="the functions' Lambda architecture (default arm64, as deploy/template.yaml)",
+    )
+    parser.add_argument(
+        "--python",
+        default=None,
+        metavar="PYTHON",
+        help=f"the Python {LAMBDA_PYTHON} that compiles the bytecode (default: ${PYTHON_ENV}, "
+        f"python{LAMBDA_PYTHON} on PATH or pyenv's; with none, the artifact ships no bytecode)",
+    )
 
 
 def run_package(args: argparse.Namespace, prog: str) -> int:
     """Build from parsed arguments, then print where the artifact is and how big.
 
-    Exit status 0; 2 for a directory that is no project, 1 when the build failed, each with one
-    line on stderr that starts with ``prog``.
+    Exit status 0; 2 for a directory that is no project or options that contradict each other, 1
+    when the build failed, each with one line on stderr that starts with ``prog``. With no
+    Python 3.12 to compile the bytecode, one line on stderr says the artifact ships none (exit
+    status 0).
     """
     app_dir: Path = Path.cwd() if args.app_dir is None else args.app_dir
     out: Path = app_dir / "build" if args.out is None else args.out
     try:
         artifact = build(
-            out, app_dir=app_dir, local=args.local, pin=not args.no_pin, pruned=not args.no_prune
+            out,
+            app_dir=app_dir,
+            local=args.local,
+            pin=not args.no_pin,
+            pruned=not args.no_prune,
+            architecture=args.arch,
+            python=args.python,
         )
     except InvalidInputError as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
@@ -483,11 +556,23 @@ def run_package(args: argparse.Namespace, prog: str) -> int:
     except BuildError as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 1
-    target = "this machine" if args.local else f"arm64, Python {LAMBDA_PYTHON}"
+    if artifact.bytecode_python is None:
+        sys.stderr.write(
+            f"{prog}: no Python {LAMBDA_PYTHON} found (--python, ${PYTHON_ENV}, "
+            f"python{LAMBDA_PYTHON} on PATH, pyenv): packaged without bytecode, so each cold "
+            "start compiles every module it imports\n"
+        )
+    target = "this machine" if args.local else f"{artifact.architecture}, Python {LAMBDA_PYTHON}"
     code = f"; the project's code: {', '.join(artifact.code)}" if artifact.code else ""
+    bytecode = (
+        "no bytecode"
+        if artifact.bytecode_python is None
+        else f"{artifact.bytecode_bytes / 2**20:.1f} MiB of it bytecode compiled by Python "
+        f"{artifact.bytecode_python}"
+    )
     print(
         f"{artifact.zip_path} ({target}): {artifact.zipped_bytes / 2**20:.1f} MiB zipped, "
-        f"{artifact.unzipped_bytes / 2**20:.1f} MiB unzipped "
+        f"{artifact.unzipped_bytes / 2**20:.1f} MiB unzipped, {bytecode} "
         f"(pruned {artifact.pruned_bytes / 2**20:.1f} MiB){code}"
     )
     return 0
@@ -496,8 +581,9 @@ def run_package(args: argparse.Namespace, prog: str) -> int:
 _HELP = "build the Lambda artifact (DIR/build/lambda.zip) for arm64, Python 3.12"
 _DESCRIPTION = (
     "Install the project's code, wsfanout and their dependencies into DIR/build/lambda/ with "
-    "pip's platform options (no Docker), prune what Lambda never loads and zip it reproducibly "
-    "into DIR/build/lambda.zip."
+    "pip's platform options (no Docker), prune what Lambda never loads, compile the bytecode "
+    "with a Python 3.12 (Lambda cannot write it: /var/task is read-only) and zip it "
+    "reproducibly into DIR/build/lambda.zip."
 )
 
 

@@ -1,32 +1,31 @@
 """``wsfanout.handlers.broadcast.handler``: SQS-triggered broadcast jobs.
 
 Each record is one :class:`~wsfanout.core.models.BroadcastJob`. A record that is not a valid job
-fails alone (SQS partial batch response, via Powertools' batch processor) with a log line that names
-what was wrong; the others still run. "All" jobs are split into parallel-scan segments, each its
-own message, so many workers share one broadcast; every job watches the invocation's remaining
-time and, before Lambda would stop it, checkpoints and enqueues its own continuation
+fails alone (SQS partial batch response, :func:`partial_batch_response`) with a log line that
+names what was wrong; the others still run. "All" jobs are split into parallel-scan segments,
+each its own message, so many workers share one broadcast; every job watches the invocation's
+remaining time and, before Lambda would stop it, checkpoints and enqueues its own continuation
 (:mod:`wsfanout.core.jobs`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from ..core.jobs import JobOutcome, JobResult
 from ..core.models import BroadcastJob
+from ..exceptions import InvalidInputError
 from .runtime import Runtime, bind_log_keys, logger, metrics, runtime
 
-__all__ = ["handler"]
+__all__ = ["handler", "partial_batch_response"]
+
+Record = Mapping[str, Any]
+"""One SQS record as the event source mapping sends it (``messageId``, ``body``, ...)."""
 
 
 class LeasedElsewhereError(RuntimeError):
@@ -52,12 +51,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     rt = runtime()
     margin = rt.settings.worker_deadline_margin_s
 
-    def record_handler(record: SQSRecord) -> str:
-        message_id = record.message_id
+    def record_handler(record: Record) -> str:
+        message_id: str = record["messageId"]
         bind_log_keys(message_id=message_id)
         metrics.add_metric(name="JobMessages", unit=MetricUnit.Count, value=1)
         try:
-            job = BroadcastJob.model_validate_json(record.body)
+            job = BroadcastJob.model_validate_json(record["body"])
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
@@ -105,14 +104,30 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         action: str = result.action.value
         return action
 
-    # A processor per invocation: it holds the batch's results, and the local poller runs
-    # invocations on several threads at once. Records are Powertools' data class, not its
-    # parser's pydantic model: SQS sends the record's shape, the body is validated as a job
-    # right above, and the parser would cost every cold start its import.
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response: dict[str, Any] = dict(
-        process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
-    )
-    return response
+    return partial_batch_response(event, record_handler)
+
+
+def partial_batch_response(
+    event: Mapping[str, Any], record_handler: Callable[[Record], object]
+) -> dict[str, list[dict[str, str]]]:
+    """Run ``record_handler`` on each record of an SQS event in turn; a record whose handler
+    raised fails alone: the answer (SQS's partial batch response, with the event source
+    mapping's ``ReportBatchItemFailures``) names it, so SQS redelivers it and deletes the rest.
+
+    What Powertools' ``BatchProcessor`` does for SQS, written here because importing it loads
+    its data classes of every event source, which every cold start of this handler would pay.
+    Only an :class:`Exception` fails a record; anything else (``KeyboardInterrupt``, an
+    exception group holding a cancellation) ends the invocation, as it does there.
+
+    :raises InvalidInputError: the event holds no ``Records`` list: it is no SQS event.
+    """
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise InvalidInputError("not an SQS event: it holds no Records list")
+    failures = []
+    for record in records:
+        try:
+            record_handler(record)
+        except Exception:  # the record fails alone; its handler logged why
+            failures.append({"itemIdentifier": str(record["messageId"])})
+    return {"batchItemFailures": failures}

@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 from pydantic import BaseModel
 
 from tests.events import EVENTS_DIR, load_event
+from wsfanout.app import events as app_events
 from wsfanout.core.models import BroadcastJob, RoomTarget
 
 CONNECTION_ID = "L0SM9cOFvHcCIhw="
@@ -138,3 +139,33 @@ def test_load_event_merges_overrides() -> None:
 def test_load_event_unknown_name() -> None:
     with pytest.raises(FileNotFoundError, match="ws_connect"):
         load_event("nope")
+
+
+@pytest.mark.parametrize(
+    ("name", "ours", "powertools"),
+    [
+        ("ws_connect", "ConnectEvent", APIGatewayWebSocketConnectEventModel),
+        ("ws_connect_anonymous", "ConnectEvent", APIGatewayWebSocketConnectEventModel),
+        ("ws_disconnect", "DisconnectEvent", APIGatewayWebSocketDisconnectEventModel),
+        ("ws_message", "MessageEvent", APIGatewayWebSocketMessageEventModel),
+    ],
+)
+def test_the_apps_event_models_read_what_powertools_reads(
+    name: str, ours: str, powertools: type[BaseModel]
+) -> None:
+    """The App's own models (written to keep Powertools' parser out of a cold start) have
+    Powertools' fields: every field Powertools reads, ours reads to the same value."""
+    model: type[BaseModel] = getattr(app_events, ours)
+    event = load_event(name)
+    theirs, mine = powertools.model_validate(event), model.model_validate(event)
+
+    def agree(a: BaseModel, b: BaseModel, path: str) -> None:
+        for field in type(a).model_fields:
+            assert field in type(b).model_fields, f"{path}.{field} is missing from {ours}"
+            x, y = getattr(a, field), getattr(b, field)
+            if isinstance(x, BaseModel) and isinstance(y, BaseModel):
+                agree(x, y, f"{path}.{field}")
+            else:
+                assert x == y, f"{path}.{field}: {x!r} (Powertools) != {y!r} ({ours})"
+
+    agree(theirs, mine, name)

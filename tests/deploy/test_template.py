@@ -156,6 +156,7 @@ def test_a_route_for_every_protocol_action(transformed: dict[str, Any]) -> None:
         "broadcast",
         "whoami",
         "ping",
+        "presence",
     }
     assert keys == {"$connect", "$disconnect", "$default", *protocol_actions()}
 

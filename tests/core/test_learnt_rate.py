@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextvars
 import heapq
 import itertools
-from collections import deque
 
 import anyio
 import pytest
@@ -169,38 +168,41 @@ def test_a_429_to_a_start_taken_before_the_last_cut_is_already_accounted_for() -
     assert pace.rate() == pytest.approx(max(0.95 * 40, 0.7 * cut), rel=0.02)
 
 
-async def test_a_cut_applies_to_the_very_next_start() -> None:
-    """Senders pass the gate one at a time: none holds a start promised at the old rate."""
-    clock = Clock()
+async def test_a_cut_re_times_the_starts_promised_before_it() -> None:
+    """A sender asleep until a start taken at the old rate takes a new one after a cut."""
+    clock = Clock(anyio.current_time())
     pace = LearntRate(4, growth=0.0, decrease=0.5, cooldown_s=0.0, clock=clock)
-    accept(pace, clock, 100, 0.25)
-    pace.throttled()  # 200/s
-    entered = 0
+    accept(pace, clock, 10, 0.25)
+    pace.throttled()  # 40/s accepted: paced at 20/s, the next start 50 ms away
+    entered = anyio.Event()
 
     async def sender() -> None:
-        nonlocal entered
         async with pace:
-            entered += 1
+            entered.set()
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tasks:
-            for _ in range(3):
-                tasks.start_soon(sender)
-    assert entered == 3
-    clock.now += 0.05
-    accept(pace, clock, 10, 0.05)  # 200/s accepted
-    pace.throttled()
-    assert pace.reserve() == pytest.approx(1 / pace.rate(), rel=0.02)  # type: ignore[operator]
+            pace.reserve()  # another sender's start: this one's is 100 ms away
+            tasks.start_soon(sender)
+            await anyio.wait_all_tasks_blocked()
+            assert not entered.is_set()
+            accept(pace, clock, 1, 0.001)
+            pace.throttled()  # a cut while it sleeps: its start is taken again
+            cut_at = clock.now
+            clock.now = anyio.current_time() + 3600.0  # the clock moves on: it may go
+    assert entered.is_set()
+    assert pace._cuts == 2
+    assert pace._next > cut_at
 
 
-async def test_a_sender_cancelled_at_the_gate_gives_its_slot_back() -> None:
+async def test_a_sender_cancelled_while_waiting_gives_its_slot_back() -> None:
     pace = LearntRate(2, growth=0.0, decrease=0.5)
     accept(pace, Clock(anyio.current_time()), 10, 0.25)
     pace.throttled()
     pace._next = anyio.current_time() + 3600.0  # the next start an hour away
     with anyio.move_on_after(0.05):
         async with pace:
-            pytest.fail("passed a gate an hour away")
+            pytest.fail("started an hour early")
     assert pace._limiter.borrowed_tokens == 0
 
 
@@ -261,44 +263,44 @@ def simulate(
 ) -> tuple[float, float, list[int]]:
     """``pools`` pools of ``senders`` learning their rates against one bucket of 1,000/s (burst
     100), every answer ``latency_s`` after its request, pool ``i`` starting ``i * late_s`` after
-    the first. Each pool's senders pass its gate one at a time, as ``async with`` does. Over the
-    last three quarters of the run: the delivered rate as a share of the bucket's, the share of
-    requests answered 429, and what each pool delivered."""
+    the first. A sender takes a start and sleeps until it; if the pool cut its rate meanwhile,
+    it takes a new one, as ``async with`` does. Over the last three quarters of the run: the
+    delivered rate as a share of the bucket's, the share of requests answered 429, and what
+    each pool delivered."""
     clock = Clock(0.0)
     bucket = Bucket(clock, 1000.0, 100.0)
     paces = [LearntRate(senders, clock=clock) for _ in range(pools)]
     order = itertools.count()
-    # (time, tie, pool, what, the sender's context: each sender is a task with its own)
-    events: list[tuple[float, int, int, str, contextvars.Context]] = []
-    queues: list[deque[contextvars.Context]] = [deque() for _ in range(pools)]
-    gate_free = [True] * pools
+    # (time, tie, pool, what, the cuts when the start was taken, the sender's context: each
+    # sender is a task with its own)
+    events: list[tuple[float, int, int, str, int, contextvars.Context]] = []
 
-    def pass_gate(pool: int, at: float) -> None:  # the head of the queue takes the next start
-        if gate_free[pool] and queues[pool]:
-            context = queues[pool].popleft()
-            wait = context.run(paces[pool].reserve)
-            gate_free[pool] = False
-            heapq.heappush(events, (at + wait, next(order), pool, "send", context))
+    def take_start(pool: int, at: float, context: contextvars.Context) -> None:
+        cuts = paces[pool]._cuts
+        wait = context.run(paces[pool].reserve)
+        heapq.heappush(events, (at + wait, next(order), pool, "wake", cuts, context))
 
     for pool in range(pools):
         for _ in range(senders):
-            ready = (pool * late_s, next(order), pool, "ready", contextvars.copy_context())
+            ready = (pool * late_s, next(order), pool, "ready", 0, contextvars.copy_context())
             heapq.heappush(events, ready)
     delivered = requests = throttled = 0
     per_pool = [0] * pools
     steady = seconds / 4
     while events:
-        at, _, pool, what, context = heapq.heappop(events)
+        at, _, pool, what, cuts, context = heapq.heappop(events)
         clock.now = at
         if at > seconds:
             break
         pace = paces[pool]
-        if what == "ready":  # a sender queues at its pool's gate
-            queues[pool].append(context)
-        elif what == "send":
-            gate_free[pool] = True
+        if what == "ready":
+            take_start(pool, at, context)
+        elif what == "wake":
+            if cuts != pace._cuts:  # cut while it slept: a new start at the new rate
+                take_start(pool, at, context)
+                continue
             answer = "ok" if bucket.take() else "429"
-            heapq.heappush(events, (at + latency_s, next(order), pool, answer, context))
+            heapq.heappush(events, (at + latency_s, next(order), pool, answer, 0, context))
         else:
             requests += at >= steady
             if what == "ok":
@@ -308,8 +310,7 @@ def simulate(
             else:
                 context.run(pace.throttled)
                 throttled += at >= steady
-            queues[pool].append(context)
-        pass_gate(pool, at)
+            take_start(pool, at, context)
     rate = delivered / (seconds - steady) / 1000.0
     return rate, throttled / max(1, requests), per_pool
 

@@ -295,9 +295,12 @@ class LearntRate(_Slots):
     - After a cut the rate grows by ``growth`` x the pool's unpaced rate per second, that
       increment itself growing by half of it for every ``probe_s`` without a cut (so the rate
       finds a quota others have stopped using within seconds).
-    - Requests start one at a time through a gate, each one interval of the current rate after
-      the last (up to ``credit`` intervals of start-up lost to a late wake-up are made up): a
-      cut applies to the very next start, not after starts already promised at the old rate.
+    - Each request takes the next start from the bucket, one interval of the current rate after
+      the last (up to ``credit`` intervals lost to a late wake-up are made up), and sleeps until
+      it. A cut re-times the starts already promised at the old rate: their senders wake, see
+      the cut and take a new start, so a cut applies within one interval. (Not one sender at a
+      time through a gate: a busy event loop hands a gate on once per iteration, which caps the
+      rate below the quota whenever the loop is slow.)
 
     ``clock`` defaults to the event loop's (:func:`anyio.current_time`); tests pass their own.
     Use ``async with pacer:`` around each request.
@@ -335,7 +338,7 @@ class LearntRate(_Slots):
         self._floor = floor
         self._credit = credit
         self._clock = clock or anyio.current_time
-        self._gate = anyio.Lock()
+        self._cuts = 0  # how many so far: a start taken before a cut is taken again
         self._accepted: deque[float] = deque()  # success times within the window
         self._starts = 0  # since the first, for a cut before any success
         self._rtt = 0.0  # a moving average of the round trip; 0: none measured yet
@@ -378,8 +381,7 @@ class LearntRate(_Slots):
     def reserve(self) -> float:
         """Take the next start from the bucket; the seconds to wait for it (0: go now).
 
-        The sender's context remembers the start (see :meth:`throttled`). Called by one sender
-        at a time (through the gate in ``async with``); tests call it directly.
+        The sender's context remembers the start (see :meth:`throttled`).
         """
         rate = self.rate()
         now = self._clock()
@@ -395,16 +397,18 @@ class LearntRate(_Slots):
 
     async def __aenter__(self) -> None:
         await self._take()
-        if self._base is None:  # not paced: no gate to pass
-            self.reserve()
-            return
         try:
-            async with self._gate:
+            while True:
+                cuts = self._cuts
                 wait = self.reserve()
-                if wait > 0:
-                    await anyio.sleep(wait)
+                if wait <= 0:
+                    return
+                await anyio.sleep(wait)
+                if cuts == self._cuts:
+                    _RESERVED_AT.set(self._clock())  # when it really started
+                    return
         except BaseException:
-            self._limiter.release()  # cancelled at the gate: the slot taken is given back
+            self._limiter.release()  # cancelled while waiting: the slot taken is given back
             raise
 
     def _answered(self, now: float) -> None:
@@ -438,9 +442,9 @@ class LearntRate(_Slots):
         self._base = max(rate, 1.0 / self._window_s)  # at least one start per window
         self._step = self._growth * max(self.unpaced_rate(), self._base)
         self._cut_at = now
+        self._cuts += 1
         self._accepted.clear()
-        # After the start already promised (a sender is waiting for it), one new interval.
-        self._next = max(self._next, now) + 1.0 / self._base
+        self._next = now + 1.0 / self._base  # the starts promised before are taken again
 
     def succeeded(self) -> None:
         """A request got through: counted in the accept rate."""

@@ -285,13 +285,17 @@ class LearntRate(_Slots):
 
     - Until the first 429 nothing is paced (the concurrency cap alone rules, as with
       :class:`Throttle`).
-    - A 429 cuts at most once per ``cooldown_s``, and never for a request that started before
+    - A 429 cuts at most once per ``cooldown_s`` (shorter, down to a tenth, after a rate
+      measured over less than that), and never for a request that started before
       the last cut (each sender task remembers when it started, so the 429s of requests
       already under way at the old rate count once, however long the round trip): the rate
       becomes ``decrease`` x the successes of the last ``window_s`` (or since the last cut, if
-      later) per second, but never below ``floor`` x what it was (a burst of 429s after a
-      stall, not the rate, must not flatten it); with no success in the window, half the rate
-      of starts so far.
+      later) per second; measured on fewer successes than the concurrency, never below
+      ``floor`` x what it was (a burst of 429s after a stall, not the rate, must not flatten
+      it); with no success in the window, half the rate
+      of starts so far. Nor ever below ``min_share`` x the first rate learnt over at least half
+      a window, which bounds the fall when 429s keep coming whatever the rate (injected faults,
+      one client's full buffer rather than the account).
     - After a cut the rate grows by ``growth`` x the pool's unpaced rate per second, that
       increment itself growing by half of it for every ``probe_s`` without a cut (so the rate
       finds a quota others have stopped using within seconds).
@@ -318,13 +322,14 @@ class LearntRate(_Slots):
         window_s: float = 0.25,
         cooldown_s: float = 0.05,
         floor: float = 0.7,
+        min_share: float = 1 / 16,
         credit: float = 2.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if not 0.0 < decrease < 1.0 or not 0.0 < floor <= 1.0:
-            raise ValueError("decrease must be in (0, 1) and floor in (0, 1]")
+        if not 0.0 < decrease < 1.0 or not 0.0 < floor <= 1.0 or not 0.0 < min_share <= 1.0:
+            raise ValueError("decrease must be in (0, 1), floor and min_share in (0, 1]")
         if growth < 0.0 or cooldown_s < 0.0 or credit < 0.0:
             raise ValueError("growth, cooldown_s and credit must not be negative")
         if window_s <= 0.0 or probe_s <= 0.0:
@@ -335,7 +340,10 @@ class LearntRate(_Slots):
         self._probe_s = probe_s
         self._window_s = window_s
         self._cooldown_s = cooldown_s
+        self._cooldown = cooldown_s  # the one after the last cut: shorter after a short window
         self._floor = floor
+        self._min_share = min_share
+        self._min_rate = 0.0  # set by the first cut measured over half a window or more
         self._credit = credit
         self._clock = clock or anyio.current_time
         self._cuts = 0  # how many so far: a start taken before a cut is taken again
@@ -427,8 +435,13 @@ class LearntRate(_Slots):
         started = _RESERVED_AT.get()
         if started is not None and started < self._cut_at:
             return  # its start was decided at the old rate, already cut for
-        if now - self._cut_at < self._cooldown_s:
+        if now - self._cut_at < self._cooldown:
             return
+        span = now - max(self._cut_at, now if self._started is None else self._started)
+        # A rate measured over a moment (the first 429 of a run comes once the account's burst
+        # is spent, maybe milliseconds in) is a guess: it may be corrected as soon as it was
+        # measured over, not a whole cool-down later.
+        self._cooldown = min(self._cooldown_s, max(span, self._cooldown_s / 10))
         accepted = self.accept_rate()
         current = self.rate()
         if accepted > 0:
@@ -437,8 +450,11 @@ class LearntRate(_Slots):
             span = now - (now if self._started is None else self._started)
             rate = self._starts / span / 2 if span > 0 else float(self.ceiling)
             rate = rate if current is None else min(rate, current / 2)
-        if current is not None:
-            rate = max(rate, self._floor * current)
+        if current is not None and len(self._accepted) < self.ceiling:
+            rate = max(rate, self._floor * current)  # too few successes to trust the fall
+        if not self._min_rate and accepted > 0 and span >= self._window_s / 2:
+            self._min_rate = rate * self._min_share
+        rate = max(rate, self._min_rate)
         self._base = max(rate, 1.0 / self._window_s)  # at least one start per window
         self._step = self._growth * max(self.unpaced_rate(), self._base)
         self._cut_at = now

@@ -292,19 +292,19 @@ class LearntRate(_Slots):
       becomes ``decrease`` x the successes of the last ``window_s`` (or since the last cut, if
       later) per second; measured on fewer successes than the concurrency, never below
       ``floor`` x what it was (a burst of 429s after a stall, not the rate, must not flatten
-      it); with no success in the window, half the rate
-      of starts so far. Nor ever below ``min_share`` x the first rate learnt over at least half
-      a window, which bounds the fall when 429s keep coming whatever the rate (injected faults,
-      one client's full buffer rather than the account).
+      it); with no success in the window, half the rate of starts so far. Nor ever below
+      ``min_share`` x the first rate learnt over at least half a window, which bounds the fall
+      when 429s keep coming whatever the rate (injected faults, one client's full buffer rather
+      than the account).
     - After a cut the rate grows by ``growth`` x the pool's unpaced rate per second, that
       increment itself growing by half of it for every ``probe_s`` without a cut (so the rate
       finds a quota others have stopped using within seconds).
     - Each request takes the next start from the bucket, one interval of the current rate after
       the last (up to ``credit`` intervals lost to a late wake-up are made up), and sleeps until
       it. A cut re-times the starts already promised at the old rate: their senders wake, see
-      the cut and take a new start, so a cut applies within one interval. (Not one sender at a
-      time through a gate: a busy event loop hands a gate on once per iteration, which caps the
-      rate below the quota whenever the loop is slow.)
+      the cut and take a new start, so no request starts at the old rate after a cut. (Not one
+      sender at a time through a gate: a busy event loop hands a gate on once per iteration,
+      which caps the rate below the quota whenever the loop is slow.)
 
     ``clock`` defaults to the event loop's (:func:`anyio.current_time`); tests pass their own.
     Use ``async with pacer:`` around each request.

@@ -98,7 +98,7 @@ bench: install
 	$(BIN)/wsfanout bench scaling --json $(BENCH_OUT)/scaling.json --plot $(BENCH_OUT)/scaling.png
 	$(BIN)/wsfanout bench distributed --json $(BENCH_OUT)/distributed.json \
 		--plot $(BENCH_OUT)/distributed.png
-	$(BIN)/wsfanout bench quota --json $(BENCH_OUT)/quota.json
+	$(BIN)/wsfanout bench quota --segments 1,2,4 --pacing aimd,learnt --json $(BENCH_OUT)/quota.json
 	$(BIN)/wsfanout bench e2e --json $(BENCH_OUT)/e2e.json
 	$(BIN)/wsfanout bench coldstart --invoke --json $(BENCH_OUT)/coldstart.json
 

@@ -240,7 +240,7 @@ async def test_answers_arriving_a_byte_at_a_time(answer: bytes) -> None:
     connection = _Connection()
     transport = _Transport()
     connection.connection_made(transport)
-    exchange = asyncio.ensure_future(connection.exchange(b"POST / HTTP/1.1\r\n\r\n", 10.0))
+    exchange = asyncio.ensure_future(connection.exchange(b"POST / HTTP/1.1\r\n\r\n", 10.0, set()))
     await asyncio.sleep(0)  # the request is written
     for index in range(len(answer)):
         assert not exchange.done()

@@ -200,6 +200,8 @@ def test_bench_quota_reports_each_pacing_and_segment_count(bench: Bench) -> None
         assert row["run"]["requests"] == 300 + row["answered_429"]
         assert row["share_429"] == pytest.approx(row["answered_429"] / row["run"]["requests"])
         assert row["rate_over_r"] > 0
+        assert 0 < row["span_s"] <= row["run"]["elapsed_s"]
+        assert row["span_rate_over_r"] >= row["rate_over_r"]
     assert "rate / R" in result.stdout
     assert "learnt: S >= 2" in result.stdout
 

@@ -382,6 +382,9 @@ async def test_control_routes() -> None:
             f"{url}/_wsfanout/stats", headers=_signed("GET", url, "stats")
         ) as response:
             stats = await response.json()
+        first, last = stats.pop("first_post_at"), stats.pop("last_answer_at")
+        assert endpoint.post_span() == (first, last)
+        assert first <= last
         assert stats == {
             **dict.fromkeys(STAT_KEYS, 0),
             "posts": 4,
@@ -401,7 +404,10 @@ async def test_control_routes() -> None:
         async with http.get(
             f"{url}/_wsfanout/stats", headers=_signed("GET", url, "stats")
         ) as response:
-            assert set((await response.json()).values()) == {0}
+            after = await response.json()
+        assert (after.pop("first_post_at"), after.pop("last_answer_at")) == (None, None)
+        assert set(after.values()) == {0}
+    assert endpoint.post_span() is None
     assert endpoint.counts() == {}
     assert endpoint.received("a") == []
 

@@ -2,20 +2,20 @@
 
 Why by hand: once signing is precomputed (:mod:`.sigv4`), most of what is left of a lean
 PostToConnection's CPU is aiohttp's client machinery (request and response objects, header
-multidicts, the connector's bookkeeping), general for any request while a broadcast is one request
-shape repeated. This transport writes that request's bytes and reads just the status, the
-``x-amzn-ErrorType`` header and the framing of the answer, over connections it keeps alive.
+multidicts, the connector's bookkeeping), general for any request while a broadcast is one
+request shape repeated. This transport writes that request's bytes and reads just the status,
+the ``x-amzn- ErrorType`` header and the framing of the answer, over connections it keeps alive.
 
 What it keeps right: keep-alive with a bounded pool of idle connections per endpoint, and idle
 ones dropped before a server would; ``Connection: close`` (and HTTP/1.0) answers end their
 connection; bodies framed by ``Content-Length``, by chunks (trailers too) or by the end of the
 connection are read to their end, error bodies included, so the next request starts clean; a
-per-attempt timeout; TLS verified by the system's certificates or ``ca_bundle``; the outcome
-classified by :func:`~wsfanout.core.outcomes.classify` as the other transports do. Anything it
-cannot read as HTTP/1.1 ends the connection and is a network error, which the engine retries.
-It needs asyncio (the engine's backend on Lambda); :class:`~wsfanout.aws.lean.LeanGateway`
-(aiohttp, the default) and :class:`~wsfanout.aws.gateway.ManagementGateway` (botocore) remain
-the fallbacks.
+per-attempt timeout (checked by one sweep of the requests in flight, several times per timeout);
+TLS verified by the system's certificates or ``ca_bundle``; the outcome classified by
+:func:`~wsfanout.core.outcomes.classify` as the other transports do. Anything it cannot read as
+HTTP/1.1 ends the connection and is a network error, which the engine retries. It needs asyncio
+(the engine's backend on Lambda); :class:`~wsfanout.aws.lean.LeanGateway` (aiohttp, the default)
+and :class:`~wsfanout.aws.gateway.ManagementGateway` (botocore) remain the fallbacks.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = ["RawGateway"]
 _IDLE_S = 30.0  # an idle connection is dropped after this, before a server drops it mid-write
 _HEAD_END = b"\r\n\r\n"
 _MAX_HEAD = 64 * 1024
+_SWEEPS = 8  # per timeout: a request times out between timeout_s and 1 + 1/_SWEEPS of it
 
 
 class _Answer(Exception):  # noqa: N818  (not an error: how a finished answer leaves the parser)
@@ -57,6 +58,7 @@ class _Connection(asyncio.Protocol):
         self._chunked = False
         self._head_done = False
         self.keep = True
+        self.deadline = 0.0  # when the answer in progress is overdue (loop time)
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -185,12 +187,18 @@ class _Connection(asyncio.Protocol):
 
     # -- use -----------------------------------------------------------------------------------
 
-    async def exchange(self, request: bytes, timeout_s: float) -> tuple[int, str | None]:
+    async def exchange(
+        self, request: bytes, timeout_s: float, in_flight: set[_Connection]
+    ) -> tuple[int, str | None]:
         """Write ``request`` and return the answer's status and error type, once read whole.
+
+        The connection is in ``in_flight`` while it waits: whoever holds that set calls
+        :meth:`expire` now and then (one sweep for all, not a timer per request: a timer's
+        creation and cancelling cost a visible share of a request's CPU).
 
         :raises OSError: the connection failed or closed before the answer was complete.
         :raises ConnectionError: the answer was not readable HTTP/1.1.
-        :raises TimeoutError: no complete answer within ``timeout_s``.
+        :raises TimeoutError: no complete answer within ``timeout_s`` (and the sweep after).
         """
         transport = self.transport
         if transport is None or not self.open:
@@ -199,23 +207,25 @@ class _Connection(asyncio.Protocol):
         waiter: asyncio.Future[tuple[int, str | None]] = loop.create_future()
         self._waiter, self._status, self._error_type = waiter, 0, None
         self._remaining, self._chunked, self._head_done = -1, False, False
+        self.deadline = loop.time() + timeout_s
         transport.write(request)
-        expiry = loop.call_later(timeout_s, _expire, waiter)
+        in_flight.add(self)
         try:
             return await waiter
         finally:
-            expiry.cancel()
+            in_flight.discard(self)
             self._waiter = None
+
+    def expire(self, now: float) -> None:
+        """Fail the answer in progress with :class:`TimeoutError` if it is overdue at ``now``."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and now >= self.deadline:
+            waiter.set_exception(TimeoutError("no answer in time"))
 
     def close(self) -> None:
         self.open = self.keep = False
         if self.transport is not None:
             self.transport.close()
-
-
-def _expire(waiter: asyncio.Future[tuple[int, str | None]]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("no answer in time"))
 
 
 class _Origin:
@@ -269,6 +279,8 @@ class RawGateway(LeanGateway):
         self._origins: dict[str, _Origin] = {}
         self._client_tls: ssl.SSLContext | None = None
         self._entered = False
+        self._in_flight: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> Self:
         """Ready the pools (connections open on first use).
@@ -284,7 +296,18 @@ class RawGateway(LeanGateway):
     def _forget(self) -> None:
         self._entered = False
 
+    def _sweep(self) -> None:
+        """Time out the overdue answers, then come back in a fraction of the timeout."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in list(self._in_flight):
+            connection.expire(now)
+        self._sweeper = loop.call_later(self._timeout_s / _SWEEPS, self._sweep)
+
     def _close_all(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for origin in self._origins.values():
             origin.close()
         self._origins.clear()
@@ -314,10 +337,14 @@ class RawGateway(LeanGateway):
             f"POST {url[origin.prefix_length :]} HTTP/1.1\r\nHost: {origin.host_header}\r\n"
             f"{lines}Content-Length: {len(data)}\r\n\r\n"
         ).encode() + data
+        if self._sweeper is None:
+            self._sweep()
         connection: _Connection | None = None
         try:
             connection = await origin.acquire(self._timeout_s)
-            status, error_type = await connection.exchange(request, self._timeout_s)
+            status, error_type = await connection.exchange(
+                request, self._timeout_s, self._in_flight
+            )
         except (OSError, TimeoutError, ssl.SSLError):  # ConnectionError is an OSError
             if connection is not None:
                 connection.close()

@@ -148,9 +148,12 @@ class Registry:
 
     Every DynamoDB failure surfaces as :class:`RegistryError` (or a subclass), except a missing
     table, which is a :class:`~wsfanout.exceptions.ConfigurationError`; the ``:raises:`` lines
-    below name only what a method adds to that. ``unprocessed`` bounds the retries of the
-    items a batch call leaves undone, and of a Scan, Query or batch call DynamoDB still
-    throttles after botocore's own retries (see :meth:`_call`).
+    below name only what a method adds to that. A stream's first page holds at most
+    ``first_page_size`` items (at most ``page_size``), so the senders start while the big pages
+    load; a DynamoDB stand-in whose every page costs as much whatever its size (moto sorts the
+    whole table for each) is better served by one size for all. ``unprocessed`` bounds the
+    retries of the items a batch call leaves undone, and of a Scan, Query or batch call
+    DynamoDB still throttles after botocore's own retries (see :meth:`_call`).
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class Registry:
         table_name: str,
         *,
         page_size: int = 1000,
+        first_page_size: int = _FIRST_PAGE,
         ttl_seconds: int = 7800,
         unprocessed: RetryPolicy = _UNPROCESSED,
     ) -> None:
@@ -172,6 +176,7 @@ class Registry:
             )
         self.table_name = table_name
         self.page_size = page_size
+        self.first_page_size = first_page_size
         self.ttl_seconds = ttl_seconds
 
     # -- single connections -------------------------------------------------------------------
@@ -611,7 +616,7 @@ class Registry:
             **request,
             "TableName": self.table_name,
             "ExpressionAttributeNames": {"#ep": "endpoint"},
-            "Limit": min(self.page_size, _FIRST_PAGE),
+            "Limit": min(self.page_size, self.first_page_size),
         }
         start = _low_level_key(cursor.after) if cursor and cursor.after else None
         while True:

@@ -89,6 +89,7 @@ class Spec:
     control_url: str | None = None  # the endpoint's records, which pace the ``scan`` companion
     pacing: Pacing = "aimd"  # the engine's reaction to 429s (wsfanout.core.pacing.pacer)
     ca_bundle: str | None = None  # the HTTPS endpoint's certificate, trusted explicitly
+    first_page_size: int | None = None  # the engine's first registry page (None: the default)
 
     def __post_init__(self) -> None:
         if self.algorithm not in (*ALGORITHMS, "scan"):
@@ -382,8 +383,12 @@ async def _engine(
             ca_bundle=spec.ca_bundle,
         ) as gateway,
     ):
+        first_page = spec.first_page_size
+        registry = Registry(dynamodb, spec.table)
+        if first_page is not None:
+            registry.first_page_size = first_page
         fanout = Fanout(
-            Registry(dynamodb, spec.table),
+            registry,
             gateway,
             concurrency=spec.concurrency,
             pacing=spec.pacing,

@@ -273,7 +273,7 @@ def _add_quota(modes: Any) -> None:
         "for each S and each pacing: delivered rate / R, share of requests answered 429, "
         "missed and duplicated deliveries.",
     )
-    quota.add_argument("--connections", type=positive_int, default=10_000)
+    quota.add_argument("--connections", type=positive_int, default=20_000)
     quota.add_argument("--segments", type=positive_ints, default=(1, 2, 4))
     quota.add_argument(
         "--concurrency", type=positive_int, default=32, help="senders per worker (default 32)"

@@ -286,9 +286,10 @@ class Bench:
             answer.raise_for_status()
             return await answer.json(content_type=None)
 
-    async def stats(self) -> dict[str, int] | None:
-        """The endpoint's POST counters since the last reset (``None``: moto keeps none)."""
-        stats: dict[str, int] | None = await self._control("GET", "stats")
+    async def stats(self) -> dict[str, Any] | None:
+        """The endpoint's POST counters since the last reset, and ``first_post_at`` and
+        ``last_answer_at`` (``None``: moto keeps none)."""
+        stats: dict[str, Any] | None = await self._control("GET", "stats")
         return stats
 
     async def posts(self) -> int | None:

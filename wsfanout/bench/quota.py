@@ -9,7 +9,12 @@ after the other. R is measured per S, seconds before its runs, because on this s
 what it can serve changes by a factor of two or more within minutes, and with the number of
 worker processes. Per run it reports the delivered rate over R, the share of
 requests answered 429 by the bucket, and the endpoint's records of missed and duplicated
-deliveries.
+deliveries. The rate is given twice: over the wall time of the job, and over the span the
+account's bucket was in use (the endpoint's first POST to its last answer), which leaves out the
+registry's first page: moto sorts the whole table for every Scan page, so at S = 4 its first
+page takes seconds that no pacer governs (DynamoDB answers in milliseconds). The goal is judged
+on the second. For the same reason the engine's first registry page is as big as the others
+here: a small one only adds a Scan, as slow as a big one, before the second page.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ __all__ = ["QuotaOptions", "QuotaRow", "run_quota"]
 
 GOAL_RATE = 0.95  # the issue's bar, for S >= 2: delivered rate / R ...
 GOAL_429 = 0.05  # ... with at most this share of requests answered 429
+_PAGE = 1000  # the engine's registry page size, its first page's too (see the module's doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +51,7 @@ class QuotaOptions:
     :raises InvalidInputError: a share outside (0, 1], no segments or no pacing.
     """
 
-    connections: int = 10_000  # a run under a minute here, even at S = 1
+    connections: int = 20_000  # the issue's N; about a minute per run here
     segments: tuple[int, ...] = (1, 2, 4)
     concurrency: int = 32
     latency_s: float = 0.020
@@ -73,11 +79,17 @@ class QuotaRow:
     burst: int
     run: Run
     answered_429: int  # the bucket's refusals (the endpoint's ``account_throttled``)
+    span_s: float  # the endpoint's first POST to its last answer
     unthrottled: Run | None  # the run R was derived from (None: R was given)
 
     @property
     def rate_over_r(self) -> float:
         return self.run.rate / self.account_rate
+
+    @property
+    def span_rate_over_r(self) -> float:
+        """The delivered rate over the span the account was in use, over R."""
+        return self.run.delivered / self.span_s / self.account_rate if self.span_s > 0 else 0.0
 
     @property
     def share_429(self) -> float:
@@ -94,7 +106,7 @@ class QuotaRow:
 
     @property
     def meets_goal(self) -> bool:
-        return self.correct and self.rate_over_r >= GOAL_RATE and self.share_429 <= GOAL_429
+        return self.correct and self.span_rate_over_r >= GOAL_RATE and self.share_429 <= GOAL_429
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +116,8 @@ class QuotaRow:
             "account_burst": self.burst,
             "unthrottled_rate": self.unthrottled.rate if self.unthrottled else None,
             "rate_over_r": self.rate_over_r,
+            "span_s": self.span_s,
+            "span_rate_over_r": self.span_rate_over_r,
             "answered_429": self.answered_429,
             "share_429": self.share_429,
             "failed": self.failed,
@@ -128,7 +142,12 @@ async def _measure(options: QuotaOptions, console: Console) -> list[QuotaRow]:
 
             async def measure(bench: Bench, name: str, count: int, pacing: Pacing) -> Run:
                 specs = bench.segment_specs(
-                    table, size, count, concurrency=options.concurrency, pacing=pacing
+                    table,
+                    size,
+                    count,
+                    concurrency=options.concurrency,
+                    pacing=pacing,
+                    first_page_size=_PAGE,
                 )
                 with run_progress(console) as progress:
                     task = progress.add_task(name, total=size)
@@ -157,7 +176,10 @@ async def _measure(options: QuotaOptions, console: Console) -> list[QuotaRow]:
                         run = await measure(bench, f"S={count} {pacing}", count, pacing)
                         stats = await bench.stats() or {}
                         refused = int(stats.get("account_throttled", 0))
-                        rows.append(QuotaRow(count, pacing, rate, burst, run, refused, unthrottled))
+                        span = float(stats["last_answer_at"]) - float(stats["first_post_at"])
+                        rows.append(
+                            QuotaRow(count, pacing, rate, burst, run, refused, span, unthrottled)
+                        )
             await dynamodb.delete_table(TableName=table)
     return rows
 
@@ -169,7 +191,8 @@ def quota_table(rows: list[QuotaRow], options: QuotaOptions) -> Table:
         f"{options.concurrency} senders per worker, latency {options.latency_s * 1000:g} ms"
     )
     columns = ("S", "unthrottled /s", "R /s", "B", "pacing", "wall s", "deliveries/s")
-    for column in (*columns, "rate / R", "requests", "429 share", "missed", "duplicated"):
+    rates = ("wall rate / R", "posting s", "posting rate / R")
+    for column in (*columns, *rates, "requests", "429 share", "missed", "duplicated"):
         table.add_column(column, justify="right")
     table.add_column("failed", justify="right")
     for row in rows:
@@ -183,6 +206,8 @@ def quota_table(rows: list[QuotaRow], options: QuotaOptions) -> Table:
             f"{run.elapsed_s:.2f}",
             f"{run.rate:,.0f}",
             f"{row.rate_over_r:.3f}",
+            f"{row.span_s:.2f}",
+            f"{row.span_rate_over_r:.3f}",
             f"{run.requests or 0:,}",
             f"{row.share_429:.1%}",
             str(run.missed),
@@ -206,7 +231,7 @@ def run_quota(options: QuotaOptions) -> int:
         if many:
             met = all(row.meets_goal for row in many)
             console.print(
-                f"{pacing}: S >= 2, rate >= {GOAL_RATE:g} R, <= {GOAL_429:.0%} 429s, "
+                f"{pacing}: S >= 2, posting rate >= {GOAL_RATE:g} R, <= {GOAL_429:.0%} 429s, "
                 f"none missed or duplicated: {'met' if met else 'not met'}"
             )
     if options.json_path:

@@ -268,27 +268,43 @@ class Throttle(_Slots):
 
 class LearntRate(_Slots):
     """Caps requests in flight at ``concurrency`` and paces their starts at a rate learnt from
-    429s: a token bucket in the sender whose rate follows an AIMD on the observed accept rate.
+    429s: a token bucket in the sender whose rate follows an AIMD of its own.
 
     Why not :class:`Throttle` when several pools share one account quota: halving concurrency
     halves a pool's rate, so S pools cut together fall far below the quota, and the next probe
-    overshoots it again. Here each pool measures what the account actually let through: when the
-    account's bucket is empty every pool's accept rate is its share of the quota, so cutting to
-    ``decrease`` times that share puts the sum of all pools just under the quota, with no
-    coordinator. Then the rate grows by ``growth`` of itself per second until the next 429.
+    overshoots it again. Here each pool measures what the account actually let through: while
+    the account's bucket is empty every pool's accept rate is its share of the quota, so cutting
+    to ``decrease`` times that share puts the sum of all pools just under the quota, with no
+    coordinator. Then the rate grows back by the same number of requests per second in every
+    pool (``growth`` of what the pool could send unpaced: its concurrency over its round trip,
+    alike in every worker of one job), faster the longer no 429 came. An equal step for all and
+    a cut in proportion is what makes AIMD fair (Chiu and Jain): a pool that started late, or
+    was cut hard by a 429 that was not about the rate, climbs back to its share while the
+    others give way, rather than staying small while a greedy pool keeps the account's bucket
+    empty.
 
     - Until the first 429 nothing is paced (the concurrency cap alone rules, as with
       :class:`Throttle`).
-    - On a 429, at most once per ``cooldown_s`` (shorter, down to a tenth, after a rate
-      measured over less than that), and never for a request whose start was taken before the
-      last cut (each sender task remembers when it took its start, so 429s of requests already
-      promised at the old rate count once, however long the round trip): the rate
+    - A 429 cuts at most once per ``cooldown_s`` (shorter, down to a tenth, after a rate
+      measured over less than that), and never for a request that started before
+      the last cut (each sender task remembers when it started, so the 429s of requests
+      already under way at the old rate count once, however long the round trip): the rate
       becomes ``decrease`` x the successes of the last ``window_s`` (or since the last cut, if
-      later) per second; with none, half the rate. Never below ``floor`` x the first rate
-      learnt over at least half a window, which bounds the fall when 429s do not follow the
-      rate (one client's full buffer rather than the account).
-    - New starts wait for the bucket; like ``Retry-After``, the first start after a cut waits
-      one interval of the new rate after the starts already promised.
+      later) per second; measured on fewer successes than the concurrency, never below
+      ``floor`` x what it was (a burst of 429s after a stall, not the rate, must not flatten
+      it); with no success in the window, half the rate of starts so far. Nor ever below
+      ``min_share`` x the first rate learnt over at least half a window, which bounds the fall
+      when 429s keep coming whatever the rate (injected faults, one client's full buffer rather
+      than the account).
+    - After a cut the rate grows by ``growth`` x the pool's unpaced rate per second, that
+      increment itself growing by half of it for every ``probe_s`` without a cut (so the rate
+      finds a quota others have stopped using within seconds).
+    - Each request takes the next start from the bucket, one interval of the current rate after
+      the last (up to ``credit`` intervals lost to a late wake-up are made up), and sleeps until
+      it. A cut re-times the starts already promised at the old rate: their senders wake, see
+      the cut and take a new start, so no request starts at the old rate after a cut. (Not one
+      sender at a time through a gate: a busy event loop hands a gate on once per iteration,
+      which caps the rate below the quota whenever the loop is slow.)
 
     ``clock`` defaults to the event loop's (:func:`anyio.current_time`); tests pass their own.
     Use ``async with pacer:`` around each request.
@@ -301,31 +317,43 @@ class LearntRate(_Slots):
         concurrency: int,
         *,
         decrease: float = 0.95,
-        growth: float = 0.25,
+        growth: float = 0.03,
+        probe_s: float = 1.0,
         window_s: float = 0.25,
-        cooldown_s: float = 0.1,
-        floor: float = 1 / 16,
+        cooldown_s: float = 0.05,
+        floor: float = 0.7,
+        min_share: float = 1 / 16,
+        credit: float = 2.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if not 0.0 < decrease < 1.0 or not 0.0 < floor <= 1.0:
-            raise ValueError("decrease must be in (0, 1) and floor in (0, 1]")
-        if growth < 0.0 or window_s <= 0.0 or cooldown_s < 0.0:
-            raise ValueError("growth and cooldown_s must not be negative, window_s positive")
+        if not 0.0 < decrease < 1.0 or not 0.0 < floor <= 1.0 or not 0.0 < min_share <= 1.0:
+            raise ValueError("decrease must be in (0, 1), floor and min_share in (0, 1]")
+        if growth < 0.0 or cooldown_s < 0.0 or credit < 0.0:
+            raise ValueError("growth, cooldown_s and credit must not be negative")
+        if window_s <= 0.0 or probe_s <= 0.0:
+            raise ValueError("window_s and probe_s must be positive")
         super().__init__(concurrency)
         self._decrease = decrease
         self._growth = growth
+        self._probe_s = probe_s
         self._window_s = window_s
         self._cooldown_s = cooldown_s
         self._cooldown = cooldown_s  # the one after the last cut: shorter after a short window
         self._floor = floor
+        self._min_share = min_share
+        self._min_rate = 0.0  # set by the first cut measured over half a window or more
+        self._credit = credit
         self._clock = clock or anyio.current_time
+        self._cuts = 0  # how many so far: a start taken before a cut is taken again
         self._accepted: deque[float] = deque()  # success times within the window
+        self._starts = 0  # since the first, for a cut before any success
+        self._rtt = 0.0  # a moving average of the round trip; 0: none measured yet
         self._base: float | None = None  # the rate set at the last cut; None: not paced
+        self._step = 0.0  # requests/s the rate grows by per second after a cut
         self._cut_at = -1.0e9
-        self._started: float | None = None  # the first outcome: the window cannot start before
-        self._min_rate = 0.0
+        self._started: float | None = None  # the first start: no window before it
         self._next = 0.0  # when the next start may go
 
     @property
@@ -337,7 +365,8 @@ class LearntRate(_Slots):
         """The current pace in requests per second; ``None`` before the first 429."""
         if self._base is None:
             return None
-        return self._base * (1.0 + self._growth * max(0.0, self._clock() - self._cut_at))
+        since = max(0.0, self._clock() - self._cut_at)
+        return self._base + self._step * since * (1.0 + 0.5 * since / self._probe_s)
 
     def accept_rate(self) -> float:
         """Successes per second over the last ``window_s`` (or since the last cut, if later)."""
@@ -347,40 +376,68 @@ class LearntRate(_Slots):
         span = min(self._window_s, now - max(self._cut_at, started))
         return len(self._accepted) / span if span > 0 else 0.0
 
+    def unpaced_rate(self) -> float:
+        """What the pool sends with no pacing: its concurrency over its round trip (0: no round
+        trip measured yet)."""
+        return self.ceiling / self._rtt if self._rtt > 0 else 0.0
+
     def _forget(self, now: float) -> None:
         accepted, since = self._accepted, max(now - self._window_s, self._cut_at)
         while accepted and accepted[0] <= since:
             accepted.popleft()
 
     def reserve(self) -> float:
-        """Take the next start time from the bucket; the seconds to wait for it (0: go now)."""
+        """Take the next start from the bucket; the seconds to wait for it (0: go now).
+
+        The sender's context remembers the start (see :meth:`throttled`).
+        """
         rate = self.rate()
         now = self._clock()
-        _RESERVED_AT.set(now)
-        if rate is None:
-            return 0.0
-        start = max(self._next, now)
-        self._next = start + 1.0 / rate
+        if self._started is None:
+            self._started = now
+        self._starts += 1
+        start = now
+        if rate is not None:
+            start = max(self._next, now)
+            self._next = max(self._next, start - self._credit / rate) + 1.0 / rate
+        _RESERVED_AT.set(start)
         return start - now
 
     async def __aenter__(self) -> None:
-        wait = self.reserve()
-        if wait > 0:
-            await anyio.sleep(wait)
         await self._take()
+        try:
+            while True:
+                cuts = self._cuts
+                wait = self.reserve()
+                if wait <= 0:
+                    return
+                await anyio.sleep(wait)
+                if cuts == self._cuts:
+                    _RESERVED_AT.set(self._clock())  # when it really started
+                    return
+        except BaseException:
+            self._limiter.release()  # cancelled while waiting: the slot taken is given back
+            raise
+
+    def _answered(self, now: float) -> None:
+        if self._started is None:  # answers with no start seen (tests): the window opens here
+            self._started = now
+        started = _RESERVED_AT.get()
+        if started is not None and now >= started:
+            rtt = now - started
+            self._rtt = rtt if not self._rtt else self._rtt + (rtt - self._rtt) / 16
 
     def throttled(self) -> None:
-        """A request was answered 429: pace at ``decrease`` x the accept rate, once per
-        cool-down."""
+        """A request was answered 429: pace at ``decrease`` x the accept rate, at most once per
+        cool-down, and only for a request started after the last cut."""
         now = self._clock()
-        reserved_at = _RESERVED_AT.get()
-        if reserved_at is not None and reserved_at < self._cut_at:
+        self._answered(now)
+        started = _RESERVED_AT.get()
+        if started is not None and started < self._cut_at:
             return  # its start was decided at the old rate, already cut for
         if now - self._cut_at < self._cooldown:
             return
-        if self._started is None:
-            self._started = now
-        span = now - max(self._cut_at, self._started)
+        span = now - max(self._cut_at, now if self._started is None else self._started)
         # A rate measured over a moment (the first 429 of a run comes once the account's burst
         # is spent, maybe milliseconds in) is a guess: it may be corrected as soon as it was
         # measured over, not a whole cool-down later.
@@ -389,23 +446,26 @@ class LearntRate(_Slots):
         current = self.rate()
         if accepted > 0:
             rate = self._decrease * accepted
-        elif current is not None:
-            rate = current / 2
-        else:  # a 429 before any success: start slow, and learn from there
-            rate = float(self.ceiling)
-        if not self._min_rate and span >= self._window_s / 2 and accepted > 0:
-            self._min_rate = rate * self._floor  # from the first rate measured over a window
-        self._base = max(rate, self._min_rate)
+        else:  # no success in the window: half the rate of starts so far
+            span = now - (now if self._started is None else self._started)
+            rate = self._starts / span / 2 if span > 0 else float(self.ceiling)
+            rate = rate if current is None else min(rate, current / 2)
+        if current is not None and len(self._accepted) < self.ceiling:
+            rate = max(rate, self._floor * current)  # too few successes to trust the fall
+        if not self._min_rate and accepted > 0 and span >= self._window_s / 2:
+            self._min_rate = rate * self._min_share
+        rate = max(rate, self._min_rate)
+        self._base = max(rate, 1.0 / self._window_s)  # at least one start per window
+        self._step = self._growth * max(self.unpaced_rate(), self._base)
         self._cut_at = now
+        self._cuts += 1
         self._accepted.clear()
-        # After the starts already promised (senders are waiting for them), one new interval.
-        self._next = max(self._next, now) + 1.0 / self._base
+        self._next = now + 1.0 / self._base  # the starts promised before are taken again
 
     def succeeded(self) -> None:
         """A request got through: counted in the accept rate."""
         now = self._clock()
-        if self._started is None:
-            self._started = now
+        self._answered(now)
         self._accepted.append(now)
         if len(self._accepted) > 64 and self._accepted[0] <= now - self._window_s:
             self._forget(now)

@@ -362,6 +362,8 @@ class ManagementEndpoint:
         self._counts: dict[str, int] = {}
         self._payloads: dict[str, list[bytes]] = {}
         self._stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self._first_post_at: float | None = None
+        self._last_answer_at = 0.0
         self.faults = faults or Faults()
 
     # -- configuration ---------------------------------------------------------------------------
@@ -417,12 +419,21 @@ class ManagementEndpoint:
         """POST outcome counters, keyed by :data:`STAT_KEYS`."""
         return dict(self._stats)
 
+    def post_span(self) -> tuple[float, float] | None:
+        """When (``time.time()``) the first POST since the last reset arrived and the last one
+        was answered; ``None`` before any. The span the account's quota was in use: a rate over
+        it leaves out what came before the first request (a sender reading its registry)."""
+        if self._first_post_at is None:
+            return None
+        return self._first_post_at, self._last_answer_at
+
     def reset(self) -> None:
         """Forget deliveries and counters and re-seed the draws; membership is kept, so a
         benchmark can warm up, reset, and measure a run that is reproducible on its own."""
         self._counts.clear()
         self._payloads.clear()
         self._stats = dict.fromkeys(STAT_KEYS, 0)
+        self._first_post_at = None
         self.faults = self._faults
 
     # -- HTTP ------------------------------------------------------------------------------------
@@ -489,6 +500,14 @@ class ManagementEndpoint:
         return None
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
+        if self._first_post_at is None:
+            self._first_post_at = time.time()
+        try:
+            return await self._answer_post(request)
+        finally:
+            self._last_answer_at = time.time()
+
+    async def _answer_post(self, request: web.Request) -> web.StreamResponse:
         # The hot path: no logging, no models, precomputed error answers.
         stats = self._stats
         stats["posts"] += 1
@@ -586,9 +605,10 @@ class ManagementEndpoint:
         refused = await self._refused(request)
         if refused is not None:
             return _respond(refused)
-        body: dict[str, int] = self.stats()
+        body: dict[str, float | None] = dict(self.stats())
         body["unique"] = len(self._counts)
         body["duplicates"] = sum(1 for n in self._counts.values() if n > 1)
+        body["first_post_at"], body["last_answer_at"] = self.post_span() or (None, None)
         return web.json_response(body)
 
     async def _control_counts(self, request: web.Request) -> web.StreamResponse:

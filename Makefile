@@ -29,8 +29,9 @@ $(STAMP) $(LOCAL_STAMP) $(LAMBDA_STAMP): pyproject.toml
 
 # The browser tests (Playwright, from the test extra, driving Debian's chromium) are part of the
 # suite: `chromium` installs the browser where it can, and they skip with the reason where not.
+# --durations=30: every log shows the slowest tests, so a slow one is seen where it came in.
 test: install lint checkov docs chromium
-	$(BIN)/python -m pytest --cov --cov-report=term
+	$(BIN)/python -m pytest --cov --cov-report=term --durations=30
 
 # The fault suite alone (it also runs in `make test`), printing each scenario's figures and the
 # table of docs/reliability.md at the end.

@@ -13,7 +13,7 @@ CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV    ?= .venv-checkov
 CHECKOV_STAMP    = $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: install test test-browser chromium faults lint format docs demo dev bench bench-jobs package deploy checkov clean
+.PHONY: install test checks test-browser chromium faults lint format docs demo dev bench bench-jobs package deploy checkov clean
 
 install: $(STAMP)
 
@@ -29,8 +29,16 @@ $(STAMP) $(LOCAL_STAMP) $(LAMBDA_STAMP): pyproject.toml
 
 # The browser tests (Playwright, from the test extra, driving Debian's chromium) are part of the
 # suite: `chromium` installs the browser where it can, and they skip with the reason where not.
-test: install lint checkov docs chromium
-	$(BIN)/python -m pytest --cov --cov-report=term
+# The checks before the tests run two at a time, each one's output printed whole when it ends:
+# checkov's virtualenv installs and scans beside the project's venv, ruff, mypy and mkdocs (on a
+# fresh clone that overlaps minutes); then the tests run alone. --durations=30: every log shows
+# the slowest tests, so a slow one is seen where it came in.
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target checks
+	$(BIN)/python -m pytest --cov --cov-report=term --durations=30
+
+# Everything `make test` checks before its tests (also alone: `make -j2 checks`).
+checks: install lint checkov docs chromium
 
 # The fault suite alone (it also runs in `make test`), printing each scenario's figures and the
 # table of docs/reliability.md at the end.

@@ -6,10 +6,13 @@ and the registry on moto server, both served by this test process. The extras' p
 Powertools, PyJWT) are neither installed there nor imported by the sender path, and the
 ``wsfanout`` script there names the extra its command line needs.
 
-Dependencies come from this test's own virtualenv, not the index: each distribution wsfanout's
-requirements reach is copied file by file from its ``RECORD`` (offline, and seconds rather than
-the index's tens of), and ``pip check`` then proves the bare install complete and consistent.
-Run these alone with ``pytest -m install``.
+The wheel is built by the project's build backend (hatchling, from the test extra) called in
+this process through its PEP 517 hook, as ``pip wheel`` would call it, without the isolated build
+environment pip would first fetch it into. Dependencies come from this test's own virtualenv,
+not the index: each distribution wsfanout's requirements reach is linked (or, across file
+systems, copied) file by file from its ``RECORD`` (offline, and seconds rather than the index's
+tens of), and ``pip check`` then proves the bare install complete and consistent. Run these
+alone with ``pytest -m install``.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import sys
 import textwrap
 import tomllib
 import uuid
+from contextlib import chdir
 from pathlib import Path
 
 import anyio
 import pytest
+from hatchling import build
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -63,13 +68,18 @@ def _closure(requirements: list[str]) -> set[str]:
 def _copy_distribution(name: str, site: Path) -> None:
     distribution = importlib.metadata.distribution(name)
     for file in distribution.files or []:
-        if file.parts[0] == ".." or "__pycache__" in file.parts:
-            continue  # console scripts and bytecode: neither is needed to import
+        if file.parts[0] == "..":
+            continue  # console scripts: not needed to import
+        # bytecode comes along (valid: a link or copy2 keeps the source's mtime), so that the
+        # bare interpreter, the same Python, does not compile botocore and pydantic again
         source = Path(str(distribution.locate_file(file)))
         if source.is_file():
             target = site / file
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+            try:  # a hard link: the same bytes, no copy (the files are only ever read)
+                os.link(source, target)
+            except OSError:  # another file system
+                shutil.copy2(source, target)
 
 
 def _run(*command: str | Path, env: dict[str, str] | None = None) -> str:
@@ -90,8 +100,8 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv holding wsfanout's wheel and its dependencies, no extra; its Python."""
     base = tmp_path_factory.mktemp("bare")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
-    _run(*pip, "wheel", "--no-deps", "--wheel-dir", base / "wheels", ROOT)
-    [wheel] = sorted((base / "wheels").glob("wsfanout-*.whl"))
+    with chdir(ROOT):  # PEP 517: the backend's hooks run in the source tree
+        wheel = base / build.build_wheel(str(base))
     _run(sys.executable, "-m", "venv", "--without-pip", base / "venv")
     python = base / "venv" / "bin" / "python"
     _run(*pip, "--python", python, "install", "--no-deps", "--no-index", wheel)

@@ -79,7 +79,12 @@ def test_impossible_scenarios_are_refused(changes: dict[str, object]) -> None:
 
 
 @pytest.mark.timeout(60)
-async def test_a_failing_child_is_reported_with_its_last_error_line() -> None:
+async def test_a_failing_child_is_reported_with_its_last_error_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing listens on the discard port; one attempt is enough to fail (the child inherits
+    # the environment): botocore's legacy DynamoDB policy would back off ten times first.
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     where = Services("http://127.0.0.1:9", "http://127.0.0.1:9/bench", None)
     async with aiohttp.ClientSession() as http:
         bench = Bench(Scenario(latency_s=0.0), where, dynamodb=None, http=http)

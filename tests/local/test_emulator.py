@@ -751,8 +751,8 @@ async def test_aws_cli_against_the_emulator(tmp_path: Path) -> None:
     aws = shutil.which("aws")
     if aws is None:
         pytest.skip("the AWS CLI ('aws') is not on PATH")
-    version = (await anyio.run_process([aws, "--version"])).stdout.decode()
-    version += (await anyio.run_process([aws, "--version"])).stderr.decode()
+    asked = await anyio.run_process([aws, "--version"])  # v1 prints it to stderr, v2 to stdout
+    version = asked.stdout.decode() + asked.stderr.decode()
     # CLI v2 reads blobs as base64 unless told otherwise; v1 takes the text as is.
     raw = ["--cli-binary-format", "raw-in-base64-out"] if "aws-cli/2" in version else []
     binary = tmp_path / "frame.bin"

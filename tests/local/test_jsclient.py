@@ -1,29 +1,37 @@
 """The browser client ``wsfanout.js`` in a real headless Chromium.
 
-Its sequence logic (dedupe, reorder, gaps, reset, resume with ``since``, make-before-break,
-backoff, keepalive) is driven through fake sockets inside the page (the module takes a socket
-factory), since the chat app does not send ``seq`` yet; the live path runs against a local stack
-with compressed limits (idle 6 s, lifetime 12 s): re-joining rooms after a DeleteConnection,
-keepalive past the idle timeout, and a planned reconnect with no gap; room messages go in as
-jobs on the broadcast queue (what a ``sendMessage`` to a room enqueues).
+Its logic (dedupe, reorder, gaps, reset, resume with ``since``, make-before-break, backoff,
+keepalive) is driven case by case through fake sockets inside the page (the module takes a
+socket factory); the live path runs against a local stack with compressed limits (idle 6 s,
+lifetime 12 s): re-joining rooms after a DeleteConnection, keepalive past the idle timeout, a
+planned reconnect with no gap, and the Python client's exactly-once check (test_client_replay.py,
+sharing tests/local/replay.py): room messages sent through the chat app's ``sendMessage`` by
+Python clients, which number them (``seq``), while the page's connections are deleted at
+random, reach the page once each and in order.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any
 
 import aioboto3
 import aiohttp
 import anyio
 import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as open_websocket
 
 from tests.local.browser import WAIT_MS, chromium, needs_browser
-from wsfanout.local.emulator import Emulator, Limits, serve_emulator
+from tests.local.replay import LIMITS, Drops, Figures, paced
+from wsfanout.aws.clients import Clients
+from wsfanout.local.emulator import Emulator, serve_emulator
 from wsfanout.local.stack import local_stack
+from wsfanout.settings import Settings
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -263,6 +271,8 @@ async def test_a_dropped_connection_resumes_from_the_last_seq() -> None:
         assert (reconnecting["attempt"], reconnecting["code"]) == (1, 1001)
         assert 0 <= reconnecting["delayMs"] <= 50
         assert (events[3]["planned"], events[3]["first"]) == (False, False)
+        assert events[0]["latencyMs"] is None  # the first connection
+        assert events[3]["latencyMs"] >= events[1]["delayMs"]  # from the drop, backoff included
         assert result["id"] == "B="
 
 
@@ -435,18 +445,28 @@ async def test_keepalive_pings_only_when_nothing_was_sent() -> None:
 
 # -- live: the local stack with compressed limits ------------------------------------------------
 
-LIMITS = Limits(idle_timeout_s=6, max_lifetime_s=12)
-
 
 async def _open_client(browser: Any, page_url: str, options: dict[str, Any]) -> Any:
-    """A tab of the demo page with ``window.client`` connected (``window.log`` records it)."""
+    """A tab of the demo page with ``window.client`` connected (``window.log`` records it, and
+    ``window.arrived`` the seq of every message frame its sockets got, duplicates included)."""
     tab = await browser.new_page()
     await tab.goto(page_url, timeout=WAIT_MS)
     await tab.evaluate(SETUP)
     await tab.evaluate(
         """(options) => {
             const url = `ws://${location.host}/local`;
-            window.client = wsfanout.connect(url, options);
+            window.arrived = [];
+            const socket = (u) => {
+              const ws = new WebSocket(u);
+              ws.addEventListener("message", (event) => {
+                const frame = JSON.parse(event.data);
+                if (frame.type === "message" && Number.isSafeInteger(frame.seq)) {
+                  arrived.push(frame.seq);
+                }
+              });
+              return ws;
+            };
+            window.client = wsfanout.connect(url, { socket, ...options });
             window.log = record(window.client);
         }""",
         options,
@@ -579,3 +599,140 @@ async def test_the_planned_reconnect_leaves_no_gap_on_the_stack() -> None:
         f"planned reconnect: {count} messages, {len(messages) - count} duplicates, no gap, "
         f"{sum(e['type'] == 'resumed' for e in events)} handovers"
     )
+
+
+class _ChatSender:
+    """Room messages through the chat app's ``sendMessage``, each sent once the one before was
+    acknowledged (with its ``seq``). The stack closes a connection at 12 s and drops the frames
+    it has not routed yet, so every few seconds, between two acks, the sender closes its
+    connection and opens a new one in the lobby: nothing it sends is ever lost that way."""
+
+    ROTATE_S = 5.0
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._ws: ClientConnection | None = None
+        self._opened = 0.0
+        self.seqs: list[int] = []
+
+    async def __aenter__(self) -> _ChatSender:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def say(self, n: int) -> None:
+        """Send ``n`` to the lobby and wait for the ack.
+
+        :raises AssertionError: the chat app answered an error frame.
+        """
+        if self._ws is None or time.monotonic() - self._opened > self.ROTATE_S:
+            if self._ws is not None:
+                await self._ws.close()
+            self._ws = await open_websocket(self._url)
+            self._opened = time.monotonic()
+            await self._ask({"action": "joinRoom", "room": "lobby"})
+        ack = await self._ask({"action": "sendMessage", "to": {"room": "lobby"}, "data": n})
+        self.seqs.append(ack["seq"])
+
+    async def _ask(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self._ws is not None
+        await self._ws.send(json.dumps(frame))
+        with anyio.fail_after(10):
+            async for raw in self._ws:  # the other senders' messages go by
+                answer = json.loads(raw)
+                if answer["type"] == "error":
+                    raise AssertionError(f"{frame} was answered {answer}")
+                if answer["type"] == "ack" and answer["action"] == frame["action"]:
+                    return dict(answer)
+        raise AssertionError(f"the connection closed before {frame} was answered")
+
+
+MESSAGES = 200
+SENDERS = 3  # Python clients at once, each a member of the lobby: seq orders them
+INTERVAL_S = 0.1  # one message every 0.1 s in all: 20 s of sending at least
+
+
+@needs_browser
+async def test_room_messages_reach_the_page_once_in_order_across_drops() -> None:
+    """The Python client's exactly-once check (test_client_replay.py), for wsfanout.js: room
+    messages sent through ``sendMessage`` meanwhile reach the page once each and in order,
+    while its connections are deleted after 2-3.5 s and 7-8 s in turn and replaced before
+    their 6 s lifetime (make-before-break) in the long pauses."""
+    from playwright.async_api import (  # noqa: PLC0415  (optional dependency)
+        TimeoutError as PlaywrightTimeout,
+    )
+
+    with anyio.fail_after(80):
+        async with (
+            local_stack(limits=LIMITS, set_management_endpoint=True) as stack,
+            Clients(Settings()) as clients,
+            chromium() as browser,
+            AsyncExitStack() as exits,
+        ):
+            options = {"rooms": ["lobby"], "lifetimeMs": 6000, "keepaliveMs": 2000}
+            tab = await _open_client(
+                browser, stack.page_url, {**options, "backoffInitialMs": 100, "backoffMaxMs": 1000}
+            )
+            senders = [
+                await exits.enter_async_context(_ChatSender(stack.ws_url)) for _ in range(SENDERS)
+            ]
+
+            async def connection_id() -> str | None:
+                return await tab.evaluate("() => client.connectionId")  # type: ignore[no-any-return]
+
+            drops = Drops(await clients.gateway(), connection_id, pauses=((2, 3.5), (7, 8)))
+            sent_in: list[float] = []
+            started = time.monotonic()
+
+            async def send_share(sender: _ChatSender, first: int) -> None:
+                await paced(sender.say, range(first, MESSAGES, SENDERS), INTERVAL_S * SENDERS)
+                sent_in.append(time.monotonic() - started)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(drops.run)
+                for first, sender in enumerate(senders):
+                    group.start_soon(send_share, sender, first)
+                with suppress(PlaywrightTimeout):  # what is missing, if anything, is said below
+                    await tab.wait_for_function(
+                        "(n) => log.messages.length >= n", arg=MESSAGES, polling=100, timeout=50_000
+                    )
+                group.cancel_scope.cancel()
+            elapsed = time.monotonic() - started
+            result = await tab.evaluate(
+                "() => ({ log, stats: client.stats, arrived, last: client.lastSeq('lobby') })"
+            )
+    messages, events, stats = result["log"]["messages"], result["log"]["events"], result["stats"]
+    resumed = [e for e in events if e["type"] == "resumed"]
+    after_drops = [e["latencyMs"] / 1000 for e in resumed if not e["planned"]]
+    planned = [e["latencyMs"] / 1000 for e in resumed if e["planned"]]
+    Figures(
+        "wsfanout.js replay",
+        messages=len(messages),
+        elapsed_s=elapsed,
+        senders=SENDERS,
+        sent_in_s=max(sent_in, default=0),
+        drops=len(drops.found),
+        reconnects=len(after_drops),
+        planned=len(planned),
+        duplicates=stats["duplicates"],
+        gaps=stats["gaps"],
+        resets=stats["resets"],
+        resume_latencies_s=after_drops,
+        planned_latencies_s=planned,
+    ).print()
+    numbered = sorted(seq for sender in senders for seq in sender.seqs)
+    assert numbered == list(range(1, MESSAGES + 1))  # each message sent once
+    missing = sorted(set(range(MESSAGES)) - {m["data"] for m in messages})
+    assert not missing, f"missing {missing}; last seq {result['last']}; events {events[-6:]}"
+    assert [(m["room"], m["seq"]) for m in messages] == [
+        ("lobby", seq) for seq in range(1, MESSAGES + 1)
+    ], "once each, in order"
+    assert sorted(m["data"] for m in messages) == list(range(MESSAGES)), "every message"
+    # Every frame the sockets got was delivered once or dropped as a duplicate.
+    assert len(result["arrived"]) == MESSAGES + stats["duplicates"]
+    assert len(after_drops) >= 3
+    assert len(planned) >= 1
+    assert stats["resets"] == 0
+    assert not [e for e in events if e["type"] == "reset"]

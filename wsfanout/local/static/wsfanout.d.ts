@@ -63,6 +63,9 @@ export interface ConnectedDetail {
   planned: boolean;
   /** True for the client's first connection. */
   first: boolean;
+  /** From the drop (backoff included), or from the start of a planned reconnect, to the rooms
+   * re-joined; null for the first connection. */
+  latencyMs: number | null;
 }
 
 export interface ReconnectingDetail {

@@ -83,6 +83,7 @@ class Link {
     this.closeFrame = null; // the server's {"type":"close"} frame, if it sent one
     this.retired = false; // closed by us (planned handover, close())
     this.lastSent = 0;
+    this.started = Date.now(); // a planned reconnect's latency runs from here
     this.timers = new Map();
   }
 
@@ -129,6 +130,7 @@ export class Client extends EventTarget {
     this._next = null; // the socket of a planned reconnect, until it takes over
     this._draining = new Set(); // old sockets of planned reconnects, still read a moment
     this._attempt = 0;
+    this._lostAt = null; // when the live connection was lost (a resume's latency runs from here)
     this._planFailures = 0; // planned reconnects that failed in a row (their backoff)
     this._retry = null;
     this._queue = [];
@@ -288,11 +290,14 @@ export class Client extends EventTarget {
     if (link.connectionId !== null) this.connectionId = link.connectionId;
     const first = !this._ever;
     this._ever = true;
+    const since = link.planned ? link.started : this._lostAt;
+    const latencyMs = first || since === null ? null : Date.now() - since;
+    this._lostAt = null;
     this.stats.connects += 1;
     const lifetime = this.options.lifetimeMs * (0.9 + 0.1 * Math.random()); // fleets spread out
     link.timer("lifetime", lifetime, () => this._plan(link));
     for (const frame of this._queue.splice(0)) this._write(link, frame);
-    const detail = { connectionId: this.connectionId, planned: link.planned, first };
+    const detail = { connectionId: this.connectionId, planned: link.planned, first, latencyMs };
     this._emit("connected", detail);
     if (!first) this._emit("resumed", detail);
   }
@@ -370,6 +375,7 @@ export class Client extends EventTarget {
     }
     if (link !== this._primary || wasRetired || this._closed) return;
     this._primary = null;
+    if (this._ever) this._lostAt ??= Date.now();
     if (link.closeFrame !== null) {
       // The server said why it closes us (kicked): do not come straight back.
       this._end({ code, reason: link.closeFrame.reason ?? reason, byServer: true }, "closed by the server");

@@ -67,9 +67,10 @@ SETUP = """async () => {
   FakeSocket.all = [];
   window.FakeSocket = FakeSocket;
   window.record = (client) => {
-    const log = { messages: [], events: [], frames: [] };
+    const log = { messages: [], events: [], frames: [], presence: [] };
     client.on("message", (m) => log.messages.push({ ...m, at: performance.now() }));
     client.on("frame", (f) => log.frames.push(f));
+    client.on("presence", (p) => log.presence.push({ ...p, at: performance.now() }));
     for (const type of ["connected", "resumed", "reconnecting", "reset", "close"]) {
       client.on(type, (detail) => log.events.push({ type, ...detail, at: performance.now() }));
     }
@@ -441,6 +442,109 @@ async def test_keepalive_pings_only_when_nothing_was_sent() -> None:
             "() => FakeSocket.all[0].sent.filter((f) => f.action === 'ping').length >= 2",
             timeout=WAIT_MS,
         )
+
+
+@needs_browser
+async def test_presence_answers_and_events_leave_the_clients_own_connections_out() -> None:
+    async with fake_page() as page:
+        result = await page.evaluate("""async () => {
+            fake({ rooms: ["lobby"], lifetimeMs: 300, handoverMs: 100 });
+            hello(0);
+            const s = FakeSocket.all[0];
+            const lobby = client.presence("lobby");
+            const other = client.presence("other");  // answered first: each by its room
+            const asked = s.sent.filter((f) => f.action === "presence");
+            s.recv({ type: "presence", room: "other", users: [], connections: 1 });
+            const alice = [{ userId: "alice", connections: 2 }];
+            s.recv({ type: "presence", room: "lobby", users: alice, connections: 3 });
+            const event = (kind, connectionId, more) =>
+              ({ type: "presence", event: kind, room: "lobby", connectionId, ...more });
+            s.recv(event("join", "B=", { userId: "bob" }));
+            s.recv(event("leave", "C="));
+            s.recv(event("join", "conn1="));
+            return { asked, lobby: await lobby, other: await other, presence: log.presence,
+                     frames: log.frames.filter((f) => f.type === "presence") };
+        }""")
+        assert result["asked"] == [
+            {"action": "presence", "room": "lobby"},
+            {"action": "presence", "room": "other"},
+        ]
+        assert result["lobby"] == {
+            "room": "lobby",
+            "users": [{"userId": "alice", "connections": 2}],
+            "connections": 3,
+        }
+        assert result["other"] == {"room": "other", "users": [], "connections": 1}
+        assert [(p["event"], p["connectionId"], p.get("userId")) for p in result["presence"]] == [
+            ("join", "B=", "bob"),
+            ("leave", "C=", None),  # the client's own connection (conn1=) is left out
+        ]
+        assert result["frames"] == []  # presence frames are not "frame" events
+
+        # A planned reconnect: its new connection's join reaches the old socket, the old one's
+        # leave the new socket; neither is someone else's.
+        await page.wait_for_function("() => FakeSocket.all.length === 2", timeout=WAIT_MS)
+        presence = await page.evaluate("""() => {
+            hello(0);
+            const [a, b] = FakeSocket.all;
+            a.recv({ type: "presence", event: "join", room: "lobby", connectionId: "conn2=" });
+            b.recv({ type: "presence", event: "leave", room: "lobby", connectionId: "conn1=" });
+            b.recv({ type: "presence", event: "leave", room: "lobby", connectionId: "B=" });
+            return log.presence;
+        }""")
+        assert [(p["event"], p["connectionId"]) for p in presence[2:]] == [("leave", "B=")]
+
+
+@needs_browser
+async def test_presence_rejects_on_timeout_and_close_and_waits_while_reconnecting() -> None:
+    async with fake_page() as page:
+        result = await page.evaluate("""async () => {
+            fake({ rooms: ["lobby"], requestTimeoutMs: 300, backoffInitialMs: 60000 });
+            hello(0);
+            const failure = (promise) => promise.then(
+              (answer) => ({ answer }),
+              (e) => ({ name: e.name, code: e.code, room: e.room, message: e.message,
+                        typed: e instanceof wsfanout.RequestError }),
+            );
+            const timedOut = await failure(client.presence("lobby"));  // never answered
+            const dropped = failure(client.presence("lobby"));
+            FakeSocket.all[0].drop(1006);
+            const queued = failure(client.presence("lobby"));  // while reconnecting
+            window.dispatchEvent(new Event("online"));  // back now rather than in a minute
+            hello(0);
+            const resent = FakeSocket.all[1].sent.filter((f) => f.action === "presence");
+            FakeSocket.all[1].recv({ type: "presence", room: "lobby", users: [], connections: 1 });
+            const closing = failure(client.presence("lobby"));
+            client.close();
+            let badRoom = null;
+            try { client.presence(""); } catch (e) { badRoom = e instanceof TypeError; }
+            return { timedOut, dropped: await dropped, queued: await queued, resent,
+                     closing: await closing, closed: await failure(client.presence("lobby")),
+                     badRoom };
+        }""")
+    timed_out = result["timedOut"]
+    assert (timed_out["name"], timed_out["code"], timed_out["room"]) == (
+        "RequestError",
+        "timeout",
+        "lobby",
+    )
+    assert timed_out["typed"]
+    assert timed_out["message"].startswith('wsfanout: no presence answer for "lobby" within 300')
+    assert (result["dropped"]["code"], result["dropped"]["message"]) == (
+        "closed",
+        "wsfanout: the connection closed before the answer",
+    )
+    assert result["resent"] == [{"action": "presence", "room": "lobby"}]
+    assert result["queued"] == {"answer": {"room": "lobby", "users": [], "connections": 1}}
+    assert (result["closing"]["code"], result["closing"]["message"]) == (
+        "closed",
+        "wsfanout: the client closed",
+    )
+    assert (result["closed"]["code"], result["closed"]["message"]) == (
+        "closed",
+        "wsfanout: the client is closed",
+    )
+    assert result["badRoom"] is True
 
 
 # -- live: the local stack with compressed limits ------------------------------------------------

@@ -23,6 +23,7 @@ import aioboto3
 import aiohttp
 import anyio
 import pytest
+import pytest_asyncio
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as open_websocket
 
@@ -33,7 +34,9 @@ from wsfanout.local.emulator import Emulator, serve_emulator
 from wsfanout.local.stack import local_stack
 from wsfanout.settings import Settings
 
-pytestmark = pytest.mark.timeout(90)
+# One Chromium for the module (a launch takes seconds), so one event loop for the module too; each
+# test gets a browser context of its own.
+pytestmark = [pytest.mark.timeout(90), pytest.mark.asyncio(loop_scope="module")]
 
 # In the page: the module as `wsfanout`, a scriptable fake socket, and a recorder of a client's
 # messages and events (with the page's clock, to order them).
@@ -97,12 +100,30 @@ def seqs_of(messages: list[dict[str, Any]]) -> list[Any]:
     return [m.get("seq", m.get("data")) for m in messages]
 
 
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """The module's headless Chromium (Playwright's ``Browser``)."""
+    async with chromium() as launched:
+        yield launched
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def context(browser: Any) -> AsyncIterator[Any]:
+    """A fresh browser context of the module's Chromium (its pages, and their sockets, close at
+    the end of the test)."""
+    fresh = await browser.new_context()
+    try:
+        yield fresh
+    finally:
+        await fresh.close()
+
+
 @asynccontextmanager
-async def fake_page() -> AsyncIterator[Any]:
+async def fake_page(context: Any) -> AsyncIterator[Any]:
     """A page of a bare emulator (which serves ``/wsfanout.js``) with :data:`SETUP` run."""
     emulator = Emulator(route_handler=lambda _event, _context: {"statusCode": 200})
-    async with serve_emulator(emulator) as base, chromium() as browser:
-        tab = await browser.new_page()
+    async with serve_emulator(emulator) as base:
+        tab = await context.new_page()
         await tab.goto(f"{base}/", timeout=WAIT_MS)
         await tab.evaluate(SETUP)
         yield tab
@@ -130,8 +151,8 @@ async def test_the_client_and_its_types_are_served() -> None:
 
 
 @needs_browser
-async def test_each_seq_is_delivered_once_and_in_order() -> None:
-    async with fake_page() as page:
+async def test_each_seq_is_delivered_once_and_in_order(context: Any) -> None:
+    async with fake_page(context) as page:
         result = await page.evaluate("""() => {
             fake({ rooms: ["lobby"], gapMs: 60000 });
             const s = FakeSocket.all[0];
@@ -169,10 +190,10 @@ async def test_each_seq_is_delivered_once_and_in_order() -> None:
 
 
 @needs_browser
-async def test_the_clients_own_room_message_is_skipped_not_waited_for() -> None:
+async def test_the_clients_own_room_message_is_skipped_not_waited_for(context: Any) -> None:
     """The server sends a room message to every member but its sender; the ``sendMessage`` ack
     names its seq, so the seq after it is delivered at once, with no gap asked for."""
-    async with fake_page() as page:
+    async with fake_page(context) as page:
         result = await page.evaluate("""() => {
             fake({ rooms: ["lobby"], gapMs: 60000 });
             hello(3);
@@ -192,8 +213,8 @@ async def test_the_clients_own_room_message_is_skipped_not_waited_for() -> None:
 
 
 @needs_browser
-async def test_a_gap_is_asked_for_again_and_reset_when_it_never_fills() -> None:
-    async with fake_page() as page:
+async def test_a_gap_is_asked_for_again_and_reset_when_it_never_fills(context: Any) -> None:
+    async with fake_page(context) as page:
         await page.evaluate(
             """() => { fake({ rooms: ["lobby"], gapMs: 500, gapRetries: 2 }); hello(10); }"""
         )
@@ -232,8 +253,8 @@ async def test_a_gap_is_asked_for_again_and_reset_when_it_never_fills() -> None:
 
 
 @needs_browser
-async def test_a_dropped_connection_resumes_from_the_last_seq() -> None:
-    async with fake_page() as page:
+async def test_a_dropped_connection_resumes_from_the_last_seq(context: Any) -> None:
+    async with fake_page(context) as page:
         await page.evaluate(
             """() => {
                 fake({ rooms: ["lobby"], backoffInitialMs: 50 });
@@ -278,9 +299,9 @@ async def test_a_dropped_connection_resumes_from_the_last_seq() -> None:
 
 
 @needs_browser
-async def test_reconnects_back_off_exponentially_with_full_jitter() -> None:
+async def test_reconnects_back_off_exponentially_with_full_jitter(context: Any) -> None:
     """Sockets that fail before opening: each delay is drawn from [0, min(max, initial*2^n))."""
-    async with fake_page() as page:
+    async with fake_page(context) as page:
         await page.evaluate("""() => {
             fake({
               backoffInitialMs: 20, backoffMaxMs: 160, maxAttempts: 12,
@@ -307,8 +328,8 @@ async def test_reconnects_back_off_exponentially_with_full_jitter() -> None:
 
 
 @needs_browser
-async def test_the_planned_reconnect_makes_before_it_breaks() -> None:
-    async with fake_page() as page:
+async def test_the_planned_reconnect_makes_before_it_breaks(context: Any) -> None:
+    async with fake_page(context) as page:
         await page.evaluate(
             """() => {
                 fake({ rooms: ["lobby"], lifetimeMs: 200, handoverMs: 150 });
@@ -357,8 +378,10 @@ async def test_the_planned_reconnect_makes_before_it_breaks() -> None:
 
 
 @needs_browser
-async def test_a_failed_planned_reconnect_keeps_the_old_socket_and_tries_again() -> None:
-    async with fake_page() as page:
+async def test_a_failed_planned_reconnect_keeps_the_old_socket_and_tries_again(
+    context: Any,
+) -> None:
+    async with fake_page(context) as page:
         await page.evaluate("""() => {
             fake({ rooms: ["lobby"], lifetimeMs: 200, backoffInitialMs: 50, handoverMs: 0 });
             hello(0);
@@ -385,8 +408,8 @@ async def test_a_failed_planned_reconnect_keeps_the_old_socket_and_tries_again()
 
 
 @needs_browser
-async def test_a_kick_ends_the_client_and_coming_online_retries_at_once() -> None:
-    async with fake_page() as page:
+async def test_a_kick_ends_the_client_and_coming_online_retries_at_once(context: Any) -> None:
+    async with fake_page(context) as page:
         result = await page.evaluate("""() => {
             fake({ rooms: ["lobby"], backoffInitialMs: 60000, backoffMaxMs: 60000 });
             hello(0);
@@ -420,8 +443,8 @@ async def test_a_kick_ends_the_client_and_coming_online_retries_at_once() -> Non
 
 
 @needs_browser
-async def test_keepalive_pings_only_when_nothing_was_sent() -> None:
-    async with fake_page() as page:
+async def test_keepalive_pings_only_when_nothing_was_sent(context: Any) -> None:
+    async with fake_page(context) as page:
         await page.evaluate(
             """() => {
                 fake({ keepaliveMs: 1000 });
@@ -445,8 +468,10 @@ async def test_keepalive_pings_only_when_nothing_was_sent() -> None:
 
 
 @needs_browser
-async def test_presence_answers_and_events_leave_the_clients_own_connections_out() -> None:
-    async with fake_page() as page:
+async def test_presence_answers_and_events_leave_the_clients_own_connections_out(
+    context: Any,
+) -> None:
+    async with fake_page(context) as page:
         result = await page.evaluate("""async () => {
             fake({ rooms: ["lobby"], lifetimeMs: 300, handoverMs: 100 });
             hello(0);
@@ -496,8 +521,10 @@ async def test_presence_answers_and_events_leave_the_clients_own_connections_out
 
 
 @needs_browser
-async def test_presence_rejects_on_timeout_and_close_and_waits_while_reconnecting() -> None:
-    async with fake_page() as page:
+async def test_presence_rejects_on_timeout_and_close_and_waits_while_reconnecting(
+    context: Any,
+) -> None:
+    async with fake_page(context) as page:
         result = await page.evaluate("""async () => {
             fake({ rooms: ["lobby"], requestTimeoutMs: 300, backoffInitialMs: 60000 });
             hello(0);
@@ -550,10 +577,10 @@ async def test_presence_rejects_on_timeout_and_close_and_waits_while_reconnectin
 # -- live: the local stack with compressed limits ------------------------------------------------
 
 
-async def _open_client(browser: Any, page_url: str, options: dict[str, Any]) -> Any:
+async def _open_client(context: Any, page_url: str, options: dict[str, Any]) -> Any:
     """A tab of the demo page with ``window.client`` connected (``window.log`` records it, and
     ``window.arrived`` the seq of every message frame its sockets got, duplicates included)."""
-    tab = await browser.new_page()
+    tab = await context.new_page()
     await tab.goto(page_url, timeout=WAIT_MS)
     await tab.evaluate(SETUP)
     await tab.evaluate(
@@ -601,11 +628,11 @@ async def _received(tab: Any, data: str) -> None:
 
 
 @needs_browser
-async def test_rooms_are_rejoined_after_the_stack_drops_the_connection() -> None:
+async def test_rooms_are_rejoined_after_the_stack_drops_the_connection(context: Any) -> None:
     with anyio.fail_after(60):
-        async with local_stack(limits=LIMITS) as stack, chromium() as browser:
+        async with local_stack(limits=LIMITS) as stack:
             tab = await _open_client(
-                browser, stack.page_url, {"rooms": ["lobby"], "backoffInitialMs": 200}
+                context, stack.page_url, {"rooms": ["lobby"], "backoffInitialMs": 200}
             )
             first = await tab.evaluate("() => client.connectionId")
             async with _room_sender(stack.queue_url) as say:
@@ -633,12 +660,12 @@ async def test_rooms_are_rejoined_after_the_stack_drops_the_connection() -> None
 
 
 @needs_browser
-async def test_keepalive_keeps_an_idle_page_connected_past_the_idle_timeout() -> None:
+async def test_keepalive_keeps_an_idle_page_connected_past_the_idle_timeout(context: Any) -> None:
     with anyio.fail_after(60):
-        async with local_stack(limits=LIMITS) as stack, chromium() as browser:
+        async with local_stack(limits=LIMITS) as stack:
             options = {"lifetimeMs": 60_000, "backoffInitialMs": 200}
-            pinging = await _open_client(browser, stack.page_url, {**options, "keepaliveMs": 1500})
-            silent = await _open_client(browser, stack.page_url, {**options, "keepaliveMs": 0})
+            pinging = await _open_client(context, stack.page_url, {**options, "keepaliveMs": 1500})
+            silent = await _open_client(context, stack.page_url, {**options, "keepaliveMs": 0})
             first = await pinging.evaluate("() => client.connectionId")
             # The page that never pings is closed as idle (1001) after 6 s...
             await silent.wait_for_function(
@@ -656,7 +683,7 @@ async def test_keepalive_keeps_an_idle_page_connected_past_the_idle_timeout() ->
 
 
 @needs_browser
-async def test_the_planned_reconnect_leaves_no_gap_on_the_stack() -> None:
+async def test_the_planned_reconnect_leaves_no_gap_on_the_stack(context: Any) -> None:
     """Messages sent through the planned reconnect all arrive. The chat app does not number them
     yet (no ``seq``), so one may arrive twice around the handover (the old socket is read for
     ``handoverMs`` after the switch); none may be missing."""
@@ -666,9 +693,9 @@ async def test_the_planned_reconnect_leaves_no_gap_on_the_stack() -> None:
 
     count = 64
     with anyio.fail_after(60):
-        async with local_stack(limits=LIMITS) as stack, chromium() as browser:
+        async with local_stack(limits=LIMITS) as stack:
             tab = await _open_client(
-                browser,
+                context,
                 stack.page_url,
                 {"rooms": ["lobby"], "lifetimeMs": 7000, "keepaliveMs": 2000},
             )
@@ -759,7 +786,7 @@ INTERVAL_S = 0.1  # one message every 0.1 s in all: 20 s of sending at least
 
 
 @needs_browser
-async def test_room_messages_reach_the_page_once_in_order_across_drops() -> None:
+async def test_room_messages_reach_the_page_once_in_order_across_drops(context: Any) -> None:
     """The Python client's exactly-once check (test_client_replay.py), for wsfanout.js: room
     messages sent through ``sendMessage`` meanwhile reach the page once each and in order,
     while its connections are deleted after 2-3.5 s and 7-8 s in turn and replaced before
@@ -772,12 +799,11 @@ async def test_room_messages_reach_the_page_once_in_order_across_drops() -> None
         async with (
             local_stack(limits=LIMITS, set_management_endpoint=True) as stack,
             Clients(Settings()) as clients,
-            chromium() as browser,
             AsyncExitStack() as exits,
         ):
-            options = {"rooms": ["lobby"], "lifetimeMs": 6000, "keepaliveMs": 2000}
+            options = {"rooms": ["lobby"], "lifetimeMs": 6000, "keepaliveMs": 2000, "gapMs": 1000}
             tab = await _open_client(
-                browser, stack.page_url, {**options, "backoffInitialMs": 100, "backoffMaxMs": 1000}
+                context, stack.page_url, {**options, "backoffInitialMs": 100, "backoffMaxMs": 1000}
             )
             senders = [
                 await exits.enter_async_context(_ChatSender(stack.ws_url)) for _ in range(SENDERS)
@@ -826,17 +852,23 @@ async def test_room_messages_reach_the_page_once_in_order_across_drops() -> None
         resume_latencies_s=after_drops,
         planned_latencies_s=planned,
     ).print()
+    # The seqs the acks named. A loaded moto can make the counter's ADD count twice (a retried
+    # request): a seq that no message has, which nobody can get ("holes").
     numbered = sorted(seq for sender in senders for seq in sender.seqs)
-    assert numbered == list(range(1, MESSAGES + 1))  # each message sent once
+    holes = set(range(1, numbered[-1] + 1)) - set(numbered)
     missing = sorted(set(range(MESSAGES)) - {m["data"] for m in messages})
     assert not missing, f"missing {missing}; last seq {result['last']}; events {events[-6:]}"
-    assert [(m["room"], m["seq"]) for m in messages] == [
-        ("lobby", seq) for seq in range(1, MESSAGES + 1)
-    ], "once each, in order"
+    assert [(m["room"], m["seq"]) for m in messages] == [("lobby", seq) for seq in numbered], (
+        "once each, in order"
+    )
     assert sorted(m["data"] for m in messages) == list(range(MESSAGES)), "every message"
     # Every frame the sockets got was delivered once or dropped as a duplicate.
     assert len(result["arrived"]) == MESSAGES + stats["duplicates"]
     assert len(after_drops) >= 3
     assert len(planned) >= 1
-    assert stats["resets"] == 0
-    assert not [e for e in events if e["type"] == "reset"]
+    # The client gives seqs up only where there was nothing to get.
+    resets = [e for e in events if e["type"] == "reset"]
+    assert stats["resets"] == len(resets) <= len(holes)
+    for reset in resets:
+        assert reset["reason"] == "gap not filled"
+        assert set(range(reset["last"] + 1, reset["seq"] + 1)) <= holes

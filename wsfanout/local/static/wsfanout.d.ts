@@ -108,8 +108,8 @@ export interface PresenceDetail {
 }
 
 /** `presence()` got no answer: "timeout" (after requestTimeoutMs; e.g. the client is not in
- * the room, which the server answers with an "error" event), or "closed" (the connection it
- * went out on, or the client, closed first). */
+ * the room, which the server answers with an "error" event), or "closed" (the client closed
+ * first). */
 export class RequestError extends Error {
   readonly name: "RequestError";
   readonly code: "timeout" | "closed";
@@ -171,8 +171,9 @@ export class Client extends EventTarget {
   join(room: string): void;
   leave(room: string): void;
   lastSeq(room: string): number | null;
-  /** Who is in `room` (only a member may ask); queued while reconnecting. Throws a TypeError
-   * for a bad room name; rejects with a RequestError. */
+  /** Who is in `room` (only a member may ask); queued while reconnecting, and asked again on
+   * the next connection when its own is lost first. Throws a TypeError for a bad room name;
+   * rejects with a RequestError. */
   presence(room: string): Promise<Presence>;
   /** Close for good (no reconnect); emits "close". */
   close(code?: number, reason?: string): void;

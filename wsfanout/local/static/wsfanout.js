@@ -46,8 +46,8 @@ const OWN_IDS = 16; // connection ids of the client's own remembered, to leave t
 
 const OPEN = 1; // WebSocket.OPEN, spelled out so that a socket factory's objects need no class
 
-/** A request (`presence`) that got no answer: `code` "timeout", or "closed" (the connection it
- * went out on, or the client, closed first). */
+/** A request (`presence`) that got no answer: `code` "timeout", or "closed" (the client closed
+ * first). */
 export class RequestError extends Error {
   constructor(code, room, message) {
     super(`wsfanout: ${message}`);
@@ -228,10 +228,11 @@ export class Client extends EventTarget {
    * Who is in `room`: `{room, users: [{userId, connections}], connections}`. Only a member may
    * ask; the server answers anyone else an "error" event (`forbidden`), which names no request,
    * so the promise then rejects on the timeout. While reconnecting, the question waits like
-   * `send`'s frames.
+   * `send`'s frames, and one whose connection is lost before the answer is asked again on the
+   * next (a reconnect never loses it).
    * @throws {TypeError} `room` is not a room name.
    * @returns {Promise} rejects with a RequestError: "timeout" after `requestTimeoutMs`, "closed"
-   * when the connection it went out on, or the client, closed before the answer.
+   * when the client closed before the answer.
    */
   presence(room) {
     check(typeof room === "string" && room !== "", "presence takes a room name");
@@ -240,24 +241,30 @@ export class Client extends EventTarget {
       const request = { room, resolve, reject, link: null, timer: null };
       const ms = this.options.requestTimeoutMs;
       request.timer = setTimeout(() => {
-        const why = `no presence answer for ${JSON.stringify(room)} within ${ms} ms (is the client in the room?)`;
-        this._settle(request, new RequestError("timeout", room, why));
+        const why = `no presence answer for ${JSON.stringify(room)} within ${ms} ms`;
+        this._settle(request, new RequestError("timeout", room, `${why} (is the client in the room?)`));
       }, ms);
       const waiting = this._requests.get(room) ?? [];
       waiting.push(request);
       this._requests.set(room, waiting);
-      const frame = { action: "presence", room };
-      const link = this._primary;
-      if (link !== null && link.state === "live" && link.socket.readyState === OPEN) {
-        request.link = link;
-        this._write(link, frame);
-      } else if (this._queue.length < this.options.maxQueued) {
-        this._queue.push(frame); // `request.link` is set when the queue goes out
-      } else {
-        const why = "too many frames queued while reconnecting";
-        this._settle(request, new RequestError("closed", room, why));
-      }
+      this._ask(request);
     });
+  }
+
+  /** Send a presence request now, or queue it until the next connection is live. */
+  _ask(request) {
+    const frame = { action: "presence", room: request.room };
+    const link = this._primary;
+    request.link = null; // set when the queue goes out
+    if (link !== null && link.state === "live" && link.socket.readyState === OPEN) {
+      request.link = link;
+      this._write(link, frame);
+    } else if (this._queue.length < this.options.maxQueued) {
+      this._queue.push(frame);
+    } else {
+      const why = "too many frames queued while reconnecting";
+      this._settle(request, new RequestError("closed", request.room, why));
+    }
   }
 
   /** Close for good: no reconnect. Emits "close". */
@@ -272,7 +279,7 @@ export class Client extends EventTarget {
     clearTimeout(this._retry);
     globalThis.removeEventListener?.("online", this._online);
     for (const room of this._rooms.values()) clearTimeout(room.gapTimer);
-    this._failRequests(null, "the client closed");
+    this._failRequests("the client closed");
     for (const link of [this._primary, this._next, ...this._draining]) if (link) this._retire(link, code, why);
     this._emit("close", detail);
   }
@@ -424,7 +431,7 @@ export class Client extends EventTarget {
     const wasRetired = link.retired && !failed;
     link.state = "closed";
     link.clear();
-    this._failRequests(link, "the connection closed before the answer");
+    this._reask(link);
     if (link === this._next) {
       this._next = null;
       this._planFailures += 1;
@@ -559,13 +566,18 @@ export class Client extends EventTarget {
     else request.resolve(answer);
   }
 
-  /** Reject the requests that went out on `link` (every request when null). */
-  _failRequests(link, why) {
+  /** Reject every request (the client closed). */
+  _failRequests(why) {
     for (const waiting of [...this._requests.values()]) {
-      for (const request of [...waiting]) {
-        if (link !== null && request.link !== link) continue;
-        this._settle(request, new RequestError("closed", request.room, why));
-      }
+      for (const request of [...waiting]) this._settle(request, new RequestError("closed", request.room, why));
+    }
+  }
+
+  /** The requests that went out on `link`, closed before their answer, go out again. */
+  _reask(link) {
+    if (this._closed) return;
+    for (const waiting of [...this._requests.values()]) {
+      for (const request of [...waiting]) if (request.link === link) this._ask(request);
     }
   }
 

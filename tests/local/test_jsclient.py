@@ -612,8 +612,8 @@ async def _open_client(context: Any, page_url: str, options: dict[str, Any]) -> 
 @asynccontextmanager
 async def _room_sender(queue_url: str) -> AsyncIterator[Callable[[str], Awaitable[None]]]:
     """``say(data)``: a room job for the lobby on the broadcast queue, carrying the chat app's
-    ``message`` frame, as a ``sendMessage`` to the room enqueues it. From outside any
-    WebSocket, so no sender connection runs into the stack's 12-second lifetime."""
+    ``message`` frame without a ``seq``, as a room that is not durable enqueues it. From outside
+    any WebSocket, so no sender connection runs into the stack's 12-second lifetime."""
     async with aioboto3.Session().client("sqs") as sqs:
 
         async def say(data: str) -> None:
@@ -687,9 +687,10 @@ async def test_keepalive_keeps_an_idle_page_connected_past_the_idle_timeout(cont
 
 @needs_browser
 async def test_the_planned_reconnect_leaves_no_gap_on_the_stack(context: Any) -> None:
-    """Messages sent through the planned reconnect all arrive. The chat app does not number them
-    yet (no ``seq``), so one may arrive twice around the handover (the old socket is read for
-    ``handoverMs`` after the switch); none may be missing."""
+    """Messages without a ``seq`` sent through the planned reconnect all arrive (the room jobs
+    go straight onto the queue, past the room's history, as a room that is not durable sends
+    them): one may arrive twice around the handover (the old socket is read for ``handoverMs``
+    after the switch); none may be missing. The sequenced path is the exactly-once check's."""
     from playwright.async_api import (  # noqa: PLC0415  (optional dependency)
         TimeoutError as PlaywrightTimeout,
     )

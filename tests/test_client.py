@@ -6,11 +6,13 @@ test_client_replay.py's; here each rule of the order is checked on its own.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 
-from wsfanout.client import Client, ClientOptions, Event, _Link
+from wsfanout.client import Client, ClientOptions, Event, Presence, ProtocolError, _Link
 from wsfanout.exceptions import InvalidInputError
 
 
@@ -97,3 +99,85 @@ def test_bad_urls_and_options_are_refused() -> None:
         ClientOptions(keepalive_s=0)
     url = Client("wss://h/prod?a=1", token="t k", query={"tenant": "x"}).url
     assert url == "wss://h/prod?a=1&tenant=x&token=t+k"
+
+
+def test_presence_events_are_join_and_leave_events_not_messages(client: Client) -> None:
+    events: list[Event] = []
+    client._on_event = events.append
+    joined = {"type": "presence", "event": "join", "room": "r", "connectionId": "b="}
+    left = joined | {"event": "leave", "userId": "bob"}
+    feed(client, {"type": "ack", "action": "joinRoom", "room": "r", "seq": 0}, joined, left)
+    assert delivered(client) == []
+    assert [(e.kind, e.room, e.connection_id, e.user_id, e.frame) for e in events] == [
+        ("join", "r", "b=", None, joined),
+        ("leave", "r", "b=", "bob", left),
+    ]
+
+
+class FakeSocket:
+    """What a link sends, and a hook to answer it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+        self.was_sent = asyncio.Event()
+
+    async def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+        self.was_sent.set()
+
+
+def fake_link(connection_id: str) -> tuple[_Link, FakeSocket]:
+    socket = FakeSocket()
+    link = _Link(socket)  # type: ignore[arg-type]
+    link.connection_id = connection_id
+    return link, socket
+
+
+ANSWER = {
+    "type": "presence",
+    "room": "r",
+    "users": [{"userId": "alice", "connections": 2}, {"userId": "bob", "connections": 1}],
+    "connections": 4,
+}
+
+
+async def test_presence_asks_and_reads_the_answer(client: Client) -> None:
+    link, socket = fake_link("c=")
+    client._use(link)
+    asking = asyncio.create_task(client.presence("r"))
+    await asyncio.wait_for(socket.was_sent.wait(), 5)
+    assert socket.sent == [{"action": "presence", "room": "r"}]
+    client._dispatch(link, ANSWER)
+    assert await asyncio.wait_for(asking, 5) == Presence("r", {"alice": 2, "bob": 1}, 4)
+
+
+async def test_presence_refused_is_a_protocol_error(client: Client) -> None:
+    link, socket = fake_link("c=")
+    client._use(link)
+    asking = asyncio.create_task(client.presence("r"))
+    await asyncio.wait_for(socket.was_sent.wait(), 5)
+    client._dispatch(link, {"type": "error", "code": "forbidden", "message": "not a member"})
+    with pytest.raises(ProtocolError, match="not a member"):
+        await asyncio.wait_for(asking, 5)
+
+
+async def test_a_presence_request_on_a_dropped_connection_is_asked_again(client: Client) -> None:
+    old, old_socket = fake_link("old=")
+    client._use(old)
+    asking = asyncio.create_task(client.presence("r"))
+    await asyncio.wait_for(old_socket.was_sent.wait(), 5)
+    old.fail_waiters(ConnectionError("the connection closed"))  # as its reader does
+    await asyncio.sleep(0)
+    assert not asking.done()
+    new, new_socket = fake_link("new=")
+    client._use(new)  # as the reconnect does
+    await asyncio.wait_for(new_socket.was_sent.wait(), 5)
+    assert new_socket.sent == [{"action": "presence", "room": "r"}]
+    client._dispatch(new, ANSWER | {"users": [], "connections": 0})
+    assert await asyncio.wait_for(asking, 5) == Presence("r", {}, 0)
+
+
+async def test_presence_gives_up_after_send_timeout() -> None:
+    client = Client("ws://127.0.0.1:1/local", options=ClientOptions(send_timeout_s=0.2))
+    with pytest.raises(TimeoutError):
+        await client.presence("r")  # never connected: no answer can come

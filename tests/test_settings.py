@@ -102,6 +102,9 @@ def test_aws_region_wins_over_aws_default_region(monkeypatch: pytest.MonkeyPatch
         ("FANOUT_REQUEST_TIMEOUT_S", "soon"),
         ("CONNECTION_TTL_SECONDS", "0"),
         ("REGISTRY_PAGE_SIZE", "0"),
+        ("PRESENCE_TIMEOUT_SECONDS", "0"),
+        ("PRESENCE_TIMEOUT_SECONDS", "7201"),
+        ("PRESENCE_TIMEOUT_SECONDS", "soon"),
     ],
 )
 def test_invalid_environment_values_are_rejected(
@@ -149,3 +152,12 @@ def test_the_dead_letter_queue_is_optional(monkeypatch: pytest.MonkeyPatch) -> N
     assert Settings().broadcast_dlq_url is None  # then `wsfanout dlq` reads the RedrivePolicy
     monkeypatch.setenv("BROADCAST_DLQ_URL", QUEUE_URL + "-dlq")
     assert Settings().broadcast_dlq_url == QUEUE_URL + "-dlq"
+
+
+def test_presence_timeout_is_the_idle_timeout_plus_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PRESENCE_TIMEOUT_SECONDS", raising=False)
+    assert Settings().presence_timeout_seconds == 660
+    monkeypatch.setenv("PRESENCE_TIMEOUT_SECONDS", "30")
+    assert Settings().presence_timeout_seconds == 30

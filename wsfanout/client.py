@@ -26,7 +26,11 @@ What it does for the application, so that a healthy client never sees a gap:
   a ``seq`` that three such asks did not bring although later ones came (a message whose
   storing failed, which nobody got) is given up with a ``reset`` event too;
 - **events** (``on_event=`` callback, or ``async for event in client.events()``):
-  ``connected``, ``reconnecting``, ``resumed``, ``reset`` and ``error``.
+  ``connected``, ``reconnecting``, ``resumed``, ``reset`` and ``error``, and in rooms with
+  presence on ``join`` and ``leave`` (another connection came into or left a joined room);
+- **presence**: ``await client.presence("lobby")`` says who is in a room the client joined; a
+  request whose connection drops before the answer is asked again on the next connection
+  (within ``send_timeout_s``), so a reconnect never loses it.
 
 The sender's own messages to a room are not sent back to it (the server excludes the sender);
 their ``seq``, from the ``sendMessage`` ack, is skipped in the room's order. This module imports
@@ -62,13 +66,14 @@ __all__ = [
     "Event",
     "EventKind",
     "Message",
+    "Presence",
     "ProtocolError",
     "Stats",
     "connect",
 ]
 
-EventKind = Literal["connected", "reconnecting", "resumed", "reset", "error"]
-_PROTOCOL_TYPES = frozenset({"ack", "error", "reset", "pong", "close"})
+EventKind = Literal["connected", "reconnecting", "resumed", "reset", "error", "join", "leave"]
+_PROTOCOL_TYPES = frozenset({"ack", "error", "reset", "pong", "close", "presence"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +117,9 @@ class Event:
     """Something that happened to the connection: ``connected`` (a new connection, with its
     id), ``reconnecting`` (after a drop: the ``attempt`` and its ``delay_s``), ``resumed`` (the
     rooms re-joined; ``planned`` for a make-before-break, ``latency_s`` from the drop or the
-    planned start), ``reset`` (``room`` lost messages up to ``seq``), ``error`` (an error frame)."""
+    planned start), ``reset`` (``room`` lost messages up to ``seq``), ``error`` (an error frame),
+    ``join`` and ``leave`` (in a presence room, another connection, ``connection_id``, of
+    ``user_id`` when it has one, came into or left ``room``; ``frame`` holds the event)."""
 
     kind: EventKind
     connection_id: str | None = None
@@ -123,6 +130,18 @@ class Event:
     planned: bool = False
     latency_s: float | None = None
     frame: Mapping[str, Any] | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is in ``room``: ``users`` maps each user id with a live connection there to how
+    many it has, in user id order; ``connections`` counts every live member connection,
+    anonymous ones included."""
+
+    room: str
+    users: Mapping[str, int]
+    connections: int
 
 
 @dataclass(slots=True)
@@ -214,6 +233,7 @@ class Client:
         self._messages: asyncio.Queue[Message | None] = asyncio.Queue()
         self._subscribers: list[asyncio.Queue[Event | None]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._asking = asyncio.Lock()  # one request at a time: an error frame names none
 
     # -- public -------------------------------------------------------------------------------
 
@@ -252,6 +272,29 @@ class Client:
         self._rooms.setdefault(room, _Room())
         if self._link is not None:
             await self._join(self._link, room)
+
+    async def presence(self, room: str) -> Presence:
+        """Who is in ``room`` now (only a member may ask). A request whose connection drops
+        before its answer is asked again on the next one: the answer is the room's as the
+        server saw it then, never lost to a reconnect.
+
+        :raises ProtocolError: the server refused (``forbidden``: not a member).
+        :raises TimeoutError: no answer within ``send_timeout_s`` (the connection down all that
+            time, or the server silent).
+        """
+        frame = {"action": "presence", "room": room}
+        async with self._asking, asyncio.timeout(self.options.send_timeout_s):
+            while True:
+                await self._ready.wait()
+                link = self._link
+                assert link is not None  # noqa: S101  (set whenever ready)
+                try:
+                    answer = await self._ask(link, ("presence", room), frame)
+                except ConnectionError:  # dropped before the answer: ask the next connection
+                    if self._link is link:
+                        self._ready.clear()
+                    continue
+                return _presence_of(room, answer)
 
     async def leave(self, room: str) -> None:
         """Leave ``room``; its messages are no longer ordered nor re-joined."""
@@ -450,6 +493,8 @@ class Client:
             self._on_ack(link, frame)
         elif kind == "reset":
             self._on_reset(frame)
+        elif kind == "presence":
+            self._on_presence(link, frame)
         elif kind == "error":
             self._emit(Event("error", connection_id=link.connection_id, frame=frame))
             if link.waiters:  # the answer to what was asked (one thing is asked at a time)
@@ -473,6 +518,25 @@ class Client:
             self._flush(state)
         key = (str(action), room if isinstance(room, str) else "")
         future = link.waiters.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(frame)
+
+    def _on_presence(self, link: _Link, frame: dict[str, Any]) -> None:
+        """A join or leave event (``event`` set), or the answer to :meth:`presence`."""
+        room, change = frame.get("room"), frame.get("event")
+        if change in ("join", "leave"):
+            who, user = frame.get("connectionId"), frame.get("userId")
+            self._emit(
+                Event(
+                    "join" if change == "join" else "leave",
+                    connection_id=who if isinstance(who, str) else None,
+                    room=room if isinstance(room, str) else None,
+                    user_id=user if isinstance(user, str) else None,
+                    frame=frame,
+                )
+            )
+            return
+        future = link.waiters.pop(("presence", str(room)), None)
         if future is not None and not future.done():
             future.set_result(frame)
 
@@ -564,6 +628,19 @@ class Client:
             self._on_event(event)
         for queue in self._subscribers:
             queue.put_nowait(event)
+
+
+def _presence_of(room: str, frame: Mapping[str, Any]) -> Presence:
+    """The answer frame as a :class:`Presence`; entries that are not the protocol's are
+    skipped, so a server that adds fields cannot break a client."""
+    users: dict[str, int] = {}
+    for entry in frame.get("users") or ():
+        if isinstance(entry, Mapping):
+            user, count = entry.get("userId"), entry.get("connections")
+            if isinstance(user, str) and isinstance(count, int):
+                users[user] = count
+    total = frame.get("connections")
+    return Presence(room, users, total if isinstance(total, int) else sum(users.values()))
 
 
 def _address(url: str, token: str | None, query: Mapping[str, str] | None) -> str:

@@ -79,6 +79,17 @@ class Settings(BaseSettings):
         default=3600, gt=0, description="Longest a durable room's message is kept for replay."
     )
 
+    # Presence (docs/contracts.md, "Presence")
+    presence_timeout_seconds: int = Field(
+        default=660,
+        ge=1,
+        le=7200,
+        description="A room member counts as present while its lastSeen (or connectedAt) is "
+        "at most this old: API Gateway's 10-minute idle timeout plus a minute, so a connection "
+        "whose $disconnect was lost drops out within it. Frames refresh lastSeen once it is a "
+        "quarter of this old. At most API Gateway's 2-hour connection lifetime.",
+    )
+
     # Broadcast jobs (the SQS worker)
     broadcast_segments: int = Field(
         default=4, ge=1, le=1000, description="Parallel-scan shards an 'all' job is split into."

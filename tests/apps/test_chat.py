@@ -5,6 +5,7 @@ broadcast permission."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -74,9 +75,10 @@ async def test_a_member_posts_to_a_room_through_a_job_without_itself(client: Tes
     sender, member, outsider = [await client.connect(user=u) for u in ("s", "m", "o")]
     for conn in (sender, member):
         await conn.send({"action": "joinRoom", "room": "lobby"})
-        conn.new()
+    sender.new(), member.new()  # the acks, and the sender heard of the member's join
+    joins = len(client.jobs)  # every chat room has presence on: each join was a job too
     await sender.send({"action": "sendMessage", "to": {"room": "lobby"}, "data": "hi room"})
-    [job] = client.jobs
+    [job] = client.jobs[joins:]
     assert job.target.model_dump() == {"room": "lobby"}
     assert sender.new() == [
         {"type": "ack", "action": "sendMessage", "room": "lobby", "jobId": job.job_id, "seq": 1}
@@ -91,6 +93,7 @@ async def test_a_non_member_may_not_post_to_a_room(client: TestClient) -> None:
     outsider, member = await client.connect(user="o"), await client.connect(user="m")
     await member.send({"action": "joinRoom", "room": "lobby"})
     member.new()
+    joined = list(client.jobs)  # the member's join: a presence event (to nobody else)
     await outsider.send({"action": "sendMessage", "to": {"room": "lobby"}, "data": "hi"})
     assert outsider.received == [
         {
@@ -99,7 +102,7 @@ async def test_a_non_member_may_not_post_to_a_room(client: TestClient) -> None:
             "message": "this connection may not send to room 'lobby'",
         }
     ]
-    assert client.jobs == []
+    assert client.jobs == joined
     assert member.new() == []
 
 
@@ -239,3 +242,62 @@ async def test_whoami_tells_a_connection_its_own_id(client: TestClient) -> None:
     ]
     await first.send({"action": "whoami", "extra": 1})
     assert first.received[-1]["code"] == "invalid_field"
+
+
+async def test_presence_answers_a_member_who_is_in_the_room(client: TestClient) -> None:
+    bob = await client.connect(user="bob")
+    await bob.send({"action": "joinRoom", "room": "lobby"})
+    for user in ("alice", "alice", None):
+        conn = await client.connect(user=user)
+        await conn.send({"action": "joinRoom", "room": "lobby"})
+    bob.new()
+    await bob.send({"action": "presence", "room": "lobby"})
+    assert bob.new() == [
+        {
+            "type": "presence",
+            "room": "lobby",
+            "users": [{"userId": "alice", "connections": 2}, {"userId": "bob", "connections": 1}],
+            "connections": 4,
+        }
+    ]
+
+
+async def test_presence_through_default_and_refused_to_a_non_member(client: TestClient) -> None:
+    member, outsider = await client.connect(user="m"), await client.connect(user="o")
+    await member.send({"action": "joinRoom", "room": "lobby"})
+    event = message_event(
+        outsider.connection_id,
+        '{"action": "presence", "room": "lobby"}',
+        route_key="$default",
+        authorizer={"userId": "o"},
+    )
+    await client.invoke(event)
+    [refused] = outsider.new()
+    assert (refused["type"], refused["code"]) == ("error", "forbidden")
+    await member.send({"action": "presence", "room": ""})
+    assert member.new()[-1]["code"] == "invalid_field"
+
+
+async def test_join_and_leave_tell_the_other_members(client: TestClient) -> None:
+    alice, bob = await client.connect(user="alice"), await client.connect(user="bob")
+    await alice.send({"action": "joinRoom", "room": "lobby"})
+    await bob.send({"action": "joinRoom", "room": "lobby"})
+    await bob.send({"action": "leaveRoom", "room": "lobby"})
+    bob_id = {"connectionId": bob.connection_id, "userId": "bob"}
+    assert alice.new()[1:] == [
+        {"type": "presence", "event": "join", "room": "lobby", **bob_id},
+        {"type": "presence", "event": "leave", "room": "lobby", **bob_id},
+    ]
+
+
+async def test_a_stale_ping_writes_last_seen_once(client: TestClient) -> None:
+    conn = await client.connect(user="alice")
+    stored = client.registry.connections[conn.connection_id]
+    old = stored.connected_at - timedelta(hours=1)
+    client.registry.connections[conn.connection_id] = stored.model_copy(
+        update={"connected_at": old}
+    )
+    await conn.send({"action": "ping"})
+    await conn.send({"action": "ping"})  # fresh now: the keepalive's own write only
+    assert client.registry.touches == [conn.connection_id] * 2
+    assert conn.new() == [{"type": "pong"}, {"type": "pong"}]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from pydantic import JsonValue, ValidationError
 
 from tests.aws.throttling import CODES, Throttled
+from wsfanout.app.presence import presence_of
 from wsfanout.aws import table as t
 from wsfanout.aws.registry import _UNPROCESSED, Registry, _items_as_sent
 from wsfanout.bench.seeding import classic_item, connection_ids, seed_items
@@ -550,3 +551,63 @@ async def test_get_many_reads_what_is_stored_in_batches_of_100(
     assert found["mine="].user_id == "u1"
     assert found[ids[7]].connection_id == ids[7]
     assert await registry.get_many([]) == {}
+
+
+async def test_join_room_says_whether_the_membership_is_new(registry: Registry) -> None:
+    await registry.put(Connection(connection_id="a=", connected_at=NOW))
+    assert await registry.join_room("a=", "lobby") is True
+    assert await registry.join_room("a=", "lobby") is False
+    await registry.leave_room("a=", "lobby")
+    assert await registry.join_room("a=", "lobby") is True
+    assert await registry.rooms_of("a=") == ["lobby"]
+
+
+async def test_touch_is_read_back_as_last_seen(registry: Registry, dynamodb) -> None:
+    await registry.put(Connection(connection_id="a=", connected_at=NOW))
+    stored = await registry.get("a=")
+    assert stored is not None
+    assert stored.last_seen is None
+    assert stored.seen == NOW
+    before = int(datetime.now(UTC).timestamp())
+    assert await registry.touch("a=") is True
+    touched = await registry.get("a=")
+    assert touched is not None
+    assert touched.last_seen is not None
+    assert before <= touched.last_seen.timestamp() <= before + 5
+    assert touched.seen == touched.last_seen
+    assert (await registry.get_many(["a="]))["a="].last_seen == touched.last_seen
+    assert await registry.touch("ghost=") is False
+
+
+async def test_presence_counts_live_members_only(registry: Registry, dynamodb) -> None:
+    now = datetime.now(UTC)
+    members = {
+        "a1=": ("alice", now),
+        "a2=": ("alice", now - timedelta(hours=1)),  # stale, but touched below
+        "b1=": ("bob", now - timedelta(seconds=30)),
+        "n1=": (None, now),
+        "lost=": ("carol", now - timedelta(hours=1)),  # its $disconnect was lost
+    }
+    for cid, (user, connected_at) in members.items():
+        await registry.put(Connection(connection_id=cid, connected_at=connected_at, user_id=user))
+        await registry.join_room(cid, "lobby")
+    await registry.put(Connection(connection_id="x=", connected_at=now, user_id="dave"))
+    await registry.join_room("x=", "elsewhere")
+    await registry.touch("a2=")
+    present = await presence_of(registry, "lobby", 600)
+    assert (present.room, dict(present.users), present.connections) == (
+        "lobby",
+        {"alice": 2, "bob": 1},
+        4,
+    )
+    assert list(present.users) == ["alice", "bob"]
+    # a stored lastSeen older than the timeout does not count either
+    key = {t.PK: {"S": "CONN#a2="}, t.SK: {"S": t.CONNECTION_SK}}
+    stale = str(int((now - timedelta(minutes=11)).timestamp()))
+    await dynamodb.update_item(
+        TableName=registry.table_name,
+        Key=key,
+        UpdateExpression="SET lastSeen = :old",
+        ExpressionAttributeValues={":old": {"N": stale}},
+    )
+    assert (await presence_of(registry, "lobby", 600)).users == {"alice": 1, "bob": 1}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -438,3 +438,18 @@ def test_attributes_text_is_compact_sorted_and_round_trips() -> None:
     assert attributes_from_text(text) == attributes
     with pytest.raises(ValidationError):
         attributes_from_text("[1]")
+
+
+def test_a_connection_is_seen_at_its_latest_sign_of_life() -> None:
+    connected = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    fresh = Connection(connection_id="c=", connected_at=connected)
+    assert fresh.last_seen is None
+    assert fresh.seen == connected
+    later = connected + timedelta(minutes=5)
+    assert fresh.model_copy(update={"last_seen": later}).seen == later
+    earlier = connected - timedelta(minutes=5)  # a clock skew: connectedAt still counts
+    assert fresh.model_copy(update={"last_seen": earlier}).seen == connected
+    parsed = Connection.model_validate(
+        {"connectionId": "c=", "connectedAt": connected.isoformat(), "lastSeen": later.isoformat()}
+    )
+    assert parsed.last_seen == later

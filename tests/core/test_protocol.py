@@ -4,7 +4,7 @@ frames."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic import JsonValue
@@ -66,11 +66,18 @@ def refused(raw: str | None, code: str, **kwargs: Any) -> FrameError:
 
 
 @pytest.mark.parametrize(
-    ("action", "model"), [("joinRoom", protocol.JoinRoom), ("leaveRoom", protocol.LeaveRoom)]
+    ("action", "model"),
+    [
+        ("joinRoom", protocol.JoinRoom),
+        ("leaveRoom", protocol.LeaveRoom),
+        ("presence", protocol.Presence),
+    ],
 )
 @pytest.mark.parametrize("room", ["lobby", "r", "salle-été", "a:b/c.d_e-f", "r" * 128])
 def test_room_frames(
-    action: str, model: type[protocol.JoinRoom | protocol.LeaveRoom], room: str
+    action: str,
+    model: type[protocol.JoinRoom | protocol.LeaveRoom | protocol.Presence],
+    room: str,
 ) -> None:
     frame = parse_frame(body({"action": action, "room": room}))
     assert isinstance(frame, model)
@@ -408,3 +415,61 @@ def test_control_characters_in_room_are_invalid_field() -> None:
 
 def test_lone_surrogate_in_room_is_invalid_field() -> None:
     refused('{"action": "joinRoom", "room": "a\\ud800"}', "invalid_field")
+
+
+@pytest.mark.parametrize(
+    ("frame", "field"),
+    [
+        ({"action": "presence"}, "room"),
+        ({"action": "presence", "room": ""}, "room"),
+        ({"action": "presence", "room": "a b"}, "room"),
+        ({"action": "presence", "room": "lobby", "since": 1}, "since"),
+    ],
+)
+def test_invalid_presence_frames(frame: dict[str, Any], field: str) -> None:
+    error = refused(body(frame), "invalid_field")
+    assert str(error).startswith(f"presence: {field}")
+
+
+def test_presence_is_a_known_action() -> None:
+    assert "presence" in str(refused(body({"action": "nope"}), "unknown_action"))
+
+
+def test_presence_frame() -> None:
+    frame = protocol.presence_frame("lobby", [("alice", 2), ("bob", 1)], 4)
+    assert json.loads(frame) == {
+        "type": "presence",
+        "room": "lobby",
+        "users": [{"userId": "alice", "connections": 2}, {"userId": "bob", "connections": 1}],
+        "connections": 4,
+    }
+    assert b" " not in frame  # compact, as every frame
+
+
+def test_an_empty_room_s_presence_frame() -> None:
+    assert json.loads(protocol.presence_frame("r", [], 0)) == {
+        "type": "presence",
+        "room": "r",
+        "users": [],
+        "connections": 0,
+    }
+
+
+@pytest.mark.parametrize("event", ["join", "leave"])
+def test_presence_event_frames_carry_no_seq(event: Literal["join", "leave"]) -> None:
+    sender = {"connectionId": "c1=", "userId": "alice"}
+    frame = protocol.presence_event_frame(event, "lobby", sender)
+    assert json.loads(frame) == {
+        "type": "presence",
+        "event": event,
+        "room": "lobby",
+        "connectionId": "c1=",
+        "userId": "alice",
+    }
+    anonymous = protocol.presence_event_frame(event, "lobby", {"connectionId": "c2="})
+    assert json.loads(anonymous) == {
+        "type": "presence",
+        "event": event,
+        "room": "lobby",
+        "connectionId": "c2=",
+    }

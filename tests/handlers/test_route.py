@@ -118,6 +118,7 @@ def test_send_to_a_room_goes_through_the_queue(stack: Stack) -> None:
         stack.connect(cid)
     for cid in ("s=", "m1=", "m2="):
         stack.message(cid, '{"action":"joinRoom","room":"lobby"}')
+    stack.drain()  # the joins' presence events (the chat's rooms have presence on)
     stack.fake.reset()
     stack.message("s=", '{"action":"sendMessage","to":{"room":"lobby"},"data":"hi room"}')
     [ack] = frames(stack, "s=")
@@ -144,6 +145,7 @@ def test_only_members_send_to_a_room(stack: Stack) -> None:
     for cid in ("out=", "m="):
         stack.connect(cid)
     stack.message("m=", '{"action":"joinRoom","room":"lobby"}')
+    stack.drain()  # the join's presence event (to nobody but the joiner, who is excluded)
     stack.fake.reset()
     stack.message("out=", '{"action":"sendMessage","to":{"room":"lobby"},"data":"hi"}')
     assert_forbidden(stack, "out=", "this connection may not send to room 'lobby'", "m=")

@@ -7,7 +7,8 @@ holds who may do what; ``ctx`` (a :class:`Context`) is what every hook and route
 from .app import App
 from .context import Context, Sent
 from .limits import RateLimit
+from .presence import Presence
 from .routing import Router
 from .rules import Rules
 
-__all__ = ["App", "Context", "RateLimit", "Router", "Rules", "Sent"]
+__all__ = ["App", "Context", "Presence", "RateLimit", "Router", "Rules", "Sent"]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Collection, Mapping
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from pydantic import ValidationError
@@ -52,6 +52,7 @@ from .context import (
     logger,
     target_of,
 )
+from .presence import Presence, presence_of
 from .routing import Handler, Router
 from .rules import Rules
 
@@ -79,6 +80,12 @@ class App(Router, Owner):
     or a predicate of the room's name. A durable room's messages (JSON objects) get a per-room
     ``seq`` and are kept in a bounded history, and ``ctx.join(room, since=...)`` replays what a
     client missed (docs/app.md, "Durable rooms"); a send may opt out with ``durable=False``.
+
+    ``presence_rooms`` (the same three forms; default off) says which rooms have presence on:
+    their other members get a ``{"type": "presence", "event": "join"|"leave"}`` frame when a
+    connection joins, leaves or disconnects, and a frame of a connection whose ``lastSeen`` is
+    a quarter of ``PRESENCE_TIMEOUT_SECONDS`` old refreshes it (docs/app.md, "Presence").
+    ``ctx.presence(room)`` and :meth:`presence` answer who is in any room.
     """
 
     def __init__(
@@ -88,12 +95,17 @@ class App(Router, Owner):
         settings: Settings | None = None,
         load_attributes: bool = True,
         durable_rooms: bool | Collection[str] | Callable[[str], bool] = False,
+        presence_rooms: bool | Collection[str] | Callable[[str], bool] = False,
     ) -> None:
         Router.__init__(self)
         Owner.__init__(self)  # what ``async with app:`` opens, closed when the block ends
         self.rules = rules or Rules()
         self.load_attributes = load_attributes
         self.is_durable = _durability(durable_rooms)
+        self.has_presence = _durability(presence_rooms)
+        # Off (the default, or no rooms named): no leave events to look up at $disconnect, and
+        # no lastSeen refresh, so an app without presence pays nothing for it.
+        self.presence_on = bool(presence_rooms)
         self._settings = settings
         self._outside: Services | None = None
         self._entrypoint: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
@@ -186,6 +198,7 @@ class App(Router, Owner):
             can_broadcast=bool(authorizer and authorizer.can_broadcast),
             deadline=deadline,
             durable_rooms=self.is_durable,
+            presence_rooms=self.has_presence,
             **fields,
         )
 
@@ -247,17 +260,44 @@ class App(Router, Owner):
             return {**_OK, "headers": {"Sec-WebSocket-Protocol": chosen}}
         return _OK
 
-    async def _load(self, ctx: Context) -> None:
-        """Attributes (and, without an authorizer, the identity) from the registry item."""
-        if not self.load_attributes:
-            return
+    async def _load(self, ctx: Context) -> Connection | None:
+        """Attributes (and, without an authorizer, the identity) from the registry item; the
+        item is read for presence's ``lastSeen`` too, with ``load_attributes`` off."""
+        if not (self.load_attributes or self.presence_on):
+            return None
         stored = await (await ctx.services.registry()).get(ctx.connection_id)
-        if stored is None:
-            return
+        if stored is None or not self.load_attributes:
+            return stored
         ctx.attributes = dict(stored.attributes)
         if ctx.user_id is None:
             ctx.user_id = stored.user_id
             ctx.can_broadcast = ctx.can_broadcast or stored.can_broadcast
+        return stored
+
+    async def _refresh(self, ctx: Context, stored: Connection | None) -> None:
+        """Presence's ``lastSeen`` rule: a frame of a connection last seen a quarter of
+        ``PRESENCE_TIMEOUT_SECONDS`` ago or more refreshes it (one UpdateItem), so a client
+        that sends anything at all stays present, at about four writes per connection per
+        timeout window at most; nothing in an app without presence rooms."""
+        if not self.presence_on or stored is None:
+            return
+        window = timedelta(seconds=ctx.services.settings.presence_timeout_seconds / 4)
+        if stored.seen > datetime.now(UTC) - window:
+            return
+        try:
+            await ctx.touch()
+        except WsFanoutError:  # the frame is still served; the next one tries again
+            logger.warning("could not refresh the connection's lastSeen", exc_info=True)
+
+    async def _rooms_of(self, ctx: Context) -> list[str]:
+        """The rooms a disconnecting connection was in, read before its memberships go, so
+        its presence rooms get a leave event; none (and a log line) when they cannot be read:
+        removing the connection matters more."""
+        try:
+            return await (await ctx.services.registry()).rooms_of(ctx.connection_id)
+        except WsFanoutError:
+            logger.exception("could not read the rooms of the connection; no leave events")
+            return []
 
     async def _disconnect(
         self, event: DisconnectEvent, raw: Mapping[str, Any], services: Services
@@ -268,12 +308,18 @@ class App(Router, Owner):
             await self._call(ctx, self.disconnect_hook)
         except Exception:
             logger.exception("the $disconnect hook failed; the connection is removed anyway")
+        registry = await services.registry()
+        rooms = await self._rooms_of(ctx) if self.presence_on else []
         try:
-            removed = await (await services.registry()).delete(ctx.connection_id)
+            removed = await registry.delete(ctx.connection_id)
         except WsFanoutError:
             # API Gateway ignores the answer to $disconnect; the items' ttl reaps what is left.
             logger.exception("could not remove the connection; its ttl will")
             return _OK
+        for room in rooms:
+            if self.has_presence(room):
+                ctx._announce("leave", room)
+        await ctx._send_announcements()
         request = event.request_context
         logger.info(
             "disconnected",
@@ -299,7 +345,7 @@ class App(Router, Owner):
             "MESSAGE", services, event.request_context, raw, body=body, deadline=deadline
         )
         try:
-            await self._load(ctx)
+            await self._refresh(ctx, await self._load(ctx))
             result = await self._call(ctx, self._route_of(ctx))
         except FrameError as exc:
             logger.info("refused a frame", extra={"code": exc.code, "reason": str(exc)})
@@ -313,6 +359,8 @@ class App(Router, Owner):
             logger.exception("unexpected failure serving a frame")
             await ctx.reply(error_frame("internal", "the frame could not be served"))
             return _OK
+        finally:  # a join or leave done before a failure is done: the room is told of it
+            await ctx._send_announcements()
         if result is None:
             return _OK
         payload, _ = encode(result)
@@ -401,6 +449,17 @@ class App(Router, Owner):
     async def broadcast(self, data: Data, *, exclude: Collection[str] = ()) -> Sent:
         """Send to every connection (a broadcast job), from outside a route."""
         return await self.send(data, everyone=True, exclude=exclude)
+
+    async def presence(self, room: str) -> Presence:
+        """Who is in ``room`` now, from outside a route (a backend): as ``ctx.presence``, with
+        no rules asked.
+
+        :raises RuntimeError: outside ``async with app:``.
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        """
+        services = self._services()
+        timeout = services.settings.presence_timeout_seconds
+        return await presence_of(await services.registry(), room, timeout)
 
 
 def _durability(rooms: bool | Collection[str] | Callable[[str], bool]) -> Callable[[str], bool]:

@@ -30,8 +30,14 @@ from ..core.models import (
     UsersTarget,
 )
 from ..core.outcomes import Outcome
-from ..core.protocol import error_frame, reset_frame, strict_loads
-from ..exceptions import ConnectionNotFoundError, FrameError, PayloadTooLargeError
+from ..core.protocol import error_frame, presence_event_frame, reset_frame, strict_loads
+from ..exceptions import (
+    ConnectionNotFoundError,
+    FrameError,
+    PayloadTooLargeError,
+    WsFanoutError,
+)
+from .presence import Presence, PresenceEvent, presence_of
 
 if TYPE_CHECKING:
     from .rules import Rules
@@ -223,8 +229,13 @@ class Context:
     deadline: float | None = None
     durable_rooms: Callable[[str], bool] = field(default=lambda _room: False, repr=False)
     """Whether a room is durable (the app's ``durable_rooms``)."""
+    presence_rooms: Callable[[str], bool] = field(default=lambda _room: False, repr=False)
+    """Whether a room has presence on (the app's ``presence_rooms``): its members are told
+    when a connection joins or leaves it."""
     _json: Any = field(default=None, repr=False)
     _parsed: bool = field(default=False, repr=False)
+    _touched: bool = field(default=False, repr=False)
+    _presence_events: list[tuple[PresenceEvent, str]] = field(default_factory=list, repr=False)
 
     @property
     def json(self) -> Any:
@@ -304,7 +315,9 @@ class Context:
         return the room's latest ``seq`` (``None`` for a room that is not durable).
 
         The membership is written before the history is read: a message whose fan-out missed
-        the membership was stored before it, so the replay holds it.
+        the membership was stored before it, so the replay holds it. In a presence room a new
+        membership tells the room's other members ``{"type": "presence", "event": "join"}``
+        once the invocation's route is done (so after the joiner's own ack).
 
         :raises FrameError: ``forbidden`` (the rules refuse), ``not_connected`` (the registry
             does not hold this connection).
@@ -312,9 +325,11 @@ class Context:
         if not await self.rules.may_join(self, room):
             raise FrameError("forbidden", f"this connection may not join {room!r}")
         try:
-            await (await self.services.registry()).join_room(self.connection_id, room)
+            new = await (await self.services.registry()).join_room(self.connection_id, room)
         except ConnectionNotFoundError:
             raise FrameError("not_connected", "this connection is not registered") from None
+        if new and self.presence_rooms(room):  # a re-join (a client's gap request) is no join
+            self._announce("join", room)
         if not self.durable_rooms(room):
             return None
         history = await self.services.history()
@@ -328,8 +343,61 @@ class Context:
         return replay.latest
 
     async def leave(self, room: str) -> bool:
-        """Take this connection out of ``room``; ``False`` when it was not in it."""
-        return await (await self.services.registry()).leave_room(self.connection_id, room)
+        """Take this connection out of ``room``; ``False`` when it was not in it. In a presence
+        room a membership removed tells the other members ``"event": "leave"`` once the
+        invocation's route is done."""
+        was_member = await (await self.services.registry()).leave_room(self.connection_id, room)
+        if was_member and self.presence_rooms(room):
+            self._announce("leave", room)
+        return was_member
+
+    async def presence(self, room: str) -> Presence:
+        """Who is in ``room`` now (its live member connections, see
+        :mod:`wsfanout.app.presence`), if the rules let this connection see it (by default,
+        only a member may).
+
+        :raises FrameError: (``forbidden``) the rules refuse; the sender gets the error frame.
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        """
+        if not await self.rules.may_see_presence(self, room):
+            raise FrameError("forbidden", f"this connection may not see who is in {room!r}")
+        timeout = self.services.settings.presence_timeout_seconds
+        return await presence_of(await self.services.registry(), room, timeout)
+
+    async def touch(self) -> bool:
+        """Record that this connection was seen now (its ``lastSeen``, one UpdateItem), at most
+        once per invocation: the keepalive does, and an app with presence rooms does for a
+        frame of a connection not seen for a quarter of ``PRESENCE_TIMEOUT_SECONDS``.
+        ``False`` when the registry does not hold the connection.
+
+        :raises RegistryError: DynamoDB refused or could not be reached.
+        """
+        if self._touched:
+            return True
+        self._touched = await (await self.services.registry()).touch(self.connection_id)
+        return self._touched
+
+    def _announce(self, event: PresenceEvent, room: str) -> None:
+        """Queue a presence event of this connection for ``room``'s other members, sent once
+        the route or hook is done (:meth:`_send_announcements`, which the App calls)."""
+        self._presence_events.append((event, room))
+
+    async def _send_announcements(self) -> None:
+        """Send what :meth:`join`, :meth:`leave` (and the App's ``$disconnect``) queued, each
+        as a broadcast job, as every room send: a room may hold any number of members, and the
+        job keeps this invocation as short as it is without presence. Never durable (no
+        ``seq``): replayed after a reconnect, an event would tell of a state long past. An
+        event that cannot be enqueued is logged, never the sender's error (its frame was
+        served), and the others are still sent.
+        """
+        events, self._presence_events = self._presence_events, []
+        for event, room in events:
+            frame = presence_event_frame(event, room, self.sender)
+            target = RoomTarget(room=room)
+            try:
+                await deliver(self.services, target, frame, exclude=[self.connection_id])
+            except WsFanoutError:
+                logger.exception("could not send a presence event", extra={"room": room})
 
     async def close(self, reason: str | None = None) -> None:
         """Close this connection: an application close frame (``{"type": "close", ...}``), then

@@ -10,6 +10,7 @@ may_send to a user        anyone connected
 may_send to a connection  anyone connected
 may_send to everyone      only connections the authorizer allowed to broadcast
                           (``canBroadcast``), or all when ``BROADCAST_ALLOWED_BY_DEFAULT``
+may_see_presence          only the room's members (``ctx.presence(room)``)
 ========================  ===========================================================
 
 Override what the app needs in a subclass, and pass it as ``App(rules=...)``::
@@ -43,7 +44,11 @@ class Rules:
 
     async def may_send_to_room(self, ctx: Context, room: str) -> bool:
         """Whether it may post to ``room``: by default, only when it is a member."""
-        return await (await ctx.services.registry()).is_member(ctx.connection_id, room)
+        return await _is_member(ctx, room)
+
+    async def may_see_presence(self, ctx: Context, room: str) -> bool:
+        """Whether it may ask who is in ``room``: by default, only when it is a member."""
+        return await _is_member(ctx, room)
 
     async def may_broadcast(self, ctx: Context) -> bool:
         """Whether it may send to everyone: the authorizer's word, or the settings' default."""
@@ -60,3 +65,7 @@ class Rules:
         if isinstance(target, AllTarget):
             return await self.may_broadcast(ctx)
         return await self.may_send_to(ctx, target)
+
+
+async def _is_member(ctx: Context, room: str) -> bool:
+    return await (await ctx.services.registry()).is_member(ctx.connection_id, room)

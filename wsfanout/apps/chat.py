@@ -1,9 +1,10 @@
 """The built-in chat protocol of docs/contracts.md ("Client protocol") as an app on the App API.
 
 ``joinRoom`` (with ``since``, a replay of what the client missed), ``leaveRoom``,
-``sendMessage`` (to a user, a room or a connection), ``broadcast``, ``whoami`` and ``ping``
-(the keepalive, which also records the connection's ``lastSeen``) are routes; every room is
-durable (``App(durable_rooms=True)``); every frame is validated by
+``sendMessage`` (to a user, a room or a connection), ``broadcast``, ``whoami``, ``ping``
+(the keepalive, which also records the connection's ``lastSeen``) and ``presence`` (who is in
+a room) are routes; every room is durable and has presence on (``App(durable_rooms=True,
+presence_rooms=True)``: members are told of joins and leaves); every frame is validated by
 :func:`~wsfanout.core.protocol.parse_frame`, so a malformed one is answered the same error
 frame whichever route or hook it reached. The framework does the rest: the connection's
 registry item at ``$connect``, its removal at ``$disconnect``, the sender's identity (the
@@ -23,6 +24,7 @@ from ..core.protocol import (
     JoinRoom,
     LeaveRoom,
     Ping,
+    Presence,
     SendMessage,
     ToConnection,
     ToRoom,
@@ -31,14 +33,15 @@ from ..core.protocol import (
     ack_frame,
     message_frame,
     parse_frame,
+    presence_frame,
 )
 from ..exceptions import FrameError
 
 __all__ = ["app"]
 
-F = TypeVar("F", JoinRoom, LeaveRoom, SendMessage, Broadcast, WhoAmI, Ping)
+F = TypeVar("F", JoinRoom, LeaveRoom, SendMessage, Broadcast, WhoAmI, Ping, Presence)
 
-app = App(durable_rooms=True)
+app = App(durable_rooms=True, presence_rooms=True)
 
 
 def _parse(ctx: Context) -> ClientFrame:
@@ -154,10 +157,20 @@ async def whoami(ctx: Context) -> None:
 @app.route("ping")
 async def ping(ctx: Context) -> None:
     """The keepalive: answer ``{"type": "pong"}`` and record the connection's ``lastSeen`` (one
-    UpdateItem). Through ``$default`` by the frame's action where the template has no route."""
+    UpdateItem, once per invocation: a stale ``lastSeen`` was refreshed before the route).
+    Through ``$default`` by the frame's action where the template has no route."""
     _frame(ctx, Ping)
-    await (await ctx.services.registry()).touch(ctx.connection_id)
+    await ctx.touch()
     await ctx.reply({"type": "pong"})
+
+
+@app.route("presence")
+async def presence(ctx: Context) -> None:
+    """Who is in a room, to the sender only; ``forbidden`` unless it is a member. Through
+    ``$default`` by the frame's action where the template has no such route."""
+    frame = _frame(ctx, Presence)
+    present = await ctx.presence(frame.room)
+    await ctx.reply(presence_frame(frame.room, present.users.items(), present.connections))
 
 
 @app.on_default

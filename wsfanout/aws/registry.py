@@ -278,6 +278,7 @@ class Registry:
             ttl=int(ttl["N"]) if ttl else None,
             can_broadcast=bool(item.get("canBroadcast", {}).get("BOOL", False)),
             attributes=self._attributes_of(connection_id, item),
+            last_seen=_parse_last_seen(item.get("lastSeen")),
         )
 
     def _attributes_of(self, connection_id: str, item: Mapping[str, Any]) -> dict[str, JsonValue]:
@@ -435,8 +436,10 @@ class Registry:
 
     # -- rooms ----------------------------------------------------------------------------------
 
-    async def join_room(self, connection_id: str, room: str) -> None:
-        """Add a membership that carries its connection's ttl, endpoint and user.
+    async def join_room(self, connection_id: str, room: str) -> bool:
+        """Add a membership that carries its connection's ttl, endpoint and user; ``True`` when
+        it is new, ``False`` when the connection was in the room already (the PutItem's old
+        image says, at no extra cost): presence tells a room of joins, not of re-joins.
 
         The connection must exist. A ``$disconnect`` racing with this call can leave one orphan
         membership behind; that is cheaper to tolerate than to prevent: the first room broadcast
@@ -465,7 +468,10 @@ class Registry:
         if connection.user_id:
             item["userId"] = _s(connection.user_id)
         with self._errors("PutItem"):
-            await self._client.put_item(TableName=self.table_name, Item=item)
+            answer = await self._client.put_item(
+                TableName=self.table_name, Item=item, ReturnValues="ALL_OLD"
+            )
+        return not answer.get("Attributes")
 
     async def leave_room(self, connection_id: str, room: str) -> bool:
         """Remove a membership; ``False`` when the connection was not in the room.
@@ -509,6 +515,10 @@ class Registry:
             async for key in self._keys_of(connection_id)
             if key[t.SK]["S"].startswith(prefix)
         ]
+
+    rooms_of = rooms
+    """:meth:`rooms` by the name :class:`~wsfanout.core.interfaces.ConnectionStore` gives it
+    (an app's ``$disconnect`` reads them for presence rooms' leave events)."""
 
     # -- streams --------------------------------------------------------------------------------
 
@@ -710,6 +720,13 @@ class Registry:
         async for page in self.pages(AllTarget(all=True)):
             total += len(page)
         return total
+
+
+def _parse_last_seen(value: AttributeValueTypeDef | None) -> datetime | None:
+    """``lastSeen`` as :meth:`Registry.touch` writes it (N, epoch seconds); ``None`` if unset."""
+    if not value or "N" not in value:
+        return None
+    return datetime.fromtimestamp(float(value["N"]), UTC)
 
 
 def _parse_connected_at(value: AttributeValueTypeDef | None) -> datetime:

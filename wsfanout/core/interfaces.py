@@ -138,12 +138,21 @@ class ConnectionStore(RecipientSource, Protocol):
         """The stored connection, or ``None``."""
         ...
 
+    async def get_many(self, connection_ids: Sequence[str]) -> dict[str, Connection]:
+        """The stored connections among ``connection_ids``, by id (one not stored is absent)."""
+        ...
+
+    async def rooms_of(self, connection_id: str) -> list[str]:
+        """The rooms the connection has joined."""
+        ...
+
     async def delete(self, connection_id: str) -> int:
         """Remove a connection and its memberships; return the items removed."""
         ...
 
-    async def join_room(self, connection_id: str, room: str) -> None:
-        """Add a membership; the connection must be stored."""
+    async def join_room(self, connection_id: str, room: str) -> bool:
+        """Add a membership; the connection must be stored. ``True`` when it is new (``False``:
+        the connection was in the room already)."""
         ...
 
     async def leave_room(self, connection_id: str, room: str) -> bool:

@@ -142,6 +142,20 @@ class Connection(_Contract):
     ttl: int | None = None
     can_broadcast: bool = Field(default=False, alias="canBroadcast")
     attributes: Attributes = Field(default_factory=dict, alias="attributes")
+    last_seen: datetime | None = Field(
+        default=None,
+        alias="lastSeen",
+        description="When a keepalive (or, in an app with presence rooms, a frame) last "
+        "refreshed it; never written by put.",
+    )
+
+    @property
+    def seen(self) -> datetime:
+        """The latest sign of life: ``lastSeen``, else (or if older) ``connectedAt``; what
+        presence's live rule compares (docs/contracts.md, "Presence")."""
+        if self.last_seen is None:
+            return self.connected_at
+        return max(self.last_seen, self.connected_at)
 
 
 class AllTarget(_Contract):

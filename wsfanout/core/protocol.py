@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -32,6 +33,7 @@ __all__ = [
     "JoinRoom",
     "LeaveRoom",
     "Ping",
+    "Presence",
     "SendMessage",
     "ToConnection",
     "ToRoom",
@@ -43,6 +45,8 @@ __all__ = [
     "message_frame",
     "no_constants",
     "parse_frame",
+    "presence_event_frame",
+    "presence_frame",
     "reset_frame",
     "strict_loads",
 ]
@@ -117,10 +121,19 @@ class Ping(_Frame):
     action: Literal["ping"]
 
 
+class Presence(_Frame):
+    """``{"action": "presence", "room": "lobby"}``: who is in the room (its members only may
+    ask), answered with :func:`presence_frame`."""
+
+    action: Literal["presence"]
+    room: RoomName
+
+
 ClientFrame = Annotated[
-    JoinRoom | LeaveRoom | SendMessage | Broadcast | WhoAmI | Ping, Field(discriminator="action")
+    JoinRoom | LeaveRoom | SendMessage | Broadcast | WhoAmI | Ping | Presence,
+    Field(discriminator="action"),
 ]
-_ACTIONS = ("joinRoom", "leaveRoom", "sendMessage", "broadcast", "whoami", "ping")
+_ACTIONS = ("joinRoom", "leaveRoom", "sendMessage", "broadcast", "whoami", "ping", "presence")
 
 
 class _Envelope(BaseModel):
@@ -221,6 +234,24 @@ def reset_frame(room: str, seq: int) -> bytes:
     """``{"type": "reset", "room": ..., "seq": latest}``: the room's history no longer holds
     what the client asked to resume from, so it has a gap (docs/contracts.md, "Replay")."""
     return _dump({"type": "reset", "room": room, "seq": seq})
+
+
+def presence_frame(room: str, users: Iterable[tuple[str, int]], connections: int) -> bytes:
+    """``{"type": "presence", "room": ..., "users": [{"userId": ..., "connections": n}],
+    "connections": total}``: the answer to a ``presence`` frame, ``users`` in the order given
+    (the App gives them sorted by user id)."""
+    listed = [{"userId": user, "connections": count} for user, count in users]
+    return _dump({"type": "presence", "room": room, "users": listed, "connections": connections})
+
+
+def presence_event_frame(
+    event: Literal["join", "leave"], room: str, sender: Mapping[str, str]
+) -> bytes:
+    """``{"type": "presence", "event": "join"|"leave", "room": ..., "connectionId": ...,
+    "userId": ...}``: what a presence room's other members get when a connection joined or
+    left it; ``sender`` is the connection's identity (``userId`` only when it has one). Never
+    durable: it carries no ``seq``."""
+    return _dump({"type": "presence", "event": event, "room": room, **sender})
 
 
 def message_frame(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from ..app.context import encode
@@ -46,6 +47,9 @@ class MemoryRegistry(MemorySource):
         self.connections: dict[str, Connection] = {}
         self.last_seen: dict[str, float] = {}
         """When each connection was last touched (a keepalive ``ping``), epoch seconds."""
+        self.touches: list[str] = []
+        """The connection id of every :meth:`touch` that found its connection, in order (each
+        one UpdateItem on DynamoDB)."""
 
     async def put(self, connection: Connection) -> Connection:
         """Store a new connection.
@@ -68,6 +72,14 @@ class MemoryRegistry(MemorySource):
         """The stored connection, or ``None``."""
         return self.connections.get(connection_id)
 
+    async def get_many(self, connection_ids: Sequence[str]) -> dict[str, Connection]:
+        """The stored connections among ``connection_ids``, by id."""
+        return {cid: self.connections[cid] for cid in connection_ids if cid in self.connections}
+
+    async def rooms_of(self, connection_id: str) -> list[str]:
+        """The rooms the connection has joined, in the order the rooms were first joined."""
+        return [room for room, members in self.rooms.items() if connection_id in members]
+
     async def delete(self, connection_id: str) -> int:
         """Remove a connection and its memberships; return the items removed."""
         stored = self.connections.pop(connection_id, None)
@@ -89,16 +101,18 @@ class MemoryRegistry(MemorySource):
             self.connections.pop(recipient.connection_id, None)
         return await super().remove_gone(recipients)
 
-    async def join_room(self, connection_id: str, room: str) -> None:
-        """Add a membership.
+    async def join_room(self, connection_id: str, room: str) -> bool:
+        """Add a membership; ``True`` when it is new.
 
         :raises ConnectionNotFoundError: the connection is not stored.
         """
         if connection_id not in self.connections:
             raise ConnectionNotFoundError(connection_id)
         members = self.rooms.setdefault(room, [])
-        if connection_id not in members:
-            members.append(connection_id)
+        if connection_id in members:
+            return False
+        members.append(connection_id)
+        return True
 
     async def leave_room(self, connection_id: str, room: str) -> bool:
         """Remove a membership; ``False`` when there was none."""
@@ -114,9 +128,14 @@ class MemoryRegistry(MemorySource):
 
     async def touch(self, connection_id: str) -> bool:
         """Record that the connection was seen now; ``False`` when it is not stored."""
-        if connection_id not in self.connections:
+        stored = self.connections.get(connection_id)
+        if stored is None:
             return False
-        self.last_seen[connection_id] = time.time()
+        now = time.time()
+        self.last_seen[connection_id] = now
+        self.touches.append(connection_id)
+        seen = datetime.fromtimestamp(int(now), UTC)  # epoch seconds, as DynamoDB stores it
+        self.connections[connection_id] = stored.model_copy(update={"last_seen": seen})
         return True
 
     async def set_attributes(self, connection_id: str, attributes: Mapping[str, JsonValue]) -> None:

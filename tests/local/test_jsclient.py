@@ -7,7 +7,8 @@ lifetime 12 s): re-joining rooms after a DeleteConnection, keepalive past the id
 planned reconnect with no gap, and the Python client's exactly-once check (test_client_replay.py,
 sharing tests/local/replay.py): room messages sent through the chat app's ``sendMessage`` by
 Python clients, which number them (``seq``), while the page's connections are deleted at
-random, reach the page once each and in order.
+random, reach the page once each and in order; and two tabs of two users (JWTs) see each other
+in ``presence`` and the leave when one closes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import aioboto3
 import aiohttp
 import anyio
+import jwt
 import pytest
 import pytest_asyncio
 from websockets.asyncio.client import ClientConnection
@@ -877,3 +879,57 @@ async def test_room_messages_reach_the_page_once_in_order_across_drops(context: 
     for reset in resets:
         assert reset["reason"] == "gap not filled"
         assert set(range(reset["last"] + 1, reset["seq"] + 1)) <= holes
+
+
+SECRET = "local-test-secret-of-thirty-two-bytes"
+
+
+def _token(user: str) -> str:
+    return jwt.encode({"sub": user, "exp": int(time.time()) + 600}, SECRET, "HS256")
+
+
+def _presence_event(kind: str) -> str:
+    """A page predicate: its log has a presence event ``kind`` of the connection given."""
+    return f"(id) => log.presence.some((p) => p.event === {kind!r} && p.connectionId === id)"
+
+
+@needs_browser
+async def test_two_tabs_see_each_other_in_presence_and_the_leave_when_one_closes(
+    context: Any,
+) -> None:
+    with anyio.fail_after(60):
+        async with (
+            local_stack(environ={"AUTH_JWT_SECRET": SECRET}) as stack,
+        ):
+            alice, bob = [
+                await _open_client(
+                    context, stack.page_url, {"rooms": ["lobby"], "token": _token(user)}
+                )
+                for user in ("alice", "bob")
+            ]
+            alice_id, bob_id = [
+                await tab.evaluate("() => client.connectionId") for tab in (alice, bob)
+            ]
+            # A hears B join (B joined second), and each sees both in the room.
+            await alice.wait_for_function(_presence_event("join"), arg=bob_id, timeout=WAIT_MS)
+            seen_by_alice = await alice.evaluate("() => client.presence('lobby')")
+            seen_by_bob = await bob.evaluate("() => client.presence('lobby')")
+            bob_heard = await bob.evaluate("() => log.presence")
+
+            await bob.close()  # the tab goes, and its socket with it
+            await alice.wait_for_function(_presence_event("leave"), arg=bob_id, timeout=WAIT_MS)
+            after = await alice.evaluate("() => client.presence('lobby')")
+            alice_heard = await alice.evaluate("() => log.presence")
+    both = [{"userId": "alice", "connections": 1}, {"userId": "bob", "connections": 1}]
+    assert seen_by_alice == {"room": "lobby", "users": both, "connections": 2}
+    assert seen_by_bob == seen_by_alice
+    # B may hear A's join too (the event is a job: it reaches whoever is in the room when it
+    # runs), never its own.
+    assert {(p["event"], p["connectionId"], p["userId"]) for p in bob_heard} <= {
+        ("join", alice_id, "alice")
+    }
+    assert [(p["event"], p["room"], p["connectionId"], p["userId"]) for p in alice_heard] == [
+        ("join", "lobby", bob_id, "bob"),
+        ("leave", "lobby", bob_id, "bob"),
+    ]
+    assert after == {"room": "lobby", "users": [both[0]], "connections": 1}

@@ -14,18 +14,16 @@ it.
 
 from __future__ import annotations
 
-import random
-import statistics
 import time
 
 import anyio
 import pytest
 
+from tests.local.replay import LIMITS, OPTIONS, Drops, Figures, paced
 from wsfanout import App
 from wsfanout.aws.clients import Clients
 from wsfanout.aws.gateway import ManagementGateway
-from wsfanout.client import Client, ClientOptions, Event, Message, connect
-from wsfanout.local.emulator import Limits
+from wsfanout.client import Client, Event, Message, connect
 from wsfanout.local.stack import local_stack
 from wsfanout.settings import Settings
 
@@ -35,23 +33,14 @@ MESSAGES = 300
 INTERVAL_S = 0.12
 SENDERS = 3  # at once, as several backends or route invocations would: seq orders them
 HISTORY = 150
-OPTIONS = ClientOptions(
-    lifetime_s=7,
-    keepalive_s=2,
-    backoff_base_s=0.1,
-    backoff_max_s=1.0,
-    gap_timeout_s=2.0,
-    open_timeout_s=10,
-)
 
 
 async def test_messages_arrive_exactly_once_in_order_across_reconnects() -> None:
     environ = {"ROOM_HISTORY_MESSAGES": str(HISTORY), "ROOM_HISTORY_SECONDS": "600"}
-    limits = Limits(max_lifetime_s=12, idle_timeout_s=6)
     events: list[Event] = []
     backend = App(durable_rooms=True)
     async with (
-        local_stack(environ=environ, limits=limits, set_management_endpoint=True) as stack,
+        local_stack(environ=environ, limits=LIMITS, set_management_endpoint=True) as stack,
         backend,
         Clients(Settings()) as clients,
         connect(stack.ws_url, rooms=["lobby"], options=OPTIONS, on_event=events.append) as client,
@@ -94,16 +83,15 @@ class Run:
         self.url, self.backend, self.gateway, self.client = url, backend, gateway, client
         self.got: list[Message] = []
         self.sent_in: list[float] = []
-        self.drops: list[bool] = []  # whether each DeleteConnection found the connection
+        self.drops = Drops(gateway, self._connection_id)
         self.cut_at: int | None = None
         self.elapsed = 0.0
-        self._rng = random.Random(18)
         self._started = time.monotonic()
 
     async def run(self) -> None:
         self._started = time.monotonic()
         async with anyio.create_task_group() as group:
-            group.start_soon(self._drop_at_random)
+            group.start_soon(self.drops.run)
             group.start_soon(self._cut_off)
             for first in range(SENDERS):
                 group.start_soon(self._send_share, first)
@@ -116,26 +104,14 @@ class Run:
         self.elapsed = time.monotonic() - self._started
 
     async def _send_share(self, first: int) -> None:
-        for n in range(first, MESSAGES, SENDERS):
-            began = time.monotonic()
+        async def send(n: int) -> None:
             await self.backend.send({"type": "message", "data": n}, room="lobby")
-            # Each send takes its period at least, and never catches up after a slow one: a
-            # stalled moto (the cores are shared) must not end in a burst.
-            await anyio.sleep(max(0.0, INTERVAL_S * SENDERS - (time.monotonic() - began)))
+
+        await paced(send, range(first, MESSAGES, SENDERS), INTERVAL_S * SENDERS)
         self.sent_in.append(time.monotonic() - self._started)
 
-    async def _drop_at_random(self) -> None:
-        """A short pause then a long one, in turn: the long ones outlast the client's
-        lifetime, so planned reconnects happen between the drops."""
-        while True:
-            await anyio.sleep(self._rng.uniform(3, 5))
-            await self._drop()
-            await anyio.sleep(self._rng.uniform(8.5, 10))
-            await self._drop()
-
-    async def _drop(self) -> None:
-        if self.client.connection_id is not None:
-            self.drops.append(await self.gateway.delete_connection(self.client.connection_id))
+    async def _connection_id(self) -> str | None:
+        return self.client.connection_id
 
     async def _cut_off(self) -> None:
         async with connect(self.url, rooms=["lobby"], options=OPTIONS) as cut:
@@ -148,13 +124,18 @@ class Run:
 
     def report(self) -> None:
         stats = self.client.stats
-        print(
-            f"\nreplay: {len(self.got)} messages in {self.elapsed:.1f} s (sent by {SENDERS} at "
-            f"once, in {max(self.sent_in, default=0):.1f} s); {len(self.drops)} drops; "
-            f"reconnects {stats.reconnects} after drops, {stats.planned_reconnects} planned; "
-            f"duplicates dropped {stats.duplicates}; gaps asked again {stats.gap_requests}; "
-            f"resets {stats.resets}; resume latency after a drop median "
-            f"{statistics.median(stats.resume_latencies_s or [0]):.3f} s, max "
-            f"{max(stats.resume_latencies_s, default=0):.3f} s; planned (no gap) median "
-            f"{statistics.median(stats.planned_latencies_s or [0]):.3f} s"
-        )
+        Figures(
+            "replay",
+            messages=len(self.got),
+            elapsed_s=self.elapsed,
+            senders=SENDERS,
+            sent_in_s=max(self.sent_in, default=0),
+            drops=len(self.drops.found),
+            reconnects=stats.reconnects,
+            planned=stats.planned_reconnects,
+            duplicates=stats.duplicates,
+            gaps=stats.gap_requests,
+            resets=stats.resets,
+            resume_latencies_s=stats.resume_latencies_s,
+            planned_latencies_s=stats.planned_latencies_s,
+        ).print()

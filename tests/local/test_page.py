@@ -48,6 +48,13 @@ async def _frame(page: Any, *, kind: str, **expected: Any) -> dict[str, Any]:
     raise AssertionError(f"no {kind!r} frame with {expected} in the log")
 
 
+async def _logged(page: Any, text: str) -> None:
+    """Wait for a line of ``page``'s log that contains ``text``."""
+    predicate = """(text) => [...document.querySelectorAll('#log li')]
+        .some((li) => li.textContent.includes(text))"""
+    await page.wait_for_function(predicate, arg=text, timeout=WAIT_MS)
+
+
 async def test_the_page_is_served_at_the_root_with_the_stage() -> None:
     """Without a browser: ``/`` answers the page (not the management catch-all's 403)."""
     async with local_stack(stage="dev_1") as stack, aiohttp.ClientSession() as session:
@@ -80,6 +87,11 @@ async def test_two_tabs_join_send_broadcast_and_leave_through_the_page(tmp_path)
             # message frame with the data, live.
             await bob.click("#join")
             await _frame(bob, kind="ack", action="joinRoom", room="lobby")
+            # A hears B join, and "Who is here" counts both (anonymous: no users, 2 connections).
+            bob_id = (await bob.text_content("#cid") or "").removeprefix("as ")
+            await _logged(alice, f"{bob_id} joined lobby")
+            await alice.click("#who")
+            await _logged(alice, "in lobby: no signed-in users; 2 connections")
             await bob.fill("#data", "hi from the other tab")
             await bob.click("#send")
             await _frame(bob, kind="ack", action="sendMessage", room="lobby")

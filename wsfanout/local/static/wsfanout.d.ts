@@ -41,7 +41,10 @@ export interface ConnectOptions {
   maxBuffered?: number;
   /** Frames kept while reconnecting, sent once connected again. Default 1000. */
   maxQueued?: number;
-  /** Learn the connection id with `{"action":"whoami"}` on every connect. Default true. */
+  /** How long `presence()` waits for its answer before it rejects. Default 10000. */
+  requestTimeoutMs?: number;
+  /** Learn the connection id with `{"action":"whoami"}` on every connect. Default true (the
+   * "presence" event leaves the client's own connections out by these ids). */
   whoami?: boolean;
   /** Makes the sockets (default: `new WebSocket(url)`); tests pass a fake. */
   socket?: (url: string) => SocketLike;
@@ -63,6 +66,9 @@ export interface ConnectedDetail {
   planned: boolean;
   /** True for the client's first connection. */
   first: boolean;
+  /** From the drop (backoff included), or from the start of a planned reconnect, to the rooms
+   * re-joined; null for the first connection. */
+  latencyMs: number | null;
 }
 
 export interface ReconnectingDetail {
@@ -80,6 +86,34 @@ export interface ResetDetail {
   last: number | null;
   /** "history": the server's history no longer reached back; otherwise the client gave up. */
   reason: "history" | "gap not filled" | "buffer full";
+}
+
+/** Who is in a room: the answer of `client.presence(room)`. */
+export interface Presence {
+  room: string;
+  /** One entry per user with a live connection in the room, sorted by userId. */
+  users: { userId: string; connections: number }[];
+  /** Every live member connection, those without a userId included. */
+  connections: number;
+}
+
+/** Another connection joined or left a room the client is in (the client's own connections,
+ * such as a planned reconnect's, are left out). */
+export interface PresenceDetail {
+  event: "join" | "leave";
+  room: string;
+  connectionId: string;
+  /** Set when the connection has a user (an authorizer's). */
+  userId?: string;
+}
+
+/** `presence()` got no answer: "timeout" (after requestTimeoutMs; e.g. the client is not in
+ * the room, which the server answers with an "error" event), or "closed" (the client closed
+ * first). */
+export class RequestError extends Error {
+  readonly name: "RequestError";
+  readonly code: "timeout" | "closed";
+  readonly room: string;
 }
 
 export interface CloseDetail {
@@ -101,6 +135,8 @@ export interface EventMap {
   reconnecting: ReconnectingDetail;
   /** Messages of a room were missed and will not come. */
   reset: ResetDetail;
+  /** Another connection joined or left one of the client's rooms. */
+  presence: PresenceDetail;
   /** An `{"type":"error"}` frame. */
   error: { type: "error"; code: string; message: string };
   /** Any other frame (acks, errors; `{raw}` for one that is not JSON). */
@@ -135,6 +171,10 @@ export class Client extends EventTarget {
   join(room: string): void;
   leave(room: string): void;
   lastSeq(room: string): number | null;
+  /** Who is in `room` (only a member may ask); queued while reconnecting, and asked again on
+   * the next connection when its own is lost first. Throws a TypeError for a bad room name;
+   * rejects with a RequestError. */
+  presence(room: string): Promise<Presence>;
   /** Close for good (no reconnect); emits "close". */
   close(code?: number, reason?: string): void;
 }

@@ -21,6 +21,9 @@
 // Messages without a seq (non-durable rooms, direct sends, broadcasts) cannot be deduplicated:
 // they are delivered as they come, so one may arrive twice around a planned reconnect (at
 // least once rather than lost).
+//
+// Presence (the chat app's rooms): `await client.presence("lobby")` asks who is in a room, and
+// the "presence" event says when another connection joins or leaves one the client is in.
 
 const DEFAULTS = Object.freeze({
   keepaliveMs: 240_000, // 4 min: well under API Gateway's 10-minute idle timeout
@@ -35,10 +38,24 @@ const DEFAULTS = Object.freeze({
   gapRetries: 3,
   maxBuffered: 1_000,
   maxQueued: 1_000,
+  requestTimeoutMs: 10_000,
   whoami: true,
 });
 
+const OWN_IDS = 16; // connection ids of the client's own remembered, to leave their presence out
+
 const OPEN = 1; // WebSocket.OPEN, spelled out so that a socket factory's objects need no class
+
+/** A request (`presence`) that got no answer: `code` "timeout", or "closed" (the client closed
+ * first). */
+export class RequestError extends Error {
+  constructor(code, room, message) {
+    super(`wsfanout: ${message}`);
+    this.name = "RequestError";
+    this.code = code;
+    this.room = room;
+  }
+}
 
 function check(condition, message) {
   if (!condition) throw new TypeError(`wsfanout: ${message}`);
@@ -83,6 +100,7 @@ class Link {
     this.closeFrame = null; // the server's {"type":"close"} frame, if it sent one
     this.retired = false; // closed by us (planned handover, close())
     this.lastSent = 0;
+    this.started = Date.now(); // a planned reconnect's latency runs from here
     this.timers = new Map();
   }
 
@@ -129,9 +147,12 @@ export class Client extends EventTarget {
     this._next = null; // the socket of a planned reconnect, until it takes over
     this._draining = new Set(); // old sockets of planned reconnects, still read a moment
     this._attempt = 0;
+    this._lostAt = null; // when the live connection was lost (a resume's latency runs from here)
     this._planFailures = 0; // planned reconnects that failed in a row (their backoff)
     this._retry = null;
     this._queue = [];
+    this._requests = new Map(); // room -> presence requests awaiting their answer, oldest first
+    this._ownIds = new Set(); // this client's connection ids, newest last
     this._ids = 0;
     this._ever = false;
     this._closed = false;
@@ -203,6 +224,49 @@ export class Client extends EventTarget {
     this.send({ action: "leaveRoom", room });
   }
 
+  /**
+   * Who is in `room`: `{room, users: [{userId, connections}], connections}`. Only a member may
+   * ask; the server answers anyone else an "error" event (`forbidden`), which names no request,
+   * so the promise then rejects on the timeout. While reconnecting, the question waits like
+   * `send`'s frames, and one whose connection is lost before the answer is asked again on the
+   * next (a reconnect never loses it).
+   * @throws {TypeError} `room` is not a room name.
+   * @returns {Promise} rejects with a RequestError: "timeout" after `requestTimeoutMs`, "closed"
+   * when the client closed before the answer.
+   */
+  presence(room) {
+    check(typeof room === "string" && room !== "", "presence takes a room name");
+    if (this._closed) return Promise.reject(new RequestError("closed", room, "the client is closed"));
+    return new Promise((resolve, reject) => {
+      const request = { room, resolve, reject, link: null, timer: null };
+      const ms = this.options.requestTimeoutMs;
+      request.timer = setTimeout(() => {
+        const why = `no presence answer for ${JSON.stringify(room)} within ${ms} ms`;
+        this._settle(request, new RequestError("timeout", room, `${why} (is the client in the room?)`));
+      }, ms);
+      const waiting = this._requests.get(room) ?? [];
+      waiting.push(request);
+      this._requests.set(room, waiting);
+      this._ask(request);
+    });
+  }
+
+  /** Send a presence request now, or queue it until the next connection is live. */
+  _ask(request) {
+    const frame = { action: "presence", room: request.room };
+    const link = this._primary;
+    request.link = null; // set when the queue goes out
+    if (link !== null && link.state === "live" && link.socket.readyState === OPEN) {
+      request.link = link;
+      this._write(link, frame);
+    } else if (this._queue.length < this.options.maxQueued) {
+      this._queue.push(frame);
+    } else {
+      const why = "too many frames queued while reconnecting";
+      this._settle(request, new RequestError("closed", request.room, why));
+    }
+  }
+
   /** Close for good: no reconnect. Emits "close". */
   close(code = 1000, reason = "client closed") {
     if (this._closed) return;
@@ -215,6 +279,7 @@ export class Client extends EventTarget {
     clearTimeout(this._retry);
     globalThis.removeEventListener?.("online", this._online);
     for (const room of this._rooms.values()) clearTimeout(room.gapTimer);
+    this._failRequests("the client closed");
     for (const link of [this._primary, this._next, ...this._draining]) if (link) this._retire(link, code, why);
     this._emit("close", detail);
   }
@@ -288,11 +353,15 @@ export class Client extends EventTarget {
     if (link.connectionId !== null) this.connectionId = link.connectionId;
     const first = !this._ever;
     this._ever = true;
+    const since = link.planned ? link.started : this._lostAt;
+    const latencyMs = first || since === null ? null : Date.now() - since;
+    this._lostAt = null;
     this.stats.connects += 1;
     const lifetime = this.options.lifetimeMs * (0.9 + 0.1 * Math.random()); // fleets spread out
     link.timer("lifetime", lifetime, () => this._plan(link));
     for (const frame of this._queue.splice(0)) this._write(link, frame);
-    const detail = { connectionId: this.connectionId, planned: link.planned, first };
+    for (const waiting of this._requests.values()) for (const r of waiting) r.link ??= link;
+    const detail = { connectionId: this.connectionId, planned: link.planned, first, latencyMs };
     this._emit("connected", detail);
     if (!first) this._emit("resumed", detail);
   }
@@ -362,6 +431,7 @@ export class Client extends EventTarget {
     const wasRetired = link.retired && !failed;
     link.state = "closed";
     link.clear();
+    this._reask(link);
     if (link === this._next) {
       this._next = null;
       this._planFailures += 1;
@@ -370,6 +440,7 @@ export class Client extends EventTarget {
     }
     if (link !== this._primary || wasRetired || this._closed) return;
     this._primary = null;
+    if (this._ever) this._lostAt ??= Date.now();
     if (link.closeFrame !== null) {
       // The server said why it closes us (kicked): do not come straight back.
       this._end({ code, reason: link.closeFrame.reason ?? reason, byServer: true }, "closed by the server");
@@ -430,12 +501,16 @@ export class Client extends EventTarget {
       case "close":
         link.closeFrame = frame;
         break;
+      case "presence":
+        this._presence(frame);
+        return;
       case "error":
         this._emit("error", frame);
         break;
       case "ack":
         if (frame.action === "whoami" && typeof frame.connectionId === "string") {
           link.connectionId = frame.connectionId;
+          this._remember(frame.connectionId);
           if (link === this._primary && link.state === "live") this.connectionId = frame.connectionId;
           this._answered(link, "$whoami");
           return;
@@ -447,6 +522,63 @@ export class Client extends EventTarget {
         break;
     }
     this._emit("frame", frame);
+  }
+
+  // -- presence -----------------------------------------------------------------------------------
+
+  _remember(connectionId) {
+    this._ownIds.delete(connectionId);
+    this._ownIds.add(connectionId);
+    if (this._ownIds.size > OWN_IDS) this._ownIds.delete(this._ownIds.values().next().value);
+  }
+
+  /**
+   * A presence frame: an event (another connection joined or left a room), or the answer to
+   * the oldest question about its room. The client's own connections are left out of the
+   * events: a planned reconnect's new connection joins (seen on the old socket) and its old
+   * one leaves (seen on the new), while the client stays in its rooms throughout.
+   */
+  _presence(frame) {
+    if (typeof frame.room !== "string") return;
+    if (frame.event === "join" || frame.event === "leave") {
+      if (this._ownIds.has(frame.connectionId)) return;
+      const detail = { event: frame.event, room: frame.room, connectionId: frame.connectionId };
+      if (typeof frame.userId === "string") detail.userId = frame.userId;
+      this._emit("presence", detail);
+      return;
+    }
+    const request = this._requests.get(frame.room)?.[0];
+    if (request === undefined) return; // answered after its timeout
+    const users = Array.isArray(frame.users) ? frame.users : [];
+    const connections = Number.isSafeInteger(frame.connections) ? frame.connections : 0;
+    this._settle(request, null, { room: frame.room, users, connections });
+  }
+
+  /** Resolve (or, given an error, reject) a presence request and forget it. */
+  _settle(request, error, answer = undefined) {
+    clearTimeout(request.timer);
+    const waiting = this._requests.get(request.room) ?? [];
+    const at = waiting.indexOf(request);
+    if (at < 0) return;
+    waiting.splice(at, 1);
+    if (waiting.length === 0) this._requests.delete(request.room);
+    if (error) request.reject(error);
+    else request.resolve(answer);
+  }
+
+  /** Reject every request (the client closed). */
+  _failRequests(why) {
+    for (const waiting of [...this._requests.values()]) {
+      for (const request of [...waiting]) this._settle(request, new RequestError("closed", request.room, why));
+    }
+  }
+
+  /** The requests that went out on `link`, closed before their answer, go out again. */
+  _reask(link) {
+    if (this._closed) return;
+    for (const waiting of [...this._requests.values()]) {
+      for (const request of [...waiting]) if (request.link === link) this._ask(request);
+    }
   }
 
   _room(name) {

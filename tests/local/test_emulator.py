@@ -324,6 +324,27 @@ async def test_a_binary_frame_closes_with_1003_before_any_lambda_runs() -> None:
     assert event["requestContext"]["disconnectStatusCode"] == 1003
 
 
+async def test_frames_received_before_a_close_are_routed_before_disconnect() -> None:
+    release = threading.Event()
+
+    def slow(event: Event, _context: Any) -> None:  # the first frame holds the others queued
+        if event["body"] == "0":
+            release.wait(WAIT_S)
+
+    recorder = Recorder(MESSAGE=slow)
+    async with serving(recorder) as served:
+        async with served.client("a") as ws:
+            cid = recorder.connection_id("a")
+            for n in range(5):
+                await ws.send(str(n))
+            await recorder.wait_for("MESSAGE", cid)
+        # the client closed with four frames queued behind the running one
+        release.set()
+        await recorder.wait_for("DISCONNECT", cid)
+    kinds = [(e["requestContext"]["eventType"], e.get("body")) for e in recorder.events]
+    assert kinds[-6:] == [*(("MESSAGE", str(n)) for n in range(5)), ("DISCONNECT", None)]
+
+
 async def test_connection_id_of_a_user_agent() -> None:
     recorder = Recorder()
     async with (

@@ -532,11 +532,15 @@ class Emulator:
     async def _invocations(
         self, connection: _Connection, messages: MemoryObjectReceiveStream[str]
     ) -> None:
-        """Invoke the routes of a connection's frames one at a time, in frame order."""
+        """Invoke the routes of a connection's frames one at a time, in frame order.
+
+        A frame read while the connection was open is routed even if it closes meanwhile, before
+        ``$disconnect``: API Gateway invokes a route for each frame as it arrives, so a close
+        (the client's make-before-break, a DeleteConnection) never takes back frames it had
+        already received; only the one-at-a-time order makes them wait here.
+        """
         async with messages:
             async for data in messages:
-                if connection.state is not _State.OPEN:
-                    continue  # closing: the frames still queued are dropped
                 try:
                     await self._message(connection, data)
                 except Exception:  # a bug of ours must close the connection, not orphan it

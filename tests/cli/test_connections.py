@@ -260,16 +260,6 @@ async def test_get_of_an_unknown_connection_exits_1(table_name, endpoint) -> Non
         pytest.param(["connections", "get", "--table", "t", ""], "connection id", id="get-empty"),
         pytest.param(["connections", "kick", "--table", "t"], "required", id="kick-nobody"),
         pytest.param(
-            ["connections", "get", "--table", "t", "-gfm9P0AcpoOv3w="],
-            "goes after '--': -- -gfm9P0AcpoOv3w=",
-            id="get-dashed-id",
-        ),
-        pytest.param(
-            ["connections", "kick", "a=", "-gfm9P0AcpoOv3w=", "--table", "t"],
-            "goes after '--'",
-            id="kick-dashed-id",
-        ),
-        pytest.param(
             ["connections", "kick", "a=", "--user", "u", "--table", "t"],
             "not allowed",
             id="kick-both",

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = [
     "OneLineParser",
@@ -27,28 +26,23 @@ __all__ = [
 ]
 
 
-# A connection id as API Gateway makes them; one may start with "-", which argparse takes
-# for an option unless it comes after "--".
-_DASHED_ID = re.compile(r"-[A-Za-z0-9_-]{14}=")
-
-
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but an error is one line on stderr and exit status 2; one caused by a
-    connection id that starts with ``-`` says to put it after ``--``."""
+    """argparse, but an error is one line on stderr and exit status 2, and a connection id
+    that starts with ``-`` (API Gateway's ids may: ``-gfm9P0AcpoOv3w=``) is an argument, not
+    an unknown option, wherever it stands."""
 
-    _argv: Sequence[str] = ()
-
-    def parse_known_args(  # type: ignore[override]  # typeshed overloads; one signature here
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        self._argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(args, namespace)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse reads a token that looks like a negative number as a positional when the
+        # parser has no option that looks like one; widening its matcher to connection ids
+        # is the one hook it offers (no option of ours is 16 characters ending in "=").
+        self._negative_number_matcher = _NEGATIVE_OR_CONNECTION_ID
 
     def error(self, message: str) -> NoReturn:
-        dashed = next((arg for arg in self._argv if _DASHED_ID.fullmatch(arg)), None)
-        if dashed is not None:
-            message += f" (an id that starts with '-' goes after '--': -- {dashed})"
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+_NEGATIVE_OR_CONNECTION_ID = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[A-Za-z0-9_-]{14}=$")
 
 
 def add_version_option(parser: argparse.ArgumentParser) -> None:
